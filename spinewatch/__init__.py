@@ -1,0 +1,6 @@
+"""SpineWatch: open posture monitoring from a back-worn IMU."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+__version__ = "0.1.0"

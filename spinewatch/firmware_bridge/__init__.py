@@ -1,0 +1,1 @@
+"""Sensor side: BLE profiles and connection, replay and simulated sources."""

@@ -1,0 +1,1 @@
+"""GATT profiles of supported sensors: UUIDs and pure packet decoders."""

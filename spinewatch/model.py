@@ -1,0 +1,114 @@
+"""Frozen value types that cross component boundaries (bridge -> signal -> service)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+Float1D = npt.NDArray[np.float64]
+Float2D = npt.NDArray[np.float64]
+Int8_1D = npt.NDArray[np.int8]
+
+NS_PER_S: Final = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ImuBatch:
+    """Consecutive IMU samples of one sensor, evenly spaced in sensor time.
+
+    Attributes:
+        t0_ns: sensor time of the first sample, ns on the sensor's monotonic clock
+            (not UTC; the publisher maps it to UTC with a clock anchor).
+        dt_ns: sample period, ns (10_000_000 at 100 Hz).
+        gyr_rad_s: (N, 3) angular rate in rad/s, sensor frame, raw (bias not removed).
+        acc_m_s2: (N, 3) specific force in m/s^2, sensor frame (about +9.81 on the
+            axis pointing up when still).
+        gap_before: True if samples were lost just before this batch; the filter
+            resets its motion state across the gap.
+    """
+
+    t0_ns: int
+    dt_ns: int
+    gyr_rad_s: Float2D
+    acc_m_s2: Float2D
+    gap_before: bool = False
+
+    def __post_init__(self) -> None:
+        if self.gyr_rad_s.ndim != 2 or self.gyr_rad_s.shape[1] != 3:
+            raise ValueError(f"gyr_rad_s must have shape (N, 3), got {self.gyr_rad_s.shape}")
+        if self.acc_m_s2.shape != self.gyr_rad_s.shape:
+            raise ValueError(
+                f"acc_m_s2 shape {self.acc_m_s2.shape} != gyr_rad_s shape {self.gyr_rad_s.shape}"
+            )
+        if self.dt_ns <= 0:
+            raise ValueError(f"dt_ns must be > 0, got {self.dt_ns}")
+
+    def __len__(self) -> int:
+        return int(self.gyr_rad_s.shape[0])
+
+    @property
+    def rate_hz(self) -> float:
+        return NS_PER_S / self.dt_ns
+
+
+@dataclass(frozen=True, slots=True)
+class PostureBatch:
+    """Trunk angles of consecutive samples, relative to the calibrated neutral posture.
+
+    Attributes:
+        patient: pseudonymous patient id.
+        device: pseudonymous device id.
+        t0_ns: UTC time of the first sample, ns since the Unix epoch (sensor-derived).
+        dt_ns: sample period, ns.
+        flexion_deg: (N,) sagittal flexion in degrees, forward bend positive.
+        lateral_deg: (N,) lateral bend in degrees, bend to the right positive.
+        state: (N,) int8 posture state, 0 = neutral, 1 = slouching (confirmed episode).
+        activity: (N,) int8 activity, see ``spinewatch.signal.activity.Activity``.
+    """
+
+    patient: str
+    device: str
+    t0_ns: int
+    dt_ns: int
+    flexion_deg: Float1D
+    lateral_deg: Float1D
+    state: Int8_1D = field(default_factory=lambda: np.zeros(0, np.int8))
+    activity: Int8_1D = field(default_factory=lambda: np.zeros(0, np.int8))
+
+    def __post_init__(self) -> None:
+        n = len(self.flexion_deg)
+        if len(self.lateral_deg) != n:
+            raise ValueError(f"lateral_deg has {len(self.lateral_deg)} samples, flexion_deg {n}")
+        for name in ("state", "activity"):
+            arr = getattr(self, name)
+            if len(arr) not in (0, n):
+                raise ValueError(f"{name} has {len(arr)} samples, flexion_deg {n}")
+
+    def __len__(self) -> int:
+        return len(self.flexion_deg)
+
+
+@dataclass(frozen=True, slots=True)
+class SlouchEvent:
+    """One slouch episode.
+
+    Attributes:
+        start_ns: UTC ns of the first sample above the threshold.
+        end_ns: UTC ns of the first sample back below threshold - hysteresis.
+        peak_deg: largest flexion during the episode, degrees.
+        mean_deg: mean flexion during the episode, degrees.
+    """
+
+    patient: str
+    device: str
+    start_ns: int
+    end_ns: int
+    peak_deg: float
+    mean_deg: float
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / NS_PER_S

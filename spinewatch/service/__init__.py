@@ -1,0 +1,1 @@
+"""Service side: wire format, MQTT publisher and ingest, storage, config, CLI."""

@@ -1,0 +1,7 @@
+"""Pure numeric posture code: orientation, angles, activity, slouch detection. No I/O."""
+
+from __future__ import annotations
+
+from spinewatch.signal.orientation import OrientationFilter, OrientationParams, estimate_orientation
+
+__all__ = ["OrientationFilter", "OrientationParams", "estimate_orientation"]
