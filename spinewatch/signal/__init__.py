@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
+from spinewatch.signal.activity import Activity, ActivityClassifier
+from spinewatch.signal.angles import neutral_alignment, tilt_deg, trunk_angles_deg, up_in_sensor
 from spinewatch.signal.orientation import OrientationFilter, OrientationParams, estimate_orientation
+from spinewatch.signal.slouch import SlouchDetector, detect_slouch
+from spinewatch.signal.tracker import PostureParams, PostureTracker, TrackerOutput
 
-__all__ = ["OrientationFilter", "OrientationParams", "estimate_orientation"]
+__all__ = [
+    "Activity",
+    "ActivityClassifier",
+    "OrientationFilter",
+    "OrientationParams",
+    "PostureParams",
+    "PostureTracker",
+    "SlouchDetector",
+    "TrackerOutput",
+    "detect_slouch",
+    "estimate_orientation",
+    "neutral_alignment",
+    "tilt_deg",
+    "trunk_angles_deg",
+    "up_in_sensor",
+]

@@ -6,4 +6,4 @@ from typing import Final
 
 # Kernels may reassociate sums and contract to FMA, but must keep NaN/inf semantics:
 # bad samples are detected with np.isfinite inside kernels ("nnan"/"ninf" would break that).
-FASTMATH_FLAGS: Final = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+FASTMATH_FLAGS: Final[set[str]] = {"nsz", "arcp", "contract", "afn", "reassoc"}  # numba wants a set

@@ -1,0 +1,158 @@
+"""Streaming posture tracker: orientation -> neutral calibration -> angles -> activity -> slouch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from spinewatch.signal.activity import Activity, ActivityClassifier
+from spinewatch.signal.angles import neutral_alignment, trunk_angles_deg, up_in_sensor
+from spinewatch.signal.orientation import OrientationFilter, OrientationParams
+from spinewatch.signal.slouch import SlouchDetector
+
+Float1D = npt.NDArray[np.float64]
+Float2D = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class PostureParams:
+    """Posture analytics settings (per patient).
+
+    Attributes:
+        threshold_deg: flexion above neutral that starts a slouch, degrees.
+        hysteresis_deg: a slouch ends below ``threshold_deg - hysteresis_deg``, degrees.
+        min_duration_s: shortest slouch reported, seconds.
+        calibration_s: neutral-posture capture at the start of a stream, seconds.
+        lying_deg: trunk inclination from vertical above which the patient counts as lying
+            (no slouch is detected while lying), degrees.
+    """
+
+    threshold_deg: float = 20.0
+    hysteresis_deg: float = 5.0
+    min_duration_s: float = 30.0
+    calibration_s: float = 10.0
+    lying_deg: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold_deg < 90:
+            raise ValueError(f"threshold_deg must be in (0, 90), got {self.threshold_deg}")
+        if not 0 <= self.hysteresis_deg < self.threshold_deg:
+            raise ValueError(
+                f"hysteresis_deg must be in [0, threshold_deg), got {self.hysteresis_deg}"
+            )
+        if not self.min_duration_s >= 0:
+            raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
+        if not self.calibration_s > 0:
+            raise ValueError(f"calibration_s must be > 0, got {self.calibration_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerOutput:
+    """What :meth:`PostureTracker.update` returns for one chunk of N samples.
+
+    Attributes:
+        flexion_deg: (N,) forward flexion relative to neutral, degrees.
+        lateral_deg: (N,) lateral bend relative to neutral (right positive), degrees.
+        state: (N,) int8, 1 inside a confirmed slouch (longer than the minimum duration).
+        activity: (N,) int8 :class:`Activity`.
+        episodes: (K, 4) slouches closed in this chunk: ``[start, end, peak_deg, mean_deg]``
+            with global sample indices (sample 0 = first sample of the stream).
+    """
+
+    flexion_deg: Float1D
+    lateral_deg: Float1D
+    state: npt.NDArray[np.int8]
+    activity: npt.NDArray[np.int8]
+    episodes: Float2D
+
+
+class PostureTracker:
+    """Turns raw IMU chunks into trunk angles, activity and slouch episodes.
+
+    During the first ``calibration_s`` seconds the neutral up direction is the running mean
+    of the estimated up direction (the patient sits upright and still); after that it is
+    fixed, and angles are relative to it. Slouches are not detected during calibration or
+    while lying.
+
+    Args:
+        rate_hz: sample rate, Hz.
+        params: posture settings.
+        orientation_params: orientation filter tuning (defaults suit a body-worn sensor).
+    """
+
+    def __init__(
+        self,
+        rate_hz: float,
+        params: PostureParams | None = None,
+        orientation_params: OrientationParams | None = None,
+    ) -> None:
+        self.rate_hz = float(rate_hz)
+        self.params = params or PostureParams()
+        p = self.params
+        self.orientation = OrientationFilter(rate_hz, orientation_params)
+        self.activity = ActivityClassifier(rate_hz, lying_deg=p.lying_deg)
+        self.slouch = SlouchDetector(rate_hz, p.threshold_deg, p.hysteresis_deg, p.min_duration_s)
+        self._cal_samples = max(1, int(round(p.calibration_s * rate_hz)))
+        self._cal_sum = np.zeros(3)
+        self._cal_n = 0
+
+    @property
+    def calibrated(self) -> bool:
+        return self._cal_n >= self._cal_samples
+
+    @property
+    def neutral_up_sensor(self) -> Float1D:
+        """Neutral up direction in the sensor frame (unit vector; running mean until calibrated)."""
+        if self._cal_n == 0:
+            return np.array([0.0, 0.0, 1.0])
+        return self._cal_sum / np.linalg.norm(self._cal_sum)
+
+    def reset_motion(self) -> None:
+        """Call after a gap in the data: the orientation filter restarts its motion state."""
+        reset = getattr(self.orientation, "reset_motion", None)
+        if reset is not None:
+            reset()
+
+    def update(self, gyr_rad_s: npt.ArrayLike, acc_m_s2: npt.ArrayLike) -> TrackerOutput:
+        """Process a chunk.
+
+        Args:
+            gyr_rad_s: (N, 3) angular rate, rad/s, sensor frame, raw.
+            acc_m_s2: (N, 3) specific force, m/s^2, sensor frame.
+        """
+        q = self.orientation.update(gyr_rad_s, acc_m_s2)
+        up = up_in_sensor(q)
+        n = up.shape[0]
+        flex = np.empty(n)
+        lat = np.empty(n)
+        i = 0
+        if not self.calibrated:
+            # calibration window: neutral is the running mean, updated sample by sample
+            m = min(n, self._cal_samples - self._cal_n)
+            good = np.all(np.isfinite(up[:m]), axis=1)
+            csum = np.cumsum(np.where(good[:, None], up[:m], 0.0), axis=0) + self._cal_sum
+            self._cal_sum = csum[-1].copy()
+            self._cal_n += m
+            for j in range(m):
+                r = neutral_alignment(csum[j]) if np.any(csum[j]) else np.eye(3)
+                f, la = trunk_angles_deg((r @ up[j])[None, :])
+                flex[j], lat[j] = f[0], la[0]
+            i = m
+        if i < n:
+            r = neutral_alignment(self._cal_sum)
+            f, la = trunk_angles_deg(up[i:] @ r.T)
+            flex[i:], lat[i:] = f, la
+        # inclination of the trunk from vertical: angle of up_body from body z
+        incl = np.degrees(np.arccos(np.clip(np.cos(np.radians(flex)) * np.cos(np.radians(lat)), -1, 1)))
+        act = self.activity.update(np.asarray(acc_m_s2, dtype=np.float64), incl)
+        angle = flex.copy()
+        angle[:i] = -np.inf  # no slouch detection inside the calibration window
+        angle[act == Activity.LYING] = -np.inf
+        episodes, state = self.slouch.update(angle)
+        return TrackerOutput(flex, lat, state, act, episodes)
+
+    def flush(self) -> Float2D:
+        """Close a slouch still open at the end of the stream; rows as in ``episodes``."""
+        return self.slouch.flush()
