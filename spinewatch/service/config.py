@@ -1,0 +1,292 @@
+"""One typed configuration: defaults < TOML file < environment variables, validated at start."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import tomllib
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, get_args, get_type_hints
+
+from spinewatch.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """MQTT connection.
+
+    Attributes:
+        url: ``mqtt://[user:password@]host[:port]`` (``mqtts://`` for TLS). Empty: the demo
+            starts a private broker; ``ingest`` requires a URL.
+        protocol: ``5``, ``3.1.1``, or ``auto`` (MQTT 5 if the broker accepts it).
+        qos: delivery guarantee of posture and event messages (1 = at least once).
+        keepalive_s: MQTT keep-alive, seconds.
+        session_expiry_s: how long the broker keeps a disconnected client's session, seconds.
+        max_inflight: unacknowledged QoS 1 publishes in flight per connection.
+        share_group: ingest subscribes via ``$share/<group>/...`` (MQTT 5 brokers); empty: plain.
+    """
+
+    url: str = ""
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    qos: Literal[0, 1, 2] = 1
+    keepalive_s: int = 30
+    session_expiry_s: int = 86_400
+    max_inflight: int = 100
+    share_group: str = "ingest"
+
+    @property
+    def parsed(self) -> urllib.parse.SplitResult:
+        return urllib.parse.urlsplit(self.url)
+
+    @property
+    def host(self) -> str:
+        return self.parsed.hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        p = self.parsed
+        return p.port or (8883 if p.scheme == "mqtts" else 1883)
+
+    @property
+    def tls(self) -> bool:
+        return self.parsed.scheme == "mqtts"
+
+    @property
+    def username(self) -> str | None:
+        u = self.parsed.username
+        return urllib.parse.unquote(u) if u else None
+
+    @property
+    def password(self) -> str | None:
+        pw = self.parsed.password
+        return urllib.parse.unquote(pw) if pw else None
+
+    @property
+    def address(self) -> str:
+        """URL without credentials, for messages and logs."""
+        return f"{self.parsed.scheme}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxConfig:
+    """InfluxDB target. Give ``db`` for InfluxDB 1.x, or ``org``+``bucket``+``token`` for 2.x/3.x.
+
+    Attributes:
+        url: e.g. ``http://127.0.0.1:8086``. Empty: the local SQLite store is used.
+        db: InfluxDB 1.x database (plain ``/write`` endpoint).
+        org, bucket, token: InfluxDB 2.x/3.x/Cloud (influxdb-client).
+        username, password: InfluxDB 1.x authentication, if enabled.
+    """
+
+    url: str = ""
+    db: str = ""
+    org: str = ""
+    bucket: str = ""
+    token: str = ""
+    username: str = ""
+    password: str = ""
+
+    @property
+    def kind(self) -> Literal["none", "v1", "v2"]:
+        if not self.url:
+            return "none"
+        return "v1" if self.db else "v2"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """Ingest worker.
+
+    Attributes:
+        worker_id: stable identity used in the MQTT client id, so a restarted worker resumes
+            its session; empty: ``ingest-<hostname>``.
+        batch_max_points: write to the database once this many points are pending.
+        batch_interval_s: ... or once the oldest pending point waited this long, seconds.
+        max_unacked: most MQTT messages held unacknowledged (MQTT 5 receive maximum).
+    """
+
+    worker_id: str = ""
+    batch_max_points: int = 50_000
+    batch_interval_s: float = 1.0
+    max_unacked: int = 1000
+
+    @property
+    def effective_worker_id(self) -> str:
+        return self.worker_id or f"ingest-{socket.gethostname()}"
+
+
+@dataclass(frozen=True, slots=True)
+class PostureConfig:
+    """Default posture settings (a patient's own config, once set, overrides them).
+
+    Attributes:
+        threshold_deg: flexion above neutral that starts a slouch, degrees.
+        hysteresis_deg: a slouch ends below threshold - hysteresis, degrees.
+        min_duration_s: shortest slouch reported, seconds.
+        calibration_s: neutral-posture capture at stream start, seconds.
+    """
+
+    threshold_deg: float = 20.0
+    hysteresis_deg: float = 5.0
+    min_duration_s: float = 30.0
+    calibration_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything SpineWatch reads from the outside world, loaded once by the CLI."""
+
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    influx: InfluxConfig = field(default_factory=InfluxConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    posture: PostureConfig = field(default_factory=PostureConfig)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, path: str | Path | None = None) -> Config:
+        """Build the config from an optional TOML file and the environment.
+
+        Args:
+            env: environment (default ``os.environ``); ``SPINEWATCH_CONFIG`` names a TOML file.
+            path: TOML file; overrides ``SPINEWATCH_CONFIG``.
+
+        Raises:
+            ConfigError: naming the key, the value and what is allowed.
+        """
+        env = os.environ if env is None else env
+        sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+        path = path or env.get("SPINEWATCH_CONFIG") or None
+        if path:
+            p = Path(path)
+            try:
+                data = tomllib.loads(p.read_text())
+            except FileNotFoundError as exc:
+                raise ConfigError("SPINEWATCH_CONFIG", str(p), "an existing TOML file") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(str(p), "(file)", f"valid TOML ({exc})") from exc
+            for sec, values in data.items():
+                if sec not in _SECTIONS:
+                    raise ConfigError(sec, "(section)", f"one of [{'], ['.join(_SECTIONS)}]")
+                if not isinstance(values, dict):
+                    raise ConfigError(sec, values, "a [section] table")
+                for key, value in values.items():
+                    sections[sec][key] = _coerce(_SECTIONS[sec], f"{sec}.{key}", key, value)
+        for var, (sec, key) in ENV_VARS.items():
+            if var in env and env[var] != "":
+                sections[sec][key] = _coerce(_SECTIONS[sec], var, key, env[var])
+        cfg = cls(**{sec: _SECTIONS[sec](**vals) for sec, vals in sections.items()})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Cross-field checks, in the style of Telegraf's ``Init()``."""
+        m = self.mqtt
+        if m.url:
+            p = m.parsed
+            if p.scheme not in ("mqtt", "mqtts") or not p.hostname:
+                raise ConfigError("SPINEWATCH_MQTT_URL", m.url, "mqtt://host[:port] or mqtts://host[:port]")
+            try:
+                _ = p.port
+            except ValueError as exc:
+                raise ConfigError("SPINEWATCH_MQTT_URL", m.url, "a port number 1-65535") from exc
+        for key, val in (("keepalive_s", m.keepalive_s), ("max_inflight", m.max_inflight)):
+            if val <= 0:
+                raise ConfigError(f"mqtt.{key}", val, "an integer > 0")
+        if m.session_expiry_s < 0:
+            raise ConfigError("mqtt.session_expiry_s", m.session_expiry_s, "an integer >= 0")
+        i = self.influx
+        if i.url:
+            p = urllib.parse.urlsplit(i.url)
+            if p.scheme not in ("http", "https") or not p.hostname:
+                raise ConfigError("SPINEWATCH_INFLUX_URL", i.url, "http://host:port or https://host:port")
+            if not i.db and not (i.org and i.bucket and i.token):
+                raise ConfigError(
+                    "SPINEWATCH_INFLUX_DB", i.db,
+                    "a database name (InfluxDB 1.x), or set SPINEWATCH_INFLUX_ORG, "
+                    "SPINEWATCH_INFLUX_BUCKET and SPINEWATCH_INFLUX_TOKEN (2.x/3.x)",
+                )
+        g = self.ingest
+        if g.batch_max_points <= 0:
+            raise ConfigError("ingest.batch_max_points", g.batch_max_points, "an integer > 0")
+        if not g.batch_interval_s > 0:
+            raise ConfigError("ingest.batch_interval_s", g.batch_interval_s, "a number > 0")
+        if g.max_unacked <= 0 or g.max_unacked > 65535:
+            raise ConfigError("ingest.max_unacked", g.max_unacked, "an integer 1-65535")
+        if g.worker_id and not all(c.isalnum() or c in "-_." for c in g.worker_id):
+            raise ConfigError("SPINEWATCH_WORKER_ID", g.worker_id, "letters, digits, - _ .")
+        s = self.posture
+        if not 0 < s.threshold_deg < 90:
+            raise ConfigError("posture.threshold_deg", s.threshold_deg, "a number in (0, 90)")
+        if not 0 <= s.hysteresis_deg < s.threshold_deg:
+            raise ConfigError("posture.hysteresis_deg", s.hysteresis_deg, "a number in [0, threshold_deg)")
+        if s.min_duration_s < 0:
+            raise ConfigError("posture.min_duration_s", s.min_duration_s, "a number >= 0")
+        if not s.calibration_s > 0:
+            raise ConfigError("posture.calibration_s", s.calibration_s, "a number > 0")
+
+
+_SECTIONS: Final[dict[str, type]] = {
+    "mqtt": MqttConfig,
+    "influx": InfluxConfig,
+    "ingest": IngestConfig,
+    "posture": PostureConfig,
+}
+
+# Environment variable -> (section, key). These names are a contract (issue #3, #6).
+ENV_VARS: Final[dict[str, tuple[str, str]]] = {
+    "SPINEWATCH_MQTT_URL": ("mqtt", "url"),
+    "SPINEWATCH_MQTT_PROTOCOL": ("mqtt", "protocol"),
+    "SPINEWATCH_INFLUX_URL": ("influx", "url"),
+    "SPINEWATCH_INFLUX_DB": ("influx", "db"),
+    "SPINEWATCH_INFLUX_ORG": ("influx", "org"),
+    "SPINEWATCH_INFLUX_BUCKET": ("influx", "bucket"),
+    "SPINEWATCH_INFLUX_TOKEN": ("influx", "token"),
+    "SPINEWATCH_INFLUX_USERNAME": ("influx", "username"),
+    "SPINEWATCH_INFLUX_PASSWORD": ("influx", "password"),
+    "SPINEWATCH_WORKER_ID": ("ingest", "worker_id"),
+}
+
+
+def _coerce(section_cls: type, key_name: str, key: str, value: object) -> object:
+    """Convert ``value`` to the type of ``section_cls.key``; ConfigError names ``key_name``."""
+    fields = {f.name for f in dataclasses.fields(section_cls)}
+    if key not in fields:
+        raise ConfigError(key_name, value, f"a known key: {', '.join(sorted(fields))}")
+    hint = get_type_hints(section_cls)[key]
+    choices = get_args(hint) if getattr(hint, "__origin__", None) is Literal else ()
+    if choices:
+        for c in choices:
+            if str(c) == str(value):
+                return c
+        raise ConfigError(key_name, value, "one of " + ", ".join(str(c) for c in choices))
+    try:
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)  # type: ignore[call-overload]
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            f = float(value)  # type: ignore[arg-type]
+            if not math.isfinite(f):
+                raise ValueError
+            return f
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+    except (TypeError, ValueError) as exc:
+        kind = {int: "an integer", float: "a finite number", bool: "true or false"}[hint]
+        raise ConfigError(key_name, value, kind) from exc
+    if not isinstance(value, str):
+        raise ConfigError(key_name, value, "a string")
+    return value

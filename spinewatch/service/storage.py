@@ -1,0 +1,331 @@
+"""Where ingested points go: InfluxDB 1.x (/write), InfluxDB 2.x/3.x (influxdb-client), or SQLite.
+
+Every store writes idempotently: a point is keyed by (measurement, patient, device, time),
+so a redelivered MQTT message overwrites the same points instead of adding new ones.
+Every store also answers the few read queries the report needs, in InfluxQL for InfluxDB
+(portable across 1.x, 2.x with a DBRP mapping, and 3.x) and in SQL for SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from spinewatch.errors import ConnectionFailed, SpineWatchError
+from spinewatch.service.lineprotocol import to_lines
+from spinewatch.service.wire import EventMsg, PostureMsg
+
+_LOGGER = logging.getLogger(__name__)
+
+# One HTTP request may not hang the ingest loop: InfluxDB answers a 5,000-point write in
+# milliseconds; 30 s covers a compaction stall without leaving a dead server undetected.
+HTTP_TIMEOUT_S: Final = 30.0
+NS_PER_MIN: Final = 60 * 10**9
+
+Message = PostureMsg | EventMsg
+
+
+class StoreRejected(SpineWatchError):
+    """The database refused the data itself (HTTP 4xx): retrying the same points won't help."""
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteSeries:
+    """Posture per minute for one patient (all devices).
+
+    Attributes:
+        t_ns: (M,) int64 UTC start of each minute, ns.
+        flexion_mean_deg: (M,) mean flexion, degrees.
+        lateral_mean_deg: (M,) mean lateral bend, degrees.
+        samples: (M,) int64 number of samples in the minute.
+        slouch_fraction: (M,) fraction of samples in a confirmed slouch (0..1).
+    """
+
+    t_ns: npt.NDArray[np.int64]
+    flexion_mean_deg: npt.NDArray[np.float64]
+    lateral_mean_deg: npt.NDArray[np.float64]
+    samples: npt.NDArray[np.int64]
+    slouch_fraction: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class SlouchRow:
+    start_ns: int
+    duration_s: float
+    peak_deg: float
+    mean_deg: float | None
+
+
+class Store(Protocol):
+    """What the ingest worker and the report need from a database."""
+
+    address: str
+
+    def write(self, msgs: Sequence[Message]) -> int:
+        """Write the points of ``msgs``; return how many points were written.
+
+        Raises:
+            ConnectionFailed: the database could not be reached or failed (retry later).
+            StoreRejected: the database refused the data (do not retry).
+        """
+
+    def minutes(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries: ...
+
+    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]: ...
+
+    def count_posture(self, patient: str) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _empty_minutes() -> MinuteSeries:
+    z = np.zeros(0)
+    return MinuteSeries(np.zeros(0, np.int64), z, z, np.zeros(0, np.int64), z)
+
+
+# --------------------------------------------------------------------------- InfluxDB (HTTP)
+
+
+def _q(s: str) -> str:
+    """InfluxQL string literal."""
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class _InfluxHttp:
+    """Shared InfluxQL reads over HTTP ``/query`` (1.x natively, 2.x via DBRP, 3.x)."""
+
+    address: str
+
+    def __init__(self, url: str, db: str, headers: dict[str, str], params: dict[str, str]) -> None:
+        self.url = url.rstrip("/")
+        self.address = self.url
+        self.db = db
+        self._headers = headers
+        self._params = params
+
+    def _request(self, path: str, params: dict[str, str], body: bytes | None) -> bytes:
+        qs = urllib.parse.urlencode({**self._params, **params})
+        req = urllib.request.Request(
+            f"{self.url}{path}?{qs}", data=body, headers=self._headers,
+            method="POST" if body is not None else "GET",
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode(errors="replace")
+            if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                raise StoreRejected(f"{self.url}{path}: HTTP {exc.code}: {detail}") from exc
+            raise ConnectionFailed(self.url, f"HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConnectionFailed(self.url, str(getattr(exc, "reason", exc))) from exc
+
+    def query(self, influxql: str) -> list[dict[str, Any]]:
+        """Run InfluxQL; return the ``series`` of the first statement (empty list if none)."""
+        raw = self._request("/query", {"db": self.db, "q": influxql, "epoch": "ns"}, None)
+        res = json.loads(raw)["results"][0]
+        if "error" in res:
+            raise StoreRejected(f"InfluxQL error: {res['error']}: {influxql}")
+        return list(res.get("series", []))
+
+    def minutes(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries:
+        series = self.query(
+            'SELECT mean("flexion_deg"), mean("lateral_deg"), count("flexion_deg"), mean("state") '
+            f'FROM "posture" WHERE "patient" = {_q(patient)} '
+            f"AND time >= {start_ns} AND time < {end_ns} GROUP BY time(1m) fill(none)"
+        )
+        if not series:
+            return _empty_minutes()
+        v = series[0]["values"]
+        a = np.array([[np.nan if x is None else x for x in row] for row in v], dtype=np.float64)
+        return MinuteSeries(
+            np.array([row[0] for row in v], dtype=np.int64), a[:, 1], a[:, 2],
+            a[:, 3].astype(np.int64), np.nan_to_num(a[:, 4]),
+        )
+
+    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
+        series = self.query(
+            'SELECT "duration_s", "peak_deg", "mean_deg" FROM "slouch" '
+            f'WHERE "patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns}'
+        )
+        if not series:
+            return []
+        return [SlouchRow(int(t), float(d), float(p), m) for t, d, p, m in series[0]["values"]]
+
+    def count_posture(self, patient: str) -> int:
+        series = self.query(
+            f'SELECT count("flexion_deg") FROM "posture" WHERE "patient" = {_q(patient)}'
+        )
+        return int(series[0]["values"][0][1]) if series else 0
+
+
+class Influx1Store(_InfluxHttp):
+    """InfluxDB 1.x through its plain ``/write`` endpoint (works back to 1.0).
+
+    Args:
+        url: e.g. ``http://127.0.0.1:8086``.
+        db: database name (created by :meth:`ensure_database`).
+        username, password: for servers with auth enabled.
+    """
+
+    def __init__(self, url: str, db: str, username: str = "", password: str = "") -> None:
+        params = {"u": username, "p": password} if username else {}
+        super().__init__(url, db, {}, params)
+
+    def ensure_database(self) -> None:
+        self._request("/query", {"q": f'CREATE DATABASE "{self.db}"'}, b"")
+
+    def write(self, msgs: Sequence[Message]) -> int:
+        lines = to_lines(msgs)
+        if lines:
+            self._request("/write", {"db": self.db, "precision": "ns"}, "\n".join(lines).encode())
+        return len(lines)
+
+    def close(self) -> None:
+        pass
+
+
+class Influx2Store(_InfluxHttp):
+    """InfluxDB 2.x / 3.x / Cloud (and 1.8+ compatibility API) through influxdb-client.
+
+    Writes go through influxdb-client's synchronous write API as line-protocol bytes; the
+    report's InfluxQL reads use ``/query`` with the bucket's DBRP mapping.
+    """
+
+    def __init__(self, url: str, org: str, bucket: str, token: str) -> None:
+        from influxdb_client import InfluxDBClient  # noqa: PLC0415 - heavy import, only here
+        from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415
+
+        super().__init__(url, bucket, {"Authorization": f"Token {token}"}, {})
+        self.org = org
+        self.bucket = bucket
+        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(HTTP_TIMEOUT_S * 1000))
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def write(self, msgs: Sequence[Message]) -> int:
+        from influxdb_client.rest import ApiException  # noqa: PLC0415
+
+        lines = to_lines(msgs)
+        if not lines:
+            return 0
+        try:
+            self._write_api.write(bucket=self.bucket, org=self.org, record="\n".join(lines).encode())
+        except ApiException as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+                raise StoreRejected(f"{self.url}: HTTP {exc.status}: {exc.body!s:.300}") from exc
+            raise ConnectionFailed(self.url, f"HTTP {exc.status}") from exc
+        except Exception as exc:  # urllib3 connection errors and friends
+            raise ConnectionFailed(self.url, str(exc)[:300]) from exc
+        return len(lines)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+class SqliteStore:
+    """Embedded local store for the demo and for sites without InfluxDB.
+
+    Tables mirror the InfluxDB measurements: ``posture`` keyed by (patient, device, ts_ns)
+    and ``slouch`` keyed by (patient, device, start_ns); INSERT OR REPLACE makes rewrites
+    idempotent. Safe to use from several threads (one connection behind a lock).
+
+    Args:
+        path: database file (created with its parent folder if missing).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.address = f"sqlite:{self.path}"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.executescript(
+            """
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=NORMAL;
+            CREATE TABLE IF NOT EXISTS posture (
+                patient TEXT NOT NULL, device TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+                flexion_deg REAL, lateral_deg REAL, state INTEGER, activity INTEGER,
+                PRIMARY KEY (patient, device, ts_ns)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS slouch (
+                patient TEXT NOT NULL, device TEXT NOT NULL, start_ns INTEGER NOT NULL,
+                end_ns INTEGER NOT NULL, duration_s REAL, peak_deg REAL, mean_deg REAL,
+                PRIMARY KEY (patient, device, start_ns)) WITHOUT ROWID;
+            """
+        )
+
+    def write(self, msgs: Sequence[Message]) -> int:
+        n = 0
+        with self._lock, self._db:
+            for m in msgs:
+                if isinstance(m, PostureMsg):
+                    k = len(m)
+                    ts = (m.t0_ns + m.dt_ns * np.arange(k, dtype=np.int64)).tolist()
+                    flex = [None if np.isnan(x) else x for x in m.flexion_deg.tolist()]
+                    lat = [None if np.isnan(x) else x for x in m.lateral_deg.tolist()]
+                    st = m.state.tolist() if m.state is not None else [None] * k
+                    ac = m.activity.tolist() if m.activity is not None else [None] * k
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO posture VALUES (?,?,?,?,?,?,?)",
+                        zip([m.patient] * k, [m.device] * k, ts, flex, lat, st, ac),
+                    )
+                    n += k
+                else:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO slouch VALUES (?,?,?,?,?,?,?)",
+                        (m.patient, m.device, m.start_ns, m.end_ns,
+                         round((m.end_ns - m.start_ns) / 1e9, 2), m.peak_deg, m.mean_deg),
+                    )
+                    n += 1
+        return n
+
+    def minutes(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT ts_ns / ? AS m, avg(flexion_deg), avg(lateral_deg), count(flexion_deg),"
+                " avg(state) FROM posture WHERE patient = ? AND ts_ns >= ? AND ts_ns < ?"
+                " GROUP BY m ORDER BY m",
+                (NS_PER_MIN, patient, start_ns, end_ns),
+            ).fetchall()
+        if not rows:
+            return _empty_minutes()
+        a = np.array([[np.nan if x is None else x for x in r] for r in rows], dtype=np.float64)
+        return MinuteSeries(
+            np.array([r[0] for r in rows], dtype=np.int64) * NS_PER_MIN, a[:, 1], a[:, 2],
+            a[:, 3].astype(np.int64), np.nan_to_num(a[:, 4]),
+        )
+
+    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT start_ns, duration_s, peak_deg, mean_deg FROM slouch"
+                " WHERE patient = ? AND start_ns >= ? AND start_ns < ? ORDER BY start_ns",
+                (patient, start_ns, end_ns),
+            ).fetchall()
+        return [SlouchRow(int(s), float(d), float(p), m) for s, d, p, m in rows]
+
+    def count_posture(self, patient: str) -> int:
+        with self._lock:
+            (n,) = self._db.execute(
+                "SELECT count(flexion_deg) FROM posture WHERE patient = ?", (patient,)
+            ).fetchone()
+        return int(n)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,248 @@
+"""Wire format v1: MQTT topics and JSON payload codec (see docs/wire-format.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from spinewatch.errors import DecodeError
+from spinewatch.model import PostureBatch, SlouchEvent
+
+WIRE_VERSION: Final = 1
+TOPIC_ROOT: Final = "spinewatch/v1"
+KINDS: Final = ("posture", "event", "status", "config", "imu")
+Kind = Literal["posture", "event", "status", "config", "imu"]
+
+# Ids are pseudonymous tokens: no MQTT wildcards, no '/', no spaces, nothing to escape
+# in InfluxDB line protocol tags.
+_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Bigger payloads are refused: 10 s of 100 Hz samples is ~15 KB; 1 MiB leaves wide margin.
+MAX_PAYLOAD_BYTES: Final = 1 << 20
+# Most samples per posture message (10 min at 100 Hz); bounds memory per message.
+MAX_SAMPLES: Final = 60_000
+# Sensor-derived timestamps must lie between 2000-01-01 and 2100-01-01 (UTC ns).
+MIN_TIME_NS: Final = 946_684_800 * 10**9
+MAX_TIME_NS: Final = 4_102_444_800 * 10**9
+# Angles are sent with 0.01 deg resolution: far below sensor accuracy, keeps payloads small.
+ANGLE_DECIMALS: Final = 2
+
+
+def check_id(name: str, value: str) -> str:
+    """Return ``value`` if it is a valid patient/device id, else raise ValueError naming it."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ValueError(
+            f"{name} must be 1-64 characters of A-Z a-z 0-9 _ . -, got {value!r}"
+        )
+    return value
+
+
+def topic(patient: str, device: str, kind: Kind) -> str:
+    """``spinewatch/v1/{patient}/{device}/{kind}``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return f"{TOPIC_ROOT}/{check_id('patient', patient)}/{check_id('device', device)}/{kind}"
+
+
+def subscription(group: str | None = None) -> str:
+    """Topic filter for every patient, device and kind; a shared subscription if ``group``."""
+    f = f"{TOPIC_ROOT}/+/+/+"
+    return f"$share/{group}/{f}" if group else f
+
+
+def parse_topic(t: str) -> tuple[str, str, str]:
+    """Split a v1 topic into ``(patient, device, kind)``.
+
+    Raises:
+        DecodeError: reason ``bad_topic`` if it is not a v1 topic.
+    """
+    parts = t.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_ROOT or parts[4] not in KINDS:
+        raise DecodeError("bad_topic", t[:200])
+    if not _ID_RE.match(parts[2]) or not _ID_RE.match(parts[3]):
+        raise DecodeError("bad_topic", t[:200])
+    return parts[2], parts[3], parts[4]
+
+
+def _round_list(x: npt.NDArray[np.float64]) -> list[float | None]:
+    r = np.round(np.asarray(x, dtype=np.float64), ANGLE_DECIMALS)
+    out: list[float | None] = r.tolist()
+    if not np.all(np.isfinite(r)):
+        out = [v if math.isfinite(v) else None for v in out]  # type: ignore[arg-type]
+    return out
+
+
+def encode_posture(b: PostureBatch, seq: int | None = None) -> bytes:
+    """JSON payload of a posture message. Non-finite angles are sent as ``null``."""
+    msg: dict[str, object] = {
+        "v": WIRE_VERSION,
+        "t0_ns": int(b.t0_ns),
+        "dt_ns": int(b.dt_ns),
+        "flexion_deg": _round_list(b.flexion_deg),
+        "lateral_deg": _round_list(b.lateral_deg),
+    }
+    if len(b.state):
+        msg["state"] = np.asarray(b.state, dtype=np.int64).tolist()
+    if len(b.activity):
+        msg["activity"] = np.asarray(b.activity, dtype=np.int64).tolist()
+    if seq is not None:
+        msg["seq"] = int(seq)
+    return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_event(e: SlouchEvent) -> bytes:
+    """JSON payload of a slouch event message."""
+    msg = {
+        "v": WIRE_VERSION,
+        "kind": "slouch",
+        "start_ns": int(e.start_ns),
+        "end_ns": int(e.end_ns),
+        "peak_deg": round(float(e.peak_deg), ANGLE_DECIMALS),
+        "mean_deg": round(float(e.mean_deg), ANGLE_DECIMALS),
+    }
+    return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class PostureMsg:
+    """A decoded posture message (arrays as float64 / int8, NaN where the sender sent null)."""
+
+    patient: str
+    device: str
+    t0_ns: int
+    dt_ns: int
+    flexion_deg: npt.NDArray[np.float64]
+    lateral_deg: npt.NDArray[np.float64]
+    state: npt.NDArray[np.int8] | None
+    activity: npt.NDArray[np.int8] | None
+
+    def __len__(self) -> int:
+        return len(self.flexion_deg)
+
+
+@dataclass(frozen=True, slots=True)
+class EventMsg:
+    """A decoded slouch event."""
+
+    patient: str
+    device: str
+    start_ns: int
+    end_ns: int
+    peak_deg: float
+    mean_deg: float | None
+
+
+def _load(payload: bytes) -> dict[str, object]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise DecodeError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecodeError("bad_json", str(exc)[:200]) from exc
+    if not isinstance(obj, dict):
+        raise DecodeError("not_object", type(obj).__name__)
+    v = obj.get("v")
+    if v != WIRE_VERSION or isinstance(v, bool):
+        raise DecodeError("bad_version", repr(v)[:50])
+    return obj
+
+
+def _int(obj: dict[str, object], key: str) -> int:
+    v = obj.get(key)
+    if v is None:
+        raise DecodeError("missing_field", key)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise DecodeError("bad_type", f"{key} must be an integer")
+    return v
+
+
+def _time(obj: dict[str, object], key: str) -> int:
+    v = _int(obj, key)
+    if not MIN_TIME_NS <= v <= MAX_TIME_NS:
+        raise DecodeError("absurd_timestamp", f"{key}={v}")
+    return v
+
+
+def _angles(obj: dict[str, object], key: str) -> npt.NDArray[np.float64]:
+    v = obj.get(key)
+    if v is None:
+        raise DecodeError("missing_field", key)
+    if not isinstance(v, list):
+        raise DecodeError("bad_type", f"{key} must be an array")
+    if len(v) > MAX_SAMPLES:
+        raise DecodeError("oversized", f"{key} has {len(v)} samples > {MAX_SAMPLES}")
+    try:
+        arr = np.array([np.nan if x is None else x for x in v], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DecodeError("bad_type", f"{key} must hold numbers") from exc
+    if any(isinstance(x, (bool, str)) for x in v):
+        raise DecodeError("bad_type", f"{key} must hold numbers")
+    if np.any(np.abs(arr) > 360.0):
+        raise DecodeError("out_of_range", f"{key} beyond +/-360 deg")
+    return arr
+
+
+def _codes(obj: dict[str, object], key: str, n: int) -> npt.NDArray[np.int8] | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 127 for x in v
+    ):
+        raise DecodeError("bad_type", f"{key} must be an array of small integers")
+    if len(v) != n:
+        raise DecodeError("length_mismatch", f"{key} has {len(v)} samples, flexion_deg {n}")
+    return np.array(v, dtype=np.int8)
+
+
+def decode_posture(patient: str, device: str, payload: bytes) -> PostureMsg:
+    """Decode and validate a posture payload.
+
+    Raises:
+        DecodeError: with reason bad_json, not_object, bad_version, missing_field, bad_type,
+            length_mismatch, absurd_timestamp, out_of_range or oversized.
+    """
+    obj = _load(payload)
+    t0 = _time(obj, "t0_ns")
+    dt = _int(obj, "dt_ns")
+    if not 0 < dt <= 10**10:
+        raise DecodeError("out_of_range", f"dt_ns={dt} not in (0, 1e10]")
+    flex = _angles(obj, "flexion_deg")
+    lat = _angles(obj, "lateral_deg")
+    if len(flex) != len(lat):
+        raise DecodeError("length_mismatch", f"flexion_deg {len(flex)} != lateral_deg {len(lat)}")
+    if t0 + dt * len(flex) > MAX_TIME_NS:
+        raise DecodeError("absurd_timestamp", "last sample after 2100")
+    return PostureMsg(
+        patient, device, t0, dt, flex, lat,
+        _codes(obj, "state", len(flex)), _codes(obj, "activity", len(flex)),
+    )
+
+
+def decode_event(patient: str, device: str, payload: bytes) -> EventMsg:
+    """Decode and validate an event payload (only ``kind == "slouch"`` is known in v1).
+
+    Raises:
+        DecodeError: as :func:`decode_posture`, plus ``unknown_event``.
+    """
+    obj = _load(payload)
+    if obj.get("kind") != "slouch":
+        raise DecodeError("unknown_event", repr(obj.get("kind"))[:50])
+    start = _time(obj, "start_ns")
+    end = _time(obj, "end_ns")
+    if end < start:
+        raise DecodeError("out_of_range", "end_ns before start_ns")
+    peak = obj.get("peak_deg")
+    mean = obj.get("mean_deg")
+    if not isinstance(peak, (int, float)) or isinstance(peak, bool) or not abs(peak) <= 360:
+        raise DecodeError("bad_type", "peak_deg must be a number within +/-360")
+    if mean is not None and (
+        not isinstance(mean, (int, float)) or isinstance(mean, bool) or not abs(mean) <= 360
+    ):
+        raise DecodeError("bad_type", "mean_deg must be a number within +/-360")
+    return EventMsg(patient, device, start, end, float(peak), None if mean is None else float(mean))
