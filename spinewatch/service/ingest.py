@@ -1,0 +1,260 @@
+"""Ingest worker: MQTT (QoS 1, manual ack) -> decode -> batched idempotent writes -> ack."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+import paho.mqtt.client as paho
+
+from spinewatch.errors import ConnectionFailed, DecodeError
+from spinewatch.service import wire
+from spinewatch.service.config import IngestConfig, MqttConfig
+from spinewatch.service.mqtt import Protocol, connect, make_client
+from spinewatch.service.storage import Store, StoreRejected
+
+_LOGGER = logging.getLogger(__name__)
+
+# A rejected-message log line at most this often per reason: a flood of garbage must not
+# flood the log, but the first of each kind is always shown.
+REJECT_LOG_INTERVAL_S: Final = 10.0
+
+
+def backoff_s(attempt: int, cap_s: float = 30.0) -> float:
+    """Seconds to wait before retry ``attempt`` (1-based): full jitter on 2^attempt, capped.
+
+    >>> 0 <= backoff_s(1) <= 1.0
+    True
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    return random.uniform(0.0, min(cap_s, 0.5 * 2.0 ** min(attempt, 16)))
+
+
+@dataclass
+class IngestStats:
+    """Counters of one worker (read them under ``lock``)."""
+
+    received: int = 0
+    written_messages: int = 0
+    written_points: int = 0
+    acked: int = 0
+    ignored: int = 0
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    write_retries: int = 0
+    lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def snapshot(self) -> dict[str, object]:
+        with self.lock:
+            return {
+                "received": self.received, "written_messages": self.written_messages,
+                "written_points": self.written_points, "acked": self.acked,
+                "ignored": self.ignored, "rejected": dict(self.rejected),
+                "write_retries": self.write_retries,
+            }
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    arrived_s: float
+
+
+class IngestWorker:
+    """Subscribes to every patient's posture and event topics and writes them to a store.
+
+    A message is acknowledged only after the store accepted its points, so a crash or a
+    database outage loses nothing: unacknowledged messages are redelivered (persistent
+    session, stable client id). Messages that cannot be decoded are counted per reason and
+    acknowledged, so they are never redelivered forever. While the database is down the
+    worker retries the same batch with backoff and jitter and receives nothing new beyond
+    the MQTT receive maximum (``max_unacked``).
+
+    Args:
+        mqtt: broker settings.
+        ingest: worker settings (id, batching, max unacknowledged).
+        store: where points go.
+        protocol: "5" (shared subscription when ``mqtt.share_group``) or "3.1.1".
+    """
+
+    def __init__(self, mqtt: MqttConfig, ingest: IngestConfig, store: Store, protocol: Protocol) -> None:
+        self.mqtt_cfg = mqtt
+        self.cfg = ingest
+        self.store = store
+        self.protocol = protocol
+        self.stats = IngestStats()
+        self.client_id = ingest.effective_worker_id
+        self._client, self._props = make_client(
+            mqtt, self.client_id, protocol, manual_ack=True, receive_maximum=ingest.max_unacked
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        # Unbounded by design: the broker sends at most max_unacked unacknowledged messages
+        # (MQTT 5 receive maximum; mosquitto's max_inflight for 3.1.1), which bounds it.
+        self._queue: queue.SimpleQueue[_Incoming | None] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"ingest[{self.client_id}]", daemon=True)
+        self._last_reject_log: dict[str, float] = {}
+        self.subscribed = threading.Event()
+
+    # ---------------------------------------------------------------- paho thread
+    def _on_connect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
+        if getattr(rc, "is_failure", False):
+            _LOGGER.warning("ingest: broker %s refused connection: %s", self.mqtt_cfg.address, rc)
+            return
+        group = self.mqtt_cfg.share_group if self.protocol == "5" else ""
+        c.subscribe(wire.subscription(group or None), qos=1)
+        _LOGGER.info("ingest %s connected to %s", self.client_id, self.mqtt_cfg.address)
+        self.subscribed.set()
+
+    def _on_message(self, c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
+        self._queue.put(_Incoming(msg.mid, msg.qos, msg.topic, msg.payload, time.monotonic()))
+
+    # ---------------------------------------------------------------- worker thread
+    def _reject(self, m: _Incoming, reason: str, detail: str) -> None:
+        with self.stats.lock:
+            self.stats.rejected[reason] += 1
+        now = time.monotonic()
+        if now - self._last_reject_log.get(reason, -1e18) >= REJECT_LOG_INTERVAL_S:
+            self._last_reject_log[reason] = now
+            _LOGGER.warning("ingest: rejected message on %s: %s (%s)", m.topic[:120], reason, detail[:200])
+
+    def _decode(self, m: _Incoming) -> wire.PostureMsg | wire.EventMsg | None:
+        try:
+            patient, device, kind = wire.parse_topic(m.topic)
+            if kind == "posture":
+                return wire.decode_posture(patient, device, m.payload)
+            if kind == "event":
+                return wire.decode_event(patient, device, m.payload)
+        except DecodeError as exc:
+            self._reject(m, exc.reason, exc.detail)
+            return None
+        with self.stats.lock:
+            self.stats.ignored += 1  # status/config/imu: not stored by this worker yet
+        return None
+
+    def _ack(self, items: list[_Incoming]) -> None:
+        for m in items:
+            if m.qos > 0:
+                self._client.ack(m.mid, m.qos)
+        with self.stats.lock:
+            self.stats.acked += len(items)
+            self.stats.lock.notify_all()
+
+    def _write_with_retry(self, msgs: list[wire.PostureMsg | wire.EventMsg]) -> int:
+        attempt = 0
+        while True:
+            try:
+                return self.store.write(msgs)
+            except ConnectionFailed as exc:
+                attempt += 1
+                with self.stats.lock:
+                    self.stats.write_retries += 1
+                delay = backoff_s(attempt)
+                _LOGGER.warning(
+                    "ingest: cannot write to %s (%s); retry %d in %.1f s",
+                    self.store.address, exc.detail, attempt, delay,
+                )
+                if self._stop.wait(delay) and attempt > 3:
+                    raise
+
+    def _flush(self, batch: list[_Incoming]) -> None:
+        decoded: list[tuple[_Incoming, wire.PostureMsg | wire.EventMsg]] = []
+        for m in batch:
+            d = self._decode(m)
+            if d is not None:
+                decoded.append((m, d))
+        msgs = [d for _, d in decoded]
+        try:
+            points = self._write_with_retry(msgs) if msgs else 0
+        except StoreRejected:
+            # isolate the poison message(s): write one by one, count the refused ones
+            points = 0
+            for m, d in decoded:
+                try:
+                    points += self._write_with_retry([d])
+                except StoreRejected as exc:
+                    self._reject(m, "rejected_by_database", str(exc))
+                    msgs.remove(d)
+        with self.stats.lock:
+            self.stats.written_messages += len(msgs)
+            self.stats.written_points += points
+        self._ack(batch)
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except ConnectionFailed:
+            _LOGGER.warning("ingest: stopped while %s is unreachable; unwritten messages stay unacknowledged",
+                            self.store.address)
+        except Exception:  # never die silently: the broker would stop sending (receive maximum)
+            _LOGGER.exception("ingest worker crashed")
+            raise
+
+    def _loop(self) -> None:
+        batch: list[_Incoming] = []
+        points = 0
+        oldest = 0.0
+        while True:
+            timeout = None if not batch else max(0.0, oldest + self.cfg.batch_interval_s - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+                if not self._stop.is_set() and batch:
+                    self._flush(batch)
+                    batch, points = [], 0
+                continue
+            if item is None:  # stop sentinel: write what we hold, then leave
+                if batch:
+                    self._flush(batch)
+                return
+            with self.stats.lock:
+                self.stats.received += 1
+            if not batch:
+                oldest = item.arrived_s
+            batch.append(item)
+            points += max(1, len(item.payload) // 12)  # rough: ~12 bytes per sample on the wire
+            if points >= self.cfg.batch_max_points:
+                self._flush(batch)
+                batch, points = [], 0
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> IngestWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+        connect(self._client, self.mqtt_cfg, self._props, self.protocol)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Write or leave unacknowledged what the worker holds, then disconnect."""
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def wait_written(self, messages: int, timeout_s: float) -> bool:
+        """Block until at least ``messages`` posture/event messages were written or rejected."""
+        deadline = time.monotonic() + timeout_s
+        with self.stats.lock:
+            while self.stats.written_messages + sum(self.stats.rejected.values()) < messages:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.stats.lock.wait(left)
+        return True
