@@ -1,0 +1,228 @@
+"""The ``spinewatch`` command line. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal as _signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from spinewatch import __version__
+from spinewatch.errors import ConfigError, SpineWatchError
+
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+
+
+def parse_duration_s(text: str) -> float:
+    """``8h``, ``90m``, ``1h30m``, ``45s`` or plain seconds -> seconds (> 0)."""
+    m = _DURATION_RE.match(text.strip())
+    if not text.strip() or not m or not any(m.groups()):
+        raise argparse.ArgumentTypeError(f"--duration {text!r}: use e.g. 8h, 90m, 1h30m, 45s")
+    d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    total = d * 86400 + h * 3600 + mi * 60 + s
+    if total <= 0:
+        raise argparse.ArgumentTypeError(f"--duration {text!r}: must be > 0")
+    return total
+
+
+def parse_speed(text: str) -> float | None:
+    """``max`` -> None (as fast as possible), else a factor > 0 (1 = real time)."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"--speed {text!r}: use 'max' or a number > 0 (1 = real time)")
+    return v
+
+
+def _fmt_hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class _Console:
+    """Live terminal view (real-time speeds) or progress bar (``max``), on stderr."""
+
+    def __init__(self, duration_s: float, live: bool) -> None:
+        self.duration_s = duration_s
+        self.live = live
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._t0 = time.perf_counter()
+
+    def status(self, st: object) -> None:
+        now = time.perf_counter()
+        if now - self._last < (0.2 if self.tty else 5.0):
+            return
+        self._last = now
+        frac = min(1.0, st.elapsed_s / self.duration_s)  # type: ignore[attr-defined]
+        if self.live:
+            line = (
+                f"{_fmt_hms(st.elapsed_s)}  flexion {st.flexion_deg:6.1f} deg  "  # type: ignore[attr-defined]
+                f"lateral {st.lateral_deg:6.1f} deg  "  # type: ignore[attr-defined]
+                f"{'SLOUCHING' if st.slouching else 'ok       '}  "  # type: ignore[attr-defined]
+                f"{st.activity.name.lower():<14}  today: {st.slouch_count} slouches, "  # type: ignore[attr-defined]
+                f"{st.upright_neutral_pct:5.1f} % upright-neutral"  # type: ignore[attr-defined]
+            )
+        else:
+            rate = st.samples / max(1e-9, now - self._t0)  # type: ignore[attr-defined]
+            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+            line = (
+                f"[{bar}] {100 * frac:5.1f} %  {_fmt_hms(st.elapsed_s)} simulated  "  # type: ignore[attr-defined]
+                f"{rate / 1e3:7.0f} k samples/s  {st.slouch_count} slouches"  # type: ignore[attr-defined]
+            )
+        if self.tty:
+            print("\r" + line[:160], end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def event(self, ev: object) -> None:
+        if self.live:
+            self.end_line()
+            print(f"slouch: {ev.duration_s:.0f} s, peak {ev.peak_deg:.1f} deg", file=sys.stderr)  # type: ignore[attr-defined]
+
+    def end_line(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+    def stage(self, text: str) -> None:
+        self.end_line() if self.tty and self._last else None
+        self._last = 0.0
+        print(f"- {text}", file=sys.stderr, flush=True)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from spinewatch.service.config import Config  # noqa: PLC0415
+    from spinewatch.service.pipeline import run_demo  # noqa: PLC0415
+
+    cfg = Config.load(path=args.config)
+    console = _Console(args.duration, live=args.speed is not None and args.speed <= 60)
+    result = asyncio.run(
+        run_demo(
+            cfg, args.duration, args.speed, Path(args.out), seed=args.seed,
+            on_status=console.status, on_event=console.event, on_stage=console.stage,
+        )
+    )
+    s = result.summary
+    print(f"\nsimulated {_fmt_hms(args.duration)} ({result.samples:,} samples) in "
+          f"{result.wall_s:.1f} s: {result.samples_per_s:,.0f} samples/s")
+    print(f"published {result.posture_messages:,} posture messages and {result.events} slouch events "
+          f"via {result.broker}; {result.points_written:,} points written to {result.store}")
+    print(f"wear {s.wear_time_min:.0f} min, neutral {s.time_neutral_pct:.1f} %, "
+          f"{s.slouch_count} slouches ({s.slouches_per_hour:.1f}/h), longest {s.longest_slouch_s:.0f} s")
+    print(f"report: {result.report_png}\nevents: {result.events_csv}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from spinewatch.service.config import Config  # noqa: PLC0415
+    from spinewatch.service.ingest import IngestWorker  # noqa: PLC0415
+    from spinewatch.service.mqtt import resolve_protocol  # noqa: PLC0415
+    from spinewatch.service.pipeline import make_store  # noqa: PLC0415
+
+    cfg = Config.load(path=args.config)
+    if not cfg.mqtt.url:
+        raise ConfigError("SPINEWATCH_MQTT_URL", "", "the broker to read from, e.g. mqtt://127.0.0.1:1883")
+    if cfg.influx.kind == "none" and not args.sqlite:
+        raise ConfigError(
+            "SPINEWATCH_INFLUX_URL", "",
+            "the InfluxDB to write to, e.g. http://127.0.0.1:8086 (or pass --sqlite FILE)",
+        )
+    store = make_store(cfg, Path(args.sqlite or "spinewatch.sqlite"))
+    protocol = resolve_protocol(cfg.mqtt)
+    stop = threading.Event()
+    for sig in (_signal.SIGTERM, _signal.SIGINT):
+        _signal.signal(sig, lambda *_: stop.set())
+    worker = IngestWorker(cfg.mqtt, cfg.ingest, store, protocol)
+    print(f"ingest {worker.client_id}: {cfg.mqtt.address} (MQTT {protocol}) -> {store.address}",
+          file=sys.stderr)
+    worker.start()
+    try:
+        while not stop.wait(args.stats_interval):
+            print(f"ingest stats: {worker.stats.snapshot()}", file=sys.stderr)
+    finally:
+        worker.stop()
+        store.close()
+        print(f"ingest stopped: {worker.stats.snapshot()}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spinewatch",
+        description="SpineWatch: posture monitoring from a back-worn IMU (BLE -> MQTT -> InfluxDB).",
+    )
+    p.add_argument("--version", action="version", version=f"spinewatch {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    p.add_argument("--config", metavar="FILE", help="TOML config file (default: $SPINEWATCH_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser(
+        "demo", help="simulated patient through the whole pipeline, ending with a report",
+        description=(
+            "Run a simulated patient's posture day through the real pipeline: Numba filter, "
+            "slouch detector, MQTT publisher, broker, ingest worker and storage, then write a "
+            "therapist report (PNG) and a CSV of slouch episodes. With no SPINEWATCH_MQTT_URL a "
+            "private broker is started (mosquitto if installed, else the in-process amqtt); with "
+            "no SPINEWATCH_INFLUX_URL points go to SQLite in --out."
+        ),
+        epilog="example: spinewatch demo --duration 8h --speed max --out out/",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d.add_argument("--duration", type=parse_duration_s, default=parse_duration_s("8h"),
+                   metavar="D", help="simulated time: 8h, 90m, 1h30m, 45s (default 8h)")
+    d.add_argument("--speed", type=parse_speed, default=None, metavar="S",
+                   help="1 = real time with a live view, N = N times faster, max = as fast as possible "
+                        "with a progress bar (default max)")
+    d.add_argument("--out", default="out", metavar="DIR", help="report, events CSV and local store")
+    d.add_argument("--seed", type=int, default=0, help="seed of the simulated day")
+    d.set_defaults(func=_cmd_demo)
+
+    i = sub.add_parser(
+        "ingest", help="MQTT -> InfluxDB worker",
+        description=(
+            "Subscribe to spinewatch/v1/+/+/+ (a shared subscription on MQTT 5 brokers) and write "
+            "posture and slouch points to InfluxDB, acknowledging each message only after the "
+            "database accepted it. Configured from SPINEWATCH_MQTT_URL, SPINEWATCH_INFLUX_URL and "
+            "SPINEWATCH_INFLUX_DB (1.x) or SPINEWATCH_INFLUX_ORG/_BUCKET/_TOKEN (2.x/3.x), "
+            "SPINEWATCH_WORKER_ID, or a TOML file (--config)."
+        ),
+        epilog=(
+            "example: SPINEWATCH_MQTT_URL=mqtt://127.0.0.1:1883 SPINEWATCH_INFLUX_URL=http://127.0.0.1:8086 "
+            "SPINEWATCH_INFLUX_DB=spinewatch spinewatch ingest"
+        ),
+    )
+    i.add_argument("--sqlite", metavar="FILE", help="write to this SQLite file instead of InfluxDB")
+    i.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
+                   help="print counters every S seconds (default 60)")
+    i.set_defaults(func=_cmd_ingest)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(2, args.verbose)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"spinewatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SpineWatchError as exc:
+        print(f"spinewatch: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nspinewatch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The demo: a simulated patient through the real code path, from sensor to report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
+from spinewatch.model import NS_PER_S, SlouchEvent
+from spinewatch.service.bridge import LiveStatus, run_bridge
+from spinewatch.service.config import Config
+from spinewatch.service.ingest import IngestWorker
+from spinewatch.service.mqtt import Protocol, resolve_protocol
+from spinewatch.service.publisher import Publisher
+from spinewatch.service.report import SessionSummary, build_report
+from spinewatch.service.storage import Influx1Store, Influx2Store, SqliteStore, Store
+from spinewatch.signal import PostureParams, PostureTracker
+
+_LOGGER = logging.getLogger(__name__)
+
+DEMO_RATE_HZ = 100.0
+# How long to wait for the broker to acknowledge and the ingest to write the tail of the
+# stream after the simulated day ends; generous, since a remote broker may be slow.
+DRAIN_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    samples: int
+    posture_messages: int
+    events: int
+    points_written: int
+    wall_s: float
+    broker: str
+    store: str
+    summary: SessionSummary
+    report_png: Path
+    events_csv: Path
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.wall_s if self.wall_s > 0 else float("inf")
+
+
+def make_store(cfg: Config, local_path: Path) -> Store:
+    """The configured InfluxDB, or the embedded SQLite store at ``local_path``."""
+    i = cfg.influx
+    if i.kind == "v1":
+        store = Influx1Store(i.url, i.db, i.username, i.password)
+        store.ensure_database()
+        return store
+    if i.kind == "v2":
+        return Influx2Store(i.url, i.org, i.bucket, i.token)
+    return SqliteStore(local_path)
+
+
+async def run_demo(
+    cfg: Config,
+    duration_s: float,
+    speed: float | None,
+    out_dir: Path,
+    *,
+    patient: str = "p-demo",
+    device: str = "sim-1",
+    seed: int = 0,
+    on_status: Callable[[LiveStatus], None] | None = None,
+    on_event: Callable[[SlouchEvent], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run the simulated patient through bridge, MQTT, ingest and storage; write the report.
+
+    Args:
+        cfg: configuration; an empty MQTT URL starts a private broker, an empty InfluxDB URL
+            uses SQLite at ``out_dir/spinewatch.sqlite``.
+        duration_s: simulated time, seconds.
+        speed: 1.0 = real time, 10 = ten times faster, None = as fast as possible.
+        out_dir: where the report, the CSV of events and the local store go.
+    """
+    stage = on_stage or (lambda s: None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as stack:
+        if cfg.mqtt.url:
+            mqtt_cfg = cfg.mqtt
+            protocol: Protocol = await loop.run_in_executor(None, resolve_protocol, mqtt_cfg)
+            broker_desc = mqtt_cfg.address
+        else:
+            from spinewatch.service.broker import EmbeddedBroker  # noqa: PLC0415
+
+            broker = await stack.enter_async_context(EmbeddedBroker())
+            mqtt_cfg = dataclasses.replace(cfg.mqtt, url=broker.url)
+            protocol = "5" if broker.mqtt5 else "3.1.1"
+            broker_desc = f"embedded {broker.kind} at {broker.url}"
+        # The demo's own ingest reads with a plain subscription, so it never steals messages
+        # from production workers sharing a group on the same broker.
+        mqtt_cfg = dataclasses.replace(mqtt_cfg, share_group="")
+        stage(f"broker: {broker_desc} (MQTT {protocol})")
+        local = out_dir / "spinewatch.sqlite"
+        if cfg.influx.kind == "none":
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(f"{local}{suffix}")
+        store = await loop.run_in_executor(None, make_store, cfg, local)
+        stack.callback(store.close)
+        stage(f"store: {store.address}")
+        ingest_cfg = dataclasses.replace(cfg.ingest, worker_id=f"demo-ingest-{os.getpid()}")
+        ingest = IngestWorker(mqtt_cfg, ingest_cfg, store, protocol)
+        ingest.start()
+        stack.callback(ingest.stop)
+        if not await loop.run_in_executor(None, ingest.subscribed.wait, 30.0):
+            _LOGGER.warning("ingest not subscribed yet after 30 s; messages wait in the broker")
+        publisher = Publisher(mqtt_cfg, patient, device, protocol)
+        stack.enter_context(publisher)
+
+        script = PostureScript.day(duration_s, seed=seed)
+        source = SimulatedPatient(
+            script, rate_hz=DEMO_RATE_HZ, seed=seed,
+            batch_samples=10 if speed is not None else 100, speed=speed,
+        )
+        p = cfg.posture
+        tracker = PostureTracker(
+            DEMO_RATE_HZ,
+            PostureParams(p.threshold_deg, p.hysteresis_deg, p.min_duration_s, p.calibration_s),
+        )
+        stage("streaming the simulated patient")
+        totals = await run_bridge(
+            source, tracker, publisher, source.start_utc_ns, on_status=on_status, on_event=on_event
+        )
+        stage("waiting for the broker and the ingest worker to finish")
+        sent = totals.posture_messages + totals.events
+        if not await loop.run_in_executor(None, publisher.wait_all_acked, DRAIN_TIMEOUT_S):
+            _LOGGER.warning("broker did not acknowledge %d messages in time", publisher.unacked)
+        if not await loop.run_in_executor(None, ingest.wait_written, sent, DRAIN_TIMEOUT_S):
+            _LOGGER.warning("ingest wrote fewer messages than published: %s", ingest.stats.snapshot())
+        wall = time.perf_counter() - t_start
+        stage("writing the report")
+        start_ns = source.start_utc_ns
+        end_ns = start_ns + int(duration_s * NS_PER_S) + NS_PER_S
+        summary, png, csv_path = await loop.run_in_executor(
+            None, build_report, store, patient, start_ns, end_ns, DEMO_RATE_HZ, p.threshold_deg, out_dir,
+        )
+        return DemoResult(
+            samples=totals.samples, posture_messages=totals.posture_messages, events=totals.events,
+            points_written=ingest.stats.written_points, wall_s=wall, broker=broker_desc,
+            store=store.address, summary=summary, report_png=png, events_csv=csv_path,
+        )
+
