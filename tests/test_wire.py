@@ -1,0 +1,106 @@
+"""Wire format v1: topics and payloads round-trip, and every malformed payload is named."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spinewatch.errors import DecodeError
+from spinewatch.model import PostureBatch, SlouchEvent
+from spinewatch.service import wire
+from spinewatch.service.lineprotocol import posture_lines, slouch_line
+
+T0 = 1_764_057_600 * 10**9  # 2025-11-25 08:00 UTC
+
+
+def test_topic_layout_is_the_documented_contract():
+    assert wire.topic("p1", "d1", "posture") == "spinewatch/v1/p1/d1/posture"
+    assert wire.parse_topic("spinewatch/v1/p1/d1/event") == ("p1", "d1", "event")
+    assert wire.subscription() == "spinewatch/v1/+/+/+"
+    assert wire.subscription("ingest") == "$share/ingest/spinewatch/v1/+/+/+"
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "x" * 65, "é"])
+def test_ids_with_wildcards_slashes_or_odd_characters_are_refused(bad):
+    with pytest.raises(ValueError, match="patient"):
+        wire.topic(bad, "d1", "posture")
+
+
+def test_posture_round_trip_keeps_contract_fields_and_values():
+    flex = np.array([1.234, -5.0, 30.456])
+    b = PostureBatch("p1", "d1", T0, 10_000_000, flex, np.array([0.1, 0.2, 0.3]),
+                     np.array([0, 0, 1], np.int8), np.array([2, 2, 3], np.int8))
+    payload = wire.encode_posture(b, seq=7)
+    obj = json.loads(payload)
+    assert obj["v"] == 1 and obj["t0_ns"] == T0 and obj["dt_ns"] == 10_000_000
+    assert obj["flexion_deg"] == [1.23, -5.0, 30.46]
+    m = wire.decode_posture("p1", "d1", payload)
+    np.testing.assert_allclose(m.flexion_deg, [1.23, -5.0, 30.46])
+    assert m.state.tolist() == [0, 0, 1] and m.activity.tolist() == [2, 2, 3]
+
+
+def test_nan_angles_travel_as_null_and_are_not_written_as_points():
+    b = PostureBatch("p1", "d1", T0, 10_000_000, np.array([np.nan, 1.0]), np.array([np.nan, 2.0]))
+    payload = wire.encode_posture(b)
+    assert json.loads(payload)["flexion_deg"] == [None, 1.0]
+    m = wire.decode_posture("p1", "d1", payload)
+    lines = posture_lines(m)
+    assert len(lines) == 1 and lines[0].endswith(f" {T0 + 10_000_000}")
+
+
+def test_event_round_trip():
+    e = SlouchEvent("p1", "d1", T0, T0 + 45 * 10**9, 31.5, 27.25)
+    m = wire.decode_event("p1", "d1", wire.encode_event(e))
+    assert (m.start_ns, m.end_ns, m.peak_deg, m.mean_deg) == (T0, T0 + 45 * 10**9, 31.5, 27.25)
+    assert slouch_line(m) == (
+        f"slouch,device=d1,patient=p1 duration_s=45.0,peak_deg=31.5,mean_deg=27.25,"
+        f"end_ns={T0 + 45 * 10**9}i {T0}"
+    )
+
+
+def _posture(**over):
+    obj = {"v": 1, "t0_ns": T0, "dt_ns": 10_000_000, "flexion_deg": [1.0, 2.0], "lateral_deg": [0.0, 0.0]}
+    obj.update(over)
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+        (b"[1,2]", "not_object"),
+        (_posture(v=2), "bad_version"),
+        (_posture(v=True), "bad_version"),
+        (_posture(t0_ns=None), "missing_field"),
+        (_posture(t0_ns="1"), "bad_type"),
+        (_posture(t0_ns=12), "absurd_timestamp"),
+        (_posture(dt_ns=0), "out_of_range"),
+        (_posture(flexion_deg=[1.0]), "length_mismatch"),
+        (_posture(flexion_deg=["a", 1]), "bad_type"),
+        (_posture(flexion_deg=[True, 1]), "bad_type"),
+        (_posture(flexion_deg=[1e9, 1]), "out_of_range"),
+        (_posture(state=[0]), "length_mismatch"),
+        (b" " * (wire.MAX_PAYLOAD_BYTES + 1), "oversized"),
+    ],
+)
+def test_malformed_posture_payloads_raise_decode_error_with_reason(payload, reason):
+    with pytest.raises(DecodeError) as info:
+        wire.decode_posture("p1", "d1", payload)
+    assert info.value.reason == reason
+
+
+def test_unknown_event_kind_and_reversed_times_are_refused():
+    with pytest.raises(DecodeError, match="unknown_event"):
+        wire.decode_event("p", "d", json.dumps({"v": 1, "kind": "nap"}).encode())
+    bad = {"v": 1, "kind": "slouch", "start_ns": T0 + 1, "end_ns": T0, "peak_deg": 30}
+    with pytest.raises(DecodeError, match="out_of_range"):
+        wire.decode_event("p", "d", json.dumps(bad).encode())
+
+
+@pytest.mark.parametrize("t", ["spinewatch/v2/p/d/posture", "spinewatch/v1/p/d", "spinewatch/v1/p/d/nope", "x"])
+def test_foreign_topics_are_bad_topic(t):
+    with pytest.raises(DecodeError, match="bad_topic"):
+        wire.parse_topic(t)
