@@ -15,6 +15,9 @@ from spinewatch.signal.slouch import SlouchDetector
 Float1D = npt.NDArray[np.float64]
 Float2D = npt.NDArray[np.float64]
 
+# Angle fed to the slouch detector where no slouch may be detected (calibration, lying).
+_NOT_ELIGIBLE_DEG = -1.0e9
+
 
 @dataclass(frozen=True, slots=True)
 class PostureParams:
@@ -148,8 +151,9 @@ class PostureTracker:
         incl = np.degrees(np.arccos(np.clip(np.cos(np.radians(flex)) * np.cos(np.radians(lat)), -1, 1)))
         act = self.activity.update(np.asarray(acc_m_s2, dtype=np.float64), incl)
         angle = flex.copy()
-        angle[:i] = -np.inf  # no slouch detection inside the calibration window
-        angle[act == Activity.LYING] = -np.inf
+        # A finite "far below" value ends any episode (NaN would mean "no data" and keep it).
+        angle[:i] = _NOT_ELIGIBLE_DEG  # no slouch detection inside the calibration window
+        angle[act == Activity.LYING] = _NOT_ELIGIBLE_DEG
         episodes, state = self.slouch.update(angle)
         return TrackerOutput(flex, lat, state, act, episodes)
 
