@@ -48,6 +48,8 @@ READY_POLL_INTERVAL_S: Final = 0.02
 TERMINATE_GRACE_S: Final = 5.0
 # A port picked by binding 127.0.0.1:0 may be taken by someone else before mosquitto binds it.
 PORT_RACE_RETRIES: Final = 3
+# Per-client queue of QoS 1 messages in mosquitto: above the ~30k messages of a simulated 8 h day.
+MAX_QUEUED_MESSAGES: Final = 100_000
 # Lines of the mosquitto log quoted in a start-up error.
 LOG_TAIL_LINES: Final = 20
 # Debian and Ubuntu install mosquitto in /usr/sbin, which is not on a normal user's PATH.
@@ -415,6 +417,10 @@ def _mosquitto_conf(port: int) -> str:
         f"listener {port} {LOOPBACK_HOST}\n"
         "allow_anonymous true\n"
         "persistence false\n"
+        # mosquitto's default of 1000 queued QoS 1 messages per client silently drops data when a
+        # subscriber (the ingest) lags a fast publisher, e.g. the demo replaying a whole day in
+        # seconds. 100k x ~2 KB posture messages bounds the queue at ~200 MB.
+        f"max_queued_messages {MAX_QUEUED_MESSAGES}\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
         "connection_messages true\n"
