@@ -193,3 +193,31 @@ def test_ingest_shared_subscription(broker: Broker, clients: list[TestClient]) -
     device = connected(clients, broker, "p2/d9")
     assert _value(device.publish("spinewatch/v1/p2/d9/status", b'{"battery_pct": 80}')) == 0
     assert ingest.get(DEADLINE_S).topic == "spinewatch/v1/p2/d9/status"
+
+
+@pytest.mark.skipif(shutil.which("mosquitto_sub") is None, reason="mosquitto_sub is needed")
+def test_compose_healthcheck_command_succeeds(broker: Broker) -> None:
+    """Run the mosquitto health check of deploy/docker-compose.yml against the test broker."""
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((DEPLOY_DIR.parent / "docker-compose.yml").read_text())
+    kind, command = compose["services"]["mosquitto"]["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    # Compose turns $$ into $; point the command at the test broker's port.
+    command = command.replace("$$", "$").replace("-p 1883", f"-p {broker.port}")
+    env = {**os.environ, "MQTT_INGEST_PASSWORD": USERS["ingest"]}
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    env["MQTT_INGEST_PASSWORD"] = "wrong"
+    assert subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=10).returncode != 0
+
+
+def test_mqtt311_denied_publish_is_acked_and_dropped(broker: Broker, clients: list[TestClient]) -> None:
+    """MQTT 3.1.1 has no PUBACK reason codes: mosquitto acks the denied publish and drops it."""
+    ingest = connected(clients, broker, "ingest")
+    ingest.subscribe("spinewatch/v1/#", 1)
+    device = TestClient(broker.host, broker.port, mqtt5=False, username="p1/d1", password=USERS["p1/d1"])
+    clients.append(device)
+    assert not device.connect().is_failure  # type: ignore[attr-defined]
+    assert _value(device.publish("spinewatch/v1/p2/d9/posture", b'{"spoof":1}')) == 0
+    assert _value(device.publish("spinewatch/v1/p1/d1/posture", b'{"marker":1}')) == 0
+    assert ingest.get().payload == b'{"marker":1}'
