@@ -192,13 +192,16 @@ class EmbeddedBroker:
 
     The broker accepts anonymous clients, keeps nothing on disk, and is gone (port closed,
     process reaped) when the ``async with`` block exits.
+
+    Args:
+        prefer: "auto" (mosquitto if installed, else amqtt), "mosquitto" or "amqtt".
+        startup_timeout_s: how long the broker may take to answer MQTT CONNECT.
+
+    Raises (on entering):
+        BrokerStartError: the broker did not start; for mosquitto the message quotes its log.
     """
 
     def __init__(self, prefer: BrokerPreference = "auto", *, startup_timeout_s: float = STARTUP_TIMEOUT_S) -> None:
-        """Args:
-        prefer: "auto" (mosquitto if installed, else amqtt), "mosquitto" or "amqtt".
-        startup_timeout_s: how long the broker may take to answer MQTT CONNECT.
-        """
         if prefer not in ("auto", "mosquitto", "amqtt"):
             raise ValueError(f"prefer must be 'auto', 'mosquitto' or 'amqtt', got {prefer!r}")
         if startup_timeout_s <= 0:
@@ -308,6 +311,7 @@ class EmbeddedBroker:
                         stdout=log_file,
                         stderr=log_file,
                         cwd=workdir,
+                        preexec_fn=_die_with_parent,
                     )
                 self._proc = proc
                 try:
@@ -326,6 +330,10 @@ class EmbeddedBroker:
             assert last_error is not None  # loop ran at least once
             raise last_error
         except BaseException:
+            # Also on cancellation (Ctrl-C while waiting for CONNACK): no mosquitto may outlive us.
+            if self._proc is not None:
+                self._stop_process(self._proc)
+                self._proc = None
             self._tmpdir.cleanup()
             self._tmpdir = None
             raise
@@ -403,6 +411,24 @@ class EmbeddedBroker:
         if problem is not None:
             await self.aclose()
             raise BrokerStartError("amqtt", f"{self._host}:{port}", problem)
+
+
+def _die_with_parent() -> None:
+    """In the forked child: ask Linux to SIGTERM mosquitto if the demo dies without cleaning up.
+
+    Best effort (Linux prctl PR_SET_PDEATHSIG). It does not help when the demo runs as root:
+    mosquitto then drops to the 'mosquitto' user, and changing credentials clears the setting.
+    Elsewhere a hard-killed demo (SIGKILL) can leave mosquitto on its loopback port until stopped.
+    """
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def _amqtt_bound_port(broker: object) -> int:
