@@ -1,0 +1,128 @@
+"""Blocking paho-mqtt test client with deadlines, shared by the broker and ACL tests."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+# Every wait in these tests is a poll with this deadline; loopback brokers answer in milliseconds.
+DEADLINE_S = 5.0
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    qos: int
+
+
+class TestClient:
+    """A paho client running its network loop in a thread; every call waits with a deadline."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        mqtt5: bool,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"test-{uuid.uuid4().hex[:10]}",
+            protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.messages: queue.Queue[Received] = queue.Queue(maxsize=100_000)
+        self._lock = threading.Lock()
+        self._connack: object | None = None
+        self._connected = threading.Event()
+        self._suback: dict[int, list[object]] = {}
+        self._puback: dict[int, object] = {}
+        self._cond = threading.Condition(self._lock)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+
+    # paho callbacks (network thread) ---------------------------------------------------------
+    def _on_connect(self, _c, _u, _flags, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        self._connack = reason_code
+        self._connected.set()
+
+    def _on_subscribe(self, _c, _u, mid, reason_codes, _props) -> None:  # type: ignore[no-untyped-def]
+        with self._cond:
+            self._suback[mid] = list(reason_codes)
+            self._cond.notify_all()
+
+    def _on_publish(self, _c, _u, mid, reason_code, _props) -> None:  # type: ignore[no-untyped-def]
+        with self._cond:
+            self._puback[mid] = reason_code
+            self._cond.notify_all()
+
+    def _on_message(self, _c, _u, msg: mqtt.MQTTMessage) -> None:
+        self.messages.put_nowait(Received(msg.topic, bytes(msg.payload), msg.qos))
+
+    # blocking API -----------------------------------------------------------------------------
+    def connect(self, timeout_s: float = DEADLINE_S) -> object:
+        """Connect and return the CONNACK reason code (a paho ReasonCode)."""
+        self.client.connect_timeout = timeout_s
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        if not self._connected.wait(timeout_s):
+            raise TimeoutError(f"no CONNACK from {self.host}:{self.port} within {timeout_s} s")
+        return self._connack
+
+    def _wait_for(self, table: dict[int, object], mid: int, timeout_s: float) -> object:
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while mid not in table:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no acknowledgement for mid {mid} within {timeout_s} s")
+                self._cond.wait(remaining)
+            return table.pop(mid)
+
+    def subscribe(self, topic: str, qos: int = 1, timeout_s: float = DEADLINE_S) -> list[object]:
+        rc, mid = self.client.subscribe(topic, qos)
+        assert rc == mqtt.MQTT_ERR_SUCCESS, mqtt.error_string(rc)
+        return self._wait_for(self._suback, mid, timeout_s)  # type: ignore[return-value]
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout_s: float = DEADLINE_S) -> object:
+        """Publish and, for QoS 1, return the PUBACK reason code."""
+        info = self.client.publish(topic, payload, qos=qos)
+        return self._wait_for(self._puback, info.mid, timeout_s)
+
+    def get(self, timeout_s: float = DEADLINE_S) -> Received:
+        return self.messages.get(timeout=timeout_s)
+
+    def close(self) -> None:
+        if self._connected.is_set():
+            self.client.disconnect()
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
+
+def port_refuses(host: str, port: int) -> bool:
+    """True if a TCP connect to host:port is refused (nothing listens)."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return False
+    except ConnectionRefusedError:
+        return True
