@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Final, Literal
@@ -30,8 +31,8 @@ def resolve_protocol(cfg: MqttConfig, timeout_s: float = 5.0) -> Protocol:
         return cfg.protocol
     from spinewatch.service.broker import probe_mqtt_protocol  # noqa: PLC0415
 
-    try:
-        return probe_mqtt_protocol(cfg.host, cfg.port, timeout_s)  # type: ignore[return-value]
+    try:  # called from a thread without an event loop (CLI main, or an executor)
+        return asyncio.run(probe_mqtt_protocol(cfg.host, cfg.port, timeout_s))  # type: ignore[return-value]
     except Exception as exc:  # unreachable broker: MQTT 5, and keep retrying later
         _LOGGER.warning("cannot probe %s (%s); assuming MQTT 5", cfg.address, exc)
         return "5"
