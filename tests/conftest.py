@@ -1,0 +1,85 @@
+"""Shared fixtures: real Mosquitto / InfluxDB 1.x / VictoriaMetrics on free loopback ports.
+
+Session-scoped (one server for the whole run, started lazily on first use):
+    ``mosquitto``, ``influxdb1``, ``victoriametrics``
+Function-scoped (a fresh, empty server per test -- all three start in well
+under a second, so use these for fault tests that stop/restart/kill):
+    ``fresh_mosquitto``, ``fresh_influxdb1``, ``fresh_victoriametrics``
+
+A missing binary skips the test with the Debian package to install.  Tests
+using these fixtures should carry ``@pytest.mark.network``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator, TypeVar
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from servers import (  # noqa: E402
+    InfluxDB1Server,
+    MosquittoServer,
+    ServerBinaryMissing,
+    VictoriaMetricsServer,
+    _ServerBase,
+)
+
+S = TypeVar("S", bound=_ServerBase)
+
+
+def start_or_skip(cls: type[S], base_dir: Path) -> S:
+    """Construct and start ``cls`` in ``base_dir``; ``pytest.skip`` if its binary is missing."""
+    try:
+        server = cls(base_dir)
+    except ServerBinaryMissing as exc:
+        pytest.skip(str(exc))
+    server.start()
+    return server
+
+
+def _serve(cls: type[S], base_dir: Path) -> Iterator[S]:
+    server = start_or_skip(cls, base_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- session scope ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoServer]:
+    yield from _serve(MosquittoServer, tmp_path_factory.mktemp("mosquitto"))
+
+
+@pytest.fixture(scope="session")
+def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1Server]:
+    yield from _serve(InfluxDB1Server, tmp_path_factory.mktemp("influxdb1"))
+
+
+@pytest.fixture(scope="session")
+def victoriametrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
+    yield from _serve(VictoriaMetricsServer, tmp_path_factory.mktemp("victoriametrics"))
+
+
+# -- function scope (fresh server per test) ------------------------------------------------
+
+
+@pytest.fixture
+def fresh_mosquitto(tmp_path: Path) -> Iterator[MosquittoServer]:
+    yield from _serve(MosquittoServer, tmp_path / "mosquitto")
+
+
+@pytest.fixture
+def fresh_influxdb1(tmp_path: Path) -> Iterator[InfluxDB1Server]:
+    yield from _serve(InfluxDB1Server, tmp_path / "influxdb1")
+
+
+@pytest.fixture
+def fresh_victoriametrics(tmp_path: Path) -> Iterator[VictoriaMetricsServer]:
+    yield from _serve(VictoriaMetricsServer, tmp_path / "victoriametrics")
