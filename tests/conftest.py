@@ -23,22 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import (  # noqa: E402
     InfluxDB1Server,
     MosquittoServer,
-    ServerBinaryMissing,
     VictoriaMetricsServer,
     _ServerBase,
+    start_or_skip,
 )
 
 S = TypeVar("S", bound=_ServerBase)
-
-
-def start_or_skip(cls: type[S], base_dir: Path) -> S:
-    """Construct and start ``cls`` in ``base_dir``; ``pytest.skip`` if its binary is missing."""
-    try:
-        server = cls(base_dir)
-    except ServerBinaryMissing as exc:
-        pytest.skip(str(exc))
-    server.start()
-    return server
 
 
 def _serve(cls: type[S], base_dir: Path) -> Iterator[S]:

@@ -41,13 +41,15 @@ import urllib.parse
 import urllib.request
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 __all__ = [
     "ServerError",
     "ServerBinaryMissing",
     "ServerStartError",
     "free_port",
+    "start_or_skip",
+    "http_request",
     "wait_for",
     "MosquittoServer",
     "InfluxDB1Server",
@@ -55,6 +57,7 @@ __all__ = [
 ]
 
 LOOPBACK = "127.0.0.1"
+S = TypeVar("S", bound="_ServerBase")
 
 
 # --------------------------------------------------------------------------- errors
@@ -203,6 +206,17 @@ def _stop_all_servers() -> None:
             srv.stop()
         except Exception:  # noqa: BLE001 - best effort at interpreter exit
             pass
+
+
+def start_or_skip(cls: "type[S]", base_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> "S":
+    """Construct and start ``cls``; ``pytest.skip`` (naming the Debian package) if its binary is missing."""
+    try:
+        server = cls(base_dir, **kwargs)
+    except ServerBinaryMissing as exc:
+        import pytest
+
+        pytest.skip(str(exc))
+    return server.start()  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- base class
@@ -422,10 +436,13 @@ class _ServerBase:
 
     @staticmethod
     def _finalize(state: dict[str, Any]) -> None:
+        # runs when the object is collected or at interpreter exit
         _terminate(state.get("proc"), 5.0)
         fh = state.get("_out_fh")
         if fh is not None:
             fh.close()
+        if state.get("_own_base_dir") and state.get("base_dir") is not None:
+            shutil.rmtree(state["base_dir"], ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- Mosquitto

@@ -12,7 +12,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import start_or_skip
 from servers import (
     InfluxDB1Server,
     MosquittoServer,
@@ -20,6 +19,8 @@ from servers import (
     ServerStartError,
     VictoriaMetricsServer,
     free_port,
+    http_request,
+    start_or_skip,
     wait_for,
 )
 
@@ -289,8 +290,6 @@ def test_victoriametrics_influxdb_client_write_and_export(victoriametrics: Victo
 
 @pytest.mark.network
 def test_victoriametrics_v1_write_endpoint(victoriametrics: VictoriaMetricsServer) -> None:
-    from servers import http_request
-
     device = f"dev-{uuid.uuid4().hex[:6]}"
     t_ms = time.time_ns() // 1_000_000 - 5_000
     status, body = http_request(
