@@ -73,3 +73,23 @@ def fresh_influxdb1(tmp_path: Path) -> Iterator[InfluxDB1Server]:
 @pytest.fixture
 def fresh_victoriametrics(tmp_path: Path) -> Iterator[VictoriaMetricsServer]:
     yield from _serve(VictoriaMetricsServer, tmp_path / "victoriametrics")
+
+
+SERVER_FIXTURES = (
+    "mosquitto", "influxdb1", "victoriametrics",
+    "fresh_mosquitto", "fresh_influxdb1", "fresh_victoriametrics",
+)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """On failure, attach the tail of every server log the test used to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {}) or {}
+    for name in SERVER_FIXTURES:
+        server = funcargs.get(name)
+        if isinstance(server, _ServerBase):
+            report.sections.append((f"{name} log ({call.when})", f"{server!r}\n{server.log_tail(30)}"))

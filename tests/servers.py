@@ -265,6 +265,7 @@ class _ServerBase:
         self.start_attempts = max(1, start_attempts)
         self.proc: subprocess.Popen[bytes] | None = None
         self.process_log = self.base_dir / "process.log"  # the child's stdout+stderr
+        self.log_file = self.process_log  # the server's main log (Mosquitto: its own log_dest file)
         self.startup_seconds: float | None = None  # duration of the last successful start
         self._out_fh: Any = None
         self._log_offsets: dict[Path, int] = {}
@@ -494,6 +495,7 @@ class MosquittoServer(_ServerBase):
             "log_type information",
             "connection_messages true",
             "log_timestamp true",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "max_queued_messages 100000",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
