@@ -299,8 +299,10 @@ class _ServerBase:
         last_err: ServerStartError | None = None
         for _ in range(attempts):
             for role in self.port_roles:
-                if role not in self.ports:
-                    self.ports[role] = free_port(self.host)
+                while role not in self.ports:
+                    candidate = free_port(self.host)
+                    if candidate not in self.ports.values():  # roles need distinct ports
+                        self.ports[role] = candidate
             try:
                 self._start_once()
                 return self
