@@ -246,7 +246,7 @@ class _Channels(NamedTuple):
     lateral_rad: Float1D
     heading_rad: Float1D
     walk: Float1D  # walking intensity 0..1
-    ramping: npt.NDArray[np.bool_]  # inside a segment's ramp
+    ramping: npt.NDArray[np.bool_]  # inside a segment's ramp (u < 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,11 +263,6 @@ class _Tables:
     tap_duration_s: Float1D
     tap_peak_m_s2: Float1D
     tap_dir_body: Float2D
-
-
-def _rcos(u: Float1D) -> Float1D:
-    """Raised-cosine step: 0 at u <= 0, 1 at u >= 1, zero slope at both ends."""
-    return 0.5 - 0.5 * np.cos(np.pi * np.clip(u, 0.0, 1.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,11 +346,13 @@ class PostureScript:
     def _channels(self, t_s: Float1D) -> _Channels:
         tab = self._tab
         t = np.asarray(t_s, dtype=np.float64)
-        seg = np.clip(np.searchsorted(tab.start_s, t, side="right") - 1, 0, len(tab.start_s) - 1)
-        u = (t - tab.start_s[seg]) / tab.ramp_s[seg]
-        w = _rcos(u)[:, None]
-        prev = tab.prev[seg]
-        val = prev + (tab.target[seg] - prev) * w
+        seg = np.searchsorted(tab.start_s, t, side="right") - 1
+        np.maximum(seg, 0, out=seg)  # times before 0 hold the first segment
+        u = (t - tab.start_s.take(seg)) / tab.ramp_s.take(seg)
+        # written so that a held sample (u >= 1) equals the target exactly
+        remaining = 0.5 + 0.5 * np.cos(np.pi * np.minimum(np.maximum(u, 0.0), 1.0))
+        target = tab.target.take(seg, axis=0)
+        val = target + (tab.prev.take(seg, axis=0) - target) * remaining[:, None]
         walk = val[:, 3]
         flex, lat, head = val[:, 0], val[:, 1], val[:, 2]
         if np.any(walk > 0.0):
@@ -363,7 +360,7 @@ class PostureScript:
             flex = flex + walk * (math.radians(WALK_FLEXION_SWAY_DEG) * np.sin(phase + 0.4))
             lat = lat + walk * (math.radians(WALK_LATERAL_SWAY_DEG) * np.sin(0.5 * phase))
             head = head + walk * (math.radians(WALK_HEADING_SWAY_DEG) * np.cos(0.5 * phase))
-        return _Channels(seg, flex, lat, head, walk, (u > 0.0) & (u < 1.0))
+        return _Channels(seg, flex, lat, head, walk, u < 1.0)
 
     def flexion_deg_at(self, t_s: npt.ArrayLike) -> Float1D:
         """True trunk flexion at script times.
@@ -842,8 +839,15 @@ class ImuSynthesizer:
         self.errors = errors if errors is not None else ImuErrors()
         self.n_samples = int(script.duration_s * NS_PER_S // self.dt_ns) + 1
         self._dt_s = self.dt_ns / NS_PER_S
-        self._q_s2b = self.mounting.q_sensor_to_body
         self._r_b2s = self.mounting.r_sensor_to_body.T
+        # q_body_to_earth @ this == q_body_to_earth * q_sensor_to_body (right product)
+        self._right_mul_s2b = _qmul(np.eye(4), self.mounting.q_sensor_to_body[None, :])
+        # each segment's held orientation and specific force (the fast path of chunk())
+        tgt = script._tab.target
+        self._q_seg = q_from_angles(tgt[:, 2], tgt[:, 0], tgt[:, 1]) @ self._right_mul_s2b
+        gravity = np.zeros((len(tgt), 3))
+        gravity[:, 2] = GRAVITY_M_S2
+        self._acc_seg = _rotate(_qconj(self._q_seg), gravity)
         err = self.errors
         bias_rng = np.random.default_rng(np.random.SeedSequence([self.seed, _STREAM_BIAS]))
         if err.gyr_bias_dps is None:
@@ -895,26 +899,24 @@ class ImuSynthesizer:
         idx = np.arange(i0 - 1, i0 + n, dtype=np.int64)
         t_all = idx * self.dt_ns / NS_PER_S  # includes the sample before i0 for the rate
         ch = self.script._channels(t_all)
-        q_b2e = q_from_angles(ch.heading_rad, ch.flexion_rad, ch.lateral_rad)
-        q_s2e = _qmul(q_b2e, self._q_s2b)
-        gyr_true = _rotvec(_qmul(_qconj(q_s2e[:-1]), q_s2e[1:])) / self._dt_s
-        q = q_s2e[1:]
         t = t_all[1:]
-        walk = ch.walk[1:]
-        # specific force in the earth frame: gravity reaction + walking accelerations
-        f_e = np.zeros((n, 3))
-        f_e[:, 2] = GRAVITY_M_S2
-        if np.any(walk > 0.0):
-            phase = (2.0 * np.pi * STEP_HZ) * t
-            head = ch.heading_rad[1:]
-            a_v = WALK_VERTICAL_M_S2 * (np.sin(phase) + 0.25 * np.sin(2.0 * phase + 0.7))
-            a_ap = WALK_FORE_AFT_M_S2 * np.cos(phase)
-            a_ml = WALK_MEDIOLATERAL_M_S2 * np.sin(0.5 * phase)
-            c, s = np.cos(head), np.sin(head)
-            f_e[:, 0] += walk * (a_ap * c - a_ml * s)
-            f_e[:, 1] += walk * (a_ap * s + a_ml * c)
-            f_e[:, 2] += walk * a_v
-        acc = _rotate(_qconj(q), f_e)
+        seg = ch.seg[1:]
+        # Fast path: a sample whose posture is held since the previous sample has the
+        # segment's constant orientation, zero rate and gravity as the only force.
+        held = ~ch.ramping & (ch.walk == 0.0)
+        moving = ~(held[1:] & held[:-1] & (seg == ch.seg[:-1]))
+        q = self._q_seg.take(seg, axis=0)
+        gyr_true = np.zeros((n, 3))
+        acc = self._acc_seg.take(seg, axis=0)
+        m = np.flatnonzero(moving)
+        if len(m):
+            pos = np.concatenate((m, m + 1))  # positions in t_all of samples k-1 and k
+            q_b2e = q_from_angles(ch.heading_rad[pos], ch.flexion_rad[pos], ch.lateral_rad[pos])
+            q_s2e = q_b2e @ self._right_mul_s2b
+            q_prev, q_m = q_s2e[: len(m)], q_s2e[len(m) :]
+            gyr_true[m] = _rotvec(_qmul(_qconj(q_prev), q_m)) / self._dt_s
+            q[m] = q_m
+            acc[m] = _rotate(_qconj(q_m), self._specific_force_earth(t[m], ch, m + 1))
         self._add_taps(t, acc)
         bias = np.empty((n, 3))
         for k in range(3):
@@ -934,10 +936,27 @@ class ImuSynthesizer:
             flexion_deg=np.degrees(ch.flexion_rad[1:]),
             lateral_deg=np.degrees(ch.lateral_rad[1:]),
             heading_deg=np.degrees(ch.heading_rad[1:]),
-            labels=self.script._tab.kind[ch.seg[1:]],
+            labels=self.script._tab.kind.take(seg),
             q_sensor_to_earth=q,
             gyr_bias_rad_s=bias,
         )
+
+    def _specific_force_earth(self, t: Float1D, ch: _Channels, pos: npt.NDArray[np.intp]) -> Float2D:
+        """(M, 3) gravity reaction + walking accelerations, m/s^2, earth frame."""
+        f_e = np.zeros((len(t), 3))
+        f_e[:, 2] = GRAVITY_M_S2
+        walk = ch.walk[pos]
+        if np.any(walk > 0.0):
+            phase = (2.0 * np.pi * STEP_HZ) * t
+            head = ch.heading_rad[pos]
+            a_v = WALK_VERTICAL_M_S2 * (np.sin(phase) + 0.25 * np.sin(2.0 * phase + 0.7))
+            a_ap = WALK_FORE_AFT_M_S2 * np.cos(phase)
+            a_ml = WALK_MEDIOLATERAL_M_S2 * np.sin(0.5 * phase)
+            c, s = np.cos(head), np.sin(head)
+            f_e[:, 0] += walk * (a_ap * c - a_ml * s)
+            f_e[:, 1] += walk * (a_ap * s + a_ml * c)
+            f_e[:, 2] += walk * a_v
+        return f_e
 
     def _add_taps(self, t: Float1D, acc: Float2D) -> None:
         tab = self.script._tab
