@@ -81,6 +81,9 @@ WALK_FLEXION_SWAY_DEG: Final = 1.5  # trunk pitch oscillation per step
 WALK_LATERAL_SWAY_DEG: Final = 2.5  # trunk roll oscillation per stride
 WALK_HEADING_SWAY_DEG: Final = 3.0  # trunk yaw oscillation per stride
 
+_TAP_MAX_S: Final = 0.2  # longest tap spike accepted, s
+_TAP_REBOUND: Final = 4.0  # the rebound is 4x longer and 4x weaker: zero net velocity change
+_TAP_SPAN: Final = 1.0 + _TAP_REBOUND  # spike + rebound, in units of the spike's duration
 _BIAS_KNOT_S: Final = 10.0  # the gyro bias random walk is drawn every 10 s, linear in between
 _NOISE_BLOCK_SAMPLES: Final = 4096  # white noise is drawn in index-aligned blocks (chunking-proof)
 _STREAM_NOISE: Final = 0x6E6F  # SeedSequence spawn keys of the independent random streams
@@ -213,12 +216,16 @@ class Segment:
 
 @dataclass(frozen=True, slots=True)
 class Tap:
-    """An instantaneous knock on the sensor: one full sine cycle of linear acceleration.
+    """An instantaneous knock on the sensor: a short spike of linear acceleration.
+
+    The spike is a half sine of ``duration_s`` and ``peak_m_s2`` along ``direction_body``,
+    followed by a rebound (half sine of ``-peak_m_s2 / 4`` over ``4 * duration_s``) that
+    brings the sensor back to rest; the orientation does not change.
 
     Attributes:
-        t_s: script time the pulse starts, s.
-        peak_m_s2: amplitude of the pulse, m/s^2 (several g).
-        duration_s: length of the cycle, s (20-50 ms for a finger tap).
+        t_s: script time the spike starts, s.
+        peak_m_s2: amplitude of the spike, m/s^2 (several g).
+        duration_s: length of the spike, s (20-50 ms for a finger tap).
         direction_body: direction of the push, body frame (normalised on use);
             (1, 0, 0) is a tap on the back pushing the sensor forward.
     """
@@ -231,8 +238,8 @@ class Tap:
     def __post_init__(self) -> None:
         if not math.isfinite(self.t_s) or self.t_s < 0.0:
             raise ValueError(f"t_s must be finite and >= 0, got {self.t_s!r}")
-        if not 0.0 < self.duration_s <= 0.2:
-            raise ValueError(f"duration_s must be in (0, 0.2] s, got {self.duration_s!r}")
+        if not 0.0 < self.duration_s <= _TAP_MAX_S:
+            raise ValueError(f"duration_s must be in (0, {_TAP_MAX_S}] s, got {self.duration_s!r}")
         if not (math.isfinite(self.peak_m_s2) and self.peak_m_s2 >= 0.0):
             raise ValueError(f"peak_m_s2 must be finite and >= 0, got {self.peak_m_s2!r}")
         _deg3_unit(self.direction_body, "direction_body")
@@ -411,7 +418,7 @@ class PostureScript:
         if len(tab.tap_t_s):
             # t is near a tap iff some tap j with t_j - margin <= t has t <= end_j + margin
             k = np.searchsorted(tab.tap_t_s, t + margin_s, side="right") - 1
-            end_max_s = np.maximum.accumulate(tab.tap_t_s + tab.tap_duration_s)
+            end_max_s = np.maximum.accumulate(tab.tap_t_s + _TAP_SPAN * tab.tap_duration_s)
             near = (k >= 0) & (t <= end_max_s[np.maximum(k, 0)] + margin_s)
             still &= ~near
         return still
@@ -491,7 +498,8 @@ class PostureScript:
         - A supine "lie" (flexion -90 deg) nap at 55 % of days >= 5 min; days >= 16 h
           sleep from 15 h (23:00 when the script starts at 08:00) lying supine or on
           either side.
-        - About three "tap"s per hour (some double taps) while sitting, at least one.
+        - About three "tap"s per hour (some double taps) while sitting, at least one:
+          20-50 ms spikes of 30-50 m/s^2.
         - Transitions are raised-cosine ramps of 1.5 s (2 s turns, 3 s lying down/up).
 
         Args:
@@ -684,7 +692,7 @@ class _DayBuilder:
             s = sits[int(self.rng.choice(len(sits), p=lengths / lengths.sum()))]
             t = round(u(s.start_s + 4.0, s.end_s - 4.0), 3)
             direction = (1.0, round(u(-0.3, 0.3), 3), round(u(-0.3, 0.3), 3))
-            tap = Tap(t, round(u(25.0, 50.0), 1), round(u(0.02, 0.05), 3), direction)
+            tap = Tap(t, round(u(30.0, 50.0), 1), round(u(0.02, 0.05), 3), direction)
             taps.append(tap)
             if self.rng.random() < 0.3 and t + 0.5 < s.end_s - 3.0:  # a double tap
                 taps.append(Tap(round(t + u(0.25, 0.4), 3), tap.peak_m_s2, tap.duration_s, direction))
@@ -837,7 +845,8 @@ class ImuSynthesizer:
         self.seed = int(seed)
         self.mounting = mounting if mounting is not None else Mounting()
         self.errors = errors if errors is not None else ImuErrors()
-        self.n_samples = int(script.duration_s * NS_PER_S // self.dt_ns) + 1
+        # samples cover [0, duration): 8 h at 100 Hz is 2_880_000 samples
+        self.n_samples = max(1, math.ceil(script.duration_s * NS_PER_S / self.dt_ns - 1e-6))
         self._dt_s = self.dt_ns / NS_PER_S
         self._r_b2s = self.mounting.r_sensor_to_body.T
         # q_body_to_earth @ this == q_body_to_earth * q_sensor_to_body (right product)
@@ -962,14 +971,17 @@ class ImuSynthesizer:
         tab = self.script._tab
         if not len(tab.tap_t_s) or not len(t):
             return
-        lo = int(np.searchsorted(tab.tap_t_s, t[0] - 0.2, side="left"))  # taps last <= 0.2 s
+        lo = int(np.searchsorted(tab.tap_t_s, t[0] - _TAP_SPAN * _TAP_MAX_S, side="left"))
         hi = int(np.searchsorted(tab.tap_t_s, t[-1], side="right"))
         for k in range(lo, hi):
-            t0, d = tab.tap_t_s[k], tab.tap_duration_s[k]
-            a, b = np.searchsorted(t, [t0, t0 + d], side="left")
+            t0, d, peak = tab.tap_t_s[k], tab.tap_duration_s[k], tab.tap_peak_m_s2[k]
+            a, b = np.searchsorted(t, [t0, t0 + _TAP_SPAN * d], side="left")
             if a >= b:
                 continue
-            pulse = tab.tap_peak_m_s2[k] * np.sin((2.0 * np.pi / d) * (t[a:b] - t0))
+            tau = t[a:b] - t0
+            spike = peak * np.sin((np.pi / d) * tau)
+            rebound = -(peak / _TAP_REBOUND) * np.sin((np.pi / (_TAP_REBOUND * d)) * (tau - d))
+            pulse = np.where(tau < d, spike, rebound)
             acc[a:b] += pulse[:, None] * (self._r_b2s @ tab.tap_dir_body[k])
 
     def chunks(self, chunk_samples: int) -> Iterator[SimulatedRecording]:
@@ -1002,7 +1014,8 @@ def simulate(
             floats per sample).
 
     Returns:
-        A :class:`SimulatedRecording` of all ``floor(duration * rate) + 1`` samples.
+        A :class:`SimulatedRecording` of the ``ceil(duration_s * rate_hz)`` samples in
+        ``[0, duration_s)``.
     """
     syn = ImuSynthesizer(script, rate_hz, seed, mounting, errors)
     if not (math.isfinite(chunk_s) and chunk_s > 0.0):
