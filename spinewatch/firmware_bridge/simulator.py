@@ -156,7 +156,7 @@ def _rotvec(q: Float2D) -> Float2D:
     return v * scale[:, None]
 
 
-def _deg3_unit(v: Float3, name: str) -> npt.NDArray[np.float64]:
+def _unit3(v: Float3, name: str) -> npt.NDArray[np.float64]:
     a = np.asarray(v, dtype=np.float64)
     if a.shape != (3,) or not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be 3 finite numbers, got {v!r}")
@@ -206,7 +206,8 @@ class Segment:
             raise ValueError(f"end_s ({self.end_s}) must be > start_s ({self.start_s})")
         if not 0.0 < self.ramp_s <= self.end_s - self.start_s:
             raise ValueError(
-                f"ramp_s must be in (0, duration={self.end_s - self.start_s:g}] s, got {self.ramp_s}"
+                f"ramp_s must be in (0, {self.end_s - self.start_s:g}] s (the segment's "
+                f"duration), got {self.ramp_s}"
             )
 
     @property
@@ -242,7 +243,7 @@ class Tap:
             raise ValueError(f"duration_s must be in (0, {_TAP_MAX_S}] s, got {self.duration_s!r}")
         if not (math.isfinite(self.peak_m_s2) and self.peak_m_s2 >= 0.0):
             raise ValueError(f"peak_m_s2 must be finite and >= 0, got {self.peak_m_s2!r}")
-        _deg3_unit(self.direction_body, "direction_body")
+        _unit3(self.direction_body, "direction_body")
 
 
 class _Channels(NamedTuple):
@@ -266,6 +267,7 @@ class _Tables:
     kind: Int8_1D
     target: Float2D  # (S, 4): flexion_rad, lateral_rad, heading_rad, walk
     prev: Float2D  # (S, 4): the previous segment's target (own for the first)
+    changes: npt.NDArray[np.bool_]  # (S,): target != prev, i.e. the ramp really moves
     tap_t_s: Float1D
     tap_duration_s: Float1D
     tap_peak_m_s2: Float1D
@@ -325,11 +327,12 @@ class PostureScript:
             kind=np.array([SEGMENT_KINDS.index(s.kind) for s in segs], dtype=np.int8),
             target=target,
             prev=prev,
+            changes=np.any(target != prev, axis=1),
             tap_t_s=np.array([t.t_s for t in taps], dtype=np.float64),
             tap_duration_s=np.array([t.duration_s for t in taps], dtype=np.float64),
             tap_peak_m_s2=np.array([t.peak_m_s2 for t in taps], dtype=np.float64),
             tap_dir_body=np.array(
-                [_deg3_unit(t.direction_body, "direction_body") for t in taps], dtype=np.float64
+                [_unit3(t.direction_body, "direction_body") for t in taps], dtype=np.float64
             ).reshape(-1, 3),
         )
         object.__setattr__(self, "_tab", tab)
@@ -367,7 +370,7 @@ class PostureScript:
             flex = flex + walk * (math.radians(WALK_FLEXION_SWAY_DEG) * np.sin(phase + 0.4))
             lat = lat + walk * (math.radians(WALK_LATERAL_SWAY_DEG) * np.sin(0.5 * phase))
             head = head + walk * (math.radians(WALK_HEADING_SWAY_DEG) * np.cos(0.5 * phase))
-        return _Channels(seg, flex, lat, head, walk, u < 1.0)
+        return _Channels(seg, flex, lat, head, walk, (u < 1.0) & tab.changes.take(seg))
 
     def flexion_deg_at(self, t_s: npt.ArrayLike) -> Float1D:
         """True trunk flexion at script times.
@@ -546,6 +549,18 @@ def _bisect(
     return hi
 
 
+@dataclass(slots=True)
+class _Row:
+    """A segment being planned by :class:`_DayBuilder` (mutable; times relative)."""
+
+    kind: str
+    dur_s: float
+    flex_deg: float
+    lat_deg: float
+    heading_deg: float
+    ramp_s: float
+
+
 class _DayBuilder:
     """Builds :meth:`PostureScript.day` (internal; see its docstring for the design)."""
 
@@ -557,7 +572,7 @@ class _DayBuilder:
     def __init__(self, duration_s: float, seed: int) -> None:
         self.duration_s = duration_s
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x646179]))
-        self.rows: list[list[object]] = []  # [kind, dur, flex, lat, heading, ramp]
+        self.rows: list[_Row] = []
         self.t_s = 0.0
         self.heading_deg = 0.0
 
@@ -572,10 +587,12 @@ class _DayBuilder:
     ) -> None:
         if heading_deg is None:
             heading_deg = self.heading_deg
-        if kind == "lie" or (self.rows and self.rows[-1][0] == "lie"):
+        if kind == "lie" or (self.rows and self.rows[-1].kind == "lie"):
             ramp_s = LIE_RAMP_S
         dur_s = round(float(dur_s), 3)
-        self.rows.append([kind, dur_s, round(flex_deg, 2), round(lat_deg, 2), heading_deg, ramp_s])
+        self.rows.append(
+            _Row(kind, dur_s, round(flex_deg, 2), round(lat_deg, 2), heading_deg, ramp_s)
+        )
         self.t_s += dur_s
         self.heading_deg = heading_deg
 
@@ -652,31 +669,29 @@ class _DayBuilder:
 
     def _finish(self) -> PostureScript:
         d = self.duration_s
-        rows: list[list[object]] = []
+        rows: list[_Row] = []
         t = 0.0
         for row in self.rows:  # cut at the end of the day
             if t >= d - 1e-6:
                 break
             rows.append(row)
-            t += float(row[1])  # type: ignore[arg-type]
-        rows[-1][1] = round(float(rows[-1][1]) - (t - d), 6)  # type: ignore[arg-type]
+            t += row.dur_s
+        rows[-1].dur_s = round(rows[-1].dur_s - (t - d), 6)
         while True:  # no cut slouch (its episode must end), no segment shorter than its ramp
             last = rows[-1]
-            if last[0] == "slouch":
-                last[0], last[2], last[3] = "sit", 2.0, 0.0
-                last[5] = DEFAULT_RAMP_S
-            elif float(last[1]) < float(last[5]) + 1.0 and len(rows) > 1:  # type: ignore[arg-type]
+            if last.kind == "slouch":
+                last.kind, last.flex_deg, last.lat_deg = "sit", 2.0, 0.0
+                last.ramp_s = DEFAULT_RAMP_S
+            elif last.dur_s < last.ramp_s + 1.0 and len(rows) > 1:
                 rows.pop()
-                rows[-1][1] = float(rows[-1][1]) + float(last[1])  # type: ignore[arg-type]
+                rows[-1].dur_s += last.dur_s
             else:
                 break
         segs: list[Segment] = []
         t = 0.0
-        for i, (kind, dur, flex, lat, head, ramp) in enumerate(rows):
-            end = d if i == len(rows) - 1 else round(t + float(dur), 6)  # type: ignore[arg-type]
-            segs.append(
-                Segment(str(kind), t, end, float(flex), float(lat), float(head), float(ramp))  # type: ignore[arg-type]
-            )
+        for i, r in enumerate(rows):
+            end = d if i == len(rows) - 1 else round(t + r.dur_s, 6)
+            segs.append(Segment(r.kind, t, end, r.flex_deg, r.lat_deg, r.heading_deg, r.ramp_s))
             t = end
         return PostureScript(tuple(segs), self._taps(segs))
 
@@ -695,7 +710,8 @@ class _DayBuilder:
             tap = Tap(t, round(u(30.0, 50.0), 1), round(u(0.02, 0.05), 3), direction)
             taps.append(tap)
             if self.rng.random() < 0.3 and t + 0.5 < s.end_s - 3.0:  # a double tap
-                taps.append(Tap(round(t + u(0.25, 0.4), 3), tap.peak_m_s2, tap.duration_s, direction))
+                t2 = round(t + u(0.25, 0.4), 3)
+                taps.append(Tap(t2, tap.peak_m_s2, tap.duration_s, direction))
         return tuple(sorted(taps, key=lambda x: x.t_s))
 
 
@@ -759,7 +775,9 @@ class ImuErrors:
         if self.gyr_bias_dps is not None:
             b = np.asarray(self.gyr_bias_dps, dtype=np.float64)
             if b.shape != (3,) or not np.all(np.isfinite(b)):
-                raise ValueError(f"gyr_bias_dps must be 3 finite numbers, got {self.gyr_bias_dps!r}")
+                raise ValueError(
+                    f"gyr_bias_dps must be 3 finite numbers, got {self.gyr_bias_dps!r}"
+                )
         for name in ("gyr_bias_walk_dps_per_sqrt_s", "gyr_noise_dps", "acc_noise_m_s2"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0.0):
@@ -858,15 +876,16 @@ class ImuSynthesizer:
         gravity[:, 2] = GRAVITY_M_S2
         self._acc_seg = _rotate(_qconj(self._q_seg), gravity)
         err = self.errors
-        bias_rng = np.random.default_rng(np.random.SeedSequence([self.seed, _STREAM_BIAS]))
         if err.gyr_bias_dps is None:
-            bias_dps = bias_rng.choice([-1.0, 1.0], 3) * bias_rng.uniform(0.5, 1.0, 3)
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, _STREAM_BIAS, 0]))
+            bias_dps = rng.choice([-1.0, 1.0], 3) * rng.uniform(0.5, 1.0, 3)
         else:
             bias_dps = np.asarray(err.gyr_bias_dps, dtype=np.float64)
-            bias_rng.uniform(size=6)  # keep the walk's draws independent of this choice
         self._bias0_rad_s = np.radians(bias_dps)
+        # random walk of the bias: Gaussian steps at knots every _BIAS_KNOT_S, linear between
+        walk_rng = np.random.default_rng(np.random.SeedSequence([self.seed, _STREAM_BIAS, 1]))
         n_knots = int(script.duration_s // _BIAS_KNOT_S) + 3
-        steps = bias_rng.standard_normal((n_knots, 3))
+        steps = walk_rng.standard_normal((n_knots, 3))
         steps[0] = 0.0
         walk = math.radians(err.gyr_bias_walk_dps_per_sqrt_s) * math.sqrt(_BIAS_KNOT_S)
         self._bias_knots_rad_s = np.cumsum(steps * walk, axis=0)
@@ -883,7 +902,8 @@ class ImuSynthesizer:
             block = self._noise_cache.get(j)
             if block is None:
                 rng = np.random.default_rng(np.random.SeedSequence([self.seed, _STREAM_NOISE, j]))
-                block = rng.standard_normal((b, 6))
+                # float32 draws are twice as fast; ample precision for sensor noise
+                block = rng.standard_normal((b, 6), dtype=np.float32).astype(np.float64)
                 if len(self._noise_cache) >= 2:  # sequential access needs at most two blocks
                     self._noise_cache.pop(next(iter(self._noise_cache)))
                 self._noise_cache[j] = block
@@ -950,7 +970,9 @@ class ImuSynthesizer:
             gyr_bias_rad_s=bias,
         )
 
-    def _specific_force_earth(self, t: Float1D, ch: _Channels, pos: npt.NDArray[np.intp]) -> Float2D:
+    def _specific_force_earth(
+        self, t: Float1D, ch: _Channels, pos: npt.NDArray[np.intp]
+    ) -> Float2D:
         """(M, 3) gravity reaction + walking accelerations, m/s^2, earth frame."""
         f_e = np.zeros((len(t), 3))
         f_e[:, 2] = GRAVITY_M_S2
@@ -1092,8 +1114,10 @@ class SimulatedPatient:
         mounting: Mounting | None = None,
         errors: ImuErrors | None = None,
     ) -> None:
-        if isinstance(batch_samples, bool) or not isinstance(batch_samples, int) or batch_samples < 1:
-            raise ValueError(f"batch_samples must be an int >= 1, got {batch_samples!r}")
+        if isinstance(batch_samples, bool) or not isinstance(batch_samples, int):
+            raise TypeError(f"batch_samples must be an int, got {batch_samples!r}")
+        if batch_samples < 1:
+            raise ValueError(f"batch_samples must be >= 1, got {batch_samples!r}")
         if speed is not None and not (math.isfinite(speed) and speed > 0.0):
             raise ValueError(f"speed must be None or > 0, got {speed!r}")
         self.synthesizer = ImuSynthesizer(script, rate_hz, seed, mounting, errors)
