@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from spinewatch.firmware_bridge.source import ImuSource
 from spinewatch.model import NS_PER_S, PostureBatch, SlouchEvent
 from spinewatch.service.publisher import Publisher
-from spinewatch.signal import Activity, PostureTracker
+from spinewatch.signal import Activity, PostureTracker, TrackerOutput
 
 _LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class LiveStatus:
-    """What a live view shows after each published batch.
+    """What a live view shows after each published message.
 
     Attributes:
         t_ns: UTC ns of the latest sample.
@@ -50,6 +51,30 @@ class BridgeTotals:
     neutral_samples: int = 0
 
 
+@dataclass
+class _Pending:
+    """Tracker output not yet published: evenly spaced samples from ``t0_sensor_ns``."""
+
+    t0_sensor_ns: int = 0
+    dt_ns: int = 0
+    parts: list[TrackerOutput] = field(default_factory=list)
+    n: int = 0
+
+    def take(self, k: int) -> tuple[int, list[npt.NDArray[np.generic]]]:
+        """Remove and return the first ``k`` samples: (t0_sensor_ns, [flex, lat, state, act])."""
+        cols = [
+            np.concatenate([getattr(p, name) for p in self.parts])
+            for name in ("flexion_deg", "lateral_deg", "state", "activity")
+        ]
+        t0 = self.t0_sensor_ns
+        head = [c[:k] for c in cols]
+        rest = [c[k:] for c in cols]
+        self.n -= k
+        self.t0_sensor_ns += k * self.dt_ns
+        self.parts = [TrackerOutput(rest[0], rest[1], rest[2], rest[3], np.empty((0, 4)))] if self.n else []
+        return t0, head
+
+
 async def run_bridge(
     source: ImuSource,
     tracker: PostureTracker,
@@ -61,59 +86,54 @@ async def run_bridge(
 ) -> BridgeTotals:
     """Stream ``source`` through ``tracker`` and publish until the source ends.
 
-    Sensor time is mapped to UTC as ``start_utc_ns + t_sensor_ns`` (the clock anchor).
-    Angles are published in batches of ``publish_interval_s`` of sensor time; slouch
-    events as soon as they end.
+    Sensor time maps to UTC as ``start_utc_ns + t_sensor_ns`` (the clock anchor). Angles
+    are published in messages of ``publish_interval_s`` of sensor time, whatever the size
+    of the source's batches (a gap in the stream ends a message early); slouch events as
+    soon as they end.
 
     Returns:
         Totals of what was processed and published.
     """
     totals = BridgeTotals()
-    pending: list[tuple[int, int, object]] = []  # (t0_sensor_ns, dt_ns, TrackerOutput)
-    pending_n = 0
-    rate_hz = 0.0
-    dt_ns = 0
+    pend = _Pending()
+    per_msg = 0
     first_t0: int | None = None
+    dt_ns = 0
 
-    def flush() -> None:
-        nonlocal pending, pending_n
-        if not pending:
-            return
-        t0, dt, _ = pending[0]
-        outs = [o for _, _, o in pending]
-        batch = PostureBatch(
-            publisher.patient, publisher.device, start_utc_ns + t0, dt,
-            np.concatenate([o.flexion_deg for o in outs]),  # type: ignore[attr-defined]
-            np.concatenate([o.lateral_deg for o in outs]),  # type: ignore[attr-defined]
-            np.concatenate([o.state for o in outs]),  # type: ignore[attr-defined]
-            np.concatenate([o.activity for o in outs]),  # type: ignore[attr-defined]
-        )
+    def publish(k: int) -> None:
+        t0, (flex, lat, state, act) = pend.take(k)
+        batch = PostureBatch(publisher.patient, publisher.device, start_utc_ns + t0, pend.dt_ns,
+                             flex, lat, state, act)  # type: ignore[arg-type]
         publisher.publish_posture(batch)
         totals.posture_messages += 1
-        pending, pending_n = [], 0
         if on_status is not None:
-            last_ns = batch.t0_ns + len(batch) * dt
-            on_status(
-                LiveStatus(
-                    t_ns=last_ns - dt,
-                    elapsed_s=(last_ns - start_utc_ns - (first_t0 or 0)) / NS_PER_S,
-                    flexion_deg=float(batch.flexion_deg[-1]),
-                    lateral_deg=float(batch.lateral_deg[-1]),
-                    slouching=bool(batch.state[-1]),
-                    activity=Activity(int(batch.activity[-1])),
-                    slouch_count=totals.events,
-                    upright_neutral_pct=100.0 * totals.neutral_samples / max(1, totals.samples),
-                    samples=totals.samples,
-                )
-            )
+            end_ns = t0 + k * pend.dt_ns
+            on_status(LiveStatus(
+                t_ns=start_utc_ns + end_ns - pend.dt_ns,
+                elapsed_s=(end_ns - (first_t0 or 0)) / NS_PER_S,
+                flexion_deg=float(flex[-1]), lateral_deg=float(lat[-1]),
+                slouching=bool(state[-1]), activity=Activity(int(act[-1])),
+                slouch_count=totals.events,
+                upright_neutral_pct=100.0 * totals.neutral_samples / max(1, totals.samples),
+                samples=totals.samples,
+            ))
+
+    def emit(ep: npt.NDArray[np.float64]) -> None:
+        base = start_utc_ns + (first_t0 or 0)
+        ev = SlouchEvent(publisher.patient, publisher.device,
+                         base + int(ep[0]) * dt_ns, base + int(ep[1]) * dt_ns, float(ep[2]), float(ep[3]))
+        publisher.publish_event(ev)
+        totals.events += 1
+        if on_event is not None:
+            on_event(ev)
 
     async with source:
         async for b in source.batches():
             if first_t0 is None:
-                first_t0 = b.t0_ns
-                rate_hz, dt_ns = b.rate_hz, b.dt_ns
-            elif pending and (b.gap_before or b.dt_ns != dt_ns):
-                flush()  # a posture message covers evenly spaced samples only
+                first_t0, dt_ns = b.t0_ns, b.dt_ns
+                per_msg = max(1, round(publish_interval_s * NS_PER_S / b.dt_ns))
+            if pend.n and (b.gap_before or b.dt_ns != pend.dt_ns):
+                publish(pend.n)  # a posture message covers evenly spaced samples only
             if b.gap_before:
                 tracker.reset_motion()
             out = tracker.update(b.gyr_rad_s, b.acc_m_s2)
@@ -121,32 +141,18 @@ async def run_bridge(
             totals.neutral_samples += int(
                 np.count_nonzero((out.state == 0) & (out.activity >= Activity.UPRIGHT_STILL))
             )
-            if not pending:
-                pending_n = 0
-            pending.append((b.t0_ns, b.dt_ns, out))
-            pending_n += len(b)
+            if not pend.n:
+                pend.t0_sensor_ns, pend.dt_ns = b.t0_ns, b.dt_ns
+            pend.parts.append(out)
+            pend.n += len(b)
             for ep in out.episodes:
-                _emit(ep, publisher, start_utc_ns, first_t0, dt_ns, totals, on_event)
-            if pending_n * dt_ns >= publish_interval_s * NS_PER_S:
-                flush()
+                emit(ep)
+            while pend.n >= per_msg:
+                publish(per_msg)
     for ep in tracker.flush():
-        _emit(ep, publisher, start_utc_ns, first_t0 or 0, dt_ns, totals, on_event)
-    flush()
-    _LOGGER.info("bridge done: %d samples at %.0f Hz, %d posture messages, %d slouch events",
-                 totals.samples, rate_hz, totals.posture_messages, totals.events)
+        emit(ep)
+    if pend.n:
+        publish(pend.n)
+    _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events",
+                 totals.samples, totals.posture_messages, totals.events)
     return totals
-
-
-def _emit(
-    ep: np.ndarray, publisher: Publisher, start_utc_ns: int, first_t0: int, dt_ns: int,
-    totals: BridgeTotals, on_event: Callable[[SlouchEvent], None] | None,
-) -> None:
-    base = start_utc_ns + first_t0
-    ev = SlouchEvent(
-        publisher.patient, publisher.device,
-        base + int(ep[0]) * dt_ns, base + int(ep[1]) * dt_ns, float(ep[2]), float(ep[3]),
-    )
-    publisher.publish_event(ev)
-    totals.events += 1
-    if on_event is not None:
-        on_event(ev)

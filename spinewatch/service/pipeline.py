@@ -123,7 +123,7 @@ async def run_demo(
         script = PostureScript.day(duration_s, seed=seed)
         source = SimulatedPatient(
             script, rate_hz=DEMO_RATE_HZ, seed=seed,
-            batch_samples=10 if speed is not None else 100, speed=speed,
+            batch_samples=10 if speed is not None else 1000, speed=speed,
         )
         p = cfg.posture
         tracker = PostureTracker(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from spinewatch.errors import DecodeError
 from spinewatch.model import PostureBatch, SlouchEvent
@@ -92,7 +92,7 @@ def encode_posture(b: PostureBatch, seq: int | None = None) -> bytes:
         msg["activity"] = np.asarray(b.activity, dtype=np.int64).tolist()
     if seq is not None:
         msg["seq"] = int(seq)
-    return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(msg)
 
 
 def encode_event(e: SlouchEvent) -> bytes:
@@ -105,7 +105,7 @@ def encode_event(e: SlouchEvent) -> bytes:
         "peak_deg": round(float(e.peak_deg), ANGLE_DECIMALS),
         "mean_deg": round(float(e.mean_deg), ANGLE_DECIMALS),
     }
-    return json.dumps(msg, separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +141,8 @@ def _load(payload: bytes) -> dict[str, object]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise DecodeError("oversized", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
-        obj = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
         raise DecodeError("bad_json", str(exc)[:200]) from exc
     if not isinstance(obj, dict):
         raise DecodeError("not_object", type(obj).__name__)
@@ -168,6 +168,9 @@ def _time(obj: dict[str, object], key: str) -> int:
     return v
 
 
+_NUMBER_OR_NULL: Final = frozenset({float, int, type(None)})
+
+
 def _angles(obj: dict[str, object], key: str) -> npt.NDArray[np.float64]:
     v = obj.get(key)
     if v is None:
@@ -176,12 +179,10 @@ def _angles(obj: dict[str, object], key: str) -> npt.NDArray[np.float64]:
         raise DecodeError("bad_type", f"{key} must be an array")
     if len(v) > MAX_SAMPLES:
         raise DecodeError("oversized", f"{key} has {len(v)} samples > {MAX_SAMPLES}")
-    try:
-        arr = np.array([np.nan if x is None else x for x in v], dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DecodeError("bad_type", f"{key} must hold numbers") from exc
-    if any(isinstance(x, (bool, str)) for x in v):
-        raise DecodeError("bad_type", f"{key} must hold numbers")
+    # exact types: numpy would silently turn True into 1.0 and "1.5" into 1.5
+    if not all(type(x) in _NUMBER_OR_NULL for x in v):
+        raise DecodeError("bad_type", f"{key} must hold numbers or null")
+    arr = np.array(v, dtype=np.float64)  # null -> NaN
     if np.any(np.abs(arr) > 360.0):
         raise DecodeError("out_of_range", f"{key} beyond +/-360 deg")
     return arr
@@ -191,13 +192,14 @@ def _codes(obj: dict[str, object], key: str, n: int) -> npt.NDArray[np.int8] | N
     v = obj.get(key)
     if v is None:
         return None
-    if not isinstance(v, list) or not all(
-        isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 127 for x in v
-    ):
+    if not isinstance(v, list) or not all(type(x) is int for x in v):
         raise DecodeError("bad_type", f"{key} must be an array of small integers")
     if len(v) != n:
         raise DecodeError("length_mismatch", f"{key} has {len(v)} samples, flexion_deg {n}")
-    return np.array(v, dtype=np.int8)
+    arr = np.array(v, dtype=np.int64)
+    if n and (arr.min() < 0 or arr.max() > 127):
+        raise DecodeError("out_of_range", f"{key} values must be 0..127")
+    return arr.astype(np.int8)
 
 
 def decode_posture(patient: str, device: str, payload: bytes) -> PostureMsg:

@@ -100,6 +100,7 @@ class PostureTracker:
         self._cal_samples = max(1, int(round(p.calibration_s * rate_hz)))
         self._cal_sum = np.zeros(3)
         self._cal_n = 0
+        self._r_sensor_to_body: Float2D | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -144,8 +145,9 @@ class PostureTracker:
                 flex[j], lat[j] = f[0], la[0]
             i = m
         if i < n:
-            r = neutral_alignment(self._cal_sum)
-            f, la = trunk_angles_deg(up[i:] @ r.T)
+            if self._r_sensor_to_body is None:  # fixed once calibration is complete
+                self._r_sensor_to_body = neutral_alignment(self._cal_sum)
+            f, la = trunk_angles_deg(up[i:] @ self._r_sensor_to_body.T)
             flex[i:], lat[i:] = f, la
         # inclination of the trunk from vertical: angle of up_body from body z
         incl = np.degrees(np.arccos(np.clip(np.cos(np.radians(flex)) * np.cos(np.radians(lat)), -1, 1)))
