@@ -169,6 +169,19 @@ def test_truth_episodes_follow_the_threshold_exactly() -> None:
     assert script.slouch_episodes(35.0) == []
 
 
+def test_truth_episodes_see_even_a_brief_spike_in_a_custom_script() -> None:
+    script = PostureScript(
+        (
+            Segment("sit", 0, 10),
+            Segment("slouch", 10, 10.03, flexion_deg=30, ramp_s=0.01),
+            Segment("sit", 10.03, 20, ramp_s=0.01),
+        )
+    )
+    ((start_s, end_s, peak_deg),) = script.slouch_episodes(20.0)
+    assert 10.0 < start_s < 10.01 and 10.03 < end_s < 10.04
+    assert peak_deg == pytest.approx(30.0)
+
+
 # --------------------------------------------------------------------------- conventions
 
 
