@@ -375,7 +375,7 @@ def test_unpaced_source_lets_other_tasks_run() -> None:
     assert asyncio.run(run()) >= 10
 
 
-def test_generating_8_h_is_fast_and_memory_bounded(day: PostureScript) -> None:
+def test_generating_8_h_is_chunked_and_memory_bounded(day: PostureScript) -> None:
     syn = ImuSynthesizer(day, rate_hz=100.0)
     tracemalloc.start()
     try:
@@ -387,7 +387,8 @@ def test_generating_8_h_is_fast_and_memory_bounded(day: PostureScript) -> None:
         tracemalloc.stop()
     assert n == 2_880_000
     assert peak_bytes < 8e6  # the whole day's gyr + acc alone would be 138 MB
-    assert elapsed_s < 10.0  # typically ~1.5 s; generous for loaded CI machines
+    # ~1.5 s on an idle machine (see the benchmark); only a pathological slowdown fails
+    assert elapsed_s < 30.0
 
 
 # --------------------------------------------------------------------------- bad input
