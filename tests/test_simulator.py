@@ -10,6 +10,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from spinewatch.firmware_bridge.simulator import (
@@ -212,6 +214,20 @@ def test_same_seed_gives_the_same_samples_whatever_the_chunking() -> None:
     other = simulate(script, seed=6)
     assert not np.allclose(a.gyr_rad_s, other.gyr_rad_s)
     np.testing.assert_array_equal(a.flexion_deg, other.flexion_deg)  # same script, same truth
+
+
+_SHORT = PostureScript.day(120.0, seed=8)
+_SHORT_REC = simulate(_SHORT, seed=9, with_orientation=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(i0=st.integers(0, 11_999), n=st.integers(0, 3000))
+def test_any_sample_range_equals_the_same_slice_of_the_whole(i0: int, n: int) -> None:
+    chunk = ImuSynthesizer(_SHORT, seed=9).chunk(i0, n)
+    stop = min(i0 + n, 12_000)
+    assert len(chunk) == stop - i0
+    for name in ("gyr_rad_s", "acc_m_s2", "q_sensor_to_earth", "gyr_bias_rad_s", "t_s"):
+        np.testing.assert_array_equal(getattr(chunk, name), getattr(_SHORT_REC, name)[i0:stop])
 
 
 def test_source_batches_equal_simulate() -> None:
