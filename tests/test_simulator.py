@@ -10,6 +10,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
 from spinewatch.firmware_bridge.simulator import (
@@ -169,6 +171,19 @@ def test_truth_episodes_follow_the_threshold_exactly() -> None:
     assert script.slouch_episodes(35.0) == []
 
 
+def test_truth_episodes_see_even_a_brief_spike_in_a_custom_script() -> None:
+    script = PostureScript(
+        (
+            Segment("sit", 0, 10),
+            Segment("slouch", 10, 10.03, flexion_deg=30, ramp_s=0.01),
+            Segment("sit", 10.03, 20, ramp_s=0.01),
+        )
+    )
+    ((start_s, end_s, peak_deg),) = script.slouch_episodes(20.0)
+    assert 10.0 < start_s < 10.01 and 10.03 < end_s < 10.04
+    assert peak_deg == pytest.approx(30.0)
+
+
 # --------------------------------------------------------------------------- conventions
 
 
@@ -199,6 +214,20 @@ def test_same_seed_gives_the_same_samples_whatever_the_chunking() -> None:
     other = simulate(script, seed=6)
     assert not np.allclose(a.gyr_rad_s, other.gyr_rad_s)
     np.testing.assert_array_equal(a.flexion_deg, other.flexion_deg)  # same script, same truth
+
+
+_SHORT = PostureScript.day(120.0, seed=8)
+_SHORT_REC = simulate(_SHORT, seed=9, with_orientation=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(i0=st.integers(0, 11_999), n=st.integers(0, 3000))
+def test_any_sample_range_equals_the_same_slice_of_the_whole(i0: int, n: int) -> None:
+    chunk = ImuSynthesizer(_SHORT, seed=9).chunk(i0, n)
+    stop = min(i0 + n, 12_000)
+    assert len(chunk) == stop - i0
+    for name in ("gyr_rad_s", "acc_m_s2", "q_sensor_to_earth", "gyr_bias_rad_s", "t_s"):
+        np.testing.assert_array_equal(getattr(chunk, name), getattr(_SHORT_REC, name)[i0:stop])
 
 
 def test_source_batches_equal_simulate() -> None:
@@ -362,7 +391,7 @@ def test_unpaced_source_lets_other_tasks_run() -> None:
     assert asyncio.run(run()) >= 10
 
 
-def test_generating_8_h_is_fast_and_memory_bounded(day: PostureScript) -> None:
+def test_generating_8_h_is_chunked_and_memory_bounded(day: PostureScript) -> None:
     syn = ImuSynthesizer(day, rate_hz=100.0)
     tracemalloc.start()
     try:
@@ -374,7 +403,8 @@ def test_generating_8_h_is_fast_and_memory_bounded(day: PostureScript) -> None:
         tracemalloc.stop()
     assert n == 2_880_000
     assert peak_bytes < 8e6  # the whole day's gyr + acc alone would be 138 MB
-    assert elapsed_s < 10.0  # typically ~1.5 s; generous for loaded CI machines
+    # ~1.5 s on an idle machine (see the benchmark); only a pathological slowdown fails
+    assert elapsed_s < 30.0
 
 
 # --------------------------------------------------------------------------- bad input

@@ -156,6 +156,17 @@ def _rotvec(q: Float2D) -> Float2D:
     return v * scale[:, None]
 
 
+def _finite(value: object, name: str) -> float:
+    """``float(value)``, or ValueError naming the field if it is not a finite number."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return x
+
+
 def _unit3(v: Float3, name: str) -> npt.NDArray[np.float64]:
     a = np.asarray(v, dtype=np.float64)
     if a.shape != (3,) or not np.all(np.isfinite(a)):
@@ -200,8 +211,7 @@ class Segment:
         if self.kind not in SEGMENT_KINDS:
             raise ValueError(f"kind must be one of {SEGMENT_KINDS}, got {self.kind!r}")
         for name in ("start_s", "end_s", "flexion_deg", "lateral_deg", "heading_deg", "ramp_s"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
         if not self.end_s > self.start_s:
             raise ValueError(f"end_s ({self.end_s}) must be > start_s ({self.start_s})")
         if not 0.0 < self.ramp_s <= self.end_s - self.start_s:
@@ -237,13 +247,16 @@ class Tap:
     direction_body: Float3 = (1.0, 0.0, 0.0)
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.t_s) or self.t_s < 0.0:
-            raise ValueError(f"t_s must be finite and >= 0, got {self.t_s!r}")
+        for name in ("t_s", "peak_m_s2", "duration_s"):
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
+        if self.t_s < 0.0:
+            raise ValueError(f"t_s must be >= 0, got {self.t_s!r}")
         if not 0.0 < self.duration_s <= _TAP_MAX_S:
             raise ValueError(f"duration_s must be in (0, {_TAP_MAX_S}] s, got {self.duration_s!r}")
-        if not (math.isfinite(self.peak_m_s2) and self.peak_m_s2 >= 0.0):
-            raise ValueError(f"peak_m_s2 must be finite and >= 0, got {self.peak_m_s2!r}")
-        _unit3(self.direction_body, "direction_body")
+        if self.peak_m_s2 < 0.0:
+            raise ValueError(f"peak_m_s2 must be >= 0, got {self.peak_m_s2!r}")
+        _unit3(self.direction_body, "direction_body")  # validates
+        object.__setattr__(self, "direction_body", tuple(float(v) for v in self.direction_body))
 
 
 class _Channels(NamedTuple):
@@ -453,13 +466,26 @@ class PostureScript:
 
         def above(t: Float1D) -> tuple[npt.NDArray[np.bool_], Float1D]:
             ch = self._channels(t)
-            mask = (ch.flexion_rad > thr) & np.isin(self._tab.kind[ch.seg], upright)
+            mask = (ch.flexion_rad > thr) & np.isin(tab.kind[ch.seg], upright)
             return mask, ch.flexion_rad
 
-        grid_dt_s = 0.05  # every ramp lasts >= 1.5 s, so a 20 Hz grid sees each crossing
+        # The trajectory is monotonic within each ramp and constant (or swaying while
+        # walking) after it, so a grid finer than every segment that also holds each
+        # ramp's end (where the ramp peaks) sees every crossing and every peak.
+        tab = self._tab
         dur = self.duration_s
-        grid = np.append(np.arange(int(math.floor(dur / grid_dt_s)) + 1) * grid_dt_s, dur)
-        grid = grid[np.concatenate((np.diff(grid) > 0.0, [True]))]
+        grid_dt_s = min(0.05, 0.5 * float(np.min(tab.end_s - tab.start_s)))
+        grid = np.unique(
+            np.concatenate(
+                (
+                    np.arange(int(math.floor(dur / grid_dt_s)) + 1) * grid_dt_s,
+                    tab.start_s,
+                    np.minimum(tab.start_s + tab.ramp_s, dur),
+                    [dur],
+                )
+            )
+        )
+        grid = grid[grid <= dur]
         mask = np.empty(len(grid), dtype=np.bool_)
         flex = np.empty(len(grid))
         block = 200_000  # grid points per evaluation: bounded temporaries for 24 h scripts
@@ -737,8 +763,7 @@ class Mounting:
 
     def __post_init__(self) -> None:
         for name in ("pitch_deg", "roll_deg", "yaw_deg"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
 
     @property
     def q_sensor_to_body(self) -> Float1D:
