@@ -21,7 +21,7 @@ class SessionSummary:
 
     Attributes:
         wear_time_min: minutes with posture data.
-        time_neutral_pct: share of worn time not in a confirmed slouch, %.
+        time_neutral_pct: share of worn time outside slouch episodes, %.
         slouch_count: episodes.
         slouches_per_hour: episodes per worn hour.
         longest_slouch_s: longest episode, seconds (0 if none).
@@ -40,8 +40,9 @@ def summarize(minutes: MinuteSeries, slouches: list[SlouchRow], rate_hz: float) 
     """Summary figures from per-minute posture and the episode list."""
     samples = float(minutes.samples.sum())
     wear_min = samples / rate_hz / 60.0
+    slouch_min = sum(s.duration_s for s in slouches) / 60.0
     if samples > 0:
-        slouch_frac = float((minutes.slouch_fraction * minutes.samples).sum() / samples)
+        slouch_frac = min(1.0, slouch_min / wear_min)
         mean_flex = float(np.nansum(minutes.flexion_mean_deg * minutes.samples) / samples)
     else:
         slouch_frac, mean_flex = 0.0, float("nan")
@@ -53,6 +54,18 @@ def summarize(minutes: MinuteSeries, slouches: list[SlouchRow], rate_hz: float) 
         longest_slouch_s=round(max((s.duration_s for s in slouches), default=0.0), 2),
         mean_flexion_deg=round(mean_flex, 2),
     )
+
+
+def slouch_minutes_per_hour(slouches: list[SlouchRow], hours: np.ndarray) -> np.ndarray:
+    """Minutes of each UTC hour (``hours`` = ns // 3.6e12) covered by slouch episodes."""
+    out = np.zeros(len(hours))
+    h_ns = 3600 * NS_PER_S
+    for s in slouches:
+        a, b = s.start_ns, s.start_ns + int(s.duration_s * NS_PER_S)
+        for k, h in enumerate(hours):
+            lo, hi = int(h) * h_ns, (int(h) + 1) * h_ns
+            out[k] += max(0, min(b, hi) - max(a, lo)) / (60 * NS_PER_S)
+    return out
 
 
 def _utc(ns: int) -> dt.datetime:
@@ -119,13 +132,8 @@ def write_report_png(
 
     ax2 = fig.add_subplot(gs[2])
     if len(minutes.t_ns):
-        hours = (minutes.t_ns // (3600 * NS_PER_S)).astype(np.int64)
-        uniq = np.unique(hours)
-        slouch_min = np.array([
-            float((minutes.slouch_fraction[hours == h] * minutes.samples[hours == h]).sum()
-                  / max(1, minutes.samples[hours == h].sum()) * 60.0)
-            for h in uniq
-        ])
+        uniq = np.unique((minutes.t_ns // (3600 * NS_PER_S)).astype(np.int64))
+        slouch_min = slouch_minutes_per_hour(slouches, uniq)
         labels = [_utc(int(h) * 3600 * NS_PER_S).strftime("%H:00") for h in uniq]
         ax2.bar(range(len(uniq)), slouch_min, color="#d9534f")
         ax2.set_xticks(range(len(uniq)), labels, fontsize=8, rotation=0 if len(uniq) <= 12 else 45)
