@@ -15,6 +15,7 @@ from pathlib import Path
 from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
 from spinewatch.model import NS_PER_S, SlouchEvent
 from spinewatch.service.bridge import LiveStatus, run_bridge
+from spinewatch.service.broker import BrokerPreference, EmbeddedBroker
 from spinewatch.service.config import Config
 from spinewatch.service.ingest import IngestWorker
 from spinewatch.service.mqtt import Protocol, resolve_protocol
@@ -73,6 +74,7 @@ async def run_demo(
     on_status: Callable[[LiveStatus], None] | None = None,
     on_event: Callable[[SlouchEvent], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    embedded_broker: BrokerPreference = "auto",
 ) -> DemoResult:
     """Run the simulated patient through bridge, MQTT, ingest and storage; write the report.
 
@@ -82,6 +84,8 @@ async def run_demo(
         duration_s: simulated time, seconds.
         speed: 1.0 = real time, 10 = ten times faster, None = as fast as possible.
         out_dir: where the report, the CSV of events and the local store go.
+        embedded_broker: which private broker to start when no URL is configured:
+            "auto" (mosquitto if installed, else amqtt), "mosquitto" or "amqtt".
     """
     stage = on_stage or (lambda s: None)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -93,9 +97,7 @@ async def run_demo(
             protocol: Protocol = await loop.run_in_executor(None, resolve_protocol, mqtt_cfg)
             broker_desc = mqtt_cfg.address
         else:
-            from spinewatch.service.broker import EmbeddedBroker  # noqa: PLC0415
-
-            broker = await stack.enter_async_context(EmbeddedBroker())
+            broker = await stack.enter_async_context(EmbeddedBroker(embedded_broker))
             mqtt_cfg = dataclasses.replace(cfg.mqtt, url=broker.url)
             protocol = "5" if broker.mqtt5 else "3.1.1"
             broker_desc = f"embedded {broker.kind} at {broker.url}"
