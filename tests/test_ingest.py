@@ -1,0 +1,166 @@
+"""Ingest worker against real servers: what arrives, what is refused, what survives an outage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from _mqtt_helpers import TestClient
+
+from spinewatch.model import PostureBatch, SlouchEvent
+from spinewatch.service import wire
+from spinewatch.service.config import Config
+from spinewatch.service.ingest import IngestWorker, backoff_s
+from spinewatch.service.storage import Influx1Store, Influx2Store
+
+pytestmark = pytest.mark.network
+
+T0 = 1_764_057_600 * 10**9
+DT = 10_000_000
+
+
+def wait_until(pred: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)  # sync-ok: polling with a deadline
+
+
+def posture_payload(i: int, n: int = 100) -> bytes:
+    rng = np.random.default_rng(i)
+    b = PostureBatch("p1", "d1", T0 + i * n * DT, DT, rng.uniform(-10, 40, n), rng.uniform(-5, 5, n),
+                     np.zeros(n, np.int8), np.full(n, 2, np.int8))
+    return wire.encode_posture(b, seq=i)
+
+
+def broker_client(mosquitto) -> TestClient:
+    c = TestClient(mosquitto.host, mosquitto.port, mqtt5=True)
+    c.connect()
+    return c
+
+
+def worker(mosquitto, store, **ingest) -> IngestWorker:
+    """A worker in a share group of its own: a stopped worker's persistent session stays in
+    its group and keeps receiving its share, so tests must not share groups."""
+    cfg = Config.load({"SPINEWATCH_MQTT_URL": mosquitto.url,
+                       "SPINEWATCH_WORKER_ID": f"w-{uuid.uuid4().hex[:8]}"})
+    mqtt = dataclasses.replace(cfg.mqtt, share_group=f"g{uuid.uuid4().hex[:8]}")
+    w = IngestWorker(mqtt, dataclasses.replace(cfg.ingest, **ingest), store, "5")
+    w.start()
+    assert w.subscribed.wait(10), "ingest did not subscribe"
+    return w
+
+
+def count(influx, db: str, measurement: str = "posture", field: str = "flexion_deg") -> int:
+    rows = influx.points(f'SELECT count("{field}") FROM "{measurement}"', db)
+    return int(rows[0]["count"]) if rows else 0
+
+
+def test_good_messages_arrive_and_malformed_ones_are_counted_acked_and_skipped(mosquitto, influxdb1):
+    db = f"mix_{uuid.uuid4().hex[:6]}"
+    store = Influx1Store(influxdb1.url, db)
+    store.ensure_database()
+    w = worker(mosquitto, store)
+    pub = broker_client(mosquitto)
+    bad = {
+        "bad_json": b"{nope",
+        "bad_version": json.dumps({"v": 9}).encode(),
+        "length_mismatch": json.dumps({"v": 1, "t0_ns": T0, "dt_ns": DT, "flexion_deg": [1], "lateral_deg": []}).encode(),
+        "absurd_timestamp": json.dumps({"v": 1, "t0_ns": 5, "dt_ns": DT, "flexion_deg": [1], "lateral_deg": [1]}).encode(),
+    }
+    topic = wire.topic("p1", "d1", "posture")
+    for i in range(20):
+        pub.publish(topic, posture_payload(i))
+        reason = list(bad)[i % len(bad)]
+        pub.publish(topic, bad[reason])
+    ev = SlouchEvent("p1", "d1", T0, T0 + 40 * 10**9, 33.3, 30.1)
+    pub.publish(wire.topic("p1", "d1", "event"), wire.encode_event(ev))
+    pub.publish("spinewatch/v1/p1/d1/unknown", b"{}")  # matches the + filter, but is no v1 kind
+    try:
+        w.wait_written(21, 20.0)
+        wait_until(lambda: w.stats.snapshot()["acked"] >= 42, what="every message acked")
+        snap = w.stats.snapshot()
+        assert snap["rejected"] == {"bad_json": 5, "bad_version": 5, "length_mismatch": 5,
+                                    "absurd_timestamp": 5, "bad_topic": 1}
+        assert snap["written_messages"] == 21
+        assert count(influxdb1, db) == 20 * 100
+        rows = influxdb1.points('SELECT duration_s, peak_deg, mean_deg FROM slouch', db)
+        assert rows == [{"time": T0, "duration_s": 40.0, "peak_deg": 33.3, "mean_deg": 30.1}]
+    finally:
+        w.stop()
+        pub.close()
+
+
+def test_redelivered_messages_overwrite_instead_of_duplicating(mosquitto, influxdb1):
+    db = f"dup_{uuid.uuid4().hex[:6]}"
+    store = Influx1Store(influxdb1.url, db)
+    store.ensure_database()
+    w = worker(mosquitto, store)
+    pub = broker_client(mosquitto)
+    try:
+        for _ in range(3):
+            for i in range(5):
+                pub.publish(wire.topic("p1", "d1", "posture"), posture_payload(i))
+        assert w.wait_written(15, 20.0)
+        assert count(influxdb1, db) == 5 * 100
+    finally:
+        w.stop()
+        pub.close()
+
+
+def test_influxdb_outage_is_retried_and_nothing_is_lost(mosquitto, fresh_influxdb1):
+    influx = fresh_influxdb1
+    db = "outage"
+    store = Influx1Store(influx.url, db)
+    store.ensure_database()
+    influx.stop()
+    w = worker(mosquitto, store, batch_interval_s=0.2)
+    pub = broker_client(mosquitto)
+    try:
+        for i in range(10):
+            pub.publish(wire.topic("p1", "d1", "posture"), posture_payload(i))
+        wait_until(lambda: w.stats.snapshot()["write_retries"] >= 1, what="a failed write to be retried")
+        assert w.stats.snapshot()["acked"] == 0, "nothing may be acknowledged before it is stored"
+        influx.start()
+        assert w.wait_written(10, 60.0), w.stats.snapshot()
+        assert count(influx, db) == 10 * 100
+    finally:
+        w.stop()
+        pub.close()
+
+
+def test_influxdb2_api_path_writes_through_influxdb_client(mosquitto, victoriametrics):
+    store = Influx2Store(victoriametrics.url, org="o", bucket="b", token="t")
+    w = worker(mosquitto, store)
+    pub = broker_client(mosquitto)
+    try:
+        for i in range(3):
+            pub.publish(wire.topic("p2", "d2", "posture"), posture_payload(i))
+        assert w.wait_written(3, 20.0), w.stats.snapshot()
+        victoriametrics.flush()
+        series = victoriametrics.export('{__name__="posture_flexion_deg",patient="p2"}')
+        assert sum(len(s["values"]) for s in series) == 300
+        assert series[0]["metric"]["device"] == "d2"
+        assert min(s["timestamps"][0] for s in series) == T0 // 10**6  # ms
+    finally:
+        w.stop()
+        store.close()
+        pub.close()
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 5, 10, 50])
+def test_backoff_is_jittered_and_capped(attempt):
+    samples = [backoff_s(attempt) for _ in range(200)]
+    assert all(0 <= s <= min(30.0, 0.5 * 2**attempt) for s in samples)
+    assert max(samples) > 0.5 * min(30.0, 0.5 * 2**attempt)  # jitter spreads over the range
+
+
+def test_backoff_rejects_attempt_zero():
+    with pytest.raises(ValueError, match="attempt"):
+        backoff_s(0)
