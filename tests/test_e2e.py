@@ -86,3 +86,26 @@ def test_report_summarises_the_same_period(demo_run):
     assert s.slouch_count == result.events
     assert result.report_png.stat().st_size > 20_000
     assert result.events_csv.read_text().count("\n") == result.events + 1
+
+
+def test_every_dashboard_query_runs_on_the_ingested_data(demo_run):
+    from spinewatch.service.dashboards import DASHBOARDS
+
+    result, _, start_ns, influx = demo_run
+    end_ns = start_ns + int(DURATION_S * 1e9)
+    subst = {
+        "$timeFilter": f"time >= {start_ns} AND time < {end_ns}",
+        "$__interval": "1m",
+        "$patient": "p-e2e",
+        "$device": "d-e2e",
+    }
+    for build in DASHBOARDS.values():
+        for panel in build()["panels"]:
+            for t in panel["targets"]:
+                q = t["query"]
+                for k, v in subst.items():
+                    q = q.replace(k, v)
+                rows = influx.points(q, "e2e")  # raises on an InfluxQL error
+                assert rows, f"panel {panel['title']!r} returned nothing: {q}"
+                if panel["title"] == "Slouches":
+                    assert rows[0]["count"] == result.events
