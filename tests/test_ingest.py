@@ -15,7 +15,8 @@ from _mqtt_helpers import TestClient
 from spinewatch.model import PostureBatch, SlouchEvent
 from spinewatch.service import wire
 from spinewatch.service.config import Config
-from spinewatch.service.ingest import IngestWorker, backoff_s
+from spinewatch.service.ingest import IngestWorker
+from spinewatch.service.retry import backoff_s
 from spinewatch.service.storage import Influx1Store, Influx2Store
 
 pytestmark = pytest.mark.network

@@ -137,11 +137,11 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             "SPINEWATCH_INFLUX_URL", "",
             "the InfluxDB to write to, e.g. http://127.0.0.1:8086 (or pass --sqlite FILE)",
         )
-    store = make_store(cfg, Path(args.sqlite or "spinewatch.sqlite"))
-    protocol = resolve_protocol(cfg.mqtt)
     stop = threading.Event()
     for sig in (_signal.SIGTERM, _signal.SIGINT):
         _signal.signal(sig, lambda *_: stop.set())
+    store = make_store(cfg, Path(args.sqlite or "spinewatch.sqlite"), stop)
+    protocol = resolve_protocol(cfg.mqtt)
     worker = IngestWorker(cfg.mqtt, cfg.ingest, store, protocol)
     print(f"ingest {worker.client_id}: {cfg.mqtt.address} (MQTT {protocol}) -> {store.address}",
           file=sys.stderr)

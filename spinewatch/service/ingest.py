@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import logging
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from spinewatch.errors import ConnectionFailed, DecodeError
 from spinewatch.service import wire
 from spinewatch.service.config import IngestConfig, MqttConfig
 from spinewatch.service.mqtt import Protocol, connect, make_client
+from spinewatch.service.retry import backoff_s
 from spinewatch.service.storage import Store, StoreRejected
 
 _LOGGER = logging.getLogger(__name__)
@@ -24,17 +24,6 @@ _LOGGER = logging.getLogger(__name__)
 # A rejected-message log line at most this often per reason: a flood of garbage must not
 # flood the log, but the first of each kind is always shown.
 REJECT_LOG_INTERVAL_S: Final = 10.0
-
-
-def backoff_s(attempt: int, cap_s: float = 30.0) -> float:
-    """Seconds to wait before retry ``attempt`` (1-based): full jitter on 2^attempt, capped.
-
-    >>> 0 <= backoff_s(1) <= 1.0
-    True
-    """
-    if attempt < 1:
-        raise ValueError(f"attempt must be >= 1, got {attempt}")
-    return random.uniform(0.0, min(cap_s, 0.5 * 2.0 ** min(attempt, 16)))
 
 
 @dataclass

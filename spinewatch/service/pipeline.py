@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from spinewatch.service.config import Config
 from spinewatch.service.ingest import IngestWorker
 from spinewatch.service.mqtt import Protocol, resolve_protocol
 from spinewatch.service.publisher import Publisher
+from spinewatch.service.retry import retry_until_connected
 from spinewatch.service.report import SessionSummary, build_report
 from spinewatch.service.storage import Influx1Store, Influx2Store, SqliteStore, Store
 from spinewatch.signal import PostureParams, PostureTracker
@@ -50,12 +52,16 @@ class DemoResult:
         return self.samples / self.wall_s if self.wall_s > 0 else float("inf")
 
 
-def make_store(cfg: Config, local_path: Path) -> Store:
-    """The configured InfluxDB, or the embedded SQLite store at ``local_path``."""
+def make_store(cfg: Config, local_path: Path, stop: threading.Event | None = None) -> Store:
+    """The configured InfluxDB, or the embedded SQLite store at ``local_path``.
+
+    An unreachable InfluxDB 1.x is retried (logged with its address) until it answers, or
+    until ``stop`` is set.
+    """
     i = cfg.influx
     if i.kind == "v1":
         store = Influx1Store(i.url, i.db, i.username, i.password)
-        store.ensure_database()
+        retry_until_connected(store.ensure_database, "InfluxDB", stop)
         return store
     if i.kind == "v2":
         return Influx2Store(i.url, i.org, i.bucket, i.token)
