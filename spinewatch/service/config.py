@@ -28,7 +28,11 @@ class MqttConfig:
         keepalive_s: MQTT keep-alive, seconds.
         session_expiry_s: how long the broker keeps a disconnected client's session, seconds.
         max_inflight: unacknowledged QoS 1 publishes in flight per connection.
-        share_group: ingest subscribes via ``$share/<group>/...`` (MQTT 5 brokers); empty: plain.
+        share_group: ingest workers subscribe via ``$share/<group>/...`` (MQTT 5) to split the
+            load; empty (default): a plain subscription, for a single worker. Mosquitto 2.0.11
+            does not restore shared subscriptions of offline sessions after a broker restart,
+            so messages published before the worker reconnects would be lost there; use a
+            group to scale out, on a broker that persists shared subscriptions.
     """
 
     url: str = ""
@@ -37,7 +41,7 @@ class MqttConfig:
     keepalive_s: int = 30
     session_expiry_s: int = 86_400
     max_inflight: int = 100
-    share_group: str = "ingest"
+    share_group: str = ""
 
     @property
     def parsed(self) -> urllib.parse.SplitResult:
@@ -138,6 +142,21 @@ class PostureConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """The bridge's store-and-forward queue.
+
+    Attributes:
+        outbox_dir: folder of the disk-backed outbox (one SQLite file per device); empty:
+            ``~/.local/share/spinewatch`` (the demo uses its ``--out`` folder).
+        outbox_max_mb: payload megabytes the outbox keeps while the broker is unreachable;
+            when full, the oldest posture messages are dropped (events are kept).
+    """
+
+    outbox_dir: str = ""
+    outbox_max_mb: float = 200.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything SpineWatch reads from the outside world, loaded once by the CLI."""
 
@@ -145,6 +164,7 @@ class Config:
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     posture: PostureConfig = field(default_factory=PostureConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, path: str | Path | None = None) -> Config:
@@ -227,6 +247,8 @@ class Config:
             raise ConfigError("posture.min_duration_s", s.min_duration_s, "a number >= 0")
         if not s.calibration_s > 0:
             raise ConfigError("posture.calibration_s", s.calibration_s, "a number > 0")
+        if not self.bridge.outbox_max_mb > 0:
+            raise ConfigError("bridge.outbox_max_mb", self.bridge.outbox_max_mb, "a number > 0")
 
 
 _SECTIONS: Final[dict[str, type]] = {
@@ -234,6 +256,7 @@ _SECTIONS: Final[dict[str, type]] = {
     "influx": InfluxConfig,
     "ingest": IngestConfig,
     "posture": PostureConfig,
+    "bridge": BridgeConfig,
 }
 
 # Environment variable -> (section, key). These names are a contract (issue #3, #6).

@@ -20,6 +20,7 @@ from spinewatch.service.broker import BrokerPreference, EmbeddedBroker
 from spinewatch.service.config import Config
 from spinewatch.service.ingest import IngestWorker
 from spinewatch.service.mqtt import Protocol, resolve_protocol
+from spinewatch.service.outbox import Outbox
 from spinewatch.service.publisher import Publisher
 from spinewatch.service.retry import retry_until_connected
 from spinewatch.service.report import SessionSummary, build_report
@@ -50,6 +51,12 @@ class DemoResult:
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.wall_s if self.wall_s > 0 else float("inf")
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{path}{suffix}")
 
 
 def make_store(cfg: Config, local_path: Path, stop: threading.Event | None = None) -> Store:
@@ -113,9 +120,7 @@ async def run_demo(
         stage(f"broker: {broker_desc} (MQTT {protocol})")
         local = out_dir / "spinewatch.sqlite"
         if cfg.influx.kind == "none":
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(f"{local}{suffix}")
+            _remove_sqlite(local)
         store = await loop.run_in_executor(None, make_store, cfg, local)
         stack.callback(store.close)
         stage(f"store: {store.address}")
@@ -125,7 +130,11 @@ async def run_demo(
         stack.callback(ingest.stop)
         if not await loop.run_in_executor(None, ingest.subscribed.wait, 30.0):
             _LOGGER.warning("ingest not subscribed yet after 30 s; messages wait in the broker")
-        publisher = Publisher(mqtt_cfg, patient, device, protocol)
+        outbox_path = out_dir / "outbox.sqlite"
+        _remove_sqlite(outbox_path)  # a demo starts afresh; a real bridge keeps its backlog
+        outbox = Outbox(outbox_path, int(cfg.bridge.outbox_max_mb * 1024 * 1024))
+        stack.callback(outbox.close)
+        publisher = Publisher(mqtt_cfg, patient, device, protocol, outbox)
         stack.enter_context(publisher)
 
         script = PostureScript.day(duration_s, seed=seed)

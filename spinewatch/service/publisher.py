@@ -1,4 +1,11 @@
-"""MQTT publisher of the bridge: posture batches, slouch events and retained status, QoS 1."""
+"""MQTT publisher of the bridge: posture batches, slouch events and retained status, QoS 1.
+
+Messages go through a disk-backed :class:`~spinewatch.service.outbox.Outbox` first; a pump
+thread hands at most ``max_inflight`` of them to paho at a time, in order, and deletes each
+from the outbox once the broker acknowledged it. A broker outage or a bridge restart loses
+nothing (within the outbox's size bound); a message may be delivered twice after a restart,
+which is harmless since points are keyed by sensor time.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from spinewatch.model import PostureBatch, SlouchEvent
 from spinewatch.service import wire
 from spinewatch.service.config import MqttConfig
 from spinewatch.service.mqtt import Protocol, connect, make_client
+from spinewatch.service.outbox import Outbox
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -20,105 +28,159 @@ _LOGGER = logging.getLogger(__name__)
 class Publisher:
     """Publishes one device's messages with at-least-once delivery.
 
-    paho keeps every message it has not yet delivered in memory (its queue limit is
-    disabled) and re-sends in-flight ones after a reconnect, since the session is
-    persistent. A disk-backed store-and-forward queue comes with issue #6.
-
     Args:
-        cfg: MQTT settings.
+        cfg: MQTT settings (``max_inflight`` bounds the messages handed to paho at once).
         patient, device: pseudonymous ids (validated).
         protocol: "5" or "3.1.1" (see :func:`spinewatch.service.mqtt.resolve_protocol`).
+        outbox: the store-and-forward queue; default an in-memory one (lost on restart).
     """
 
-    def __init__(self, cfg: MqttConfig, patient: str, device: str, protocol: Protocol) -> None:
+    def __init__(
+        self, cfg: MqttConfig, patient: str, device: str, protocol: Protocol,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.cfg = cfg
         self.patient = wire.check_id("patient", patient)
         self.device = wire.check_id("device", device)
         self.protocol = protocol
+        self.outbox = outbox if outbox is not None else Outbox(":memory:")  # an empty Outbox is falsy
         self._client, self._props = make_client(cfg, f"bridge-{patient}-{device}", protocol)
-        status = wire.topic(patient, device, "status")
-        self._client.will_set(status, json.dumps({"v": 1, "online": False}), qos=1, retain=True)
-        self._lock = threading.Condition()
-        self._pending: set[int] = set()
-        self._acked_early: set[int] = set()
+        self._status_topic = wire.topic(patient, device, "status")
+        self._client.will_set(self._status_topic, json.dumps({"v": 1, "online": False}), qos=1, retain=True)
+        self._cv = threading.Condition()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox id
+        self._early: set[int] = set()  # mids acknowledged before publish() returned
+        self._acked_ids: list[int] = []
+        self._last_handed = 0  # outbox id of the newest message handed to paho
+        self._dirty = True  # the outbox may hold messages not yet handed to paho
+        self._stop = False
         self.published = 0
         self.acked = 0
         self._seq = 0
+        self._pump = threading.Thread(target=self._run_pump, name=f"publisher[{patient}/{device}]", daemon=True)
         self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
 
+    # ------------------------------------------------------------ paho network thread
     def _on_connect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
         if not getattr(rc, "is_failure", False):
             _LOGGER.info("publisher connected to %s", self.cfg.address)
             self.publish_status(online=True)
 
     def _on_publish(self, c: paho.Client, u: object, mid: int, rc: object, p: object) -> None:
-        with self._lock:
-            if mid in self._pending:
-                self._pending.discard(mid)
-            else:  # the PUBACK raced ahead of publish() returning its mid
-                self._acked_early.add(mid)
+        # Runs inside paho's message lock: never call into paho or wait here.
+        with self._cv:
+            rid = self._inflight.pop(mid, None)
+            if rid is None:
+                self._early.add(mid)
+            else:
+                self._acked_ids.append(rid)
             self.acked += 1
-            self._lock.notify_all()
+            self._cv.notify_all()
 
+    # ------------------------------------------------------------ pump thread
+    def _run_pump(self) -> None:
+        """Hand queued messages to paho in order, at most ``max_inflight`` unacknowledged."""
+        while True:
+            with self._cv:
+                while not self._stop and not self._acked_ids and not (
+                    self._dirty and len(self._inflight) < self.cfg.max_inflight
+                ):
+                    self._cv.wait(1.0)
+                if self._stop:
+                    return
+                done, self._acked_ids = self._acked_ids, []
+                room = self.cfg.max_inflight - len(self._inflight)
+                self._dirty = False
+            self.outbox.remove(done)
+            batch = self.outbox.after(self._last_handed, room) if room > 0 else []
+            for m in batch:
+                info = self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain)
+                with self._cv:
+                    self._last_handed = m.id
+                    if m.qos == 0:
+                        self._acked_ids.append(m.id)
+                    elif info.mid in self._early:
+                        self._early.discard(info.mid)
+                        self._acked_ids.append(m.id)
+                    else:
+                        self._inflight[info.mid] = m.id
+            with self._cv:
+                if len(batch) == room and room > 0:
+                    self._dirty = True  # there may be more behind them
+                self._cv.notify_all()
+
+    def _enqueue(self, topic: str, payload: bytes, droppable: bool) -> None:
+        self.outbox.append(topic, payload, self.cfg.qos, False, droppable)
+        with self._cv:
+            self.published += 1
+            self._dirty = True
+            self._cv.notify_all()
+
+    # ------------------------------------------------------------ public API
     def __enter__(self) -> Publisher:
+        backlog = len(self.outbox)
+        if backlog:
+            _LOGGER.info("publisher: %d messages left in the outbox from before; sending them first", backlog)
+        self._pump.start()
         connect(self._client, self.cfg, self._props, self.protocol)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
-        info = self._client.publish(topic, payload, qos=self.cfg.qos, retain=retain)
-        with self._lock:
-            self.published += 1
-            if self.cfg.qos == 0:
-                return
-            if info.mid in self._acked_early:
-                self._acked_early.discard(info.mid)
-            else:
-                self._pending.add(info.mid)
-
     def publish_posture(self, batch: PostureBatch) -> None:
         self._seq += 1
-        self._publish(
-            wire.topic(self.patient, self.device, "posture"), wire.encode_posture(batch, self._seq)
-        )
+        self._enqueue(wire.topic(self.patient, self.device, "posture"),
+                      wire.encode_posture(batch, self._seq), droppable=True)
 
     def publish_event(self, event: SlouchEvent) -> None:
-        self._publish(wire.topic(self.patient, self.device, "event"), wire.encode_event(event))
+        self._enqueue(wire.topic(self.patient, self.device, "event"), wire.encode_event(event),
+                      droppable=False)
 
     def publish_status(self, online: bool, **fields: object) -> None:
+        """Retained device status (QoS 1); sent directly, not through the outbox (it is a
+        current-state message: an old one is worthless once a newer one exists)."""
         payload = json.dumps({"v": 1, "online": online, **fields})
-        self._client.publish(
-            wire.topic(self.patient, self.device, "status"), payload, qos=1, retain=True
-        )
+        self._client.publish(self._status_topic, payload, qos=1, retain=True)
 
     @property
     def unacked(self) -> int:
-        with self._lock:
-            return len(self._pending)
+        """Messages not yet acknowledged by the broker (in the outbox)."""
+        return len(self.outbox)
+
+    @property
+    def dropped(self) -> int:
+        """Posture messages dropped because the outbox was full."""
+        return self.outbox.dropped
 
     def wait_all_acked(self, timeout_s: float) -> bool:
         """Block until the broker acknowledged every message published so far."""
         deadline = time.monotonic() + timeout_s
-        with self._lock:
-            while self._pending:
+        with self._cv:
+            while self._dirty or self._inflight or self._acked_ids or len(self.outbox):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._lock.wait(left)
+                self._cv.wait(min(left, 0.5))
         return True
 
     def close(self) -> None:
-        """Publish offline status, disconnect, and stop paho's thread."""
+        """Publish offline status, stop the pump, disconnect. Unacknowledged messages stay in
+        the outbox for the next start."""
         try:
-            info = self._client.publish(
-                wire.topic(self.patient, self.device, "status"),
-                json.dumps({"v": 1, "online": False}), qos=1, retain=True,
-            )
             if self._client.is_connected():
+                info = self._client.publish(
+                    self._status_topic, json.dumps({"v": 1, "online": False}), qos=1, retain=True
+                )
                 info.wait_for_publish(timeout=2.0)
+        except (RuntimeError, ValueError):
+            pass
         finally:
+            with self._cv:
+                self._stop = True
+                self._cv.notify_all()
+            if self._pump.is_alive():
+                self._pump.join(5.0)
             self._client.disconnect()
             self._client.loop_stop()
