@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import collections
 import dataclasses
 import json
 import time
@@ -69,6 +71,8 @@ def test_good_messages_arrive_and_malformed_ones_are_counted_acked_and_skipped(m
     store.ensure_database()
     w = worker(mosquitto, store)
     pub = broker_client(mosquitto)
+    dead = broker_client(mosquitto)
+    dead.subscribe("spinewatch/deadletter/#")
     bad = {
         "bad_json": b"{nope",
         "bad_version": json.dumps({"v": 9}).encode(),
@@ -93,9 +97,16 @@ def test_good_messages_arrive_and_malformed_ones_are_counted_acked_and_skipped(m
         assert count(influxdb1, db) == 20 * 100
         rows = influxdb1.points('SELECT duration_s, peak_deg, mean_deg FROM slouch', db)
         assert rows == [{"time": T0, "duration_s": 40.0, "peak_deg": 33.3, "mean_deg": 30.1}]
+        letters = [dead.get() for _ in range(21)]
+        by_reason = collections.Counter(m.topic.rsplit("/", 1)[1] for m in letters)
+        assert by_reason == snap["rejected"]
+        first = json.loads(next(m for m in letters if m.topic.endswith("/bad_json")).payload)
+        assert base64.b64decode(first["payload_b64"]) == b"{nope"
+        assert first["topic"] == topic and first["worker"] == w.client_id
     finally:
         w.stop()
         pub.close()
+        dead.close()
 
 
 def test_redelivered_messages_overwrite_instead_of_duplicating(mosquitto, influxdb1):
@@ -165,3 +176,42 @@ def test_backoff_is_jittered_and_capped(attempt):
 def test_backoff_rejects_attempt_zero():
     with pytest.raises(ValueError, match="attempt"):
         backoff_s(0)
+
+
+def test_health_endpoint_reports_counters_and_degrades_when_the_database_is_down(mosquitto, fresh_influxdb1):
+    import urllib.error
+    import urllib.request
+
+    from spinewatch.service.health import HealthServer
+
+    store = Influx1Store(fresh_influxdb1.url, "health")
+    store.ensure_database()
+    w = worker(mosquitto, store, batch_interval_s=0.1)
+    pub = broker_client(mosquitto)
+
+    def get(path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{hs.port}{path}", timeout=5) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    try:
+        with HealthServer("127.0.0.1", 0, w.health) as hs:
+            pub.publish(wire.topic("p1", "d1", "posture"), posture_payload(0))
+            assert w.wait_written(1, 20)
+            code, body = get("/healthz")
+            doc = json.loads(body)
+            assert code == 200 and doc["status"] == "ok" and doc["written_points"] == 100
+            code, body = get("/metrics")
+            assert code == 200 and b"spinewatch_ingest_written_points 100" in body
+            fresh_influxdb1.stop()
+            pub.publish(wire.topic("p1", "d1", "posture"), posture_payload(1))
+            wait_until(lambda: get("/healthz")[0] == 503, what="the endpoint to report degraded")
+            doc = json.loads(get("/healthz")[1])
+            assert doc["database_reachable"] is False and doc["lag_s"] > 0
+            assert get("/nope")[0] == 404
+    finally:
+        fresh_influxdb1.start()
+        w.stop()
+        pub.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import asyncio
 import logging
 import os
@@ -146,13 +147,20 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     print(f"ingest {worker.client_id}: {cfg.mqtt.address} (MQTT {protocol}) -> {store.address}",
           file=sys.stderr)
     worker.start()
-    try:
-        while not stop.wait(args.stats_interval):
-            print(f"ingest stats: {worker.stats.snapshot()}", file=sys.stderr)
-    finally:
-        worker.stop()
-        store.close()
-        print(f"ingest stopped: {worker.stats.snapshot()}", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        if cfg.ingest.health_listen:
+            from spinewatch.service.health import HealthServer  # noqa: PLC0415
+
+            host, _, port = cfg.ingest.health_listen.rpartition(":")
+            stack.enter_context(HealthServer(host, int(port), worker.health))
+            print(f"health: http://{cfg.ingest.health_listen}/healthz and /metrics", file=sys.stderr)
+        try:
+            while not stop.wait(args.stats_interval):
+                print(f"ingest stats: {worker.stats.snapshot()}", file=sys.stderr)
+        finally:
+            worker.stop()
+            store.close()
+            print(f"ingest stopped: {worker.stats.snapshot()}", file=sys.stderr)
     return 0
 
 

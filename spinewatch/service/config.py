@@ -112,12 +112,15 @@ class IngestConfig:
         batch_max_points: write to the database once this many points are pending.
         batch_interval_s: ... or once the oldest pending point waited this long, seconds.
         max_unacked: most MQTT messages held unacknowledged (MQTT 5 receive maximum).
+        health_listen: ``host:port`` of the HTTP health endpoint (``/healthz``, ``/metrics``);
+            empty: off.
     """
 
     worker_id: str = ""
     batch_max_points: int = 50_000
     batch_interval_s: float = 1.0
     max_unacked: int = 1000
+    health_listen: str = ""
 
     @property
     def effective_worker_id(self) -> str:
@@ -236,6 +239,10 @@ class Config:
             raise ConfigError("ingest.batch_interval_s", g.batch_interval_s, "a number > 0")
         if g.max_unacked <= 0 or g.max_unacked > 65535:
             raise ConfigError("ingest.max_unacked", g.max_unacked, "an integer 1-65535")
+        if g.health_listen:
+            host, _, port = g.health_listen.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError("ingest.health_listen", g.health_listen, "host:port, e.g. 127.0.0.1:9108")
         if g.worker_id and not all(c.isalnum() or c in "-_." for c in g.worker_id):
             raise ConfigError("SPINEWATCH_WORKER_ID", g.worker_id, "letters, digits, - _ .")
         s = self.posture
@@ -271,6 +278,7 @@ ENV_VARS: Final[dict[str, tuple[str, str]]] = {
     "SPINEWATCH_INFLUX_USERNAME": ("influx", "username"),
     "SPINEWATCH_INFLUX_PASSWORD": ("influx", "password"),
     "SPINEWATCH_WORKER_ID": ("ingest", "worker_id"),
+    "SPINEWATCH_HEALTH_LISTEN": ("ingest", "health_listen"),
 }
 
 

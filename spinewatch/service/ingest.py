@@ -87,6 +87,12 @@ class IngestWorker:
         )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._base_on_disconnect = self._client.on_disconnect
+        self._client.on_disconnect = self._on_disconnect
+        self.connected = False
+        self._db_ok = True
+        self._last_write_s: float | None = None
+        self._oldest_pending_s: float | None = None
         # Unbounded by design: the broker sends at most max_unacked unacknowledged messages
         # (MQTT 5 receive maximum; mosquitto's max_inflight for 3.1.1), which bounds it.
         self._queue: queue.SimpleQueue[_Incoming | None] = queue.SimpleQueue()
@@ -100,18 +106,28 @@ class IngestWorker:
         if getattr(rc, "is_failure", False):
             _LOGGER.warning("ingest: broker %s refused connection: %s", self.mqtt_cfg.address, rc)
             return
+        self.connected = True
         group = self.mqtt_cfg.share_group if self.protocol == "5" else ""
         c.subscribe(wire.subscription(group or None), qos=1)
         _LOGGER.info("ingest %s connected to %s", self.client_id, self.mqtt_cfg.address)
         self.subscribed.set()
+
+    def _on_disconnect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
+        self.connected = False
+        self._base_on_disconnect(c, u, flags, rc, p)
 
     def _on_message(self, c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
         self._queue.put(_Incoming(msg.mid, msg.qos, msg.topic, msg.payload, time.monotonic()))
 
     # ---------------------------------------------------------------- worker thread
     def _reject(self, m: _Incoming, reason: str, detail: str) -> None:
+        """Count, log (rate-limited) and dead-letter a refused message; the caller acks it."""
         with self.stats.lock:
             self.stats.rejected[reason] += 1
+        self._client.publish(
+            wire.deadletter_topic(reason),
+            wire.encode_deadletter(m.topic, m.payload, reason, detail, self.client_id), qos=1,
+        )
         now = time.monotonic()
         if now - self._last_reject_log.get(reason, -1e18) >= REJECT_LOG_INTERVAL_S:
             self._last_reject_log[reason] = now
@@ -135,6 +151,7 @@ class IngestWorker:
         for m in items:
             if m.qos > 0:
                 self._client.ack(m.mid, m.qos)
+        self._oldest_pending_s = None
         with self.stats.lock:
             self.stats.acked += len(items)
             self.stats.lock.notify_all()
@@ -143,8 +160,12 @@ class IngestWorker:
         attempt = 0
         while True:
             try:
-                return self.store.write(msgs)
+                n = self.store.write(msgs)
+                self._db_ok = True
+                self._last_write_s = time.monotonic()
+                return n
             except ConnectionFailed as exc:
+                self._db_ok = False
                 attempt += 1
                 with self.stats.lock:
                     self.stats.write_retries += 1
@@ -211,6 +232,7 @@ class IngestWorker:
                 self.stats.received += 1
             if not batch:
                 oldest = item.arrived_s
+                self._oldest_pending_s = oldest
             batch.append(item)
             points += max(1, len(item.payload) // 12)  # rough: ~12 bytes per sample on the wire
             if points >= self.cfg.batch_max_points:
@@ -236,6 +258,27 @@ class IngestWorker:
         self._thread.join(timeout_s)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def health(self) -> dict[str, object]:
+        """Status and counters for the health endpoint.
+
+        ``status`` is ``ok``, or ``degraded`` while the broker is disconnected or the
+        database refuses connections; ``lag_s`` is the age of the oldest message received
+        but not yet written (0 when none is pending).
+        """
+        oldest = self._oldest_pending_s
+        return {
+            "status": "ok" if self.connected and self._db_ok else "degraded",
+            "worker_id": self.client_id,
+            "mqtt_connected": self.connected,
+            "database_reachable": self._db_ok,
+            "database": self.store.address,
+            "lag_s": round(time.monotonic() - oldest, 3) if oldest is not None else 0.0,
+            "seconds_since_last_write": (
+                None if self._last_write_s is None else round(time.monotonic() - self._last_write_s, 3)
+            ),
+            **self.stats.snapshot(),
+        }
 
     def wait_written(self, messages: int, timeout_s: float) -> bool:
         """Block until at least ``messages`` posture/event messages were written or rejected."""

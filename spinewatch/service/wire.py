@@ -33,6 +33,24 @@ MAX_TIME_NS: Final = 4_102_444_800 * 10**9
 ANGLE_DECIMALS: Final = 2
 
 
+DEADLETTER_ROOT: Final = "spinewatch/deadletter"
+
+
+def deadletter_topic(reason: str) -> str:
+    """``spinewatch/deadletter/{reason}``: where refused messages are republished."""
+    return f"{DEADLETTER_ROOT}/{reason}"
+
+
+def encode_deadletter(topic: str, payload: bytes, reason: str, detail: str, worker: str) -> bytes:
+    """A refused message, kept for inspection: original topic, reason, payload (base64)."""
+    import base64  # noqa: PLC0415 - only on the rare refused message
+
+    return orjson.dumps({
+        "v": WIRE_VERSION, "reason": reason, "detail": detail[:500], "topic": topic[:1000],
+        "worker": worker, "payload_b64": base64.b64encode(payload).decode(),
+    })
+
+
 def check_id(name: str, value: str) -> str:
     """Return ``value`` if it is a valid patient/device id, else raise ValueError naming it."""
     if not isinstance(value, str) or not _ID_RE.match(value):
