@@ -6,11 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spinewatch.errors import DecodeError
 from spinewatch.model import PostureBatch, SlouchEvent
 from spinewatch.service import wire
-from spinewatch.service.lineprotocol import posture_lines, slouch_line
+from spinewatch.service.lineprotocol import posture_bytes, posture_lines, slouch_line, to_bytes
 
 T0 = 1_764_057_600 * 10**9  # 2025-11-25 08:00 UTC
 
@@ -104,3 +106,36 @@ def test_unknown_event_kind_and_reversed_times_are_refused():
 def test_foreign_topics_are_bad_topic(t):
     with pytest.raises(DecodeError, match="bad_topic"):
         wire.parse_topic(t)
+
+
+angles = st.one_of(st.floats(-360, 360, allow_nan=False), st.just(float("nan")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(flex=st.lists(angles, min_size=0, max_size=40), seed=st.integers(0, 2**16),
+       with_codes=st.booleans())
+def test_fast_line_protocol_writes_the_same_points_as_the_readable_one(flex, seed, with_codes):
+    rng = np.random.default_rng(seed)
+    n = len(flex)
+    lat = np.where(rng.random(n) < 0.2, np.nan, rng.uniform(-90, 90, n))
+    b = PostureBatch("p1", "d1", T0 + seed, 7_000_000, np.array(flex, dtype=float), lat,
+                     rng.integers(0, 2, n).astype(np.int8) if with_codes else np.zeros(0, np.int8),
+                     rng.integers(0, 4, n).astype(np.int8) if with_codes else np.zeros(0, np.int8))
+    m = wire.decode_posture("p1", "d1", wire.encode_posture(b))
+
+    def parse(line: str):
+        head, fields, ts = line.split(" ")
+        kv = dict(f.split("=") for f in fields.split(","))
+        return head, {k: (v if v.endswith("i") else round(float(v), 2)) for k, v in kv.items()}, int(ts)
+
+    fast, count = posture_bytes(m)
+    assert count == len(posture_lines(m))
+    assert [parse(x) for x in fast.decode().splitlines()] == [parse(x) for x in posture_lines(m)]
+
+
+def test_to_bytes_counts_points_of_posture_and_events():
+    p = wire.decode_posture("p", "d", wire.encode_posture(
+        PostureBatch("p", "d", T0, 10_000_000, np.array([1.0, -2.5]), np.array([0.0, 0.5]))))
+    e = wire.decode_event("p", "d", wire.encode_event(SlouchEvent("p", "d", T0, T0 + 10**9, 30, 25)))
+    body, points = to_bytes([p, e])
+    assert points == 3 and body.count(b"\n") == 3 and body.endswith(b"\n")

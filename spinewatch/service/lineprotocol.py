@@ -4,10 +4,125 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Final
 
+import numba as nb
 import numpy as np
 
 from spinewatch.service.wire import EventMsg, PostureMsg
+
+
+@nb.njit(cache=True)
+def _put_int(buf, pos, v):  # pragma: no cover - jitted
+    """Write non-negative integer v as decimal digits at buf[pos:]; return the new position."""
+    if v == 0:
+        buf[pos] = 48
+        return pos + 1
+    start = pos
+    while v > 0:
+        buf[pos] = 48 + v % 10
+        v //= 10
+        pos += 1
+    i, j = start, pos - 1
+    while i < j:  # digits came out least significant first
+        buf[i], buf[j] = buf[j], buf[i]
+        i += 1
+        j -= 1
+    return pos
+
+
+@nb.njit(cache=True)
+def _put_centi(buf, pos, x):  # pragma: no cover - jitted
+    """Write x rounded to 0.01 as ``[-]I.FF`` (a line-protocol float)."""
+    c = np.int64(np.round(x * 100.0))
+    if c < 0:
+        buf[pos] = 45  # '-'
+        pos += 1
+        c = -c
+    pos = _put_int(buf, pos, c // 100)
+    buf[pos] = 46  # '.'
+    f = c % 100
+    buf[pos + 1] = 48 + f // 10
+    buf[pos + 2] = 48 + f % 10
+    return pos + 3
+
+
+@nb.njit(cache=True)
+def _put_bytes(buf, pos, b):  # pragma: no cover - jitted
+    for k in range(b.shape[0]):
+        buf[pos + k] = b[k]
+    return pos + b.shape[0]
+
+
+@nb.njit(cache=True)
+def _posture_lines(prefix, k_flex, k_lat, k_state, k_act, flex, lat, state, act, t0_ns, dt_ns, buf):  # pragma: no cover
+    """Fill buf with one line per sample; return (bytes used, lines written)."""
+    pos = 0
+    lines = 0
+    n = flex.shape[0]
+    for i in range(n):
+        f_ok = np.isfinite(flex[i])
+        l_ok = np.isfinite(lat[i])
+        if not f_ok and not l_ok:
+            continue
+        pos = _put_bytes(buf, pos, prefix)
+        first = True
+        if f_ok:
+            pos = _put_bytes(buf, pos, k_flex)
+            pos = _put_centi(buf, pos, flex[i])
+            first = False
+        if l_ok:
+            if not first:
+                buf[pos] = 44  # ','
+                pos += 1
+            pos = _put_bytes(buf, pos, k_lat)
+            pos = _put_centi(buf, pos, lat[i])
+        if state.shape[0] == n:
+            buf[pos] = 44
+            pos = _put_bytes(buf, pos + 1, k_state)
+            pos = _put_int(buf, pos, np.int64(state[i]))
+            buf[pos] = 105  # 'i'
+            pos += 1
+        if act.shape[0] == n:
+            buf[pos] = 44
+            pos = _put_bytes(buf, pos + 1, k_act)
+            pos = _put_int(buf, pos, np.int64(act[i]))
+            buf[pos] = 105
+            pos += 1
+        buf[pos] = 32  # ' '
+        pos = _put_int(buf, pos + 1, t0_ns + i * dt_ns)
+        buf[pos] = 10  # '\n'
+        pos += 1
+        lines += 1
+    return pos, lines
+
+
+_K_FLEX: Final = np.frombuffer(b"flexion_deg=", np.uint8)
+_K_LAT: Final = np.frombuffer(b"lateral_deg=", np.uint8)
+_K_STATE: Final = np.frombuffer(b"state=", np.uint8)
+_K_ACT: Final = np.frombuffer(b"activity=", np.uint8)
+_NO_CODES: Final = np.zeros(0, np.int8)
+# Longest line tail after the prefix: two "-DDD.DD" floats, two small ints, a 19-digit time.
+_MAX_TAIL_BYTES: Final = 120
+
+
+def posture_bytes(m: PostureMsg) -> tuple[bytes, int]:
+    """Line protocol of a posture message as one bytes block, and its number of lines.
+
+    Same points as :func:`posture_lines`, written by a Numba kernel straight into a byte
+    buffer (~0.2 us per point instead of ~2 us for Python string formatting). Angles are
+    written with 0.01 degree resolution, the wire format's own (docs/wire-format.md).
+    """
+    prefix = np.frombuffer(f"posture,device={m.device},patient={m.patient} ".encode(), np.uint8)
+    n = len(m)
+    buf = np.empty(n * (len(prefix) + _MAX_TAIL_BYTES), np.uint8)
+    used, lines = _posture_lines(
+        prefix, _K_FLEX, _K_LAT, _K_STATE, _K_ACT,
+        np.ascontiguousarray(m.flexion_deg, np.float64), np.ascontiguousarray(m.lateral_deg, np.float64),
+        _NO_CODES if m.state is None else m.state, _NO_CODES if m.activity is None else m.activity,
+        np.int64(m.t0_ns), np.int64(m.dt_ns), buf,
+    )
+    return buf[:used].tobytes(), int(lines)
 
 
 def _fmt(x: float) -> str:
@@ -57,6 +172,7 @@ def slouch_line(e: EventMsg) -> str:
 
 
 def to_lines(msgs: Iterable[PostureMsg | EventMsg]) -> list[str]:
+    """Every line of ``msgs`` as strings (readable; see :func:`to_bytes` for the fast path)."""
     out: list[str] = []
     for m in msgs:
         if isinstance(m, PostureMsg):
@@ -64,3 +180,18 @@ def to_lines(msgs: Iterable[PostureMsg | EventMsg]) -> list[str]:
         else:
             out.append(slouch_line(m))
     return out
+
+
+def to_bytes(msgs: Iterable[PostureMsg | EventMsg]) -> tuple[bytes, int]:
+    """Line protocol of ``msgs`` as one newline-terminated block, and the number of points."""
+    parts: list[bytes] = []
+    points = 0
+    for m in msgs:
+        if isinstance(m, PostureMsg):
+            b, k = posture_bytes(m)
+            parts.append(b)
+            points += k
+        else:
+            parts.append(slouch_line(m).encode() + b"\n")
+            points += 1
+    return b"".join(parts), points

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
-from spinewatch.service.lineprotocol import to_lines
+from spinewatch.service.lineprotocol import to_bytes
 from spinewatch.service.wire import EventMsg, PostureMsg
 
 _LOGGER = logging.getLogger(__name__)
@@ -188,10 +188,10 @@ class Influx1Store(_InfluxHttp):
         self._request("/query", {"q": f'CREATE DATABASE "{self.db}"'}, b"")
 
     def write(self, msgs: Sequence[Message]) -> int:
-        lines = to_lines(msgs)
-        if lines:
-            self._request("/write", {"db": self.db, "precision": "ns"}, "\n".join(lines).encode())
-        return len(lines)
+        body, points = to_bytes(msgs)
+        if points:
+            self._request("/write", {"db": self.db, "precision": "ns"}, body)
+        return points
 
     def close(self) -> None:
         pass
@@ -217,18 +217,18 @@ class Influx2Store(_InfluxHttp):
     def write(self, msgs: Sequence[Message]) -> int:
         from influxdb_client.rest import ApiException  # noqa: PLC0415
 
-        lines = to_lines(msgs)
-        if not lines:
+        body, points = to_bytes(msgs)
+        if not points:
             return 0
         try:
-            self._write_api.write(bucket=self.bucket, org=self.org, record="\n".join(lines).encode())
+            self._write_api.write(bucket=self.bucket, org=self.org, record=body)
         except ApiException as exc:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
                 raise StoreRejected(f"{self.url}: HTTP {exc.status}: {exc.body!s:.300}") from exc
             raise ConnectionFailed(self.url, f"HTTP {exc.status}") from exc
         except Exception as exc:  # urllib3 connection errors and friends
             raise ConnectionFailed(self.url, str(exc)[:300]) from exc
-        return len(lines)
+        return points
 
     def close(self) -> None:
         self._client.close()

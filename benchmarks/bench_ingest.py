@@ -1,0 +1,206 @@
+"""Benchmark: ingest throughput into a real InfluxDB, side by side with a Point-per-sample worker.
+
+Starts a private Mosquitto and InfluxDB 1.x (tests/servers.py, free loopback ports), queues
+posture messages (1-second batches at 100 Hz, several patients) for each worker's persistent
+MQTT session while the worker is away, then starts the worker(s) and times how fast the
+backlog lands in InfluxDB (until ``count(flexion_deg)`` equals the samples sent). Workers
+run in their own processes, as deployed. Scenarios, in one run:
+
+- baseline: paho subscriber + influxdb-client ``Point`` per sample (``to_line_protocol``),
+  batched 5,000 points per HTTP write to the same /write endpoint;
+- spinewatch: one ``IngestWorker`` (vectorised line protocol, manual acks);
+- spinewatch x2: two workers on a shared subscription.
+
+    python benchmarks/bench_ingest.py [--messages 6000] [--patients 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+T0_NS = 1_764_057_600 * 10**9
+SAMPLES = 100
+DT_NS = 10_000_000
+
+
+def _payloads(messages: int, patients: int) -> list[tuple[str, bytes]]:
+    import numpy as np
+
+    from spinewatch.model import PostureBatch
+    from spinewatch.service import wire
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(messages):
+        p = f"p{i % patients}"
+        k = i // patients
+        b = PostureBatch(p, "d1", T0_NS + k * SAMPLES * DT_NS, DT_NS, rng.uniform(-10, 40, SAMPLES),
+                         rng.uniform(-5, 5, SAMPLES), np.zeros(SAMPLES, np.int8), np.full(SAMPLES, 2, np.int8))
+        out.append((wire.topic(p, "d1", "posture"), wire.encode_posture(b, k)))
+    return out
+
+
+def publish_all(host: str, port: int, items: list[tuple[str, bytes]]) -> None:
+    import paho.mqtt.client as paho
+
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=paho.MQTTv5)
+    c.max_inflight_messages_set(1000)
+    c.max_queued_messages_set(0)
+    c.connect(host, port)
+    c.loop_start()
+    infos = [c.publish(t, p, qos=1) for t, p in items]
+    for info in infos:
+        info.wait_for_publish(60)
+    c.disconnect()
+    c.loop_stop()
+
+
+def ours(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str, go: mp.Event, stop: mp.Event) -> None:
+    import dataclasses
+
+    from spinewatch.service.config import Config
+    from spinewatch.service.ingest import IngestWorker
+    from spinewatch.service.storage import Influx1Store
+
+    cfg = Config.load({"SPINEWATCH_MQTT_URL": mqtt_url, "SPINEWATCH_WORKER_ID": worker_id})
+    w = IngestWorker(dataclasses.replace(cfg.mqtt, share_group=group), cfg.ingest, Influx1Store(influx_url, db), "5")
+    go.wait()
+    w.start()
+    stop.wait()
+    w.stop()
+
+
+def baseline(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str, go: mp.Event, stop: mp.Event) -> None:
+    """What a straightforward worker looks like: Point objects, auto-ack."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from influxdb_client import Point
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    u = urllib.parse.urlsplit(mqtt_url)
+    buf: list[str] = []
+    lock = threading.Lock()
+
+    def flush() -> None:
+        with lock:
+            lines, buf[:] = list(buf), []
+        if lines:
+            req = urllib.request.Request(f"{influx_url}/write?db={db}&precision=ns", data="\n".join(lines).encode())
+            urllib.request.urlopen(req, timeout=30).read()
+
+    def on_message(c, userdata, msg) -> None:  # type: ignore[no-untyped-def]
+        parts = msg.topic.split("/")
+        d = json.loads(msg.payload)
+        pts = []
+        for i, (f, la) in enumerate(zip(d["flexion_deg"], d["lateral_deg"])):
+            pts.append(Point("posture").tag("patient", parts[2]).tag("device", parts[3])
+                       .field("flexion_deg", float(f)).field("lateral_deg", float(la))
+                       .field("state", d["state"][i]).field("activity", d["activity"][i])
+                       .time(d["t0_ns"] + i * d["dt_ns"]).to_line_protocol())
+        with lock:
+            buf.extend(pts)
+            full = len(buf) >= 5000
+        if full:
+            flush()
+
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=worker_id, protocol=paho.MQTTv5)
+    c.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    go.wait()
+    c.on_connect = lambda cl, *a: cl.subscribe("spinewatch/v1/+/+/+" if not group else f"$share/{group}/spinewatch/v1/+/+/+", qos=1)
+    c.connect(u.hostname, u.port, clean_start=False, properties=props)
+    c.loop_start()
+    while not stop.wait(1.0):
+        flush()
+    c.loop_stop()
+
+
+def _count(influx, db: str) -> int:
+    rows = influx.points('SELECT count("flexion_deg") FROM "posture"', db)
+    return int(rows[0]["count"]) if rows else 0
+
+
+def scenario(name: str, target, n_workers: int, mosquitto, influx, items, timeout_s: float = 300.0) -> float:
+    db = f"bench_{name.replace(' ', '_')}"
+    influx.create_database(db)
+    group = f"g{abs(hash(name)) % 10**6}" if n_workers > 1 else ""
+    ctx = mp.get_context("spawn")
+    go, stop = ctx.Event(), ctx.Event()
+    ids = [f"{db}-w{k}" for k in range(n_workers)]
+    # 1) create each worker's persistent session (subscribe once), then leave
+    import paho.mqtt.client as paho
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    import threading
+
+    for wid in ids:
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=wid, protocol=paho.MQTTv5)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *a: subscribed.set()
+        c.connect(mosquitto.host, mosquitto.port, clean_start=True, properties=props)
+        c.loop_start()
+        c.subscribe(f"$share/{group}/spinewatch/v1/+/+/+" if group else "spinewatch/v1/+/+/+", qos=1)
+        if not subscribed.wait(10):
+            raise RuntimeError(f"no SUBACK for {wid}")
+        c.disconnect()
+        c.loop_stop()
+    # 2) queue the backlog for those sessions
+    publish_all(mosquitto.host, mosquitto.port, items)
+    expected = len(items) * SAMPLES
+    procs = [ctx.Process(target=target, args=(mosquitto.url, influx.url, db, wid, group, go, stop)) for wid in ids]
+    for p in procs:
+        p.start()
+    time.sleep(3.0)  # imports done in the workers before the clock starts
+    t0 = time.perf_counter()
+    go.set()
+    n = 0
+    while time.perf_counter() - t0 < timeout_s:
+        n = _count(influx, db)
+        if n >= expected:
+            break
+        time.sleep(0.25)
+    dt = time.perf_counter() - t0
+    stop.set()
+    for p in procs:
+        p.join(30)
+    rate = n / dt
+    print(f"{name:<16} {n:>9,} points in {dt:6.2f} s  {rate:>10,.0f} points/s" + ("" if n >= expected else "  (TIMED OUT)"))
+    return rate
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=6000, help="1-s posture messages (100 samples each)")
+    ap.add_argument("--patients", type=int, default=20)
+    args = ap.parse_args()
+    from servers import InfluxDB1Server, MosquittoServer
+
+    items = _payloads(args.messages, args.patients)
+    with MosquittoServer() as mosquitto, InfluxDB1Server() as influx:
+        base = scenario("baseline Point", baseline, 1, mosquitto, influx, items)
+        one = scenario("spinewatch", ours, 1, mosquitto, influx, items)
+        two = scenario("spinewatch x2", ours, 2, mosquitto, influx, items)
+    print(f"\nspinewatch / baseline: {one / base:.2f}x   two workers / one: {two / one:.2f}x")
+    print("reproduce: python benchmarks/bench_ingest.py "
+          f"--messages {args.messages} --patients {args.patients}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
