@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from spinewatch.signal.orientation import OrientationFilter, OrientationParams, estimate_orientation
+from spinewatch.signal.orientation import (
+    OrientationFilter,
+    OrientationFilterBank,
+    OrientationParams,
+    estimate_orientation,
+)
 
-__all__ = ["OrientationFilter", "OrientationParams", "estimate_orientation"]
+__all__ = ["OrientationFilter", "OrientationFilterBank", "OrientationParams", "estimate_orientation"]
