@@ -73,7 +73,12 @@ _C_BIAS_CLIP = 19  # rad/s
 _C_MOTION_BIAS = 20  # 1.0 enables bias estimation in motion
 _C_REST_BIAS = 21  # 1.0 enables bias estimation at rest
 _C_REST_GAIN = 22  # extra inclination gain at rest, fraction of the error per sample
-_COEFFS_LEN = 23
+_C_BIAS_EVERY = 23  # run the bias Kalman filter every this many accelerometer samples
+_COEFFS_LEN = 24
+
+# The bias Kalman filter runs at about this rate: its measurements are low-passed with
+# time constants of 0.5 s and more, so a faster update adds cost, not information.
+_BIAS_UPDATE_RATE_HZ: Final = 40.0
 
 # ---------------------------------------------------------------------------------------
 # State vector layout (float64). Filter states are Direct Form II transposed (two per
@@ -95,7 +100,9 @@ _S_REST_T = 66  # time since the last movement, s
 _S_REST = 67  # 1.0 while at rest
 _S_N_BAD_GYR = 68  # count of skipped gyroscope samples (non-finite or out of range)
 _S_N_BAD_ACC = 69  # count of skipped accelerometer samples
-STATE_LEN: Final = 70
+_S_BLP_INIT = 70
+_S_BIAS_COUNT = 71  # accelerometer samples since the last bias filter update
+STATE_LEN: Final = 72
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +207,9 @@ def _make_coeffs(params: OrientationParams, rate_hz: float) -> Float1D:
     c[_C_REST_MIN_S] = params.rest_min_duration_s
     c[_C_BIAS_P0] = (params.bias_sigma_init_dps * dps) ** 2
     # process noise: the variance grows by (0.1 deg/s)^2 in bias_forgetting_time_s
-    v = (0.1 * dps) ** 2 * ts_s / params.bias_forgetting_time_s
+    bias_every = max(1, round(rate_hz / _BIAS_UPDATE_RATE_HZ))
+    c[_C_BIAS_EVERY] = bias_every
+    v = (0.1 * dps) ** 2 * bias_every * ts_s / params.bias_forgetting_time_s
     c[_C_BIAS_V] = v
     # measurement noise chosen so that a scalar Kalman filter with process noise v settles
     # at the posterior variance p: w = p^2 / v + p
@@ -233,6 +242,7 @@ def _reset_motion_state(state: Float1D) -> None:
     state[_S_ACC_LP : _S_ACC_LP + 6] = 0.0
     state[_S_R_LP : _S_R_LP + 18] = 0.0
     state[_S_BLP_LP : _S_BLP_LP + 4] = 0.0
+    state[_S_BLP_INIT] = 0.0
     state[_S_REST_GYR_INIT] = 0.0
     state[_S_REST_GYR_LP : _S_REST_GYR_LP + 6] = 0.0
     state[_S_REST_ACC_INIT] = 0.0
@@ -247,19 +257,17 @@ def _reset_motion_state(state: Float1D) -> None:
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _lp_step(x, b0, b1, b2, a1, a2, st, k):  # pragma: no cover - jitted
-    """One Direct Form II transposed biquad step on channel state st[k], st[k+1]."""
-    y = b0 * x + st[k]
-    st[k] = b1 * x - a1 * y + st[k + 1]
-    st[k + 1] = b2 * x - a2 * y
-    return y
+def _bq(x, b0, b1, b2, a1, a2, z1, z2):  # pragma: no cover - jitted
+    """One Direct Form II transposed biquad step; returns (y, z1, z2)."""
+    y = b0 * x + z1
+    return y, b1 * x - a1 * y + z2, b2 * x - a2 * y
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _lp_init(x, b1, b2, a1, a2, st, k):  # pragma: no cover - jitted
-    """Set channel state so that a constant input x is already the steady-state output."""
-    st[k + 1] = (b2 - a2) * x
-    st[k] = (b1 - a1) * x + st[k + 1]
+def _bq_init(x, b1, b2, a1, a2):  # pragma: no cover - jitted
+    """Biquad state (z1, z2) for which a constant input x is already the steady-state output."""
+    z2 = (b2 - a2) * x
+    return (b1 - a1) * x + z2, z2
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH)
@@ -295,6 +303,32 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     mgx, mgy, mgz = st[_S_REST_GYR_MEAN], st[_S_REST_GYR_MEAN + 1], st[_S_REST_GYR_MEAN + 2]
     n_bad_gyr = st[_S_N_BAD_GYR]
     n_bad_acc = st[_S_N_BAD_ACC]
+    bias_count = st[_S_BIAS_COUNT]
+    bias_every = c[_C_BIAS_EVERY]
+    lax1, lax2 = st[_S_ACC_LP + 0], st[_S_ACC_LP + 1]
+    lay1, lay2 = st[_S_ACC_LP + 2], st[_S_ACC_LP + 3]
+    laz1, laz2 = st[_S_ACC_LP + 4], st[_S_ACC_LP + 5]
+    lm001, lm002 = st[_S_R_LP + 0], st[_S_R_LP + 1]
+    lm011, lm012 = st[_S_R_LP + 2], st[_S_R_LP + 3]
+    lm021, lm022 = st[_S_R_LP + 4], st[_S_R_LP + 5]
+    lm101, lm102 = st[_S_R_LP + 6], st[_S_R_LP + 7]
+    lm111, lm112 = st[_S_R_LP + 8], st[_S_R_LP + 9]
+    lm121, lm122 = st[_S_R_LP + 10], st[_S_R_LP + 11]
+    lm201, lm202 = st[_S_R_LP + 12], st[_S_R_LP + 13]
+    lm211, lm212 = st[_S_R_LP + 14], st[_S_R_LP + 15]
+    lm221, lm222 = st[_S_R_LP + 16], st[_S_R_LP + 17]
+    lbx1, lbx2 = st[_S_BLP_LP + 0], st[_S_BLP_LP + 1]
+    lby1, lby2 = st[_S_BLP_LP + 2], st[_S_BLP_LP + 3]
+    rgx1, rgx2 = st[_S_REST_GYR_LP + 0], st[_S_REST_GYR_LP + 1]
+    rgy1, rgy2 = st[_S_REST_GYR_LP + 2], st[_S_REST_GYR_LP + 3]
+    rgz1, rgz2 = st[_S_REST_GYR_LP + 4], st[_S_REST_GYR_LP + 5]
+    rax1, rax2 = st[_S_REST_ACC_LP + 0], st[_S_REST_ACC_LP + 1]
+    ray1, ray2 = st[_S_REST_ACC_LP + 2], st[_S_REST_ACC_LP + 3]
+    raz1, raz2 = st[_S_REST_ACC_LP + 4], st[_S_REST_ACC_LP + 5]
+    init_acc = st[_S_ACC_INIT] != 0.0
+    init_blp = st[_S_BLP_INIT] != 0.0
+    init_rg = st[_S_REST_GYR_INIT] != 0.0
+    init_ra = st[_S_REST_ACC_INIT] != 0.0
 
     for i in range(gyr.shape[0]):
         wx, wy, wz = gyr[i, 0], gyr[i, 1], gyr[i, 2]
@@ -306,14 +340,14 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             n_bad_gyr += 1.0
         else:
             if rest_bias:
-                if st[_S_REST_GYR_INIT] == 0.0:
-                    _lp_init(wx, rb1, rb2, ra1, ra2, st, _S_REST_GYR_LP)
-                    _lp_init(wy, rb1, rb2, ra1, ra2, st, _S_REST_GYR_LP + 2)
-                    _lp_init(wz, rb1, rb2, ra1, ra2, st, _S_REST_GYR_LP + 4)
-                    st[_S_REST_GYR_INIT] = 1.0
-                lx = _lp_step(wx, rb0, rb1, rb2, ra1, ra2, st, _S_REST_GYR_LP)
-                ly = _lp_step(wy, rb0, rb1, rb2, ra1, ra2, st, _S_REST_GYR_LP + 2)
-                lz = _lp_step(wz, rb0, rb1, rb2, ra1, ra2, st, _S_REST_GYR_LP + 4)
+                if not init_rg:
+                    rgx1, rgx2 = _bq_init(wx, rb1, rb2, ra1, ra2)
+                    rgy1, rgy2 = _bq_init(wy, rb1, rb2, ra1, ra2)
+                    rgz1, rgz2 = _bq_init(wz, rb1, rb2, ra1, ra2)
+                    init_rg = True
+                lx, rgx1, rgx2 = _bq(wx, rb0, rb1, rb2, ra1, ra2, rgx1, rgx2)
+                ly, rgy1, rgy2 = _bq(wy, rb0, rb1, rb2, ra1, ra2, rgy1, rgy2)
+                lz, rgz1, rgz2 = _bq(wz, rb0, rb1, rb2, ra1, ra2, rgz1, rgz2)
                 dx, dy, dz = wx - lx, wy - ly, wz - lz
                 if (
                     dx * dx + dy * dy + dz * dz >= th_gyr2
@@ -340,7 +374,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             nx = gw * ex + gx * co + gy * ez - gz * ey
             ny = gw * ey - gx * ez + gy * co + gz * ex
             nz = gw * ez + gx * ey - gy * ex + gz * co
-            inv = 1.0 / math.sqrt(nw * nw + nx * nx + ny * ny + nz * nz)
+            inv = 1.5 - 0.5 * (nw * nw + nx * nx + ny * ny + nz * nz)  # Newton step, see below
             gw, gx, gy, gz = nw * inv, nx * inv, ny * inv, nz * inv
 
         # ---- accelerometer: inclination correction and bias estimation -----------------
@@ -349,14 +383,14 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             n_bad_acc += 1.0
         else:
             if rest_bias:
-                if st[_S_REST_ACC_INIT] == 0.0:
-                    _lp_init(fx, rb1, rb2, ra1, ra2, st, _S_REST_ACC_LP)
-                    _lp_init(fy, rb1, rb2, ra1, ra2, st, _S_REST_ACC_LP + 2)
-                    _lp_init(fz, rb1, rb2, ra1, ra2, st, _S_REST_ACC_LP + 4)
-                    st[_S_REST_ACC_INIT] = 1.0
-                lx = _lp_step(fx, rb0, rb1, rb2, ra1, ra2, st, _S_REST_ACC_LP)
-                ly = _lp_step(fy, rb0, rb1, rb2, ra1, ra2, st, _S_REST_ACC_LP + 2)
-                lz = _lp_step(fz, rb0, rb1, rb2, ra1, ra2, st, _S_REST_ACC_LP + 4)
+                if not init_ra:
+                    rax1, rax2 = _bq_init(fx, rb1, rb2, ra1, ra2)
+                    ray1, ray2 = _bq_init(fy, rb1, rb2, ra1, ra2)
+                    raz1, raz2 = _bq_init(fz, rb1, rb2, ra1, ra2)
+                    init_ra = True
+                lx, rax1, rax2 = _bq(fx, rb0, rb1, rb2, ra1, ra2, rax1, rax2)
+                ly, ray1, ray2 = _bq(fy, rb0, rb1, rb2, ra1, ra2, ray1, ray2)
+                lz, raz1, raz2 = _bq(fz, rb0, rb1, rb2, ra1, ra2, raz1, raz2)
                 dx, dy, dz = fx - lx, fy - ly, fz - lz
                 if dx * dx + dy * dy + dz * dz >= th_acc2:
                     rest_t = 0.0
@@ -379,13 +413,14 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             ix = r00 * fx + r01 * fy + r02 * fz
             iy = r10 * fx + r11 * fy + r12 * fz
             iz = r20 * fx + r21 * fy + r22 * fz
-            if st[_S_ACC_INIT] == 0.0:
-                _lp_init(ix, ab1, ab2, aa1, aa2, st, _S_ACC_LP)
-                _lp_init(iy, ab1, ab2, aa1, aa2, st, _S_ACC_LP + 2)
-                _lp_init(iz, ab1, ab2, aa1, aa2, st, _S_ACC_LP + 4)
-            ix = _lp_step(ix, ab0, ab1, ab2, aa1, aa2, st, _S_ACC_LP)
-            iy = _lp_step(iy, ab0, ab1, ab2, aa1, aa2, st, _S_ACC_LP + 2)
-            iz = _lp_step(iz, ab0, ab1, ab2, aa1, aa2, st, _S_ACC_LP + 4)
+            if not init_acc:
+                init_acc = True
+                lax1, lax2 = _bq_init(ix, ab1, ab2, aa1, aa2)
+                lay1, lay2 = _bq_init(iy, ab1, ab2, aa1, aa2)
+                laz1, laz2 = _bq_init(iz, ab1, ab2, aa1, aa2)
+            ix, lax1, lax2 = _bq(ix, ab0, ab1, ab2, aa1, aa2, lax1, lax2)
+            iy, lay1, lay2 = _bq(iy, ab0, ab1, ab2, aa1, aa2, lay1, lay2)
+            iz, laz1, laz2 = _bq(iz, ab0, ab1, ab2, aa1, aa2, laz1, laz2)
 
             # filtered gravity in the earth frame: R(q_corr) i
             ex = (1.0 - 2.0 * (cy * cy + cz * cz)) * ix + 2.0 * (cx * cy - cw * cz) * iy
@@ -396,22 +431,28 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             ez += (1.0 - 2.0 * (cx * cx + cy * cy)) * iz
             e2 = ex * ex + ey * ey + ez * ez
             if e2 > min_g2:
-                inv = 1.0 / math.sqrt(e2)
-                ex, ey, ez = ex * inv, ey * inv, ez * inv
-                # shortest rotation taking the gravity direction e onto +z:
-                # axis e x z = (ey, -ex, 0), q = [cos(a/2), (ey, -ex, 0) / (2 cos(a/2))]
-                kw2 = 0.5 * (ez + 1.0)
-                if kw2 > 1e-12:
-                    kw = math.sqrt(kw2)
-                    kx = 0.5 * ey / kw
-                    ky = -0.5 * ex / kw
-                else:
+                # shortest rotation taking the gravity direction e/|e| onto +z: axis e x z,
+                # q = [cos(a/2), (ey, -ex, 0) / (2 |e| cos(a/2))] with cos(a/2) = m / |e|,
+                # m = sqrt(|e| (|e| + ez) / 2); written to keep sqrt/div off the serial chain
+                en = math.sqrt(e2)
+                inv_en = 1.0 / en
+                m2 = 0.5 * en * (en + ez)
+                if m2 > 1e-12 * e2:
+                    m = math.sqrt(m2)
+                    hk = 0.5 / m
+                    kw = m * inv_en
+                    kx = ey * hk
+                    ky = -ex * hk
+                else:  # gravity points straight down: turn by 180 deg about x
                     kw, kx, ky = 0.0, 1.0, 0.0
+                ex, ey, ez = ex * inv_en, ey * inv_en, ez * inv_en
                 nw = kw * cw - kx * cx - ky * cy
                 nx = kw * cx + kx * cw - ky * cz
                 ny = kw * cy + kx * cz + ky * cw
                 nz = kw * cz + kx * cy - ky * cx
-                inv = 1.0 / math.sqrt(nw * nw + nx * nx + ny * ny + nz * nz)
+                # k and q_corr are unit quaternions, so one Newton step for 1/sqrt(|n|^2)
+                # about 1 keeps the product unit to rounding without a sqrt or division
+                inv = 1.5 - 0.5 * (nw * nw + nx * nx + ny * ny + nz * nz)
                 cw, cx, cy, cz = nw * inv, nx * inv, ny * inv, nz * inv
 
                 if motion_bias or rest_bias:
@@ -434,33 +475,40 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                     blx = m00 * bx + m01 * by + m02 * bz
                     bly = m10 * bx + m11 * by + m12 * bz
                     k = _S_R_LP
-                    if st[_S_ACC_INIT] == 0.0:
-                        _lp_init(m00, ab1, ab2, aa1, aa2, st, k)
-                        _lp_init(m01, ab1, ab2, aa1, aa2, st, k + 2)
-                        _lp_init(m02, ab1, ab2, aa1, aa2, st, k + 4)
-                        _lp_init(m10, ab1, ab2, aa1, aa2, st, k + 6)
-                        _lp_init(m11, ab1, ab2, aa1, aa2, st, k + 8)
-                        _lp_init(m12, ab1, ab2, aa1, aa2, st, k + 10)
-                        _lp_init(m20, ab1, ab2, aa1, aa2, st, k + 12)
-                        _lp_init(m21, ab1, ab2, aa1, aa2, st, k + 14)
-                        _lp_init(m22, ab1, ab2, aa1, aa2, st, k + 16)
-                        _lp_init(blx, ab1, ab2, aa1, aa2, st, _S_BLP_LP)
-                        _lp_init(bly, ab1, ab2, aa1, aa2, st, _S_BLP_LP + 2)
-                    m00 = _lp_step(m00, ab0, ab1, ab2, aa1, aa2, st, k)
-                    m01 = _lp_step(m01, ab0, ab1, ab2, aa1, aa2, st, k + 2)
-                    m02 = _lp_step(m02, ab0, ab1, ab2, aa1, aa2, st, k + 4)
-                    m10 = _lp_step(m10, ab0, ab1, ab2, aa1, aa2, st, k + 6)
-                    m11 = _lp_step(m11, ab0, ab1, ab2, aa1, aa2, st, k + 8)
-                    m12 = _lp_step(m12, ab0, ab1, ab2, aa1, aa2, st, k + 10)
-                    m20 = _lp_step(m20, ab0, ab1, ab2, aa1, aa2, st, k + 12)
-                    m21 = _lp_step(m21, ab0, ab1, ab2, aa1, aa2, st, k + 14)
-                    m22 = _lp_step(m22, ab0, ab1, ab2, aa1, aa2, st, k + 16)
-                    blx = _lp_step(blx, ab0, ab1, ab2, aa1, aa2, st, _S_BLP_LP)
-                    bly = _lp_step(bly, ab0, ab1, ab2, aa1, aa2, st, _S_BLP_LP + 2)
+                    if not init_blp:
+                        init_blp = True
+                        lm001, lm002 = _bq_init(m00, ab1, ab2, aa1, aa2)
+                        lm011, lm012 = _bq_init(m01, ab1, ab2, aa1, aa2)
+                        lm021, lm022 = _bq_init(m02, ab1, ab2, aa1, aa2)
+                        lm101, lm102 = _bq_init(m10, ab1, ab2, aa1, aa2)
+                        lm111, lm112 = _bq_init(m11, ab1, ab2, aa1, aa2)
+                        lm121, lm122 = _bq_init(m12, ab1, ab2, aa1, aa2)
+                        lm201, lm202 = _bq_init(m20, ab1, ab2, aa1, aa2)
+                        lm211, lm212 = _bq_init(m21, ab1, ab2, aa1, aa2)
+                        lm221, lm222 = _bq_init(m22, ab1, ab2, aa1, aa2)
+                        lbx1, lbx2 = _bq_init(blx, ab1, ab2, aa1, aa2)
+                        lby1, lby2 = _bq_init(bly, ab1, ab2, aa1, aa2)
+                    m00, lm001, lm002 = _bq(m00, ab0, ab1, ab2, aa1, aa2, lm001, lm002)
+                    m01, lm011, lm012 = _bq(m01, ab0, ab1, ab2, aa1, aa2, lm011, lm012)
+                    m02, lm021, lm022 = _bq(m02, ab0, ab1, ab2, aa1, aa2, lm021, lm022)
+                    m10, lm101, lm102 = _bq(m10, ab0, ab1, ab2, aa1, aa2, lm101, lm102)
+                    m11, lm111, lm112 = _bq(m11, ab0, ab1, ab2, aa1, aa2, lm111, lm112)
+                    m12, lm121, lm122 = _bq(m12, ab0, ab1, ab2, aa1, aa2, lm121, lm122)
+                    m20, lm201, lm202 = _bq(m20, ab0, ab1, ab2, aa1, aa2, lm201, lm202)
+                    m21, lm211, lm212 = _bq(m21, ab0, ab1, ab2, aa1, aa2, lm211, lm212)
+                    m22, lm221, lm222 = _bq(m22, ab0, ab1, ab2, aa1, aa2, lm221, lm222)
+                    blx, lbx1, lbx2 = _bq(blx, ab0, ab1, ab2, aa1, aa2, lbx1, lbx2)
+                    bly, lby1, lby2 = _bq(bly, ab0, ab1, ab2, aa1, aa2, lby1, lby2)
 
-                    # measurement z = H b + noise, residual y = z - H b
-                    update = True
-                    if rest and rest_bias:
+                    # measurement z = H b + noise, residual y = z - H b; the bias filter
+                    # runs every bias_every-th accelerometer sample only (its inputs are
+                    # low-passed far below that rate, so nothing is lost)
+                    bias_count += 1.0
+                    update = bias_count >= bias_every
+                    if not update:
+                        h00 = h01 = h02 = h10 = h11 = h12 = h20 = h21 = h22 = 0.0
+                        y0 = y1 = y2 = w0 = w1 = w2_ = 0.0
+                    elif rest and rest_bias:
                         h00, h01, h02 = 1.0, 0.0, 0.0
                         h10, h11, h12 = 0.0, 1.0, 0.0
                         h20, h21, h22 = 0.0, 0.0, 1.0
@@ -481,13 +529,15 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         h00 = h01 = h02 = h10 = h11 = h12 = h20 = h21 = h22 = 0.0
                         y0 = y1 = y2 = w0 = w1 = w2_ = 0.0
 
-                    # prediction: the bias may drift (bounded by the initial variance)
-                    if p00 < p0:
-                        p00 += pv
-                    if p11 < p0:
-                        p11 += pv
-                    if p22 < p0:
-                        p22 += pv
+                    if bias_count >= bias_every:
+                        bias_count = 0.0
+                        # prediction: the bias may drift (bounded by the initial variance)
+                        if p00 < p0:
+                            p00 += pv
+                        if p11 < p0:
+                            p11 += pv
+                        if p22 < p0:
+                            p22 += pv
 
                     if update:
                         # A = P H^T (3x3), S = H A + W (symmetric)
@@ -540,7 +590,6 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         bx = min(max(bx, -clip), clip)
                         by = min(max(by, -clip), clip)
                         bz = min(max(bz, -clip), clip)
-            st[_S_ACC_INIT] = 1.0
 
         # ---- output: q = q_corr * q_gyr ------------------------------------------------
         out[i, 0] = cw * gw - cx * gx - cy * gy - cz * gz
@@ -559,6 +608,31 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     st[_S_REST_GYR_MEAN], st[_S_REST_GYR_MEAN + 1], st[_S_REST_GYR_MEAN + 2] = mgx, mgy, mgz
     st[_S_N_BAD_GYR] = n_bad_gyr
     st[_S_N_BAD_ACC] = n_bad_acc
+    st[_S_BIAS_COUNT] = bias_count
+    st[_S_ACC_LP + 0], st[_S_ACC_LP + 1] = lax1, lax2
+    st[_S_ACC_LP + 2], st[_S_ACC_LP + 3] = lay1, lay2
+    st[_S_ACC_LP + 4], st[_S_ACC_LP + 5] = laz1, laz2
+    st[_S_R_LP + 0], st[_S_R_LP + 1] = lm001, lm002
+    st[_S_R_LP + 2], st[_S_R_LP + 3] = lm011, lm012
+    st[_S_R_LP + 4], st[_S_R_LP + 5] = lm021, lm022
+    st[_S_R_LP + 6], st[_S_R_LP + 7] = lm101, lm102
+    st[_S_R_LP + 8], st[_S_R_LP + 9] = lm111, lm112
+    st[_S_R_LP + 10], st[_S_R_LP + 11] = lm121, lm122
+    st[_S_R_LP + 12], st[_S_R_LP + 13] = lm201, lm202
+    st[_S_R_LP + 14], st[_S_R_LP + 15] = lm211, lm212
+    st[_S_R_LP + 16], st[_S_R_LP + 17] = lm221, lm222
+    st[_S_BLP_LP + 0], st[_S_BLP_LP + 1] = lbx1, lbx2
+    st[_S_BLP_LP + 2], st[_S_BLP_LP + 3] = lby1, lby2
+    st[_S_REST_GYR_LP + 0], st[_S_REST_GYR_LP + 1] = rgx1, rgx2
+    st[_S_REST_GYR_LP + 2], st[_S_REST_GYR_LP + 3] = rgy1, rgy2
+    st[_S_REST_GYR_LP + 4], st[_S_REST_GYR_LP + 5] = rgz1, rgz2
+    st[_S_REST_ACC_LP + 0], st[_S_REST_ACC_LP + 1] = rax1, rax2
+    st[_S_REST_ACC_LP + 2], st[_S_REST_ACC_LP + 3] = ray1, ray2
+    st[_S_REST_ACC_LP + 4], st[_S_REST_ACC_LP + 5] = raz1, raz2
+    st[_S_ACC_INIT] = 1.0 if init_acc else 0.0
+    st[_S_BLP_INIT] = 1.0 if init_blp else 0.0
+    init_rg = True if init_rg else 0.0
+    init_ra = True if init_ra else 0.0
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH)
