@@ -51,38 +51,32 @@ _SERIES_MAX_HALF_ANGLE_RAD: Final = 0.02
 # ---------------------------------------------------------------------------------------
 # Coefficient vector layout (float64), derived from params and rate by _make_coeffs.
 _C_TS = 0  # sample period, s
-_C_ACC_B0 = 1  # 2nd-order Butterworth low-pass for gravity in the inertial frame (tau_acc)
-_C_ACC_B1 = 2
-_C_ACC_B2 = 3
-_C_ACC_A1 = 4
-_C_ACC_A2 = 5
-_C_REST_B0 = 6  # 2nd-order Butterworth low-pass of the rest detector (rest_filter_tau)
-_C_REST_B1 = 7
-_C_REST_B2 = 8
-_C_REST_A1 = 9
-_C_REST_A2 = 10
-_C_REST_TH_GYR2 = 11  # (rad/s)^2
-_C_REST_TH_ACC2 = 12  # (m/s^2)^2
-_C_REST_MIN_S = 13
-_C_BIAS_P0 = 14  # (rad/s)^2
-_C_BIAS_V = 15  # process noise per sample, (rad/s)^2
-_C_BIAS_MOTION_W = 16  # (rad/s)^2
-_C_BIAS_VERTICAL_W = 17  # (rad/s)^2
-_C_BIAS_REST_W = 18  # (rad/s)^2
-_C_BIAS_CLIP = 19  # rad/s
-_C_MOTION_BIAS = 20  # 1.0 enables bias estimation in motion
-_C_REST_BIAS = 21  # 1.0 enables bias estimation at rest
-_C_REST_GAIN = 22  # extra inclination gain at rest, fraction of the error per sample
-_C_BIAS_EVERY = 23  # run the bias Kalman filter every this many accelerometer samples
-_COEFFS_LEN = 24
+_C_ACC_G = 1  # gravity low-pass (tau_acc_s): (w0 ts)^2, see _svf
+_C_ACC_D = 2  # gravity low-pass: sqrt(2) w0 ts
+_C_HORIZON_S = 3  # output prediction horizon, s (see gyr_latency_samples)
+_C_REST_G = 4  # rest detector low-pass (rest_filter_tau_s): (w0 ts)^2
+_C_REST_D = 5  # rest detector low-pass: sqrt(2) w0 ts
+_C_REST_TH_GYR2 = 6  # (rad/s)^2
+_C_REST_TH_ACC2 = 7  # (m/s^2)^2
+_C_REST_MIN_S = 8  # s
+_C_BIAS_P0 = 9  # (rad/s)^2
+_C_BIAS_V = 10  # process noise per bias update, (rad/s)^2
+_C_BIAS_MOTION_W = 11  # (rad/s)^2
+_C_BIAS_VERTICAL_W = 12  # (rad/s)^2
+_C_BIAS_REST_W = 13  # (rad/s)^2
+_C_BIAS_CLIP = 14  # rad/s
+_C_MOTION_BIAS = 15  # 1.0 enables bias estimation in motion
+_C_REST_BIAS = 16  # 1.0 enables bias estimation at rest
+_C_BIAS_EVERY = 17  # run the bias Kalman filter every this many accelerometer samples
+_COEFFS_LEN = 18
 
 # The bias Kalman filter runs at about this rate: its measurements are low-passed with
 # time constants of 0.5 s and more, so a faster update adds cost, not information.
 _BIAS_UPDATE_RATE_HZ: Final = 40.0
 
 # ---------------------------------------------------------------------------------------
-# State vector layout (float64). Filter states are Direct Form II transposed (two per
-# channel). The "init" flags are 0.0 until the filter has seen its first sample.
+# State vector layout (float64). Low-pass states are (output, increment) pairs, see _svf.
+# The "init" flags are 0.0 until the filter has seen its first sample.
 _S_GQ = 0  # gyroscope strapdown quaternion, sensor -> almost-inertial frame [w, x, y, z]
 _S_AQ = 4  # inclination correction, almost-inertial -> earth [w, x, y, z]
 _S_BIAS = 8  # gyroscope bias estimate, rad/s, sensor frame (3)
@@ -99,10 +93,10 @@ _S_REST_GYR_MEAN = 63  # last low-passed gyro, rad/s (3): the bias measurement a
 _S_REST_T = 66  # time since the last movement, s
 _S_REST = 67  # 1.0 while at rest
 _S_N_BAD_GYR = 68  # count of skipped gyroscope samples (non-finite or out of range)
-_S_N_BAD_ACC = 69  # count of skipped accelerometer samples
+_S_N_BAD_ACC = 69  # count of skipped accelerometer samples (non-finite, zero or out of range)
 _S_BLP_INIT = 70
 _S_BIAS_COUNT = 71  # accelerometer samples since the last bias filter update
-STATE_LEN: Final = 72
+STATE_LEN: Final = 72  # 576 bytes per stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +106,9 @@ class OrientationParams:
     Attributes:
         tau_acc_s: time constant of the accelerometer low-pass in the almost-inertial frame,
             s. Larger trusts the gyroscope longer and rejects more acceleration.
-        rest_gain: at rest (no acceleration to reject), the fraction of the residual
-            inclination error removed per second in addition to the low-pass path, 1/s.
-            0 disables the faster convergence at rest.
+        gyr_latency_samples: how many sample periods the gyroscope output lags the motion
+            (group delay of the sensor's digital low-pass); the output orientation is
+            predicted over it with the current rate. 0.5 gives the plain strapdown output.
         motion_bias_est: estimate the gyroscope bias while moving.
         rest_bias_est: detect rest and estimate the gyroscope bias from it.
         bias_sigma_init_dps: initial standard deviation of the bias estimate, deg/s.
@@ -132,7 +126,7 @@ class OrientationParams:
     """
 
     tau_acc_s: float = 3.0
-    rest_gain: float = 0.0
+    gyr_latency_samples: float = 1.0
     motion_bias_est: bool = True
     rest_bias_est: bool = True
     bias_sigma_init_dps: float = 0.5
@@ -161,38 +155,46 @@ class OrientationParams:
         )
         for name in positive:
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("rest_gain", "rest_min_duration_s"):
+        for name in ("rest_min_duration_s", "gyr_latency_samples"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("motion_bias_est", "rest_bias_est"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
 
-def butter2_lowpass_coeffs(tau_s: float, rate_hz: float) -> tuple[float, float, float, float, float]:
-    """Second-order Butterworth low-pass coefficients for a time constant.
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-    The cut-off is ``sqrt(2) / (2 pi tau_s)``, which gives the filter a step response with
-    roughly the settling of a first-order filter of time constant ``tau_s``. Discretised with
-    the bilinear transform and frequency pre-warping (as ``scipy.signal.butter``).
+
+def lowpass_coeffs(tau_s: float, rate_hz: float) -> tuple[float, float]:
+    """Coefficients of the second-order low-pass used throughout (see ``_svf``).
+
+    The filter is a discretised Butterworth prototype ``y'' + sqrt(2) w0 y' + w0^2 y = w0^2 x``
+    with ``w0 = sqrt(2) / tau_s`` (cut-off ``w0 / 2 pi``), so its step response settles
+    roughly like a first-order filter of time constant ``tau_s``.
 
     Args:
         tau_s: time constant, s (> 0).
         rate_hz: sample rate, Hz.
 
     Returns:
-        ``(b0, b1, b2, a1, a2)`` with ``a0 = 1``.
+        ``((w0 ts)^2, sqrt(2) w0 ts)`` with ``ts = 1 / rate_hz``.
+
+    Raises:
+        ValueError: if tau_s is too short for the sample rate (the discretisation would
+            not be stable).
     """
-    cutoff_hz = math.sqrt(2.0) / (2.0 * math.pi * tau_s)
-    if cutoff_hz >= 0.5 * rate_hz:
+    w0_ts = math.sqrt(2.0) / tau_s / rate_hz
+    if w0_ts > 0.5:
         raise ValueError(
-            f"time constant {tau_s} s is too short for rate_hz={rate_hz}: "
-            f"cut-off {cutoff_hz:.3g} Hz is at or above Nyquist"
+            f"time constant {tau_s} s is too short for rate_hz={rate_hz}: need tau_s >= "
+            f"{2.0 * math.sqrt(2.0) / rate_hz:.3g} s"
         )
-    k = math.tan(math.pi * cutoff_hz / rate_hz)
-    norm = 1.0 / (1.0 + math.sqrt(2.0) * k + k * k)
-    b0 = k * k * norm
-    return b0, 2.0 * b0, b0, 2.0 * (k * k - 1.0) * norm, (1.0 - math.sqrt(2.0) * k + k * k) * norm
+    return w0_ts * w0_ts, math.sqrt(2.0) * w0_ts
 
 
 def _make_coeffs(params: OrientationParams, rate_hz: float) -> Float1D:
@@ -200,8 +202,11 @@ def _make_coeffs(params: OrientationParams, rate_hz: float) -> Float1D:
     ts_s = 1.0 / rate_hz
     dps = math.pi / 180.0
     c[_C_TS] = ts_s
-    c[_C_ACC_B0 : _C_ACC_A2 + 1] = butter2_lowpass_coeffs(params.tau_acc_s, rate_hz)
-    c[_C_REST_B0 : _C_REST_A2 + 1] = butter2_lowpass_coeffs(params.rest_filter_tau_s, rate_hz)
+    c[_C_ACC_G], c[_C_ACC_D] = lowpass_coeffs(params.tau_acc_s, rate_hz)
+    # the strapdown step applies the rate of sample k to the interval (k-1, k], which by
+    # itself leads point samples by half a period; the rest of the latency is predicted
+    c[_C_HORIZON_S] = (params.gyr_latency_samples - 0.5) * ts_s
+    c[_C_REST_G], c[_C_REST_D] = lowpass_coeffs(params.rest_filter_tau_s, rate_hz)
     c[_C_REST_TH_GYR2] = (params.rest_th_gyr_dps * dps) ** 2
     c[_C_REST_TH_ACC2] = params.rest_th_acc_m_s2**2
     c[_C_REST_MIN_S] = params.rest_min_duration_s
@@ -221,7 +226,6 @@ def _make_coeffs(params: OrientationParams, rate_hz: float) -> Float1D:
     c[_C_BIAS_CLIP] = params.bias_clip_dps * dps
     c[_C_MOTION_BIAS] = 1.0 if params.motion_bias_est else 0.0
     c[_C_REST_BIAS] = 1.0 if params.rest_bias_est else 0.0
-    c[_C_REST_GAIN] = min(params.rest_gain * ts_s, 1.0)
     return c
 
 
@@ -257,25 +261,38 @@ def _reset_motion_state(state: Float1D) -> None:
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _bq(x, b0, b1, b2, a1, a2, z1, z2):  # pragma: no cover - jitted
-    """One Direct Form II transposed biquad step; returns (y, z1, z2)."""
-    y = b0 * x + z1
-    return y, b1 * x - a1 * y + z2, b2 * x - a2 * y
+def _svf(x, g, d, y, u):  # pragma: no cover - jitted
+    """One step of the second-order low-pass in state-variable form; returns (y, u).
+
+    States are the output y and its increment per sample u, so a constant input x is
+    steady state with y = x, u = 0 whatever the coefficients: the coefficients may change
+    from sample to sample without a transient. Semi-implicit Euler step of
+    ``y'' + sqrt(2) w0 y' + w0^2 y = w0^2 x`` with g = (w0 ts)^2, d = sqrt(2) w0 ts.
+    """
+    u = u - d * u + g * (x - y)
+    return y + u, u
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _bq_init(x, b1, b2, a1, a2):  # pragma: no cover - jitted
-    """Biquad state (z1, z2) for which a constant input x is already the steady-state output."""
-    z2 = (b2 - a2) * x
-    return (b1 - a1) * x + z2, z2
+def _rotvec_quat(ux, uy, uz):  # pragma: no cover - jitted
+    """Unit quaternion [w, x, y, z] of the rotation vector u (angle |u| rad about u)."""
+    h2 = 0.25 * (ux * ux + uy * uy + uz * uz)  # (half angle)^2
+    if h2 < _SERIES_MAX_HALF_ANGLE_RAD * _SERIES_MAX_HALF_ANGLE_RAD:
+        co = 1.0 - h2 * (0.5 - h2 * (1.0 / 24.0))
+        si = 0.5 * (1.0 - h2 * ((1.0 / 6.0) - h2 * (1.0 / 120.0)))
+    else:
+        h = math.sqrt(h2)
+        co = math.cos(h)
+        si = 0.5 * math.sin(h) / h
+    return co, si * ux, si * uy, si * uz
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH)
 def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     """Run the filter over one stream's chunk. gyr, acc: (N, 3); st: state (updated); out: (N, 4)."""
     ts = c[_C_TS]
-    ab0, ab1, ab2, aa1, aa2 = c[_C_ACC_B0], c[_C_ACC_B1], c[_C_ACC_B2], c[_C_ACC_A1], c[_C_ACC_A2]
-    rb0, rb1, rb2, ra1, ra2 = c[_C_REST_B0], c[_C_REST_B1], c[_C_REST_B2], c[_C_REST_A1], c[_C_REST_A2]
+    ag, ad = c[_C_ACC_G], c[_C_ACC_D]
+    rg, rd = c[_C_REST_G], c[_C_REST_D]
     th_gyr2 = c[_C_REST_TH_GYR2]
     th_acc2 = c[_C_REST_TH_ACC2]
     rest_min = c[_C_REST_MIN_S]
@@ -287,7 +304,6 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     clip = c[_C_BIAS_CLIP]
     motion_bias = c[_C_MOTION_BIAS] != 0.0
     rest_bias = c[_C_REST_BIAS] != 0.0
-    rest_gain = c[_C_REST_GAIN]
     inv_ts = 1.0 / ts
     max_acc2 = MAX_ACC_NORM_M_S2 * MAX_ACC_NORM_M_S2
     max_gyr2 = MAX_GYR_NORM_RAD_S * MAX_GYR_NORM_RAD_S
@@ -304,6 +320,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     n_bad_gyr = st[_S_N_BAD_GYR]
     n_bad_acc = st[_S_N_BAD_ACC]
     bias_count = st[_S_BIAS_COUNT]
+    horizon = c[_C_HORIZON_S]
     bias_every = c[_C_BIAS_EVERY]
     lax1, lax2 = st[_S_ACC_LP + 0], st[_S_ACC_LP + 1]
     lay1, lay2 = st[_S_ACC_LP + 2], st[_S_ACC_LP + 3]
@@ -341,13 +358,16 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
         else:
             if rest_bias:
                 if not init_rg:
-                    rgx1, rgx2 = _bq_init(wx, rb1, rb2, ra1, ra2)
-                    rgy1, rgy2 = _bq_init(wy, rb1, rb2, ra1, ra2)
-                    rgz1, rgz2 = _bq_init(wz, rb1, rb2, ra1, ra2)
+                    rgx1, rgx2 = wx, 0.0
+                    rgy1, rgy2 = wy, 0.0
+                    rgz1, rgz2 = wz, 0.0
                     init_rg = True
-                lx, rgx1, rgx2 = _bq(wx, rb0, rb1, rb2, ra1, ra2, rgx1, rgx2)
-                ly, rgy1, rgy2 = _bq(wy, rb0, rb1, rb2, ra1, ra2, rgy1, rgy2)
-                lz, rgz1, rgz2 = _bq(wz, rb0, rb1, rb2, ra1, ra2, rgz1, rgz2)
+                rgx1, rgx2 = _svf(wx, rg, rd, rgx1, rgx2)
+                lx = rgx1
+                rgy1, rgy2 = _svf(wy, rg, rd, rgy1, rgy2)
+                ly = rgy1
+                rgz1, rgz2 = _svf(wz, rg, rd, rgz1, rgz2)
+                lz = rgz1
                 dx, dy, dz = wx - lx, wy - ly, wz - lz
                 if (
                     dx * dx + dy * dy + dz * dz >= th_gyr2
@@ -361,15 +381,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
 
             # q_gyr <- q_gyr * exp(0.5 * (w - b) * ts)
             ux, uy, uz = (wx - bx) * ts, (wy - by) * ts, (wz - bz) * ts
-            h2 = 0.25 * (ux * ux + uy * uy + uz * uz)  # (half angle)^2
-            if h2 < _SERIES_MAX_HALF_ANGLE_RAD * _SERIES_MAX_HALF_ANGLE_RAD:
-                co = 1.0 - h2 * (0.5 - h2 * (1.0 / 24.0))
-                si = 0.5 * (1.0 - h2 * ((1.0 / 6.0) - h2 * (1.0 / 120.0)))
-            else:
-                h = math.sqrt(h2)
-                co = math.cos(h)
-                si = 0.5 * math.sin(h) / h
-            ex, ey, ez = si * ux, si * uy, si * uz
+            co, ex, ey, ez = _rotvec_quat(ux, uy, uz)
             nw = gw * co - gx * ex - gy * ey - gz * ez
             nx = gw * ex + gx * co + gy * ez - gz * ey
             ny = gw * ey - gx * ez + gy * co + gz * ex
@@ -384,13 +396,16 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
         else:
             if rest_bias:
                 if not init_ra:
-                    rax1, rax2 = _bq_init(fx, rb1, rb2, ra1, ra2)
-                    ray1, ray2 = _bq_init(fy, rb1, rb2, ra1, ra2)
-                    raz1, raz2 = _bq_init(fz, rb1, rb2, ra1, ra2)
+                    rax1, rax2 = fx, 0.0
+                    ray1, ray2 = fy, 0.0
+                    raz1, raz2 = fz, 0.0
                     init_ra = True
-                lx, rax1, rax2 = _bq(fx, rb0, rb1, rb2, ra1, ra2, rax1, rax2)
-                ly, ray1, ray2 = _bq(fy, rb0, rb1, rb2, ra1, ra2, ray1, ray2)
-                lz, raz1, raz2 = _bq(fz, rb0, rb1, rb2, ra1, ra2, raz1, raz2)
+                rax1, rax2 = _svf(fx, rg, rd, rax1, rax2)
+                lx = rax1
+                ray1, ray2 = _svf(fy, rg, rd, ray1, ray2)
+                ly = ray1
+                raz1, raz2 = _svf(fz, rg, rd, raz1, raz2)
+                lz = raz1
                 dx, dy, dz = fx - lx, fy - ly, fz - lz
                 if dx * dx + dy * dy + dz * dz >= th_acc2:
                     rest_t = 0.0
@@ -415,12 +430,15 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             iz = r20 * fx + r21 * fy + r22 * fz
             if not init_acc:
                 init_acc = True
-                lax1, lax2 = _bq_init(ix, ab1, ab2, aa1, aa2)
-                lay1, lay2 = _bq_init(iy, ab1, ab2, aa1, aa2)
-                laz1, laz2 = _bq_init(iz, ab1, ab2, aa1, aa2)
-            ix, lax1, lax2 = _bq(ix, ab0, ab1, ab2, aa1, aa2, lax1, lax2)
-            iy, lay1, lay2 = _bq(iy, ab0, ab1, ab2, aa1, aa2, lay1, lay2)
-            iz, laz1, laz2 = _bq(iz, ab0, ab1, ab2, aa1, aa2, laz1, laz2)
+                lax1, lax2 = ix, 0.0
+                lay1, lay2 = iy, 0.0
+                laz1, laz2 = iz, 0.0
+            lax1, lax2 = _svf(ix, ag, ad, lax1, lax2)
+            ix = lax1
+            lay1, lay2 = _svf(iy, ag, ad, lay1, lay2)
+            iy = lay1
+            laz1, laz2 = _svf(iz, ag, ad, laz1, laz2)
+            iz = laz1
 
             # filtered gravity in the earth frame: R(q_corr) i
             ex = (1.0 - 2.0 * (cy * cy + cz * cz)) * ix + 2.0 * (cx * cy - cw * cz) * iy
@@ -477,28 +495,39 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                     k = _S_R_LP
                     if not init_blp:
                         init_blp = True
-                        lm001, lm002 = _bq_init(m00, ab1, ab2, aa1, aa2)
-                        lm011, lm012 = _bq_init(m01, ab1, ab2, aa1, aa2)
-                        lm021, lm022 = _bq_init(m02, ab1, ab2, aa1, aa2)
-                        lm101, lm102 = _bq_init(m10, ab1, ab2, aa1, aa2)
-                        lm111, lm112 = _bq_init(m11, ab1, ab2, aa1, aa2)
-                        lm121, lm122 = _bq_init(m12, ab1, ab2, aa1, aa2)
-                        lm201, lm202 = _bq_init(m20, ab1, ab2, aa1, aa2)
-                        lm211, lm212 = _bq_init(m21, ab1, ab2, aa1, aa2)
-                        lm221, lm222 = _bq_init(m22, ab1, ab2, aa1, aa2)
-                        lbx1, lbx2 = _bq_init(blx, ab1, ab2, aa1, aa2)
-                        lby1, lby2 = _bq_init(bly, ab1, ab2, aa1, aa2)
-                    m00, lm001, lm002 = _bq(m00, ab0, ab1, ab2, aa1, aa2, lm001, lm002)
-                    m01, lm011, lm012 = _bq(m01, ab0, ab1, ab2, aa1, aa2, lm011, lm012)
-                    m02, lm021, lm022 = _bq(m02, ab0, ab1, ab2, aa1, aa2, lm021, lm022)
-                    m10, lm101, lm102 = _bq(m10, ab0, ab1, ab2, aa1, aa2, lm101, lm102)
-                    m11, lm111, lm112 = _bq(m11, ab0, ab1, ab2, aa1, aa2, lm111, lm112)
-                    m12, lm121, lm122 = _bq(m12, ab0, ab1, ab2, aa1, aa2, lm121, lm122)
-                    m20, lm201, lm202 = _bq(m20, ab0, ab1, ab2, aa1, aa2, lm201, lm202)
-                    m21, lm211, lm212 = _bq(m21, ab0, ab1, ab2, aa1, aa2, lm211, lm212)
-                    m22, lm221, lm222 = _bq(m22, ab0, ab1, ab2, aa1, aa2, lm221, lm222)
-                    blx, lbx1, lbx2 = _bq(blx, ab0, ab1, ab2, aa1, aa2, lbx1, lbx2)
-                    bly, lby1, lby2 = _bq(bly, ab0, ab1, ab2, aa1, aa2, lby1, lby2)
+                        lm001, lm002 = m00, 0.0
+                        lm011, lm012 = m01, 0.0
+                        lm021, lm022 = m02, 0.0
+                        lm101, lm102 = m10, 0.0
+                        lm111, lm112 = m11, 0.0
+                        lm121, lm122 = m12, 0.0
+                        lm201, lm202 = m20, 0.0
+                        lm211, lm212 = m21, 0.0
+                        lm221, lm222 = m22, 0.0
+                        lbx1, lbx2 = blx, 0.0
+                        lby1, lby2 = bly, 0.0
+                    lm001, lm002 = _svf(m00, ag, ad, lm001, lm002)
+                    m00 = lm001
+                    lm011, lm012 = _svf(m01, ag, ad, lm011, lm012)
+                    m01 = lm011
+                    lm021, lm022 = _svf(m02, ag, ad, lm021, lm022)
+                    m02 = lm021
+                    lm101, lm102 = _svf(m10, ag, ad, lm101, lm102)
+                    m10 = lm101
+                    lm111, lm112 = _svf(m11, ag, ad, lm111, lm112)
+                    m11 = lm111
+                    lm121, lm122 = _svf(m12, ag, ad, lm121, lm122)
+                    m12 = lm121
+                    lm201, lm202 = _svf(m20, ag, ad, lm201, lm202)
+                    m20 = lm201
+                    lm211, lm212 = _svf(m21, ag, ad, lm211, lm212)
+                    m21 = lm211
+                    lm221, lm222 = _svf(m22, ag, ad, lm221, lm222)
+                    m22 = lm221
+                    lbx1, lbx2 = _svf(blx, ag, ad, lbx1, lbx2)
+                    blx = lbx1
+                    lby1, lby2 = _svf(bly, ag, ad, lby1, lby2)
+                    bly = lby1
 
                     # measurement z = H b + noise, residual y = z - H b; the bias filter
                     # runs every bias_every-th accelerometer sample only (its inputs are
@@ -591,11 +620,25 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         by = min(max(by, -clip), clip)
                         bz = min(max(bz, -clip), clip)
 
-        # ---- output: q = q_corr * q_gyr ------------------------------------------------
-        out[i, 0] = cw * gw - cx * gx - cy * gy - cz * gz
-        out[i, 1] = cw * gx + cx * gw + cy * gz - cz * gy
-        out[i, 2] = cw * gy - cx * gz + cy * gw + cz * gx
-        out[i, 3] = cw * gz + cx * gy - cy * gx + cz * gw
+        # ---- output: q = q_corr * q_gyr * exp((w - b) * horizon) ----------------------
+        ow = cw * gw - cx * gx - cy * gy - cz * gz
+        ox = cw * gx + cx * gw + cy * gz - cz * gy
+        oy = cw * gy - cx * gz + cy * gw + cz * gx
+        oz = cw * gz + cx * gy - cy * gx + cz * gw
+        if horizon != 0.0 and w2 <= max_gyr2:
+            # predict over the rest of the sensor latency with the current rate
+            hx, hy, hz = (wx - bx) * horizon, (wy - by) * horizon, (wz - bz) * horizon
+            pw, px, py, pz = _rotvec_quat(hx, hy, hz)
+            ow, ox, oy, oz = (
+                ow * pw - ox * px - oy * py - oz * pz,
+                ow * px + ox * pw + oy * pz - oz * py,
+                ow * py - ox * pz + oy * pw + oz * px,
+                ow * pz + ox * py - oy * px + oz * pw,
+            )
+        out[i, 0] = ow
+        out[i, 1] = ox
+        out[i, 2] = oy
+        out[i, 3] = oz
 
     st[_S_GQ], st[_S_GQ + 1], st[_S_GQ + 2], st[_S_GQ + 3] = gw, gx, gy, gz
     st[_S_AQ], st[_S_AQ + 1], st[_S_AQ + 2], st[_S_AQ + 3] = cw, cx, cy, cz
