@@ -305,8 +305,10 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     motion_bias = c[_C_MOTION_BIAS] != 0.0
     rest_bias = c[_C_REST_BIAS] != 0.0
     inv_ts = 1.0 / ts
-    max_acc2 = MAX_ACC_NORM_M_S2 * MAX_ACC_NORM_M_S2
-    max_gyr2 = MAX_GYR_NORM_RAD_S * MAX_GYR_NORM_RAD_S
+    max_acc = MAX_ACC_NORM_M_S2
+    max_gyr = MAX_GYR_NORM_RAD_S
+    max_acc2 = max_acc * max_acc
+    max_gyr2 = max_gyr * max_gyr
     min_g2 = _MIN_GRAVITY_NORM_M_S2 * _MIN_GRAVITY_NORM_M_S2
 
     gw, gx, gy, gz = st[_S_GQ], st[_S_GQ + 1], st[_S_GQ + 2], st[_S_GQ + 3]
@@ -352,8 +354,10 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
         fx, fy, fz = acc[i, 0], acc[i, 1], acc[i, 2]
 
         # ---- gyroscope: rest detection and strapdown integration -----------------------
-        w2 = wx * wx + wy * wy + wz * wz
-        if not (w2 <= max_gyr2):  # also catches NaN and inf
+        # component check first (false for NaN, no overflow), then the norm
+        gyr_ok = abs(wx) <= max_gyr and abs(wy) <= max_gyr and abs(wz) <= max_gyr
+        gyr_ok = gyr_ok and wx * wx + wy * wy + wz * wz <= max_gyr2
+        if not gyr_ok:
             n_bad_gyr += 1.0
         else:
             if rest_bias:
@@ -390,7 +394,8 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             gw, gx, gy, gz = nw * inv, nx * inv, ny * inv, nz * inv
 
         # ---- accelerometer: inclination correction and bias estimation -----------------
-        f2 = fx * fx + fy * fy + fz * fz
+        acc_ok = abs(fx) <= max_acc and abs(fy) <= max_acc and abs(fz) <= max_acc
+        f2 = fx * fx + fy * fy + fz * fz if acc_ok else 0.0
         if not (f2 <= max_acc2) or f2 == 0.0:
             n_bad_acc += 1.0
         else:
@@ -465,8 +470,8 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                     kw, kx, ky = 0.0, 1.0, 0.0
                 ex, ey, ez = ex * inv_en, ey * inv_en, ez * inv_en
                 nw = kw * cw - kx * cx - ky * cy
-                nx = kw * cx + kx * cw - ky * cz
-                ny = kw * cy + kx * cz + ky * cw
+                nx = kw * cx + kx * cw + ky * cz
+                ny = kw * cy - kx * cz + ky * cw
                 nz = kw * cz + kx * cy - ky * cx
                 # k and q_corr are unit quaternions, so one Newton step for 1/sqrt(|n|^2)
                 # about 1 keeps the product unit to rounding without a sqrt or division
@@ -625,7 +630,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
         ox = cw * gx + cx * gw + cy * gz - cz * gy
         oy = cw * gy - cx * gz + cy * gw + cz * gx
         oz = cw * gz + cx * gy - cy * gx + cz * gw
-        if horizon != 0.0 and w2 <= max_gyr2:
+        if horizon != 0.0 and gyr_ok:
             # predict over the rest of the sensor latency with the current rate
             hx, hy, hz = (wx - bx) * horizon, (wy - by) * horizon, (wz - bz) * horizon
             pw, px, py, pz = _rotvec_quat(hx, hy, hz)
@@ -674,8 +679,8 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     st[_S_REST_ACC_LP + 4], st[_S_REST_ACC_LP + 5] = raz1, raz2
     st[_S_ACC_INIT] = 1.0 if init_acc else 0.0
     st[_S_BLP_INIT] = 1.0 if init_blp else 0.0
-    init_rg = True if init_rg else 0.0
-    init_ra = True if init_ra else 0.0
+    st[_S_REST_GYR_INIT] = 1.0 if init_rg else 0.0
+    st[_S_REST_ACC_INIT] = 1.0 if init_ra else 0.0
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH)
