@@ -44,6 +44,11 @@ MAX_GYR_NORM_RAD_S: Final = 100.0  # about 5700 deg/s
 # carries no direction: the inclination correction is skipped.
 _MIN_GRAVITY_NORM_M_S2: Final = 1e-3
 
+# Inclination corrections below this angle per sample (rad, squared) take the sqrt-free
+# path: its normalisation error, below (angle^2 / 8)^2 = 1.6e-10 here, is then squared
+# away by the Newton step.
+_SMALL_CORRECTION2: Final = 1e-4
+
 # Above this rotation angle per sample the exact sin/cos step is used instead of the
 # Taylor series (the series' truncation error is below 1e-13 below this angle).
 _SERIES_MAX_HALF_ANGLE_RAD: Final = 0.02
@@ -68,7 +73,9 @@ _C_BIAS_CLIP = 14  # rad/s
 _C_MOTION_BIAS = 15  # 1.0 enables bias estimation in motion
 _C_REST_BIAS = 16  # 1.0 enables bias estimation at rest
 _C_BIAS_EVERY = 17  # run the bias Kalman filter every this many accelerometer samples
-_COEFFS_LEN = 18
+_C_BIAS_LP_G = 18  # the tau_acc_s low-pass at the bias filter's rate: (w0 ts bias_every)^2
+_C_BIAS_LP_D = 19  # sqrt(2) w0 ts bias_every
+_COEFFS_LEN = 20
 
 # The bias Kalman filter runs at about this rate: its measurements are low-passed with
 # time constants of 0.5 s and more, so a faster update adds cost, not information.
@@ -214,6 +221,7 @@ def _make_coeffs(params: OrientationParams, rate_hz: float) -> Float1D:
     # process noise: the variance grows by (0.1 deg/s)^2 in bias_forgetting_time_s
     bias_every = max(1, round(rate_hz / _BIAS_UPDATE_RATE_HZ))
     c[_C_BIAS_EVERY] = bias_every
+    c[_C_BIAS_LP_G], c[_C_BIAS_LP_D] = lowpass_coeffs(params.tau_acc_s, rate_hz / bias_every)
     v = (0.1 * dps) ** 2 * bias_every * ts_s / params.bias_forgetting_time_s
     c[_C_BIAS_V] = v
     # measurement noise chosen so that a scalar Kalman filter with process noise v settles
@@ -292,6 +300,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     """Run the filter over one stream's chunk. gyr, acc: (N, 3); st: state (updated); out: (N, 4)."""
     ts = c[_C_TS]
     ag, ad = c[_C_ACC_G], c[_C_ACC_D]
+    bg, bd = c[_C_BIAS_LP_G], c[_C_BIAS_LP_D]
     rg, rd = c[_C_REST_G], c[_C_REST_D]
     th_gyr2 = c[_C_REST_TH_GYR2]
     th_acc2 = c[_C_REST_TH_ACC2]
@@ -445,126 +454,133 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             laz1, laz2 = _svf(iz, ag, ad, laz1, laz2)
             iz = laz1
 
-            # filtered gravity in the earth frame: R(q_corr) i
-            ex = (1.0 - 2.0 * (cy * cy + cz * cz)) * ix + 2.0 * (cx * cy - cw * cz) * iy
-            ex += 2.0 * (cx * cz + cw * cy) * iz
-            ey = 2.0 * (cx * cy + cw * cz) * ix + (1.0 - 2.0 * (cx * cx + cz * cz)) * iy
-            ey += 2.0 * (cy * cz - cw * cx) * iz
-            ez = 2.0 * (cx * cz - cw * cy) * ix + 2.0 * (cy * cz + cw * cx) * iy
-            ez += (1.0 - 2.0 * (cx * cx + cy * cy)) * iz
-            e2 = ex * ex + ey * ey + ez * ez
+            # |e| = |i|: the norm is known before the rotation by q_corr, which keeps the
+            # square root and division off the serial chain q_corr -> e -> q_corr
+            e2 = ix * ix + iy * iy + iz * iz
             if e2 > min_g2:
-                # shortest rotation taking the gravity direction e/|e| onto +z: axis e x z,
-                # q = [cos(a/2), (ey, -ex, 0) / (2 |e| cos(a/2))] with cos(a/2) = m / |e|,
-                # m = sqrt(|e| (|e| + ez) / 2); written to keep sqrt/div off the serial chain
                 en = math.sqrt(e2)
                 inv_en = 1.0 / en
-                m2 = 0.5 * en * (en + ez)
-                if m2 > 1e-12 * e2:
-                    m = math.sqrt(m2)
-                    hk = 0.5 / m
-                    kw = m * inv_en
-                    kx = ey * hk
-                    ky = -ex * hk
-                else:  # gravity points straight down: turn by 180 deg about x
-                    kw, kx, ky = 0.0, 1.0, 0.0
+                # filtered gravity in the earth frame: e = R(q_corr) i
+                ex = (1.0 - 2.0 * (cy * cy + cz * cz)) * ix + 2.0 * (cx * cy - cw * cz) * iy
+                ex += 2.0 * (cx * cz + cw * cy) * iz
+                ey = 2.0 * (cx * cy + cw * cz) * ix + (1.0 - 2.0 * (cx * cx + cz * cz)) * iy
+                ey += 2.0 * (cy * cz - cw * cx) * iz
+                ez = 2.0 * (cx * cz - cw * cy) * ix + 2.0 * (cy * cz + cw * cx) * iy
+                ez += (1.0 - 2.0 * (cx * cx + cy * cy)) * iz
+                # k = shortest rotation taking e onto +z: k ~ [|e| + ez, ey, -ex, 0], whose
+                # norm is sqrt(2 |e| (|e| + ez))
+                h2 = ex * ex + ey * ey
+                if ez > 0.0 and h2 < _SMALL_CORRECTION2 * e2:
+                    # usual case, a tiny correction: with eps = h2 / (4 |e|^2) = sin^2(a/2)
+                    # to first order, 1 / norm = (1 + eps / 2) / (2 |e|) + O(eps^2); the
+                    # Newton step below removes the rest
+                    f = 0.5 * inv_en * (1.0 + 0.125 * h2 * inv_en * inv_en)
+                    kw = (en + ez) * f
+                    kx = ey * f
+                    ky = -ex * f
+                else:
+                    m2 = 0.5 * en * (en + ez)
+                    if m2 > 1e-12 * e2:
+                        m = math.sqrt(m2)
+                        hk = 0.5 / m
+                        kw = m * inv_en
+                        kx = ey * hk
+                        ky = -ex * hk
+                    else:  # gravity points straight down: turn by 180 deg about x
+                        kw, kx, ky = 0.0, 1.0, 0.0
                 ex, ey, ez = ex * inv_en, ey * inv_en, ez * inv_en
                 nw = kw * cw - kx * cx - ky * cy
                 nx = kw * cx + kx * cw + ky * cz
                 ny = kw * cy - kx * cz + ky * cw
                 nz = kw * cz + kx * cy - ky * cx
-                # k and q_corr are unit quaternions, so one Newton step for 1/sqrt(|n|^2)
-                # about 1 keeps the product unit to rounding without a sqrt or division
+                # k and q_corr are unit quaternions (to 1e-16 resp. O(eps^2)), so one Newton
+                # step for 1/sqrt(|n|^2) about 1 makes the product unit without sqrt or division
                 inv = 1.5 - 0.5 * (nw * nw + nx * nx + ny * ny + nz * nz)
                 cw, cx, cy, cz = nw * inv, nx * inv, ny * inv, nz * inv
 
                 if motion_bias or rest_bias:
-                    # rotation matrix of the 6-axis estimate q = q_corr * q_gyr
-                    qw = cw * gw - cx * gx - cy * gy - cz * gz
-                    qx = cw * gx + cx * gw + cy * gz - cz * gy
-                    qy = cw * gy - cx * gz + cy * gw + cz * gx
-                    qz = cw * gz + cx * gy - cy * gx + cz * gw
-                    m00 = 1.0 - 2.0 * (qy * qy + qz * qz)
-                    m01 = 2.0 * (qx * qy - qw * qz)
-                    m02 = 2.0 * (qx * qz + qw * qy)
-                    m10 = 2.0 * (qx * qy + qw * qz)
-                    m11 = 1.0 - 2.0 * (qx * qx + qz * qz)
-                    m12 = 2.0 * (qy * qz - qw * qx)
-                    m20 = 2.0 * (qx * qz - qw * qy)
-                    m21 = 2.0 * (qy * qz + qw * qx)
-                    m22 = 1.0 - 2.0 * (qx * qx + qy * qy)
-                    # earth-frame horizontal bias, low-passed with the same filter as the
-                    # gravity so the measurement and the prediction share the same delay
-                    blx = m00 * bx + m01 * by + m02 * bz
-                    bly = m10 * bx + m11 * by + m12 * bz
-                    k = _S_R_LP
-                    if not init_blp:
-                        init_blp = True
-                        lm001, lm002 = m00, 0.0
-                        lm011, lm012 = m01, 0.0
-                        lm021, lm022 = m02, 0.0
-                        lm101, lm102 = m10, 0.0
-                        lm111, lm112 = m11, 0.0
-                        lm121, lm122 = m12, 0.0
-                        lm201, lm202 = m20, 0.0
-                        lm211, lm212 = m21, 0.0
-                        lm221, lm222 = m22, 0.0
-                        lbx1, lbx2 = blx, 0.0
-                        lby1, lby2 = bly, 0.0
-                    lm001, lm002 = _svf(m00, ag, ad, lm001, lm002)
-                    m00 = lm001
-                    lm011, lm012 = _svf(m01, ag, ad, lm011, lm012)
-                    m01 = lm011
-                    lm021, lm022 = _svf(m02, ag, ad, lm021, lm022)
-                    m02 = lm021
-                    lm101, lm102 = _svf(m10, ag, ad, lm101, lm102)
-                    m10 = lm101
-                    lm111, lm112 = _svf(m11, ag, ad, lm111, lm112)
-                    m11 = lm111
-                    lm121, lm122 = _svf(m12, ag, ad, lm121, lm122)
-                    m12 = lm121
-                    lm201, lm202 = _svf(m20, ag, ad, lm201, lm202)
-                    m20 = lm201
-                    lm211, lm212 = _svf(m21, ag, ad, lm211, lm212)
-                    m21 = lm211
-                    lm221, lm222 = _svf(m22, ag, ad, lm221, lm222)
-                    m22 = lm221
-                    lbx1, lbx2 = _svf(blx, ag, ad, lbx1, lbx2)
-                    blx = lbx1
-                    lby1, lby2 = _svf(bly, ag, ad, lby1, lby2)
-                    bly = lby1
-
-                    # measurement z = H b + noise, residual y = z - H b; the bias filter
-                    # runs every bias_every-th accelerometer sample only (its inputs are
-                    # low-passed far below that rate, so nothing is lost)
+                    # The bias filter runs on every bias_every-th accelerometer sample only:
+                    # its inputs are low-passed far below that rate, so nothing is lost.
                     bias_count += 1.0
-                    update = bias_count >= bias_every
-                    if not update:
-                        h00 = h01 = h02 = h10 = h11 = h12 = h20 = h21 = h22 = 0.0
-                        y0 = y1 = y2 = w0 = w1 = w2_ = 0.0
-                    elif rest and rest_bias:
-                        h00, h01, h02 = 1.0, 0.0, 0.0
-                        h10, h11, h12 = 0.0, 1.0, 0.0
-                        h20, h21, h22 = 0.0, 0.0, 1.0
-                        y0, y1, y2 = mgx - bx, mgy - by, mgz - bz
-                        w0, w1, w2_ = w_rest, w_rest, w_rest
-                    elif motion_bias:
-                        h00, h01, h02 = m00, m01, m02
-                        h10, h11, h12 = m10, m11, m12
-                        h20, h21, h22 = m20, m21, m22
-                        # the correction just applied rotated by (ey, -ex) rad about earth
-                        # x/y; the earth-frame rate error it compensates is minus that / ts
-                        y0 = -ey * inv_ts + blx - (m00 * bx + m01 * by + m02 * bz)
-                        y1 = ex * inv_ts + bly - (m10 * bx + m11 * by + m12 * bz)
-                        y2 = -(m20 * bx + m21 * by + m22 * bz)
-                        w0, w1, w2_ = w_motion, w_motion, w_vert
-                    else:
-                        update = False
-                        h00 = h01 = h02 = h10 = h11 = h12 = h20 = h21 = h22 = 0.0
-                        y0 = y1 = y2 = w0 = w1 = w2_ = 0.0
-
                     if bias_count >= bias_every:
                         bias_count = 0.0
+                        # rotation matrix of the 6-axis estimate q = q_corr * q_gyr
+                        qw = cw * gw - cx * gx - cy * gy - cz * gz
+                        qx = cw * gx + cx * gw + cy * gz - cz * gy
+                        qy = cw * gy - cx * gz + cy * gw + cz * gx
+                        qz = cw * gz + cx * gy - cy * gx + cz * gw
+                        m00 = 1.0 - 2.0 * (qy * qy + qz * qz)
+                        m01 = 2.0 * (qx * qy - qw * qz)
+                        m02 = 2.0 * (qx * qz + qw * qy)
+                        m10 = 2.0 * (qx * qy + qw * qz)
+                        m11 = 1.0 - 2.0 * (qx * qx + qz * qz)
+                        m12 = 2.0 * (qy * qz - qw * qx)
+                        m20 = 2.0 * (qx * qz - qw * qy)
+                        m21 = 2.0 * (qy * qz + qw * qx)
+                        m22 = 1.0 - 2.0 * (qx * qx + qy * qy)
+                        # earth-frame horizontal bias, low-passed with the same filter as the
+                        # gravity so the measurement and the prediction share the same delay
+                        blx = m00 * bx + m01 * by + m02 * bz
+                        bly = m10 * bx + m11 * by + m12 * bz
+                        if not init_blp:
+                            init_blp = True
+                            lm001, lm002 = m00, 0.0
+                            lm011, lm012 = m01, 0.0
+                            lm021, lm022 = m02, 0.0
+                            lm101, lm102 = m10, 0.0
+                            lm111, lm112 = m11, 0.0
+                            lm121, lm122 = m12, 0.0
+                            lm201, lm202 = m20, 0.0
+                            lm211, lm212 = m21, 0.0
+                            lm221, lm222 = m22, 0.0
+                            lbx1, lbx2 = blx, 0.0
+                            lby1, lby2 = bly, 0.0
+                        lm001, lm002 = _svf(m00, bg, bd, lm001, lm002)
+                        m00 = lm001
+                        lm011, lm012 = _svf(m01, bg, bd, lm011, lm012)
+                        m01 = lm011
+                        lm021, lm022 = _svf(m02, bg, bd, lm021, lm022)
+                        m02 = lm021
+                        lm101, lm102 = _svf(m10, bg, bd, lm101, lm102)
+                        m10 = lm101
+                        lm111, lm112 = _svf(m11, bg, bd, lm111, lm112)
+                        m11 = lm111
+                        lm121, lm122 = _svf(m12, bg, bd, lm121, lm122)
+                        m12 = lm121
+                        lm201, lm202 = _svf(m20, bg, bd, lm201, lm202)
+                        m20 = lm201
+                        lm211, lm212 = _svf(m21, bg, bd, lm211, lm212)
+                        m21 = lm211
+                        lm221, lm222 = _svf(m22, bg, bd, lm221, lm222)
+                        m22 = lm221
+                        lbx1, lbx2 = _svf(blx, bg, bd, lbx1, lbx2)
+                        blx = lbx1
+                        lby1, lby2 = _svf(bly, bg, bd, lby1, lby2)
+                        bly = lby1
+
+                        # measurement z = H b + noise, residual y = z - H b
+                        update = True
+                        if rest and rest_bias:
+                            h00, h01, h02 = 1.0, 0.0, 0.0
+                            h10, h11, h12 = 0.0, 1.0, 0.0
+                            h20, h21, h22 = 0.0, 0.0, 1.0
+                            y0, y1, y2 = mgx - bx, mgy - by, mgz - bz
+                            w0, w1, w2_ = w_rest, w_rest, w_rest
+                        elif motion_bias:
+                            h00, h01, h02 = m00, m01, m02
+                            h10, h11, h12 = m10, m11, m12
+                            h20, h21, h22 = m20, m21, m22
+                            # the correction just applied rotated by (ey, -ex) rad about earth
+                            # x/y; the earth-frame rate error it compensates is minus that / ts
+                            y0 = -ey * inv_ts + blx - (m00 * bx + m01 * by + m02 * bz)
+                            y1 = ex * inv_ts + bly - (m10 * bx + m11 * by + m12 * bz)
+                            y2 = -(m20 * bx + m21 * by + m22 * bz)
+                            w0, w1, w2_ = w_motion, w_motion, w_vert
+                        else:
+                            update = False
+                            h00 = h01 = h02 = h10 = h11 = h12 = h20 = h21 = h22 = 0.0
+                            y0 = y1 = y2 = w0 = w1 = w2_ = 0.0
+
                         # prediction: the bias may drift (bounded by the initial variance)
                         if p00 < p0:
                             p00 += pv
@@ -573,57 +589,57 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         if p22 < p0:
                             p22 += pv
 
-                    if update:
-                        # A = P H^T (3x3), S = H A + W (symmetric)
-                        a00 = p00 * h00 + p01 * h01 + p02 * h02
-                        a01 = p00 * h10 + p01 * h11 + p02 * h12
-                        a02 = p00 * h20 + p01 * h21 + p02 * h22
-                        a10 = p01 * h00 + p11 * h01 + p12 * h02
-                        a11 = p01 * h10 + p11 * h11 + p12 * h12
-                        a12 = p01 * h20 + p11 * h21 + p12 * h22
-                        a20 = p02 * h00 + p12 * h01 + p22 * h02
-                        a21 = p02 * h10 + p12 * h11 + p22 * h12
-                        a22 = p02 * h20 + p12 * h21 + p22 * h22
-                        s00 = h00 * a00 + h01 * a10 + h02 * a20 + w0
-                        s01 = h00 * a01 + h01 * a11 + h02 * a21
-                        s02 = h00 * a02 + h01 * a12 + h02 * a22
-                        s11 = h10 * a01 + h11 * a11 + h12 * a21 + w1
-                        s12 = h10 * a02 + h11 * a12 + h12 * a22
-                        s22 = h20 * a02 + h21 * a12 + h22 * a22 + w2_
-                        # inverse of symmetric S by cofactors
-                        c00 = s11 * s22 - s12 * s12
-                        c01 = s02 * s12 - s01 * s22
-                        c02 = s01 * s12 - s02 * s11
-                        c11 = s00 * s22 - s02 * s02
-                        c12 = s01 * s02 - s00 * s12
-                        c22 = s00 * s11 - s01 * s01
-                        det = s00 * c00 + s01 * c01 + s02 * c02
-                        idet = 1.0 / det
-                        i00, i01, i02 = c00 * idet, c01 * idet, c02 * idet
-                        i11, i12, i22 = c11 * idet, c12 * idet, c22 * idet
-                        # K = A S^-1
-                        k00 = a00 * i00 + a01 * i01 + a02 * i02
-                        k01 = a00 * i01 + a01 * i11 + a02 * i12
-                        k02 = a00 * i02 + a01 * i12 + a02 * i22
-                        k10 = a10 * i00 + a11 * i01 + a12 * i02
-                        k11 = a10 * i01 + a11 * i11 + a12 * i12
-                        k12 = a10 * i02 + a11 * i12 + a12 * i22
-                        k20 = a20 * i00 + a21 * i01 + a22 * i02
-                        k21 = a20 * i01 + a21 * i11 + a22 * i12
-                        k22 = a20 * i02 + a21 * i12 + a22 * i22
-                        bx += k00 * y0 + k01 * y1 + k02 * y2
-                        by += k10 * y0 + k11 * y1 + k12 * y2
-                        bz += k20 * y0 + k21 * y1 + k22 * y2
-                        # P <- P - K A^T (A^T = H P), kept symmetric
-                        p00 -= k00 * a00 + k01 * a01 + k02 * a02
-                        p01 -= k00 * a10 + k01 * a11 + k02 * a12
-                        p02 -= k00 * a20 + k01 * a21 + k02 * a22
-                        p11 -= k10 * a10 + k11 * a11 + k12 * a12
-                        p12 -= k10 * a20 + k11 * a21 + k12 * a22
-                        p22 -= k20 * a20 + k21 * a21 + k22 * a22
-                        bx = min(max(bx, -clip), clip)
-                        by = min(max(by, -clip), clip)
-                        bz = min(max(bz, -clip), clip)
+                        if update:
+                            # A = P H^T (3x3), S = H A + W (symmetric)
+                            a00 = p00 * h00 + p01 * h01 + p02 * h02
+                            a01 = p00 * h10 + p01 * h11 + p02 * h12
+                            a02 = p00 * h20 + p01 * h21 + p02 * h22
+                            a10 = p01 * h00 + p11 * h01 + p12 * h02
+                            a11 = p01 * h10 + p11 * h11 + p12 * h12
+                            a12 = p01 * h20 + p11 * h21 + p12 * h22
+                            a20 = p02 * h00 + p12 * h01 + p22 * h02
+                            a21 = p02 * h10 + p12 * h11 + p22 * h12
+                            a22 = p02 * h20 + p12 * h21 + p22 * h22
+                            s00 = h00 * a00 + h01 * a10 + h02 * a20 + w0
+                            s01 = h00 * a01 + h01 * a11 + h02 * a21
+                            s02 = h00 * a02 + h01 * a12 + h02 * a22
+                            s11 = h10 * a01 + h11 * a11 + h12 * a21 + w1
+                            s12 = h10 * a02 + h11 * a12 + h12 * a22
+                            s22 = h20 * a02 + h21 * a12 + h22 * a22 + w2_
+                            # inverse of symmetric S by cofactors
+                            c00 = s11 * s22 - s12 * s12
+                            c01 = s02 * s12 - s01 * s22
+                            c02 = s01 * s12 - s02 * s11
+                            c11 = s00 * s22 - s02 * s02
+                            c12 = s01 * s02 - s00 * s12
+                            c22 = s00 * s11 - s01 * s01
+                            det = s00 * c00 + s01 * c01 + s02 * c02
+                            idet = 1.0 / det
+                            i00, i01, i02 = c00 * idet, c01 * idet, c02 * idet
+                            i11, i12, i22 = c11 * idet, c12 * idet, c22 * idet
+                            # K = A S^-1
+                            k00 = a00 * i00 + a01 * i01 + a02 * i02
+                            k01 = a00 * i01 + a01 * i11 + a02 * i12
+                            k02 = a00 * i02 + a01 * i12 + a02 * i22
+                            k10 = a10 * i00 + a11 * i01 + a12 * i02
+                            k11 = a10 * i01 + a11 * i11 + a12 * i12
+                            k12 = a10 * i02 + a11 * i12 + a12 * i22
+                            k20 = a20 * i00 + a21 * i01 + a22 * i02
+                            k21 = a20 * i01 + a21 * i11 + a22 * i12
+                            k22 = a20 * i02 + a21 * i12 + a22 * i22
+                            bx += k00 * y0 + k01 * y1 + k02 * y2
+                            by += k10 * y0 + k11 * y1 + k12 * y2
+                            bz += k20 * y0 + k21 * y1 + k22 * y2
+                            # P <- P - K A^T (A^T = H P), kept symmetric
+                            p00 -= k00 * a00 + k01 * a01 + k02 * a02
+                            p01 -= k00 * a10 + k01 * a11 + k02 * a12
+                            p02 -= k00 * a20 + k01 * a21 + k02 * a22
+                            p11 -= k10 * a10 + k11 * a11 + k12 * a12
+                            p12 -= k10 * a20 + k11 * a21 + k12 * a22
+                            p22 -= k20 * a20 + k21 * a21 + k22 * a22
+                            bx = min(max(bx, -clip), clip)
+                            by = min(max(by, -clip), clip)
+                            bz = min(max(bz, -clip), clip)
 
         # ---- output: q = q_corr * q_gyr * exp((w - b) * horizon) ----------------------
         ow = cw * gw - cx * gx - cy * gy - cz * gz

@@ -76,14 +76,14 @@ class ReferenceOrientationFilter:
         self.bias = np.zeros(3)
         self.P = np.eye(3) * (p.bias_sigma_init_dps * DEG) ** 2
         self.acc_lp = LowPass(p.tau_acc_s, rate_hz)
-        self.mat_lp = LowPass(p.tau_acc_s, rate_hz)
-        self.bias_lp = LowPass(p.tau_acc_s, rate_hz)
         self.rest_gyr_lp = LowPass(p.rest_filter_tau_s, rate_hz)
         self.rest_acc_lp = LowPass(p.rest_filter_tau_s, rate_hz)
         self.rest_t = 0.0
         self.rest = False
         self.rest_gyr_mean = np.zeros(3)
-        self.every = max(1, round(rate_hz / 40.0))
+        self.every = max(1, round(rate_hz / 40.0))  # the bias filter runs at about 40 Hz
+        self.mat_lp = LowPass(p.tau_acc_s, rate_hz / self.every)
+        self.bias_lp = LowPass(p.tau_acc_s, rate_hz / self.every)
         self.count = 0
         v = (0.1 * DEG) ** 2 * self.every * self.ts / p.bias_forgetting_time_s
         self.v = v
@@ -140,13 +140,14 @@ class ReferenceOrientationFilter:
                 self.corr_q = quat_mul(k, self.corr_q)
                 self.corr_q /= np.linalg.norm(self.corr_q)
                 if p.motion_bias_est or p.rest_bias_est:
-                    m = quat_to_matrix(quat_mul(self.corr_q, self.gyr_q))
-                    bias_earth_xy = (m @ self.bias)[:2]
-                    m_lp = self.mat_lp(m)
-                    b_lp = self.bias_lp(bias_earth_xy)
                     self.count += 1
                     h = z = w = None
                     if self.count >= self.every:
+                        self.count = 0
+                        m = quat_to_matrix(quat_mul(self.corr_q, self.gyr_q))
+                        bias_earth_xy = (m @ self.bias)[:2]
+                        m_lp = self.mat_lp(m)
+                        b_lp = self.bias_lp(bias_earth_xy)
                         if self.rest and p.rest_bias_est:
                             h, z, w = np.eye(3), self.rest_gyr_mean, np.eye(3) * self.w_rest
                         elif p.motion_bias_est:
@@ -155,7 +156,6 @@ class ReferenceOrientationFilter:
                             # (identically delayed) bias already removed
                             z = np.array([-e[1] / self.ts + b_lp[0], e[0] / self.ts + b_lp[1], 0.0])
                             w = np.diag([self.w_motion, self.w_motion, self.w_vertical])
-                        self.count = 0
                         p0 = (p.bias_sigma_init_dps * DEG) ** 2
                         for j in range(3):
                             if self.P[j, j] < p0:
