@@ -207,9 +207,15 @@ def test_state_save_and_restore_resumes_identically():
     assert np.max(np.abs(restarted.update(gyr[500:], acc[500:]) - uninterrupted[500:])) <= 1e-9
 
 
-def test_state_of_wrong_length_is_rejected():
+def test_state_of_wrong_length_or_not_finite_is_rejected():
     with pytest.raises(ValueError, match=rf"state must have shape \({STATE_LEN},\), got \(3,\)"):
         OrientationFilter(RATE_HZ).state = np.zeros(3)
+    broken = OrientationFilter(RATE_HZ).state
+    broken[0] = np.nan
+    with pytest.raises(ValueError, match="state must be finite"):
+        OrientationFilter(RATE_HZ).state = broken
+    with pytest.raises(ValueError, match="state must be finite"):
+        OrientationFilterBank(2, RATE_HZ).set_state(1, broken)
 
 
 def test_bank_gives_the_numbers_of_single_stream_filters():

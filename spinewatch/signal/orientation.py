@@ -718,6 +718,15 @@ def _check(name: str, arr: object, ndim: int = 2) -> npt.NDArray[np.float64]:
     return a
 
 
+def _check_state(value: npt.ArrayLike) -> Float1D:
+    v = np.array(value, dtype=np.float64)
+    if v.shape != (STATE_LEN,):
+        raise ValueError(f"state must have shape ({STATE_LEN},), got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("state must be finite; it was not saved from this filter")
+    return v
+
+
 def _check_rate(rate_hz: float) -> float:
     rate = float(rate_hz)
     if not (math.isfinite(rate) and rate > 0):
@@ -749,14 +758,11 @@ class OrientationFilter:
 
     @state.setter
     def state(self, value: npt.ArrayLike) -> None:
-        v = np.array(value, dtype=np.float64)
-        if v.shape != (STATE_LEN,):
-            raise ValueError(f"state must have shape ({STATE_LEN},), got {v.shape}")
-        self._state = v
+        self._state = _check_state(value)
 
     @property
     def quat_wxyz(self) -> Float1D:
-        """Current ``q_sensor_to_earth`` as ``[w, x, y, z]``."""
+        """Current ``q_sensor_to_earth`` as ``[w, x, y, z]``, before the latency prediction."""
         return _output_quat(self._state)
 
     @property
@@ -841,7 +847,7 @@ class OrientationFilterBank:
         v = np.array(value, dtype=np.float64)
         if v.shape != (self.n_streams, STATE_LEN):
             raise ValueError(f"states must have shape ({self.n_streams}, {STATE_LEN}), got {v.shape}")
-        self._states = v
+        self._states = np.stack([_check_state(row) for row in v]) if len(v) else v
 
     def get_state(self, stream: int) -> Float1D:
         """A copy of one stream's state, compatible with :attr:`OrientationFilter.state`."""
@@ -849,10 +855,7 @@ class OrientationFilterBank:
 
     def set_state(self, stream: int, value: npt.ArrayLike) -> None:
         """Restore one stream's state (e.g. from :attr:`OrientationFilter.state`)."""
-        v = np.asarray(value, dtype=np.float64)
-        if v.shape != (STATE_LEN,):
-            raise ValueError(f"state must have shape ({STATE_LEN},), got {v.shape}")
-        self._states[stream] = v
+        self._states[stream] = _check_state(value)
 
     def reset_motion(self, stream: int | None = None) -> None:
         """Like :meth:`OrientationFilter.reset_motion` for one stream, or all if None."""
