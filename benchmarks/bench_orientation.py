@@ -232,7 +232,10 @@ def main() -> int:
     print("|" + "---|" * (header.count("|") - 1))
     for label, groups, mean, rate in rows:
         cells = " | ".join(f"{v:.3f}" for v in groups)
-        print(f"| {label} | {cells} | **{mean:.3f}** | {rate / 1e6:.2f} M | {rate / vqf_rate:.2f}x |")
+        speed = f"{rate / 1e6:.2f} M" if rate >= 1e6 else f"{rate / 1e3:.0f} k"
+        ratio = rate / vqf_rate
+        ratio_text = f"{ratio:.2f}x" if ratio >= 0.1 else f"{ratio:.3f}x"
+        print(f"| {label} | {cells} | **{mean:.3f}** | {speed} | {ratio_text} |")
 
     print()
     n_streams, chunk, n_chunks = 1000, 10, 200
