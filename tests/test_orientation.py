@@ -243,6 +243,27 @@ def test_bank_state_moves_to_and_from_a_single_filter():
     assert bank.states.shape == (3, STATE_LEN)
 
 
+def test_bank_reset_motion_of_one_stream_matches_a_single_filter():
+    gyr, acc, _ = moving_recording(300, seed=14, rest_s=1.0)
+    single = OrientationFilter(RATE_HZ)
+    bank = OrientationFilterBank(2, RATE_HZ)
+    single.update(gyr[:150], acc[:150])
+    bank.update(np.stack([gyr[:150]] * 2), np.stack([acc[:150]] * 2))
+    before = bank.states
+    single.reset_motion()
+    bank.reset_motion(1)
+    np.testing.assert_array_equal(bank.get_state(0), before[0])  # only stream 1 was reset
+    np.testing.assert_allclose(bank.get_state(1), single.state, rtol=0, atol=1e-12)
+    out = bank.update(np.stack([gyr[150:]] * 2), np.stack([acc[150:]] * 2))
+    assert np.max(np.abs(out[1] - single.update(gyr[150:], acc[150:]))) <= 1e-9
+
+
+@pytest.mark.parametrize("n_streams", [0, -1, 2.5])
+def test_bank_needs_a_positive_whole_number_of_streams(n_streams):
+    with pytest.raises(ValueError, match="n_streams"):
+        OrientationFilterBank(n_streams, RATE_HZ)
+
+
 def test_kernel_matches_the_reference_numpy_implementation():
     gyr, acc, _ = moving_recording(700, seed=13, rest_s=2.0, bias_rad_s=np.radians([0.5, -0.3, 0.2]))
     acc[400:420] += 4.0  # some acceleration for the bias estimator to see

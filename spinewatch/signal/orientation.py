@@ -32,8 +32,6 @@ Float1D = npt.NDArray[np.float64]
 Float2D = npt.NDArray[np.float64]
 Float3D = npt.NDArray[np.float64]
 
-GRAVITY_M_S2: Final = 9.80665  # standard gravity, m/s^2
-
 # Samples outside these magnitudes are treated like NaN (skipped and counted): no body-worn
 # MEMS sensor reports them (typical full scales are 16 g and 2000 deg/s), and letting
 # absurd values into the low-pass filters could overflow their state.
@@ -44,9 +42,9 @@ MAX_GYR_NORM_RAD_S: Final = 100.0  # about 5700 deg/s
 # carries no direction: the inclination correction is skipped.
 _MIN_GRAVITY_NORM_M_S2: Final = 1e-3
 
-# Inclination corrections below this angle per sample (rad, squared) take the sqrt-free
-# path: its normalisation error, below (angle^2 / 8)^2 = 1.6e-10 here, is then squared
-# away by the Newton step.
+# Inclination corrections below 0.01 rad per sample (the usual 1e-6..1e-4 rad) take the
+# sqrt-free path; its normalisation error, below 3e-10 there, is squared away by the
+# Newton step that follows. The value is the square of the angle.
 _SMALL_CORRECTION2: Final = 1e-4
 
 # Above this rotation angle per sample the exact sin/cos step is used instead of the
@@ -392,14 +390,14 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                     rest = False
                 mgx, mgy, mgz = lx, ly, lz
 
-            # q_gyr <- q_gyr * exp(0.5 * (w - b) * ts)
-            ux, uy, uz = (wx - bx) * ts, (wy - by) * ts, (wz - bz) * ts
-            co, ex, ey, ez = _rotvec_quat(ux, uy, uz)
-            nw = gw * co - gx * ex - gy * ey - gz * ez
-            nx = gw * ex + gx * co + gy * ez - gz * ey
-            ny = gw * ey - gx * ez + gy * co + gz * ex
-            nz = gw * ez + gx * ey - gy * ex + gz * co
-            inv = 1.5 - 0.5 * (nw * nw + nx * nx + ny * ny + nz * nz)  # Newton step, see below
+            # q_gyr <- q_gyr * d, d = rotation by the rotation vector (w - b) ts
+            dw, dx, dy, dz = _rotvec_quat((wx - bx) * ts, (wy - by) * ts, (wz - bz) * ts)
+            nw = gw * dw - gx * dx - gy * dy - gz * dz
+            nx = gw * dx + gx * dw + gy * dz - gz * dy
+            ny = gw * dy - gx * dz + gy * dw + gz * dx
+            nz = gw * dz + gx * dy - gy * dx + gz * dw
+            # both factors are unit, so one Newton step for 1/sqrt(|n|^2) about 1 renormalises
+            inv = 1.5 - 0.5 * (nw * nw + nx * nx + ny * ny + nz * nz)
             gw, gx, gy, gz = nw * inv, nx * inv, ny * inv, nz * inv
 
         # ---- accelerometer: inclination correction and bias estimation -----------------

@@ -10,12 +10,7 @@ import math
 
 import numpy as np
 
-from spinewatch.signal.orientation import (
-    GRAVITY_M_S2,  # noqa: F401  (documents the unit convention)
-    MAX_ACC_NORM_M_S2,
-    MAX_GYR_NORM_RAD_S,
-    OrientationParams,
-)
+from spinewatch.signal.orientation import MAX_ACC_NORM_M_S2, MAX_GYR_NORM_RAD_S, OrientationParams
 
 DEG = math.pi / 180.0
 
