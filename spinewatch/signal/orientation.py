@@ -280,6 +280,18 @@ def _svf(x, g, d, y, u):  # pragma: no cover - jitted
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _svf_at(x, g, d, st, k, first):  # pragma: no cover - jitted
+    """_svf on the channel whose (y, u) live in st[k], st[k + 1]; first starts it at x."""
+    if first:
+        st[k] = x
+        st[k + 1] = 0.0
+    y, u = _svf(x, g, d, st[k], st[k + 1])
+    st[k] = y
+    st[k + 1] = u
+    return y
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _rotvec_quat(ux, uy, uz):  # pragma: no cover - jitted
     """Unit quaternion [w, x, y, z] of the rotation vector u (angle |u| rad about u)."""
     h2 = 0.25 * (ux * ux + uy * uy + uz * uz)  # (half angle)^2
@@ -334,17 +346,6 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     lax1, lax2 = st[_S_ACC_LP + 0], st[_S_ACC_LP + 1]
     lay1, lay2 = st[_S_ACC_LP + 2], st[_S_ACC_LP + 3]
     laz1, laz2 = st[_S_ACC_LP + 4], st[_S_ACC_LP + 5]
-    lm001, lm002 = st[_S_R_LP + 0], st[_S_R_LP + 1]
-    lm011, lm012 = st[_S_R_LP + 2], st[_S_R_LP + 3]
-    lm021, lm022 = st[_S_R_LP + 4], st[_S_R_LP + 5]
-    lm101, lm102 = st[_S_R_LP + 6], st[_S_R_LP + 7]
-    lm111, lm112 = st[_S_R_LP + 8], st[_S_R_LP + 9]
-    lm121, lm122 = st[_S_R_LP + 10], st[_S_R_LP + 11]
-    lm201, lm202 = st[_S_R_LP + 12], st[_S_R_LP + 13]
-    lm211, lm212 = st[_S_R_LP + 14], st[_S_R_LP + 15]
-    lm221, lm222 = st[_S_R_LP + 16], st[_S_R_LP + 17]
-    lbx1, lbx2 = st[_S_BLP_LP + 0], st[_S_BLP_LP + 1]
-    lby1, lby2 = st[_S_BLP_LP + 2], st[_S_BLP_LP + 3]
     rgx1, rgx2 = st[_S_REST_GYR_LP + 0], st[_S_REST_GYR_LP + 1]
     rgy1, rgy2 = st[_S_REST_GYR_LP + 2], st[_S_REST_GYR_LP + 3]
     rgz1, rgz2 = st[_S_REST_GYR_LP + 4], st[_S_REST_GYR_LP + 5]
@@ -520,41 +521,20 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         # gravity so the measurement and the prediction share the same delay
                         blx = m00 * bx + m01 * by + m02 * bz
                         bly = m10 * bx + m11 * by + m12 * bz
-                        if not init_blp:
-                            init_blp = True
-                            lm001, lm002 = m00, 0.0
-                            lm011, lm012 = m01, 0.0
-                            lm021, lm022 = m02, 0.0
-                            lm101, lm102 = m10, 0.0
-                            lm111, lm112 = m11, 0.0
-                            lm121, lm122 = m12, 0.0
-                            lm201, lm202 = m20, 0.0
-                            lm211, lm212 = m21, 0.0
-                            lm221, lm222 = m22, 0.0
-                            lbx1, lbx2 = blx, 0.0
-                            lby1, lby2 = bly, 0.0
-                        lm001, lm002 = _svf(m00, bg, bd, lm001, lm002)
-                        m00 = lm001
-                        lm011, lm012 = _svf(m01, bg, bd, lm011, lm012)
-                        m01 = lm011
-                        lm021, lm022 = _svf(m02, bg, bd, lm021, lm022)
-                        m02 = lm021
-                        lm101, lm102 = _svf(m10, bg, bd, lm101, lm102)
-                        m10 = lm101
-                        lm111, lm112 = _svf(m11, bg, bd, lm111, lm112)
-                        m11 = lm111
-                        lm121, lm122 = _svf(m12, bg, bd, lm121, lm122)
-                        m12 = lm121
-                        lm201, lm202 = _svf(m20, bg, bd, lm201, lm202)
-                        m20 = lm201
-                        lm211, lm212 = _svf(m21, bg, bd, lm211, lm212)
-                        m21 = lm211
-                        lm221, lm222 = _svf(m22, bg, bd, lm221, lm222)
-                        m22 = lm221
-                        lbx1, lbx2 = _svf(blx, bg, bd, lbx1, lbx2)
-                        blx = lbx1
-                        lby1, lby2 = _svf(bly, bg, bd, lby1, lby2)
-                        bly = lby1
+                        # (low-pass states live in st: touched at ~40 Hz only, they need no register)
+                        first = not init_blp
+                        init_blp = True
+                        m00 = _svf_at(m00, bg, bd, st, _S_R_LP + 0, first)
+                        m01 = _svf_at(m01, bg, bd, st, _S_R_LP + 2, first)
+                        m02 = _svf_at(m02, bg, bd, st, _S_R_LP + 4, first)
+                        m10 = _svf_at(m10, bg, bd, st, _S_R_LP + 6, first)
+                        m11 = _svf_at(m11, bg, bd, st, _S_R_LP + 8, first)
+                        m12 = _svf_at(m12, bg, bd, st, _S_R_LP + 10, first)
+                        m20 = _svf_at(m20, bg, bd, st, _S_R_LP + 12, first)
+                        m21 = _svf_at(m21, bg, bd, st, _S_R_LP + 14, first)
+                        m22 = _svf_at(m22, bg, bd, st, _S_R_LP + 16, first)
+                        blx = _svf_at(blx, bg, bd, st, _S_BLP_LP, first)
+                        bly = _svf_at(bly, bg, bd, st, _S_BLP_LP + 2, first)
 
                         # measurement z = H b + noise, residual y = z - H b
                         update = True
@@ -674,17 +654,6 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     st[_S_ACC_LP + 0], st[_S_ACC_LP + 1] = lax1, lax2
     st[_S_ACC_LP + 2], st[_S_ACC_LP + 3] = lay1, lay2
     st[_S_ACC_LP + 4], st[_S_ACC_LP + 5] = laz1, laz2
-    st[_S_R_LP + 0], st[_S_R_LP + 1] = lm001, lm002
-    st[_S_R_LP + 2], st[_S_R_LP + 3] = lm011, lm012
-    st[_S_R_LP + 4], st[_S_R_LP + 5] = lm021, lm022
-    st[_S_R_LP + 6], st[_S_R_LP + 7] = lm101, lm102
-    st[_S_R_LP + 8], st[_S_R_LP + 9] = lm111, lm112
-    st[_S_R_LP + 10], st[_S_R_LP + 11] = lm121, lm122
-    st[_S_R_LP + 12], st[_S_R_LP + 13] = lm201, lm202
-    st[_S_R_LP + 14], st[_S_R_LP + 15] = lm211, lm212
-    st[_S_R_LP + 16], st[_S_R_LP + 17] = lm221, lm222
-    st[_S_BLP_LP + 0], st[_S_BLP_LP + 1] = lbx1, lbx2
-    st[_S_BLP_LP + 2], st[_S_BLP_LP + 3] = lby1, lby2
     st[_S_REST_GYR_LP + 0], st[_S_REST_GYR_LP + 1] = rgx1, rgx2
     st[_S_REST_GYR_LP + 2], st[_S_REST_GYR_LP + 3] = rgy1, rgy2
     st[_S_REST_GYR_LP + 4], st[_S_REST_GYR_LP + 5] = rgz1, rgz2
