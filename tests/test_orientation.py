@@ -104,7 +104,8 @@ def test_static_sensor_in_any_orientation_converges_to_it(q_true, bias_dps):
     q = estimate_orientation(gyr, acc, RATE_HZ)
     assert np.all(np.isfinite(q))
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-12)
-    assert inclination_error_deg(q[0], q_true) < 0.5, "first accelerometer sample sets the inclination"
+    # the first accelerometer sample sets the inclination
+    assert inclination_error_deg(q[0], q_true) < 0.5
     # the bias is learnt once rest is detected (1.5 s); the drift it caused decays with tau_acc
     assert inclination_error_deg(q[-1], q_true) < 0.2
 
@@ -225,7 +226,8 @@ def test_bank_gives_the_numbers_of_single_stream_filters():
     acc = np.stack([d[1] for d in data])
     gyr[2, 50:60] = np.nan
     bank = OrientationFilterBank(n_streams, RATE_HZ)
-    out = np.concatenate([bank.update(gyr[:, a : a + 10], acc[:, a : a + 10]) for a in range(0, n, 10)], axis=1)
+    chunks = [bank.update(gyr[:, a : a + 10], acc[:, a : a + 10]) for a in range(0, n, 10)]
+    out = np.concatenate(chunks, axis=1)
     for s in range(n_streams):
         single = OrientationFilter(RATE_HZ)
         assert np.max(np.abs(out[s] - single.update(gyr[s], acc[s]))) <= 1e-9
@@ -265,7 +267,8 @@ def test_bank_needs_a_positive_whole_number_of_streams(n_streams):
 
 
 def test_kernel_matches_the_reference_numpy_implementation():
-    gyr, acc, _ = moving_recording(700, seed=13, rest_s=2.0, bias_rad_s=np.radians([0.5, -0.3, 0.2]))
+    bias_rad_s = np.radians([0.5, -0.3, 0.2])
+    gyr, acc, _ = moving_recording(700, seed=13, rest_s=2.0, bias_rad_s=bias_rad_s)
     acc[400:420] += 4.0  # some acceleration for the bias estimator to see
     gyr[100] = np.nan
     acc[300] = np.inf

@@ -307,7 +307,10 @@ def _rotvec_quat(ux, uy, uz):  # pragma: no cover - jitted
 
 @nb.njit(cache=True, fastmath=_FASTMATH)
 def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
-    """Run the filter over one stream's chunk. gyr, acc: (N, 3); st: state (updated); out: (N, 4)."""
+    """Run the filter over one stream's chunk.
+
+    gyr, acc: (N, 3) inputs; c: coefficients; st: state, updated in place; out: (N, 4).
+    """
     ts = c[_C_TS]
     ag, ad = c[_C_ACC_G], c[_C_ACC_D]
     bg, bd = c[_C_BIAS_LP_G], c[_C_BIAS_LP_D]
@@ -397,8 +400,10 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             nx = gw * dx + gx * dw + gy * dz - gz * dy
             ny = gw * dy - gx * dz + gy * dw + gz * dx
             nz = gw * dz + gx * dy - gy * dx + gz * dw
-            # both factors are unit, so one Newton step for 1/sqrt(|n|^2) about 1 renormalises
-            inv = 1.5 - 0.5 * (nw * nw + nx * nx + ny * ny + nz * nz)
+            # both factors are unit to rounding, so one Newton step for 1/sqrt(|n|^2) about 1
+            # renormalises; |n|^2 = |q_gyr|^2 |d|^2 is known before the product is
+            g2 = gw * gw + gx * gx + gy * gy + gz * gz
+            inv = 1.5 - 0.5 * g2 * (dw * dw + dx * dx + dy * dy + dz * dz)
             gw, gx, gy, gz = nw * inv, nx * inv, ny * inv, nz * inv
 
         # ---- accelerometer: inclination correction and bias estimation -----------------
@@ -492,9 +497,11 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                 nx = kw * cx + kx * cw + ky * cz
                 ny = kw * cy - kx * cz + ky * cw
                 nz = kw * cz + kx * cy - ky * cx
-                # k and q_corr are unit quaternions (to 1e-16 resp. O(eps^2)), so one Newton
-                # step for 1/sqrt(|n|^2) about 1 makes the product unit without sqrt or division
-                inv = 1.5 - 0.5 * (nw * nw + nx * nx + ny * ny + nz * nz)
+                # k and q_corr are unit quaternions (to O(eps^2) resp. rounding), so one
+                # Newton step for 1/sqrt(|n|^2) about 1 makes the product unit without sqrt
+                # or division; |n|^2 = |k|^2 |q_corr|^2 is known before the product is
+                c2 = cw * cw + cx * cx + cy * cy + cz * cz
+                inv = 1.5 - 0.5 * (kw * kw + kx * kx + ky * ky) * c2
                 cw, cx, cy, cz = nw * inv, nx * inv, ny * inv, nz * inv
 
                 if motion_bias or rest_bias:
@@ -521,7 +528,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         # gravity so the measurement and the prediction share the same delay
                         blx = m00 * bx + m01 * by + m02 * bz
                         bly = m10 * bx + m11 * by + m12 * bz
-                        # (low-pass states live in st: touched at ~40 Hz only, they need no register)
+                        # (these states live in st: used at ~40 Hz only, they need no register)
                         first = not init_blp
                         init_blp = True
                         m00 = _svf_at(m00, bg, bd, st, _S_R_LP + 0, first)
@@ -778,7 +785,9 @@ class OrientationFilter:
         gyr = _check("gyr_rad_s", gyr_rad_s)
         acc = _check("acc_m_s2", acc_m_s2)
         if gyr.shape != acc.shape:
-            raise ValueError(f"acc_m_s2 must have the shape of gyr_rad_s {gyr.shape}, got {acc.shape}")
+            raise ValueError(
+                f"acc_m_s2 must have the shape of gyr_rad_s {gyr.shape}, got {acc.shape}"
+            )
         out = np.empty((gyr.shape[0], 4))
         _filter_stream(gyr, acc, self._coeffs, self._state, out)
         return out
@@ -795,7 +804,9 @@ class OrientationFilterBank:
         params: tuning shared by all streams; ``None`` uses the defaults.
     """
 
-    def __init__(self, n_streams: int, rate_hz: float, params: OrientationParams | None = None) -> None:
+    def __init__(
+        self, n_streams: int, rate_hz: float, params: OrientationParams | None = None
+    ) -> None:
         if int(n_streams) != n_streams or n_streams < 1:
             raise ValueError(f"n_streams must be a positive integer, got {n_streams!r}")
         self.n_streams = int(n_streams)
@@ -813,7 +824,9 @@ class OrientationFilterBank:
     def states(self, value: npt.ArrayLike) -> None:
         v = np.array(value, dtype=np.float64)
         if v.shape != (self.n_streams, STATE_LEN):
-            raise ValueError(f"states must have shape ({self.n_streams}, {STATE_LEN}), got {v.shape}")
+            raise ValueError(
+                f"states must have shape ({self.n_streams}, {STATE_LEN}), got {v.shape}"
+            )
         self._states = np.stack([_check_state(row) for row in v]) if len(v) else v
 
     def get_state(self, stream: int) -> Float1D:
@@ -848,7 +861,9 @@ class OrientationFilterBank:
         if gyr.shape[0] != self.n_streams:
             raise ValueError(f"gyr_rad_s must have shape ({self.n_streams}, N, 3), got {gyr.shape}")
         if gyr.shape != acc.shape:
-            raise ValueError(f"acc_m_s2 must have the shape of gyr_rad_s {gyr.shape}, got {acc.shape}")
+            raise ValueError(
+                f"acc_m_s2 must have the shape of gyr_rad_s {gyr.shape}, got {acc.shape}"
+            )
         out = np.empty(gyr.shape[:2] + (4,))
         _filter_bank(gyr, acc, self._coeffs, self._states, out)
         return out

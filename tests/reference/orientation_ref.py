@@ -167,4 +167,6 @@ class ReferenceOrientationFilter:
         return q
 
     def update(self, gyr_rad_s: np.ndarray, acc_m_s2: np.ndarray) -> np.ndarray:
-        return np.array([self.step(g, a) for g, a in zip(np.asarray(gyr_rad_s, float), np.asarray(acc_m_s2, float))])
+        gyr = np.asarray(gyr_rad_s, dtype=float)
+        acc = np.asarray(acc_m_s2, dtype=float)
+        return np.array([self.step(g, a) for g, a in zip(gyr, acc)])
