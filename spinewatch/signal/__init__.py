@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from spinewatch.signal.activity import Activity, ActivityClassifier
 from spinewatch.signal.angles import neutral_alignment, tilt_deg, trunk_angles_deg, up_in_sensor
-from spinewatch.signal.orientation import OrientationFilter, OrientationParams, estimate_orientation
+from spinewatch.signal.orientation import (
+    OrientationFilter,
+    OrientationFilterBank,
+    OrientationParams,
+    estimate_orientation,
+)
 from spinewatch.signal.slouch import SlouchDetector, detect_slouch
 from spinewatch.signal.tracker import PostureParams, PostureTracker, TrackerOutput
 
@@ -12,6 +17,7 @@ __all__ = [
     "Activity",
     "ActivityClassifier",
     "OrientationFilter",
+    "OrientationFilterBank",
     "OrientationParams",
     "PostureParams",
     "PostureTracker",

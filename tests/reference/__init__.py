@@ -1,0 +1,1 @@
+"""Slow, obvious NumPy versions of the JIT kernels, for comparison in tests."""
