@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spinewatch.firmware_bridge.simulator import Mounting, PostureScript, Segment, simulate
 from spinewatch.signal import (
     Activity,
     PostureParams,
@@ -31,18 +32,17 @@ def rot_x(deg: float) -> np.ndarray:
     return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
 
 
-def still_imu(flexion_deg, lateral_deg=None, mount=np.eye(3), seconds=None):
-    """Accelerometer of a still trunk at the given per-sample flexion/lateral (body frame
-    x forward, y left, z up; flexion about +y, right bend about +x), seen through ``mount``
-    (R_body_to_sensor). Gyroscope: zero plus a constant bias."""
-    flex = np.asarray(flexion_deg, dtype=float)
-    lat = np.zeros_like(flex) if lateral_deg is None else np.asarray(lateral_deg, dtype=float)
-    acc = np.empty((len(flex), 3))
-    for i, (f, la) in enumerate(zip(flex, lat)):
-        r_body_to_earth = rot_y(f) @ rot_x(la)
-        acc[i] = mount @ (r_body_to_earth.T @ np.array([0, 0, G]))
-    gyr = np.tile([0.004, -0.003, 0.002], (len(flex), 1))
-    return gyr, acc
+def record(*segments, mounting=None):
+    """Simulated IMU (realistic: consistent gyroscope, noise, bias) of a scripted posture
+    sequence. ``segments`` are (kind, seconds, flexion_deg[, lateral_deg]); 1.5 s ramps."""
+    t = 0.0
+    segs = []
+    for kind, dur, flex, *lat in segments:
+        segs.append(Segment(kind, t, t + dur, flex, lat[0] if lat else 0.0))
+        t += dur
+    script = PostureScript(tuple(segs))
+    rec = simulate(script, RATE_HZ, seed=1, mounting=mounting)
+    return rec.gyr_rad_s, rec.acc_m_s2, script
 
 
 def test_forward_flexion_and_right_bend_are_positive():
@@ -68,32 +68,31 @@ def _profile(*segments):
 
 
 def test_tracker_reports_flexion_relative_to_neutral_despite_a_tilted_mount():
-    mount = rot_x(8) @ rot_y(-6)  # sensor stuck on a few degrees off
-    flex = _profile((20, 0), (20, 30), (20, 0))
-    gyr, acc = still_imu(flex, mount=mount)
+    gyr, acc, script = record(("calibrate", 20, 0), ("slouch", 20, 30), ("sit", 20, 0),
+                              mounting=Mounting(pitch_deg=-6, roll_deg=8))
     out = PostureTracker(RATE_HZ).update(gyr, acc)
-    assert abs(np.median(out.flexion_deg[500:2000])) < 1.0
-    assert abs(np.median(out.flexion_deg[2500:4000]) - 30) < 1.5
-    assert abs(np.median(out.lateral_deg[2500:4000])) < 1.5
+    assert abs(np.median(out.flexion_deg[500:1900])) < 1.0
+    assert abs(np.median(out.flexion_deg[2500:3900]) - 30) < 1.5
+    assert abs(np.median(out.lateral_deg[2500:3900])) < 1.5
 
 
 def test_tracker_detects_slouch_episode_and_ignores_short_one():
-    flex = _profile((15, 0), (40, 30), (30, 0), (10, 30), (30, 0))  # 40 s and 10 s slouches
-    gyr, acc = still_imu(flex)
+    gyr, acc, script = record(("calibrate", 15, 0), ("slouch", 40, 30), ("sit", 30, 0),
+                              ("slouch", 10, 30), ("sit", 30, 0))
     tr = PostureTracker(RATE_HZ, PostureParams(threshold_deg=20, hysteresis_deg=5, min_duration_s=30))
     out = tr.update(gyr, acc)
+    (t_on, t_off, peak_true), _ = script.slouch_episodes(20.0)
     assert out.episodes.shape == (1, 4)
     start, end, peak, mean = out.episodes[0]
-    assert abs(start / RATE_HZ - 15) < 1.5 and abs(end / RATE_HZ - 55) < 1.5
-    assert 29 < peak < 31.5 and 28 < mean < 31
+    assert abs(start / RATE_HZ - t_on) < 0.5 and abs(end / RATE_HZ - t_off) < 1.0
+    assert abs(peak - peak_true) < 1.5 and 27 < mean < 31
     # state marks the confirmed part only: from start + 30 s to the end of the episode
     assert out.state[int(50 * RATE_HZ)] == 1 and out.state[int(30 * RATE_HZ)] == 0
     assert out.state[int(90 * RATE_HZ)] == 0
 
 
 def test_no_slouch_is_detected_while_lying():
-    flex = _profile((15, 0), (60, 85), (20, 0))
-    gyr, acc = still_imu(flex)
+    gyr, acc, _ = record(("calibrate", 15, 0), ("lie", 60, -90), ("sit", 20, 0))
     tr = PostureTracker(RATE_HZ)
     out = tr.update(gyr, acc)
     assert len(out.episodes) == 0 and len(tr.flush()) == 0
@@ -101,34 +100,32 @@ def test_no_slouch_is_detected_while_lying():
 
 
 def test_walking_is_upright_moving_and_sitting_is_upright_still():
-    n = int(40 * RATE_HZ)
-    gyr, acc = still_imu(np.zeros(n))
-    t = np.arange(n) / RATE_HZ
-    walk = t >= 20
-    acc[walk, 2] += 2.0 * np.sin(2 * np.pi * 2.0 * t[walk])  # 2 Hz steps, 2 m/s^2
+    gyr, acc, _ = record(("calibrate", 20, 0), ("walk", 20, 3))
     out = PostureTracker(RATE_HZ).update(gyr, acc)
     assert np.mean(out.activity[500:1900] == Activity.UPRIGHT_STILL) > 0.95
-    assert np.mean(out.activity[2300:] == Activity.UPRIGHT_MOVING) > 0.95
+    assert np.mean(out.activity[2300:3900] == Activity.UPRIGHT_MOVING) > 0.9
 
 
 def test_detect_slouch_returns_start_end_indices_of_tilt_episodes():
-    flex = _profile((12, 0), (45, 28), (20, 2), (5, 40), (20, 0))
-    gyr, acc = still_imu(flex)
+    gyr, acc, script = record(("calibrate", 12, 0), ("slouch", 45, 28), ("sit", 20, 2),
+                              ("slouch", 5, 40), ("sit", 20, 0))
     ep = detect_slouch(gyr, acc, RATE_HZ, threshold_deg=20, min_duration_s=30,
                        hysteresis_deg=5, calibration_s=10)
+    (t_on, t_off, _), _ = script.slouch_episodes(20.0)
     assert ep.dtype == np.int64 and ep.shape == (1, 2)
-    assert abs(ep[0, 0] - 1200) < 150 and abs(ep[0, 1] - 5700) < 150
+    assert abs(ep[0, 0] - t_on * RATE_HZ) < 50 and abs(ep[0, 1] - t_off * RATE_HZ) < 100
 
 
 def test_detect_slouch_closes_an_episode_still_open_at_the_end():
-    gyr, acc = still_imu(_profile((12, 0), (40, 30)))
+    gyr, acc, _ = record(("calibrate", 12, 0), ("slouch", 40, 30))
     ep = detect_slouch(gyr, acc, RATE_HZ, threshold_deg=20, min_duration_s=30,
                        hysteresis_deg=5, calibration_s=10)
     assert ep.shape == (1, 2) and ep[0, 1] == len(acc)
 
 
 def test_detect_slouch_rejects_bad_calibration_and_shapes():
-    gyr, acc = still_imu(np.zeros(50))
+    gyr, acc, _ = record(("calibrate", 60, 0))
+    gyr, acc = gyr[:50], acc[:50]
     with pytest.raises(ValueError, match="calibration"):
         detect_slouch(gyr, acc, RATE_HZ, threshold_deg=20, min_duration_s=1, hysteresis_deg=5,
                       calibration_s=10)
