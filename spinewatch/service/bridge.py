@@ -51,27 +51,31 @@ class BridgeTotals:
     neutral_samples: int = 0
 
 
+_COLUMNS = ("flexion_deg", "lateral_deg", "state", "activity")
+
+
 @dataclass
 class _Pending:
     """Tracker output not yet published: evenly spaced samples from ``t0_sensor_ns``."""
 
     t0_sensor_ns: int = 0
     dt_ns: int = 0
-    parts: list[TrackerOutput] = field(default_factory=list)
-    n: int = 0
+    cols: list[npt.NDArray[np.generic]] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.cols[0]) if self.cols else 0
+
+    def add(self, out: TrackerOutput) -> None:
+        new = [getattr(out, c) for c in _COLUMNS]
+        self.cols = [np.concatenate([a, b]) for a, b in zip(self.cols, new)] if self.cols else new
 
     def take(self, k: int) -> tuple[int, list[npt.NDArray[np.generic]]]:
         """Remove and return the first ``k`` samples: (t0_sensor_ns, [flex, lat, state, act])."""
-        cols = [
-            np.concatenate([getattr(p, name) for p in self.parts])
-            for name in ("flexion_deg", "lateral_deg", "state", "activity")
-        ]
         t0 = self.t0_sensor_ns
-        head = [c[:k] for c in cols]
-        rest = [c[k:] for c in cols]
-        self.n -= k
+        head = [c[:k] for c in self.cols]
+        self.cols = [c[k:] for c in self.cols] if k < self.n else []
         self.t0_sensor_ns += k * self.dt_ns
-        self.parts = [TrackerOutput(rest[0], rest[1], rest[2], rest[3], np.empty((0, 4)))] if self.n else []
         return t0, head
 
 
@@ -96,6 +100,7 @@ async def run_bridge(
     """
     totals = BridgeTotals()
     pend = _Pending()
+    outgoing: list[PostureBatch] = []
     per_msg = 0
     first_t0: int | None = None
     dt_ns = 0
@@ -104,7 +109,7 @@ async def run_bridge(
         t0, (flex, lat, state, act) = pend.take(k)
         batch = PostureBatch(publisher.patient, publisher.device, start_utc_ns + t0, pend.dt_ns,
                              flex, lat, state, act)  # type: ignore[arg-type]
-        publisher.publish_posture(batch)
+        outgoing.append(batch)
         totals.posture_messages += 1
         if on_status is not None:
             end_ns = t0 + k * pend.dt_ns
@@ -143,16 +148,20 @@ async def run_bridge(
             )
             if not pend.n:
                 pend.t0_sensor_ns, pend.dt_ns = b.t0_ns, b.dt_ns
-            pend.parts.append(out)
-            pend.n += len(b)
+            pend.add(out)
             for ep in out.episodes:
                 emit(ep)
             while pend.n >= per_msg:
                 publish(per_msg)
+            if outgoing:  # one outbox transaction for what this batch completed
+                publisher.publish_postures(outgoing)
+                outgoing.clear()
     for ep in tracker.flush():
         emit(ep)
     if pend.n:
         publish(pend.n)
+    if outgoing:
+        publisher.publish_postures(outgoing)
     _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events",
                  totals.samples, totals.posture_messages, totals.events)
     return totals

@@ -64,22 +64,32 @@ class Outbox:
     def append(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                droppable: bool = True) -> int:
         """Queue a message; returns its id. Makes room first if the outbox is full."""
+        return self.extend([(topic, payload, qos, retain, droppable)])
+
+    def extend(self, items: list[tuple[str, bytes, int, bool, bool]]) -> int:
+        """Queue (topic, payload, qos, retain, droppable) messages in one transaction.
+
+        Returns:
+            The id of the last one.
+        """
+        size = sum(len(p) for _, p, *_ in items)
         with self._lock:
             self._db.execute("BEGIN")
             try:
-                over = self._bytes + len(payload) - self.max_bytes
+                over = self._bytes + size - self.max_bytes
                 if over > 0:
                     self._drop_oldest(over)
-                cur = self._db.execute(
+                self._db.executemany(
                     "INSERT INTO outbox (topic, payload, qos, retain, droppable) VALUES (?,?,?,?,?)",
-                    (topic, payload, qos, int(retain), int(droppable)),
+                    [(t, p, q, int(r), int(d)) for t, p, q, r, d in items],
                 )
+                (last,) = self._db.execute("SELECT max(id) FROM outbox").fetchone()
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._bytes += len(payload)
-            return int(cur.lastrowid or 0)
+            self._bytes += size
+            return int(last or 0)
 
     def _drop_oldest(self, need_bytes: int) -> None:
         freed = 0

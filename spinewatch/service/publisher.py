@@ -110,10 +110,11 @@ class Publisher:
                     self._dirty = True  # there may be more behind them
                 self._cv.notify_all()
 
-    def _enqueue(self, topic: str, payload: bytes, droppable: bool) -> None:
-        self.outbox.append(topic, payload, self.cfg.qos, False, droppable)
+    def _enqueue(self, items: list[tuple[str, bytes, bool]]) -> None:
+        """Queue (topic, payload, droppable) messages in one outbox transaction."""
+        self.outbox.extend([(t, p, self.cfg.qos, False, d) for t, p, d in items])
         with self._cv:
-            self.published += 1
+            self.published += len(items)
             self._dirty = True
             self._cv.notify_all()
 
@@ -130,13 +131,19 @@ class Publisher:
         self.close()
 
     def publish_posture(self, batch: PostureBatch) -> None:
-        self._seq += 1
-        self._enqueue(wire.topic(self.patient, self.device, "posture"),
-                      wire.encode_posture(batch, self._seq), droppable=True)
+        self.publish_postures([batch])
+
+    def publish_postures(self, batches: list[PostureBatch]) -> None:
+        """Queue several posture messages at once (one outbox transaction)."""
+        topic = wire.topic(self.patient, self.device, "posture")
+        items = []
+        for b in batches:
+            self._seq += 1
+            items.append((topic, wire.encode_posture(b, self._seq), True))
+        self._enqueue(items)
 
     def publish_event(self, event: SlouchEvent) -> None:
-        self._enqueue(wire.topic(self.patient, self.device, "event"), wire.encode_event(event),
-                      droppable=False)
+        self._enqueue([(wire.topic(self.patient, self.device, "event"), wire.encode_event(event), False)])
 
     def publish_status(self, online: bool, **fields: object) -> None:
         """Retained device status (QoS 1); sent directly, not through the outbox (it is a
