@@ -164,6 +164,43 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_influx_init(args: argparse.Namespace) -> int:
+    from spinewatch.service.config import Config  # noqa: PLC0415
+    from spinewatch.service.retry import retry_until_connected  # noqa: PLC0415
+    from spinewatch.service.schema import Influx1Schema  # noqa: PLC0415
+    from spinewatch.service.storage import Influx1Store, StoreRejected  # noqa: PLC0415
+
+    cfg = Config.load(path=args.config)
+    i = cfg.influx
+    if i.kind != "v1":
+        raise ConfigError(
+            "SPINEWATCH_INFLUX_DB", i.db,
+            "a database name with SPINEWATCH_INFLUX_URL: `influx init` sets up InfluxDB 1.x; for "
+            "2.x/3.x create the bucket and its DBRP mapping as docs/storage.md shows",
+        )
+    try:
+        schema = Influx1Schema(i.db, args.raw_retention)
+    except ValueError as exc:
+        raise ConfigError("--raw-retention", args.raw_retention, str(exc)) from exc
+    store = Influx1Store(i.url, i.db, i.username, i.password)
+    retry_until_connected(store.ensure_database, "InfluxDB")
+    for q in schema.statements(store.retention_policies()):
+        try:
+            store.execute(q)
+        except StoreRejected as exc:
+            if q.startswith("DROP CONTINUOUS QUERY") and "not found" in str(exc):
+                continue  # first run: nothing to replace
+            raise
+        print(f"ok: {q[:110]}{'...' if len(q) > 110 else ''}")
+    if args.backfill:
+        for q in schema.backfill_statements():
+            store.execute(q)
+            print(f"backfilled: {q[:90]}...")
+    print(f"InfluxDB {i.url} database {i.db!r}: raw samples kept {args.raw_retention}, "
+          "per-minute trend and slouch episodes kept forever")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spinewatch",
@@ -213,6 +250,26 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--stats-interval", type=float, default=60.0, metavar="S",
                    help="print counters every S seconds (default 60)")
     i.set_defaults(func=_cmd_ingest)
+
+    inf = sub.add_parser("influx", help="InfluxDB administration")
+    inf_sub = inf.add_subparsers(dest="influx_command", required=True, metavar="SUBCOMMAND")
+    init = inf_sub.add_parser(
+        "init", help="create the database, retention policies and downsampling",
+        description=(
+            "Set up an InfluxDB 1.x database for SpineWatch: retention policy 'raw' (default; "
+            "100 Hz posture samples and slouch episodes, kept --raw-retention) and 'trend' "
+            "(forever: per-minute posture means in posture_1m and a copy of every slouch "
+            "episode), filled by continuous queries. Idempotent: run it again to change the "
+            "retention. Reads SPINEWATCH_INFLUX_URL and SPINEWATCH_INFLUX_DB (and _USERNAME/_PASSWORD)."
+        ),
+        epilog="example: SPINEWATCH_INFLUX_URL=http://127.0.0.1:8086 SPINEWATCH_INFLUX_DB=spinewatch "
+               "spinewatch influx init --raw-retention 90d --backfill",
+    )
+    init.add_argument("--raw-retention", default="90d", metavar="D",
+                      help="how long raw samples are kept: 90d, 12w, 2160h or INF (default 90d)")
+    init.add_argument("--backfill", action="store_true",
+                      help="also downsample data written before the continuous queries existed")
+    init.set_defaults(func=_cmd_influx_init)
     return p
 
 

@@ -187,6 +187,18 @@ class Influx1Store(_InfluxHttp):
     def ensure_database(self) -> None:
         self._request("/query", {"q": f'CREATE DATABASE "{self.db}"'}, b"")
 
+    def retention_policies(self) -> frozenset[str]:
+        """Names of the database's retention policies."""
+        series = self.query(f'SHOW RETENTION POLICIES ON "{self.db}"')
+        return frozenset(row[0] for row in series[0]["values"]) if series else frozenset()
+
+    def execute(self, influxql: str) -> None:
+        """Run a statement that changes the server (CREATE, DROP, SELECT INTO), via POST."""
+        raw = self._request("/query", {"db": self.db, "q": influxql}, b"")
+        res = json.loads(raw)["results"][0]
+        if "error" in res:
+            raise StoreRejected(f"InfluxQL error: {res['error']}: {influxql}")
+
     def write(self, msgs: Sequence[Message]) -> int:
         body, points = to_bytes(msgs)
         if points:

@@ -1,0 +1,77 @@
+"""InfluxDB schema set-up (``spinewatch influx init``): database, retention, downsampling.
+
+InfluxDB 1.x layout (docs/storage.md):
+
+| retention policy | duration | holds |
+|---|---|---|
+| ``raw`` (default) | ``raw_retention`` (90 days) | ``posture`` (100 Hz samples), ``slouch`` |
+| ``trend`` | forever | ``posture_1m`` (per-minute means), ``slouch`` (copied) |
+
+Continuous queries fill ``trend`` as data arrives; ``--backfill`` runs the same statements
+over data written before they existed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+_DURATION_RE: Final = re.compile(r"^(INF|\d+[hdw])$")
+
+# Per-minute aggregates of the 100 Hz series: what trend dashboards and long reports read.
+POSTURE_1M_SELECT: Final = (
+    'SELECT mean("flexion_deg") AS "flexion_deg", mean("lateral_deg") AS "lateral_deg", '
+    'count("flexion_deg") AS "samples", mean("state") AS "slouch_fraction" '
+    'INTO "{db}"."trend"."posture_1m" FROM "{db}"."raw"."posture" {where}GROUP BY time(1m), *'
+)
+# Episodes are kept forever too; 1-s buckets never merge two (they are seconds apart).
+SLOUCH_COPY_SELECT: Final = (
+    'SELECT max("duration_s") AS "duration_s", max("peak_deg") AS "peak_deg", '
+    'max("mean_deg") AS "mean_deg", max("end_ns") AS "end_ns" '
+    'INTO "{db}"."trend"."slouch" FROM "{db}"."raw"."slouch" {where}GROUP BY time(1s), *'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Influx1Schema:
+    """Schema of one InfluxDB 1.x database.
+
+    Attributes:
+        db: database name.
+        raw_retention: how long 100 Hz samples are kept: ``90d``, ``12w``, ``INF``.
+    """
+
+    db: str
+    raw_retention: str = "90d"
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", self.db):
+            raise ValueError(f"db must be 1-64 characters of A-Z a-z 0-9 _ . -, got {self.db!r}")
+        if not _DURATION_RE.match(self.raw_retention):
+            raise ValueError(f"raw_retention must look like 90d, 12w, 2160h or INF, got {self.raw_retention!r}")
+
+    def statements(self, existing_policies: frozenset[str] = frozenset()) -> list[str]:
+        """InfluxQL to create the layout, or update it (``existing_policies`` already there)."""
+        db = self.db
+        verb = "ALTER" if "raw" in existing_policies else "CREATE"
+        stmts = [
+            f'CREATE DATABASE "{db}"',
+            f'{verb} RETENTION POLICY "raw" ON "{db}" DURATION {self.raw_retention} REPLICATION 1 DEFAULT',
+        ]
+        if "trend" not in existing_policies:
+            stmts.append(f'CREATE RETENTION POLICY "trend" ON "{db}" DURATION INF REPLICATION 1')
+        return stmts + [
+            f'DROP CONTINUOUS QUERY "posture_1m" ON "{db}"',
+            f'CREATE CONTINUOUS QUERY "posture_1m" ON "{db}" BEGIN '
+            + POSTURE_1M_SELECT.format(db=db, where="") + " END",
+            f'DROP CONTINUOUS QUERY "slouch_copy" ON "{db}"',
+            f'CREATE CONTINUOUS QUERY "slouch_copy" ON "{db}" RESAMPLE EVERY 1m FOR 1h BEGIN '
+            + SLOUCH_COPY_SELECT.format(db=db, where="") + " END",
+        ]
+
+    def backfill_statements(self) -> list[str]:
+        """Fill ``trend`` from all raw data already stored (run once after ``init``)."""
+        where = "WHERE time > 0 "
+        return [POSTURE_1M_SELECT.format(db=self.db, where=where),
+                SLOUCH_COPY_SELECT.format(db=self.db, where=where)]

@@ -1,0 +1,68 @@
+"""`spinewatch influx init` against a real InfluxDB 1.x: retention, continuous queries, backfill."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from spinewatch.model import PostureBatch, SlouchEvent
+from spinewatch.service import wire
+from spinewatch.service.cli import main
+from spinewatch.service.schema import Influx1Schema
+from spinewatch.service.storage import Influx1Store
+
+pytestmark = pytest.mark.network
+T0 = (time.time_ns() // (60 * 10**9) - 10) * 60 * 10**9  # a whole minute, within retention
+
+
+def test_init_creates_retention_and_continuous_queries_idempotently(influxdb1, monkeypatch, capsys):
+    monkeypatch.setenv("SPINEWATCH_INFLUX_URL", influxdb1.url)
+    monkeypatch.setenv("SPINEWATCH_INFLUX_DB", "schema1")
+    assert main(["influx", "init", "--raw-retention", "30d"]) == 0
+    assert main(["influx", "init", "--raw-retention", "12w"]) == 0  # again: changes retention
+    rps = {r["name"]: r for r in influxdb1.points("SHOW RETENTION POLICIES", "schema1")}
+    assert rps["raw"]["default"] is True and rps["raw"]["duration"] == "2016h0m0s"
+    assert rps["trend"]["duration"] == "0s"  # forever
+    cqs = influxdb1.query("SHOW CONTINUOUS QUERIES")["results"][0]["series"]
+    names = {row[0] for s in cqs if s["name"] == "schema1" for row in s.get("values", [])}
+    assert names == {"posture_1m", "slouch_copy"}
+    assert "raw samples kept 12w" in capsys.readouterr().out
+
+
+def test_backfill_downsamples_existing_points_per_minute(influxdb1, monkeypatch):
+    db = "schema2"
+    store = Influx1Store(influxdb1.url, db)
+    store.ensure_database()
+    for q in Influx1Schema(db).statements():
+        if not q.startswith("DROP"):  # nothing to replace on a fresh database
+            store.execute(q)
+    rng = np.random.default_rng(0)
+    flex = rng.uniform(-10, 40, 12_000)  # two minutes at 100 Hz
+    msgs = [wire.decode_posture("p1", "d1", wire.encode_posture(
+        PostureBatch("p1", "d1", T0 + k * 10**9, 10**7, flex[k * 100:(k + 1) * 100], np.zeros(100),
+                     np.zeros(100, np.int8), np.full(100, 2, np.int8)))) for k in range(120)]
+    ev = wire.decode_event("p1", "d1", wire.encode_event(SlouchEvent("p1", "d1", T0 + 5 * 10**9, T0 + 65 * 10**9, 33.0, 28.0)))
+    store.write([*msgs, ev])
+    for q in Influx1Schema(db).backfill_statements():
+        store.execute(q)
+    rows = influxdb1.points('SELECT * FROM "trend"."posture_1m"', db)
+    assert [r["samples"] for r in rows] == [6000, 6000]
+    expected = np.round(flex, 2).reshape(2, 6000).mean(axis=1)
+    np.testing.assert_allclose([r["flexion_deg"] for r in rows], expected, atol=1e-9)
+    slouch = influxdb1.points('SELECT * FROM "trend"."slouch"', db)
+    assert len(slouch) == 1 and slouch[0]["duration_s"] == 60.0 and slouch[0]["time"] == T0 + 5 * 10**9
+
+
+def test_bad_retention_and_missing_database_are_one_line_errors(influxdb1, monkeypatch, capsys):
+    monkeypatch.setenv("SPINEWATCH_INFLUX_URL", influxdb1.url)
+    monkeypatch.setenv("SPINEWATCH_INFLUX_DB", "schema3")
+    assert main(["influx", "init", "--raw-retention", "soon"]) == 2
+    assert "--raw-retention='soon'" in capsys.readouterr().err
+    monkeypatch.delenv("SPINEWATCH_INFLUX_DB")
+    monkeypatch.setenv("SPINEWATCH_INFLUX_ORG", "o")
+    monkeypatch.setenv("SPINEWATCH_INFLUX_BUCKET", "b")
+    monkeypatch.setenv("SPINEWATCH_INFLUX_TOKEN", "t")
+    assert main(["influx", "init"]) == 2
+    assert "docs/storage.md" in capsys.readouterr().err
