@@ -128,6 +128,64 @@ def baseline(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str
     c.loop_stop()
 
 
+def null_sink(port_q: mp.Queue, stop: mp.Event) -> None:
+    """An HTTP /write endpoint that only counts lines: the worker's own ceiling, no database."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lines: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def db_of(path: str) -> str:
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(path).query).get("db", [""])[0]
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.path.startswith("/write"):
+                with lock:
+                    db = db_of(self.path)
+                    lines[db] = lines.get(db, 0) + body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:  # noqa: N802
+            with lock:
+                n = lines.get(db_of(self.path), 0)
+            body = json.dumps({"results": [{"series": [{"values": [[0, n]]}]}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    port_q.put(srv.server_address[1])
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    stop.wait()
+    srv.shutdown()
+
+
+class _NullSinkClient:
+    """Looks like InfluxDB1Server to scenario(): url, create_database, points(count)."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+
+    def create_database(self, name: str) -> None:
+        pass
+
+    def points(self, q: str, db: str) -> list[dict[str, int]]:
+        with urllib.request.urlopen(f"{self.url}/query?db={db}", timeout=5) as r:
+            n = json.loads(r.read())["results"][0]["series"][0]["values"][0][1]
+        return [{"count": n}]
+
+
 def _count(influx, db: str) -> int:
     rows = influx.points('SELECT count("flexion_deg") FROM "posture"', db)
     return int(rows[0]["count"]) if rows else 0
@@ -192,11 +250,23 @@ def main() -> int:
     from servers import InfluxDB1Server, MosquittoServer
 
     items = _payloads(args.messages, args.patients)
+    ctx = mp.get_context("spawn")
     with MosquittoServer() as mosquitto, InfluxDB1Server() as influx:
+        print("into InfluxDB 1.6.7:")
         base = scenario("baseline Point", baseline, 1, mosquitto, influx, items)
         one = scenario("spinewatch", ours, 1, mosquitto, influx, items)
         two = scenario("spinewatch x2", ours, 2, mosquitto, influx, items)
-    print(f"\nspinewatch / baseline: {one / base:.2f}x   two workers / one: {two / one:.2f}x")
+        print("into a null /write sink (the worker's own ceiling, no database):")
+        port_q, stop = ctx.Queue(), ctx.Event()
+        sink = ctx.Process(target=null_sink, args=(port_q, stop))
+        sink.start()
+        nul = _NullSinkClient(port_q.get(timeout=30))
+        base_n = scenario("baseline Point null", baseline, 1, mosquitto, nul, items)
+        one_n = scenario("spinewatch null", ours, 1, mosquitto, nul, items)
+        stop.set()
+        sink.join(10)
+    print(f"\ninto InfluxDB: spinewatch / baseline {one / base:.2f}x, two workers / one {two / one:.2f}x")
+    print(f"null sink:     spinewatch / baseline {one_n / base_n:.2f}x")
     print("reproduce: python benchmarks/bench_ingest.py "
           f"--messages {args.messages} --patients {args.patients}")
     return 0

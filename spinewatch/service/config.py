@@ -110,7 +110,8 @@ class IngestConfig:
         worker_id: stable identity used in the MQTT client id, so a restarted worker resumes
             its session; empty: ``ingest-<hostname>``.
         batch_max_points: write to the database once this many points are pending.
-        batch_interval_s: ... or once the oldest pending point waited this long, seconds.
+        batch_interval_s: ... or once the oldest pending point waited this long, seconds ...
+        batch_linger_s: ... or once no message arrived for this long, seconds.
         max_unacked: most MQTT messages held unacknowledged (MQTT 5 receive maximum).
         health_listen: ``host:port`` of the HTTP health endpoint (``/healthz``, ``/metrics``);
             empty: off.
@@ -119,6 +120,7 @@ class IngestConfig:
     worker_id: str = ""
     batch_max_points: int = 50_000
     batch_interval_s: float = 1.0
+    batch_linger_s: float = 0.05
     max_unacked: int = 1000
     health_listen: str = ""
 
@@ -237,6 +239,8 @@ class Config:
             raise ConfigError("ingest.batch_max_points", g.batch_max_points, "an integer > 0")
         if not g.batch_interval_s > 0:
             raise ConfigError("ingest.batch_interval_s", g.batch_interval_s, "a number > 0")
+        if not 0 <= g.batch_linger_s <= g.batch_interval_s:
+            raise ConfigError("ingest.batch_linger_s", g.batch_linger_s, "a number in [0, batch_interval_s]")
         if g.max_unacked <= 0 or g.max_unacked > 65535:
             raise ConfigError("ingest.max_unacked", g.max_unacked, "an integer 1-65535")
         if g.health_listen:

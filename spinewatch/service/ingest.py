@@ -16,6 +16,7 @@ from spinewatch.errors import ConnectionFailed, DecodeError
 from spinewatch.service import wire
 from spinewatch.service.config import IngestConfig, MqttConfig
 from spinewatch.service.mqtt import Protocol, connect, make_client
+from spinewatch.service.lineprotocol import warm_up
 from spinewatch.service.retry import backoff_s
 from spinewatch.service.storage import Store, StoreRejected
 
@@ -82,6 +83,7 @@ class IngestWorker:
         self.protocol = protocol
         self.stats = IngestStats()
         self.client_id = ingest.effective_worker_id
+        warm_up()  # load the JIT-compiled line-protocol kernel now, not on the first message
         self._client, self._props = make_client(
             mqtt, self.client_id, protocol, manual_ack=True, receive_maximum=ingest.max_unacked
         )
@@ -215,7 +217,11 @@ class IngestWorker:
         points = 0
         oldest = 0.0
         while True:
-            timeout = None if not batch else max(0.0, oldest + self.cfg.batch_interval_s - time.monotonic())
+            # Write when the batch is full, when its oldest message waited batch_interval_s, or
+            # when nothing arrived for batch_linger_s (the stream paused: no reason to wait).
+            timeout = None if not batch else max(
+                0.0, min(oldest + self.cfg.batch_interval_s - time.monotonic(), self.cfg.batch_linger_s)
+            )
             try:
                 item = self._queue.get(timeout=timeout)
             except queue.Empty:

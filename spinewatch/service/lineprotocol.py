@@ -125,6 +125,12 @@ def posture_bytes(m: PostureMsg) -> tuple[bytes, int]:
     return buf[:used].tobytes(), int(lines)
 
 
+def warm_up() -> None:
+    """Load (or compile) the Numba kernel now, so the first real batch is not delayed by it."""
+    _posture_lines(_K_FLEX, _K_FLEX, _K_LAT, _K_STATE, _K_ACT, np.zeros(1), np.zeros(1), _NO_CODES,
+                   _NO_CODES, np.int64(0), np.int64(1), np.empty(256, np.uint8))
+
+
 def _fmt(x: float) -> str:
     return repr(round(x, 2))
 

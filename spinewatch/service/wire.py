@@ -187,6 +187,7 @@ def _time(obj: dict[str, object], key: str) -> int:
 
 
 _NUMBER_OR_NULL: Final = frozenset({float, int, type(None)})
+_INT_ONLY: Final = frozenset({int})
 
 
 def _angles(obj: dict[str, object], key: str) -> npt.NDArray[np.float64]:
@@ -198,7 +199,7 @@ def _angles(obj: dict[str, object], key: str) -> npt.NDArray[np.float64]:
     if len(v) > MAX_SAMPLES:
         raise DecodeError("oversized", f"{key} has {len(v)} samples > {MAX_SAMPLES}")
     # exact types: numpy would silently turn True into 1.0 and "1.5" into 1.5
-    if not all(type(x) in _NUMBER_OR_NULL for x in v):
+    if not set(map(type, v)) <= _NUMBER_OR_NULL:  # C-speed type scan
         raise DecodeError("bad_type", f"{key} must hold numbers or null")
     arr = np.array(v, dtype=np.float64)  # null -> NaN
     if np.any(np.abs(arr) > 360.0):
@@ -210,7 +211,7 @@ def _codes(obj: dict[str, object], key: str, n: int) -> npt.NDArray[np.int8] | N
     v = obj.get(key)
     if v is None:
         return None
-    if not isinstance(v, list) or not all(type(x) is int for x in v):
+    if not isinstance(v, list) or not set(map(type, v)) <= _INT_ONLY:
         raise DecodeError("bad_type", f"{key} must be an array of small integers")
     if len(v) != n:
         raise DecodeError("length_mismatch", f"{key} has {len(v)} samples, flexion_deg {n}")
