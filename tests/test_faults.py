@@ -7,6 +7,7 @@ the number of samples sent. (Redelivered messages overwrite the same points.)
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+
+from _mqtt_helpers import TestClient
 
 from spinewatch.model import PostureBatch
 from spinewatch.service.config import Config
@@ -106,9 +109,15 @@ def test_bridge_restarted_with_a_full_outbox_delivers_the_backlog(fresh_mosquitt
         backlog = Outbox(path)
         assert len(backlog) == 300, "the outbox must keep what the broker never acknowledged"
         fresh_mosquitto.start()
+        watcher = TestClient(fresh_mosquitto.host, fresh_mosquitto.port, mqtt5=True)
+        watcher.connect()
+        watcher.subscribe("spinewatch/v1/p1/d1/posture")
         with Publisher(mqtt, "p1", "d1", "5", backlog) as second:  # the bridge restarts
             assert second.wait_all_acked(60)
         wait_until(lambda: stored(influxdb1, db, "p1") == 300 * N_PER_MSG, 60, "the whole backlog")
+        seqs = [json.loads(watcher.get().payload)["seq"] for _ in range(300)]
+        assert seqs == list(range(1, 301)), "the outbox drains in the order it was filled"
+        watcher.close()
     finally:
         w.stop()
 
