@@ -28,7 +28,7 @@ from spinewatch.service.config import Config  # noqa: E402
 from spinewatch.service.ingest import IngestWorker  # noqa: E402
 from spinewatch.service.publisher import Publisher  # noqa: E402
 from spinewatch.service.storage import Influx1Store  # noqa: E402
-from spinewatch.service.wire import EventMsg, PostureMsg  # noqa: E402
+from spinewatch.service.wire import PostureMsg  # noqa: E402
 
 
 class TimedStore(Influx1Store):

@@ -14,12 +14,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from _mqtt_helpers import TestClient
+from _waiting import wait_until
 
 from spinewatch.model import PostureBatch
 from spinewatch.service.config import Config
@@ -33,14 +33,6 @@ pytestmark = pytest.mark.network
 T0 = 1_764_057_600 * 10**9
 DT = 10_000_000
 N_PER_MSG = 100
-
-
-def wait_until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)  # sync-ok: polling with a deadline
 
 
 def batch(i: int, patient: str = "p1") -> PostureBatch:

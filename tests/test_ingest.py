@@ -6,13 +6,12 @@ import base64
 import collections
 import dataclasses
 import json
-import time
 import uuid
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 from _mqtt_helpers import TestClient
+from _waiting import wait_until
 
 from spinewatch.model import PostureBatch, SlouchEvent
 from spinewatch.service import wire
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.network
 
 T0 = 1_764_057_600 * 10**9
 DT = 10_000_000
-
-
-def wait_until(pred: Callable[[], bool], timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)  # sync-ok: polling with a deadline
 
 
 def posture_payload(i: int, n: int = 100) -> bytes:

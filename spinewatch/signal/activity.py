@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.signal._jit import FASTMATH_FLAGS
+from spinewatch.signal._state import StateVector
 
 
 class Activity(enum.IntEnum):
@@ -57,7 +58,7 @@ def _classify(acc, trunk_tilt_rad, alpha, lying_rad, moving_var, state, out):  #
     state[2] = init
 
 
-class ActivityClassifier:
+class ActivityClassifier(StateVector):
     """Causal per-sample activity from accelerometer energy and trunk inclination.
 
     Lying: the trunk is inclined more than ``lying_deg`` from vertical. Moving: the
@@ -72,6 +73,8 @@ class ActivityClassifier:
             is moving, m/s^2 (walking gives 1-3 m/s^2; sitting still about 0.05).
     """
 
+    STATE_LEN = _STATE_LEN
+
     def __init__(
         self,
         rate_hz: float,
@@ -85,17 +88,6 @@ class ActivityClassifier:
         self.lying_rad = math.radians(lying_deg)
         self.moving_var = moving_std_m_s2**2
         self._state = np.zeros(_STATE_LEN)
-
-    @property
-    def state(self) -> npt.NDArray[np.float64]:
-        return self._state.copy()
-
-    @state.setter
-    def state(self, value: npt.ArrayLike) -> None:
-        v = np.asarray(value, dtype=np.float64)
-        if v.shape != (_STATE_LEN,):
-            raise ValueError(f"state must have shape ({_STATE_LEN},), got {v.shape}")
-        self._state = v.copy()
 
     def update(
         self, acc_m_s2: npt.ArrayLike, trunk_tilt_deg: npt.ArrayLike

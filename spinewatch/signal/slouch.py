@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.signal._jit import FASTMATH_FLAGS
+from spinewatch.signal._state import StateVector
 from spinewatch.signal.angles import tilt_deg, up_in_sensor
 from spinewatch.signal.orientation import estimate_orientation
 
@@ -69,7 +70,7 @@ def _detect(angle_deg, on_deg, off_deg, min_samples, state, ep, confirmed):  # p
     return k
 
 
-class SlouchDetector:
+class SlouchDetector(StateVector):
     """Streaming slouch-episode detector over an angle series.
 
     An episode starts at the first sample whose angle exceeds ``threshold_deg`` and ends at
@@ -83,6 +84,8 @@ class SlouchDetector:
         hysteresis_deg: the episode ends below ``threshold_deg - hysteresis_deg``, degrees (>= 0).
         min_duration_s: shortest episode reported, seconds (>= 0).
     """
+
+    STATE_LEN = _STATE_LEN
 
     def __init__(
         self, rate_hz: float, threshold_deg: float, hysteresis_deg: float, min_duration_s: float
@@ -100,18 +103,6 @@ class SlouchDetector:
         self.off_deg = float(threshold_deg - hysteresis_deg)
         self.min_samples = int(math.ceil(min_duration_s * rate_hz - 1e-9))
         self._state = np.zeros(_STATE_LEN)
-
-    @property
-    def state(self) -> Float1D:
-        """A copy of the detector state (float64 vector); assign it back to resume."""
-        return self._state.copy()
-
-    @state.setter
-    def state(self, value: npt.ArrayLike) -> None:
-        v = np.asarray(value, dtype=np.float64)
-        if v.shape != (_STATE_LEN,):
-            raise ValueError(f"state must have shape ({_STATE_LEN},), got {v.shape}")
-        self._state = v.copy()
 
     @property
     def samples_seen(self) -> int:
