@@ -168,3 +168,20 @@ def test_detector_state_round_trips():
     d2 = SlouchDetector(RATE_HZ, 20, 5, 1)
     d2.state = d1.state
     np.testing.assert_array_equal(d1.update(a[200:])[0], d2.update(a[200:])[0])
+
+
+def test_activity_matches_the_scripted_day():
+    """Lying / upright still / upright moving against the simulator's labels (2 h day)."""
+    from spinewatch.firmware_bridge.simulator import SEGMENT_KINDS
+
+    script = PostureScript.day(2 * 3600, seed=3)
+    rec = simulate(script, RATE_HZ, seed=3)
+    tr = PostureTracker(RATE_HZ)
+    act = np.concatenate([tr.update(rec.gyr_rad_s[i:i + 1000], rec.acc_m_s2[i:i + 1000]).activity
+                          for i in range(0, len(rec.t_s), 1000)])
+    kinds = np.array(SEGMENT_KINDS)[rec.labels]
+    truth = np.where(kinds == "lie", Activity.LYING,
+                     np.where(kinds == "walk", Activity.UPRIGHT_MOVING, Activity.UPRIGHT_STILL))
+    assert np.mean(act == truth) > 0.97
+    for a in (Activity.UPRIGHT_STILL, Activity.UPRIGHT_MOVING):
+        assert np.mean(act[truth == a] == a) > 0.95

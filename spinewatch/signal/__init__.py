@@ -11,10 +11,12 @@ from spinewatch.signal.orientation import (
     estimate_orientation,
 )
 from spinewatch.signal.slouch import SlouchDetector, detect_slouch
+from spinewatch.signal.summary import DaySummary, ZoneLimits, daily_summaries
 from spinewatch.signal.tracker import PostureParams, PostureTracker, TrackerOutput
 
 __all__ = [
     "Activity",
+    "DaySummary",
     "ActivityClassifier",
     "OrientationFilter",
     "OrientationFilterBank",
@@ -23,6 +25,8 @@ __all__ = [
     "PostureTracker",
     "SlouchDetector",
     "TrackerOutput",
+    "ZoneLimits",
+    "daily_summaries",
     "detect_slouch",
     "estimate_orientation",
     "neutral_alignment",
