@@ -221,15 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
             "no SPINEWATCH_INFLUX_URL points go to SQLite in --out."
         ),
         epilog="example: spinewatch demo --duration 8h --speed max --out out/",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d.add_argument("--duration", type=parse_duration_s, default=parse_duration_s("8h"),
                    metavar="D", help="simulated time: 8h, 90m, 1h30m, 45s (default 8h)")
     d.add_argument("--speed", type=parse_speed, default=None, metavar="S",
                    help="1 = real time with a live view, N = N times faster, max = as fast as possible "
                         "with a progress bar (default max)")
-    d.add_argument("--out", default="out", metavar="DIR", help="report, events CSV and local store")
-    d.add_argument("--seed", type=int, default=0, help="seed of the simulated day")
+    d.add_argument("--out", default="out", metavar="DIR", help="report, events CSV and local store (default out)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the simulated day (default 0)")
     d.set_defaults(func=_cmd_demo)
 
     i = sub.add_parser(
