@@ -206,3 +206,24 @@ def test_health_endpoint_reports_counters_and_degrades_when_the_database_is_down
         fresh_influxdb1.start()
         w.stop()
         pub.close()
+
+
+def test_device_status_is_stored_but_a_replayed_retained_one_is_not(mosquitto, influxdb1):
+    db = f"st_{uuid.uuid4().hex[:6]}"
+    store = Influx1Store(influxdb1.url, db)
+    store.ensure_database()
+    pub = broker_client(mosquitto)
+    old = json.dumps({"v": 1, "online": True, "battery_pct": 10}).encode()
+    pub.client.publish(wire.topic("p7", "d7", "status"), old, qos=1, retain=True).wait_for_publish(5)
+    w = worker(mosquitto, store)  # subscribes after: the retained status arrives flagged retained
+    try:
+        fresh = json.dumps({"v": 1, "online": True, "battery_pct": 80, "rssi_dbm": -60, "profile": "x"}).encode()
+        pub.publish(wire.topic("p7", "d7", "status"), fresh)
+        assert w.wait_written(1, 20), w.stats.snapshot()
+        rows = influxdb1.points('SELECT battery_pct, rssi_dbm, "online" FROM device', db)
+        assert [(r["battery_pct"], r["rssi_dbm"], r["online"]) for r in rows] == [(80.0, -60.0, 1.0)]
+        assert w.stats.snapshot()["ignored"] >= 1
+    finally:
+        pub.client.publish(wire.topic("p7", "d7", "status"), b"", qos=1, retain=True).wait_for_publish(5)
+        w.stop()
+        pub.close()

@@ -139,3 +139,15 @@ def test_to_bytes_counts_points_of_posture_and_events():
     e = wire.decode_event("p", "d", wire.encode_event(SlouchEvent("p", "d", T0, T0 + 10**9, 30, 25)))
     body, points = to_bytes([p, e])
     assert points == 3 and body.count(b"\n") == 3 and body.endswith(b"\n")
+
+
+def test_status_keeps_numbers_and_flags_and_drops_strings():
+    payload = json.dumps({"v": 1, "online": True, "connected": False, "battery_pct": 87, "rssi_dbm": -61.5,
+                          "address": "AA:BB", "profile": "spinewatch", "Bad-Key": 3, "nested": {"x": 1}}).encode()
+    m = wire.decode_status("p1", "d1", payload, now_ns=T0)
+    assert m.t_ns == T0
+    assert m.fields == {"online": 1.0, "connected": 0.0, "battery_pct": 87.0, "rssi_dbm": -61.5}
+    with pytest.raises(DecodeError, match="online"):
+        wire.decode_status("p1", "d1", json.dumps({"v": 1}).encode(), now_ns=T0)
+    timed = wire.decode_status("p1", "d1", json.dumps({"v": 1, "online": False, "t_ns": T0 + 5}).encode(), 0)
+    assert timed.t_ns == T0 + 5

@@ -56,7 +56,9 @@ class _Incoming:
     qos: int
     topic: str
     payload: bytes
-    arrived_s: float
+    arrived_s: float  # monotonic clock, for batching and lag
+    arrived_utc_ns: int  # wall clock: the time of a status that carries none
+    retained: bool
 
 
 class IngestWorker:
@@ -89,6 +91,7 @@ class IngestWorker:
         )
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._base_on_disconnect = self._client.on_disconnect
         self._client.on_disconnect = self._on_disconnect
         self.connected = False
@@ -101,7 +104,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ingest[{self.client_id}]", daemon=True)
         self._last_reject_log: dict[str, float] = {}
-        self.subscribed = threading.Event()
+        self.subscribed = threading.Event()  # set on the broker's SUBACK
 
     # ---------------------------------------------------------------- paho thread
     def _on_connect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
@@ -112,14 +115,21 @@ class IngestWorker:
         group = self.mqtt_cfg.share_group if self.protocol == "5" else ""
         c.subscribe(wire.subscription(group or None), qos=1)
         _LOGGER.info("ingest %s connected to %s", self.client_id, self.mqtt_cfg.address)
-        self.subscribed.set()
+
+    def _on_subscribe(self, c: paho.Client, u: object, mid: int, codes: object, p: object) -> None:
+        failed = [rc for rc in codes if getattr(rc, "is_failure", False)]  # type: ignore[attr-defined]
+        if failed:
+            _LOGGER.error("ingest: broker %s refused the subscription: %s", self.mqtt_cfg.address, failed)
+            return
+        self.subscribed.set()  # only now will the broker route messages to this session
 
     def _on_disconnect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
         self.connected = False
         self._base_on_disconnect(c, u, flags, rc, p)
 
     def _on_message(self, c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
-        self._queue.put(_Incoming(msg.mid, msg.qos, msg.topic, msg.payload, time.monotonic()))
+        self._queue.put(_Incoming(msg.mid, msg.qos, msg.topic, msg.payload, time.monotonic(),
+                                  time.time_ns(), bool(msg.retain)))
 
     # ---------------------------------------------------------------- worker thread
     def _reject(self, m: _Incoming, reason: str, detail: str) -> None:
@@ -135,18 +145,22 @@ class IngestWorker:
             self._last_reject_log[reason] = now
             _LOGGER.warning("ingest: rejected message on %s: %s (%s)", m.topic[:120], reason, detail[:200])
 
-    def _decode(self, m: _Incoming) -> wire.PostureMsg | wire.EventMsg | None:
+    def _decode(self, m: _Incoming) -> wire.PostureMsg | wire.EventMsg | wire.StatusMsg | None:
         try:
             patient, device, kind = wire.parse_topic(m.topic)
             if kind == "posture":
                 return wire.decode_posture(patient, device, m.payload)
             if kind == "event":
                 return wire.decode_event(patient, device, m.payload)
+            # A retained status replayed on subscribe is old news: storing it again at
+            # arrival time would fake a "last seen".
+            if kind == "status" and not m.retained:
+                return wire.decode_status(patient, device, m.payload, m.arrived_utc_ns)
         except DecodeError as exc:
             self._reject(m, exc.reason, exc.detail)
             return None
         with self.stats.lock:
-            self.stats.ignored += 1  # status/config/imu: not stored by this worker yet
+            self.stats.ignored += 1  # config/imu and replayed retained status: not stored
         return None
 
     def _ack(self, items: list[_Incoming]) -> None:
@@ -158,7 +172,7 @@ class IngestWorker:
             self.stats.acked += len(items)
             self.stats.lock.notify_all()
 
-    def _write_with_retry(self, msgs: list[wire.PostureMsg | wire.EventMsg]) -> int:
+    def _write_with_retry(self, msgs: list[wire.PostureMsg | wire.EventMsg | wire.StatusMsg]) -> int:
         attempt = 0
         while True:
             try:
@@ -180,7 +194,7 @@ class IngestWorker:
                     raise
 
     def _flush(self, batch: list[_Incoming]) -> None:
-        decoded: list[tuple[_Incoming, wire.PostureMsg | wire.EventMsg]] = []
+        decoded: list[tuple[_Incoming, wire.PostureMsg | wire.EventMsg | wire.StatusMsg]] = []
         for m in batch:
             d = self._decode(m)
             if d is not None:

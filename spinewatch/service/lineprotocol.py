@@ -9,7 +9,7 @@ from typing import Final
 import numba as nb
 import numpy as np
 
-from spinewatch.service.wire import EventMsg, PostureMsg
+from spinewatch.service.wire import EventMsg, PostureMsg, StatusMsg
 
 
 @nb.njit(cache=True)
@@ -177,18 +177,27 @@ def slouch_line(e: EventMsg) -> str:
     return f"slouch,device={e.device},patient={e.patient} {','.join(fields)} {e.start_ns}"
 
 
-def to_lines(msgs: Iterable[PostureMsg | EventMsg]) -> list[str]:
+def device_line(m: StatusMsg) -> str:
+    """Measurement ``device`` (battery, link quality, loss counters), float fields."""
+    fields = ",".join(f"{k}={v!r}" for k, v in sorted(m.fields.items()))
+    return f"device,device={m.device},patient={m.patient} {fields} {m.t_ns}"
+
+
+def to_lines(msgs: Iterable[PostureMsg | EventMsg | StatusMsg]) -> list[str]:
     """Every line of ``msgs`` as strings (readable; see :func:`to_bytes` for the fast path)."""
     out: list[str] = []
     for m in msgs:
         if isinstance(m, PostureMsg):
             out.extend(posture_lines(m))
+        elif isinstance(m, StatusMsg):
+            if m.fields:
+                out.append(device_line(m))
         else:
             out.append(slouch_line(m))
     return out
 
 
-def to_bytes(msgs: Iterable[PostureMsg | EventMsg]) -> tuple[bytes, int]:
+def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg]) -> tuple[bytes, int]:
     """Line protocol of ``msgs`` as one newline-terminated block, and the number of points."""
     parts: list[bytes] = []
     points = 0
@@ -197,6 +206,10 @@ def to_bytes(msgs: Iterable[PostureMsg | EventMsg]) -> tuple[bytes, int]:
             b, k = posture_bytes(m)
             parts.append(b)
             points += k
+        elif isinstance(m, StatusMsg):
+            if m.fields:
+                parts.append(device_line(m).encode() + b"\n")
+                points += 1
         else:
             parts.append(slouch_line(m).encode() + b"\n")
             points += 1

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
 from spinewatch.service.lineprotocol import to_bytes
-from spinewatch.service.wire import EventMsg, PostureMsg
+from spinewatch.service.wire import EventMsg, PostureMsg, StatusMsg
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _LOGGER = logging.getLogger(__name__)
 HTTP_TIMEOUT_S: Final = 30.0
 NS_PER_MIN: Final = 60 * 10**9
 
-Message = PostureMsg | EventMsg
+Message = PostureMsg | EventMsg | StatusMsg
 
 
 class StoreRejected(SpineWatchError):
@@ -279,6 +279,10 @@ class SqliteStore:
                 flexion_deg BLOB NOT NULL, lateral_deg BLOB NOT NULL,  -- float32 LE, NaN = null
                 state BLOB, activity BLOB,                              -- int8, NULL if not sent
                 PRIMARY KEY (patient, device, t0_ns)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS device (
+                patient TEXT NOT NULL, device TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+                fields TEXT NOT NULL,  -- JSON object of numeric status fields
+                PRIMARY KEY (patient, device, ts_ns)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS slouch (
                 patient TEXT NOT NULL, device TEXT NOT NULL, start_ns INTEGER NOT NULL,
                 end_ns INTEGER NOT NULL, duration_s REAL, peak_deg REAL, mean_deg REAL,
@@ -289,9 +293,12 @@ class SqliteStore:
     def write(self, msgs: Sequence[Message]) -> int:
         rows = []
         events = []
+        statuses = []
         points = 0
         for m in msgs:
-            if isinstance(m, PostureMsg):
+            if isinstance(m, StatusMsg):
+                statuses.append((m.patient, m.device, m.t_ns, json.dumps(m.fields, sort_keys=True)))
+            elif isinstance(m, PostureMsg):
                 rows.append((
                     m.patient, m.device, m.t0_ns, m.dt_ns, len(m),
                     m.flexion_deg.astype("<f4").tobytes(), m.lateral_deg.astype("<f4").tobytes(),
@@ -305,7 +312,8 @@ class SqliteStore:
         with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO posture VALUES (?,?,?,?,?,?,?,?,?)", rows)
             self._db.executemany("INSERT OR REPLACE INTO slouch VALUES (?,?,?,?,?,?,?)", events)
-        return points + len(events)
+            self._db.executemany("INSERT OR REPLACE INTO device VALUES (?,?,?,?)", statuses)
+        return points + len(events) + len(statuses)
 
     def _chunks(self, patient: str, start_ns: int, end_ns: int) -> list[tuple[Any, ...]]:
         # a chunk starting before start_ns may reach into the period: look back one hour

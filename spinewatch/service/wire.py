@@ -267,3 +267,44 @@ def decode_event(patient: str, device: str, payload: bytes) -> EventMsg:
     ):
         raise DecodeError("bad_type", "mean_deg must be a number within +/-360")
     return EventMsg(patient, device, start, end, float(peak), None if mean is None else float(mean))
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMsg:
+    """A decoded device status: numeric and boolean fields (booleans as 0/1), at ``t_ns``."""
+
+    patient: str
+    device: str
+    t_ns: int
+    fields: dict[str, float]
+
+
+_FIELD_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_STATUS_FIELDS: Final = 32  # a status is a handful of counters; more is not a status
+
+
+def decode_status(patient: str, device: str, payload: bytes, now_ns: int) -> StatusMsg:
+    """Decode a ``status`` payload: ``{"v": 1, "online": bool, <name>: number|bool, ...}``.
+
+    Numbers and booleans become float fields (one type per field, so InfluxDB never sees a
+    type conflict); strings and nested values are not stored. Time: the payload's ``t_ns``
+    if given, else ``now_ns`` (when the worker received it).
+
+    Raises:
+        DecodeError: as :func:`decode_posture`, and ``bad_type`` without an ``online`` flag.
+    """
+    obj = _load(payload)
+    if not isinstance(obj.get("online"), bool):
+        raise DecodeError("bad_type", "online must be true or false")
+    t = _time(obj, "t_ns") if "t_ns" in obj else now_ns
+    fields: dict[str, float] = {}
+    for k, v in obj.items():
+        if k in ("v", "t_ns") or not _FIELD_RE.match(k):
+            continue
+        if isinstance(v, bool):
+            fields[k] = 1.0 if v else 0.0
+        elif isinstance(v, (int, float)) and math.isfinite(v):
+            fields[k] = float(v)
+        if len(fields) >= MAX_STATUS_FIELDS:
+            break
+    return StatusMsg(patient, device, t, fields)
