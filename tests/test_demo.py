@@ -13,6 +13,7 @@ from spinewatch.service.broker import find_mosquitto
 from spinewatch.service.cli import main, parse_duration_s, parse_speed
 from spinewatch.service.config import Config
 from spinewatch.service.pipeline import run_demo
+from spinewatch.service.storage import SqliteStore
 
 
 @pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed (Debian package 'mosquitto')")
@@ -37,7 +38,10 @@ def test_demo_runs_on_the_pure_python_broker_too(tmp_path):
     """amqtt speaks MQTT 3.1.1 only: the publisher and ingest fall back to it."""
     result = asyncio.run(run_demo(Config(), 180.0, None, tmp_path, embedded_broker="amqtt"))
     assert result.broker.startswith("embedded amqtt")
-    assert result.samples == 18_000 and result.points_written == 18_000 + result.events
+    store = SqliteStore(tmp_path / "spinewatch.sqlite")
+    assert result.samples == 18_000 and store.count_posture("p-demo") == 18_000
+    # the rest are the slouch events and the bridge's "online" status
+    assert result.points_written - 18_000 - result.events in (1, 2)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("8h", 28800), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("45", 45), ("1d", 86400)])
