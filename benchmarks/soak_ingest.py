@@ -11,7 +11,10 @@ the given time. The worker's resident memory (/proc/<pid>/status VmRSS) is sampl
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import socket
+import urllib.request
 import subprocess
 import sys
 import time
@@ -42,11 +45,23 @@ def main() -> int:
     from servers import InfluxDB1Server, MosquittoServer
 
     with MosquittoServer() as mosquitto, InfluxDB1Server() as influx:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            health_port = s.getsockname()[1]
         env = {**os.environ, "SPINEWATCH_MQTT_URL": mosquitto.url, "SPINEWATCH_INFLUX_URL": influx.url,
                "SPINEWATCH_INFLUX_DB": "soak", "SPINEWATCH_WORKER_ID": "soak",
-               "PYTHONPATH": str(ROOT)}
+               "SPINEWATCH_HEALTH_LISTEN": f"127.0.0.1:{health_port}", "PYTHONPATH": str(ROOT)}
         worker = subprocess.Popen([sys.executable, "-m", "spinewatch", "ingest", "--stats-interval", "3600"],
                                   env=env, stderr=subprocess.DEVNULL)
+        deadline = time.perf_counter() + 60
+        while time.perf_counter() < deadline:  # publish only once the worker's subscription exists
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=2) as r:
+                    if json.loads(r.read()).get("subscribed"):
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
         cfg = Config.load({"SPINEWATCH_MQTT_URL": mosquitto.url})
         pubs = [Publisher(cfg.mqtt, f"p{i}", "d1", "5") for i in range(args.patients)]
         for p in pubs:
@@ -63,7 +78,10 @@ def main() -> int:
                 p.publish_posture(PostureBatch(p.patient, "d1", t0_ns + sec * 10**9, 10**7,
                                                rng.uniform(-10, 40, 100), rng.uniform(-5, 5, 100)))
             if sec % 10 == 0:
+                behind = time.perf_counter() - (start + sec + 1)
                 samples.append((sec, rss_mb(worker.pid)))
+                if behind > 1.0:
+                    print(f"(the publishers run {behind:.1f} s behind real time)", flush=True)
                 print(f"t={sec:4d} s  ingest RSS {samples[-1][1]:6.1f} MB", flush=True)
         for p in pubs:
             p.wait_all_acked(60)

@@ -291,6 +291,7 @@ class IngestWorker:
             "status": "ok" if self.connected and self._db_ok else "degraded",
             "worker_id": self.client_id,
             "mqtt_connected": self.connected,
+            "subscribed": self.subscribed.is_set(),
             "database_reachable": self._db_ok,
             "database": self.store.address,
             "lag_s": round(time.monotonic() - oldest, 3) if oldest is not None else 0.0,
