@@ -185,3 +185,30 @@ def test_activity_matches_the_scripted_day():
     assert np.mean(act == truth) > 0.97
     for a in (Activity.UPRIGHT_STILL, Activity.UPRIGHT_MOVING):
         assert np.mean(act[truth == a] == a) > 0.95
+
+
+@pytest.mark.parametrize("yaw", [-35.0, 12.0, 90.0])
+def test_a_sensor_turned_about_the_spine_is_corrected_by_a_guided_forward_bend(yaw):
+    from spinewatch.signal.angles import mount_yaw_deg, up_in_sensor
+    from spinewatch.signal.orientation import estimate_orientation
+
+    mount = Mounting(pitch_deg=5, roll_deg=-4, yaw_deg=yaw)
+    calib = ("calibrate", 15, 0), ("slouch", 15, 35)  # guided: upright, then bend forward
+    gyr, acc, _ = record(*calib, mounting=mount)
+    up = up_in_sensor(estimate_orientation(gyr, acc, RATE_HZ))
+    measured = mount_yaw_deg(up[300:1400].mean(axis=0), up[1800:2900])
+    assert abs(measured - yaw) < 2.0
+    day = record(("calibrate", 15, 0), ("slouch", 40, 30, 0), mounting=mount)
+    plain = PostureTracker(RATE_HZ).update(day[0], day[1])
+    fixed = PostureTracker(RATE_HZ, PostureParams(mount_yaw_deg=measured)).update(day[0], day[1])
+    bend = slice(2500, 5000)
+    assert abs(np.median(fixed.flexion_deg[bend]) - 30) < 1.5
+    assert abs(np.median(fixed.lateral_deg[bend])) < 1.5
+    assert abs(np.median(plain.lateral_deg[bend])) > 5  # uncorrected, flexion leaks into lateral
+
+
+def test_yaw_needs_a_real_bend():
+    from spinewatch.signal.angles import mount_yaw_deg
+
+    with pytest.raises(ValueError, match="15 degrees"):
+        mount_yaw_deg([0, 0, 1], [[0.05, 0, 1]])

@@ -72,6 +72,47 @@ def neutral_alignment(neutral_up_sensor: npt.ArrayLike) -> Float2D:
     return np.eye(3) + vx + vx @ vx / (1.0 + c)
 
 
+def mount_yaw_deg(neutral_up_sensor: npt.ArrayLike, forward_bend_up_sensor: npt.ArrayLike) -> float:
+    """Yaw of the sensor about the spine, from a neutral posture and a straight forward bend.
+
+    A sensor stuck on turned about the body's long axis mixes flexion into lateral bend.
+    Gravity alone cannot tell the turn, and natural data cannot either (a patient who slouches
+    leaning to one side looks like a turned sensor), so it is measured once, guided: sit
+    upright, then bend straight forward. After the neutral (tilt) alignment, the bend moves
+    the up direction towards body -x; the angle by which it moved elsewhere is the yaw.
+
+    Args:
+        neutral_up_sensor: (3,) up direction while upright, sensor frame.
+        forward_bend_up_sensor: (M, 3) or (3,) up directions during the forward bend, sensor
+            frame; at least 15 degrees away from neutral on average.
+
+    Returns:
+        Yaw in degrees, (-180, 180]; pass it as ``PostureParams.mount_yaw_deg``.
+
+    Raises:
+        ValueError: the bend is too small to tell a direction.
+    """
+    r = neutral_alignment(neutral_up_sensor)
+    bend = np.atleast_2d(np.asarray(forward_bend_up_sensor, dtype=np.float64))
+    if bend.ndim != 2 or bend.shape[1] != 3:
+        raise ValueError(f"forward_bend_up_sensor must have shape (M, 3), got {bend.shape}")
+    u = bend / np.linalg.norm(bend, axis=1, keepdims=True)
+    h = (u @ r.T)[:, :2].mean(axis=0)  # mean horizontal displacement in the tilt-aligned frame
+    if np.hypot(h[0], h[1]) < np.sin(np.radians(15.0)):
+        raise ValueError("the forward bend is smaller than 15 degrees: bend further to calibrate yaw")
+    # a sensor turned by yaw (R_sensor_to_body = Rz(yaw) ...) sees body -x, the bend
+    # direction, at (-cos yaw, +sin yaw) in its tilt-aligned frame
+    return float(np.degrees(np.arctan2(h[1], -h[0])))
+
+
+def yaw_rotation(yaw_deg: float) -> Float2D:
+    """Rotation about z by ``yaw_deg``: maps the tilt-aligned sensor frame of a sensor turned
+    by ``yaw_deg`` about the spine onto the body frame."""
+    a = np.radians(yaw_deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
 def trunk_angles_deg(up_body: npt.ArrayLike) -> tuple[Float1D, Float1D]:
     """Flexion and lateral bend from the up direction in the calibrated body frame.
 

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.signal.activity import Activity, ActivityClassifier
-from spinewatch.signal.angles import neutral_alignment, trunk_angles_deg, up_in_sensor
+from spinewatch.signal.angles import neutral_alignment, trunk_angles_deg, up_in_sensor, yaw_rotation
 from spinewatch.signal.orientation import OrientationFilter, OrientationParams
 from spinewatch.signal.slouch import SlouchDetector
 
@@ -30,6 +30,9 @@ class PostureParams:
         calibration_s: neutral-posture capture at the start of a stream, seconds.
         lying_deg: trunk inclination from vertical above which the patient counts as lying
             (no slouch is detected while lying), degrees.
+        mount_yaw_deg: how far the sensor is turned about the spine, degrees, measured by a
+            guided forward bend (:func:`spinewatch.signal.angles.mount_yaw_deg`); 0 trusts
+            the sensor profile's mounting.
     """
 
     threshold_deg: float = 20.0
@@ -37,6 +40,7 @@ class PostureParams:
     min_duration_s: float = 30.0
     calibration_s: float = 10.0
     lying_deg: float = 60.0
+    mount_yaw_deg: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold_deg < 90:
@@ -49,6 +53,8 @@ class PostureParams:
             raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
         if not self.calibration_s > 0:
             raise ValueError(f"calibration_s must be > 0, got {self.calibration_s}")
+        if not -180.0 < self.mount_yaw_deg <= 180.0:
+            raise ValueError(f"mount_yaw_deg must be in (-180, 180], got {self.mount_yaw_deg}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +152,9 @@ class PostureTracker:
             i = m
         if i < n:
             if self._r_sensor_to_body is None:  # fixed once calibration is complete
-                self._r_sensor_to_body = neutral_alignment(self._cal_sum)
+                self._r_sensor_to_body = yaw_rotation(self.params.mount_yaw_deg) @ neutral_alignment(
+                    self._cal_sum
+                )
             f, la = trunk_angles_deg(up[i:] @ self._r_sensor_to_body.T)
             flex[i:], lat[i:] = f, la
         # inclination of the trunk from vertical: angle of up_body from body z
