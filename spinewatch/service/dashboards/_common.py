@@ -1,0 +1,219 @@
+"""Shared pieces of the dashboards: data source, template variables, targets, panels, layout."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final, Iterator
+
+DATASOURCE: Final = {"type": "influxdb", "uid": "spinewatch-influxdb"}
+
+# Dashboard defaults until each patient's thresholds are stored (measurement `patient_config`,
+# docs/storage.md "Expected measurements"). threshold_deg matches PostureConfig.threshold_deg.
+THRESHOLD_DEG: Final = 20.0  # neutral below, mild from here
+SEVERE_DEG: Final = 30.0  # severe from here
+RATE_HZ: Final = 100  # posture sample rate (docs/wire-format.md): samples -> minutes
+SIT_BOUT_MIN: Final = 30  # a sitting bout longer than this is flagged (prolonged sitting)
+BASELINE_DAYS: Final = 7  # trend band: running mean over this many days with data
+SDC_NEUTRAL_PCT: Final = 10  # smallest real change of daily % neutral, points (placeholder)
+SDC_SLOUCH_PER_H: Final = 1.0  # smallest real change of slouches per hour (placeholder)
+
+# Every posture/slouch query selects one patient's device(s) and the dashboard's time range.
+SERIES_FILTER: Final = '"patient" =~ /^$patient$/ AND "device" =~ /^$device$/ AND $timeFilter'
+
+THRESHOLDS_NOTE: Final = (
+    " Zones use the dashboard variables threshold_deg (default 20 deg) and severe_deg (default 30 deg) "
+    "until each patient's configured thresholds are stored."
+)
+
+COLOR_NEUTRAL: Final = "green"
+COLOR_MILD: Final = "#EAB839"  # Grafana's yellow
+COLOR_SEVERE: Final = "red"
+
+
+def target(ref: str, query: str, fmt: str = "time_series", alias: str = "") -> dict[str, Any]:
+    """An InfluxDB target with raw InfluxQL text."""
+    t = {"refId": ref, "datasource": DATASOURCE, "rawQuery": True, "query": query, "resultFormat": fmt}
+    if alias:
+        t["alias"] = alias
+    return t
+
+
+def _query_var(name: str, label: str, query: str, multi: bool) -> dict[str, Any]:
+    v: dict[str, Any] = {
+        "name": name, "label": label, "type": "query", "datasource": DATASOURCE, "query": query,
+        "definition": query, "refresh": 2, "includeAll": multi, "multi": multi, "sort": 1,
+        "current": {}, "options": [],
+    }
+    if multi:
+        v["allValue"] = ".*"
+    return v
+
+
+def _custom(name: str, label: str, values: list[float], current: float, description: str) -> dict[str, Any]:
+    text = [f"{v:g}" for v in values]
+    cur = f"{current:g}"
+    return {
+        "name": name, "label": label, "type": "custom", "query": ",".join(text), "description": description,
+        "current": {"text": cur, "value": cur, "selected": True},
+        "options": [{"text": t, "value": t, "selected": t == cur} for t in text],
+        "includeAll": False, "multi": False, "hide": 0,
+    }
+
+
+def _constant(name: str, value: float, description: str) -> dict[str, Any]:
+    text = f"{value:g}"
+    return {"name": name, "type": "constant", "query": text, "description": description, "hide": 2,
+            "current": {"text": text, "value": text}, "options": [{"text": text, "value": text, "selected": True}]}
+
+
+def variables(multi_patient: bool = False, extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Template variables: patient and device (from the data), thresholds, sample rate."""
+    return [
+        _query_var("patient", "Patient", 'SHOW TAG VALUES FROM "posture" WITH KEY = "patient"', multi_patient),
+        _query_var("device", "Device",
+                   'SHOW TAG VALUES FROM "posture" WITH KEY = "device" WHERE "patient" =~ /^$patient$/', True),
+        _custom("threshold_deg", "Slouch threshold (deg)", [15, 20, 25, 30], THRESHOLD_DEG,
+                "Flexion at which mild slouching starts, degrees. Dashboard default until patient_config is stored."),
+        _custom("severe_deg", "Severe from (deg)", [25, 30, 35, 40, 45], SEVERE_DEG,
+                "Flexion at which severe slouching starts, degrees. Dashboard default until patient_config is stored."),
+        _constant("rate_hz", RATE_HZ, "Posture sample rate, Hz: turns sample counts into minutes."),
+        *(extra or []),
+    ]
+
+
+def constant(name: str, value: float, description: str) -> dict[str, Any]:
+    """A hidden constant template variable."""
+    return _constant(name, value, description)
+
+
+class Layout:
+    """Places panels left to right in rows of Grafana's 24 columns; ids in order."""
+
+    def __init__(self) -> None:
+        self.x = self.y = self.row_h = 0
+        self.next_id = 1
+        self.panels: list[dict[str, Any]] = []
+
+    def add(self, panel: dict[str, Any], w: int, h: int) -> dict[str, Any]:
+        if self.x + w > 24:
+            self.x, self.y, self.row_h = 0, self.y + self.row_h, 0
+        panel = {"id": self.next_id, **panel, "gridPos": {"h": h, "w": w, "x": self.x, "y": self.y}}
+        self.next_id += 1
+        self.x += w
+        self.row_h = max(self.row_h, h)
+        self.panels.append(panel)
+        return panel
+
+
+def panel(kind: str, title: str, description: str, targets: list[dict[str, Any]], *,
+          unit: str = "none", decimals: int | None = None, min_: float | None = None,
+          max_: float | None = None, thresholds: list[tuple[str, float | None]] | None = None,
+          mappings: list[dict[str, Any]] | None = None, custom: dict[str, Any] | None = None,
+          overrides: list[dict[str, Any]] | None = None, options: dict[str, Any] | None = None,
+          transformations: list[dict[str, Any]] | None = None, interval: str = "",
+          links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A panel with field defaults; every argument becomes the Grafana key of the same meaning."""
+    defaults: dict[str, Any] = {"unit": unit}
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    if min_ is not None:
+        defaults["min"] = min_
+    if max_ is not None:
+        defaults["max"] = max_
+    if thresholds is not None:
+        defaults["thresholds"] = {"mode": "absolute",
+                                  "steps": [{"color": c, "value": v} for c, v in thresholds]}
+    if mappings:
+        defaults["mappings"] = mappings
+    if custom:
+        defaults["custom"] = custom
+    if links:
+        defaults["links"] = links
+    p: dict[str, Any] = {
+        "type": kind, "title": title, "description": description, "datasource": DATASOURCE,
+        "targets": targets, "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
+        "options": options or {},
+    }
+    if transformations:
+        p["transformations"] = transformations
+    if interval:
+        p["interval"] = interval
+    return p
+
+
+def bars(stacked: bool = False) -> dict[str, Any]:
+    """Timeseries field config drawing bars (per hour / per day)."""
+    return {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1, "barAlignment": -1,
+            "stacking": {"mode": "normal" if stacked else "none", "group": "A"}}
+
+
+def override_color(name: str, color: str, **extra: Any) -> dict[str, Any]:
+    """Fixed colour (and other custom properties) for the series named ``name``."""
+    props = [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}]
+    props += [{"id": f"custom.{k}", "value": v} for k, v in extra.items()]
+    return {"matcher": {"id": "byName", "options": name}, "properties": props}
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[dict[str, Any]],
+              templating: list[dict[str, Any]], time_from: str, refresh: str = "",
+              annotations: list[dict[str, Any]] | None = None,
+              links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A complete dashboard model (schemaVersion 39, Grafana 10.4+)."""
+    builtin = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
+               "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
+               "type": "dashboard"}
+    return {
+        "uid": uid, "title": title, "description": description, "tags": ["spinewatch"],
+        "timezone": "browser", "schemaVersion": 39, "version": 1, "editable": True,
+        "refresh": refresh, "time": {"from": time_from, "to": "now"}, "graphTooltip": 1,
+        "templating": {"list": templating}, "annotations": {"list": [builtin, *(annotations or [])]},
+        "links": links or [], "panels": panels,
+    }
+
+
+def nav_links() -> list[dict[str, Any]]:
+    """Links between the SpineWatch dashboards, keeping the time range and variables."""
+    return [{"title": "SpineWatch", "type": "dashboards", "tags": ["spinewatch"], "asDropdown": True,
+             "includeVars": True, "keepTime": True, "icon": "external link"}]
+
+
+# -- queries as Grafana would send them -----------------------------------------------------------
+
+
+def iter_queries(dash: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(panel or annotation, target) for every InfluxQL query in a dashboard."""
+    for p in dash["panels"]:
+        for t in p.get("targets", []):
+            yield p, t
+    for a in dash["annotations"]["list"]:
+        if a.get("datasource", {}).get("type") == "influxdb":
+            yield a, a
+
+
+def variable_defaults(dash: dict[str, Any]) -> dict[str, str]:
+    """Current values of the dashboard's custom and constant variables."""
+    return {v["name"]: v["current"]["value"] for v in dash["templating"]["list"]
+            if v["type"] in ("custom", "constant")}
+
+
+def expand(query: str, values: dict[str, str], start_ms: int, end_ms: int, interval: str) -> str:
+    """Substitute Grafana's macros and variables the way its InfluxDB data source does.
+
+    Args:
+        query: raw InfluxQL with ``$timeFilter``, ``$__interval``, ``${__from}``, ``$name``.
+        values: variable name -> value (regex-safe: ids are ``[A-Za-z0-9_-]``).
+        start_ms, end_ms: the time range, ms since the epoch (UTC).
+        interval: what Grafana would pick for ``$__interval``, e.g. ``1m``.
+    """
+    macros = {
+        "timeFilter": f"time >= {start_ms}ms and time <= {end_ms}ms",
+        "__interval": interval, "__from": str(start_ms), "__to": str(end_ms), **values,
+    }
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        if name not in macros:
+            raise KeyError(f"no value for ${name} in {query}")
+        return macros[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, query)
