@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Callable, Final
 
 from spinewatch.service.dashboards import clinic, compliance, day, live, trends
+from spinewatch.service.dashboards._eval import Frame, evaluate, visible
 from spinewatch.service.dashboards._common import (
     DATASOURCE, SERIES_FILTER, expand, iter_queries, variable_defaults,
 )
 
-__all__ = ["DASHBOARDS", "DATASOURCE", "SERIES_FILTER", "expand", "iter_queries", "variable_defaults", "write_all"]
+__all__ = ["DASHBOARDS", "DATASOURCE", "Frame", "evaluate", "visible", "SERIES_FILTER", "expand", "iter_queries", "variable_defaults", "write_all"]
 
 DASHBOARDS: Final[dict[str, Callable[[], dict[str, Any]]]] = {
     "clinic-overview.json": clinic.build,

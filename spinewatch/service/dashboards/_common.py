@@ -14,7 +14,7 @@ SEVERE_DEG: Final = 30.0  # severe from here
 RATE_HZ: Final = 100  # posture sample rate (docs/wire-format.md): samples -> minutes
 SIT_BOUT_MIN: Final = 30  # a sitting bout longer than this is flagged (prolonged sitting)
 BASELINE_DAYS: Final = 7  # trend band: running mean over this many days with data
-SDC_NEUTRAL_PCT: Final = 10  # smallest real change of daily % neutral, points (placeholder)
+SDC_NEUTRAL_PCT: Final = 10  # smallest real change of daily % neutral, points (placeholder, no test-retest data yet)
 SDC_SLOUCH_PER_H: Final = 1.0  # smallest real change of slouches per hour (placeholder)
 
 # Every posture/slouch query selects one patient's device(s) and the dashboard's time range.
@@ -25,17 +25,72 @@ THRESHOLDS_NOTE: Final = (
     "until each patient's configured thresholds are stored."
 )
 
+NEUTRAL_DESCRIPTION: Final = (
+    "Share of worn minutes whose mean flexion is below threshold_deg (the neutral zone), %. Minutes lying "
+    "down count as neutral. Computed from 1-minute means of the 100 Hz flexion, like the zone chart and the "
+    "trends." + THRESHOLDS_NOTE
+)
+
 COLOR_NEUTRAL: Final = "green"
 COLOR_MILD: Final = "#EAB839"  # Grafana's yellow
 COLOR_SEVERE: Final = "red"
 
 
-def target(ref: str, query: str, fmt: str = "time_series", alias: str = "") -> dict[str, Any]:
+# Outer time filters of queries over subqueries: the inner query applies $timeFilter; the outer one
+# must keep the first bucket, which starts before the range when the range is not bucket-aligned.
+OUTER_TF_HOUR: Final = "time >= ${__from}ms - 1h and time <= ${__to}ms"
+OUTER_TF_DAY: Final = "time >= ${__from}ms - 1d and time <= ${__to}ms"
+
+EXPR_DATASOURCE: Final = {"type": "__expr__", "uid": "__expr__", "name": "Expression"}
+
+
+def target(ref: str, query: str, fmt: str = "time_series", hide: bool = False) -> dict[str, Any]:
     """An InfluxDB target with raw InfluxQL text."""
     t = {"refId": ref, "datasource": DATASOURCE, "rawQuery": True, "query": query, "resultFormat": fmt}
-    if alias:
-        t["alias"] = alias
+    if hide:
+        t["hide"] = True
     return t
+
+
+def math(ref: str, expression: str, hide: bool = False) -> dict[str, Any]:
+    """A Grafana server-side expression (math) over other targets: ``100 * $N / $W``."""
+    t = {"refId": ref, "datasource": EXPR_DATASOURCE, "type": "math", "expression": expression}
+    if hide:
+        t["hide"] = True
+    return t
+
+
+def reduce(ref: str, source: str, reducer: str = "last") -> dict[str, Any]:
+    """A Grafana server-side expression reducing target ``source`` to one number."""
+    return {"refId": ref, "datasource": EXPR_DATASOURCE, "type": "reduce", "expression": source,
+            "reducer": reducer, "hide": True}
+
+
+def minute_means(by_patient: bool = False) -> str:
+    """Subquery: 1-minute means of flexion, the basis of the zones and of % neutral."""
+    return (f'SELECT mean("flexion_deg") AS "m" FROM "posture" WHERE {SERIES_FILTER} '
+            'GROUP BY time(1m)' + (', "patient"' if by_patient else ""))
+
+
+ZONES: Final = {
+    "neutral": '"m" < $threshold_deg',
+    "mild": '"m" >= $threshold_deg AND "m" < $severe_deg',
+    "severe": '"m" >= $severe_deg',
+}
+
+
+def zone_minutes(zone: str | None, alias: str, group: str = "") -> str:
+    """Worn minutes whose mean flexion is in ``zone`` (None: all worn minutes)."""
+    cond = f"{ZONES[zone]} AND " if zone else ""
+    inner = minute_means(by_patient='"patient"' in group)
+    return f'SELECT count("m") AS "{alias}" FROM ({inner}) WHERE {cond}{OUTER_TF_HOUR} {group}'.strip()
+
+
+def neutral_pct_targets(n: str = "N", w: str = "W", out: str = "A") -> list[dict[str, Any]]:
+    """% neutral = 100 x neutral minutes / worn minutes (two hidden InfluxQL targets and a math expression)."""
+    return [target(n, zone_minutes("neutral", "neutral_min"), hide=True),
+            target(w, zone_minutes(None, "worn_min"), hide=True),
+            math(out, f"100 * ${n} / ${w}")]
 
 
 def _query_var(name: str, label: str, query: str, multi: bool) -> dict[str, Any]:
@@ -184,7 +239,8 @@ def iter_queries(dash: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[st
     """(panel or annotation, target) for every InfluxQL query in a dashboard."""
     for p in dash["panels"]:
         for t in p.get("targets", []):
-            yield p, t
+            if t["datasource"]["type"] == "influxdb":
+                yield p, t
     for a in dash["annotations"]["list"]:
         if a.get("datasource", {}).get("type") == "influxdb":
             yield a, a

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spinewatch.service.dashboards._common import (
-    COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, SERIES_FILTER, Layout, bars, dashboard, nav_links, panel, target,
+    COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, OUTER_TF_DAY, SERIES_FILTER, Layout, bars, dashboard, nav_links, panel, target,
     variables,
 )
 
@@ -13,7 +13,7 @@ F = SERIES_FILTER
 # Minutes with posture data per UTC day, from RP "trend" (samples of each stored minute / rate).
 WEAR_MIN_DAILY = (f'SELECT sum("samples") / (60 * $rate_hz) AS "wear_min" FROM "trend"."posture_1m" '
                   f"WHERE {F} GROUP BY time(1d)")
-DAYS_WITH_DATA = f'SELECT count("wear_min") AS "days" FROM ({WEAR_MIN_DAILY}) WHERE "wear_min" >= 1 AND $timeFilter'
+DAYS_WITH_DATA = f'SELECT count("wear_min") AS "days" FROM ({WEAR_MIN_DAILY}) WHERE "wear_min" >= 1 AND {OUTER_TF_DAY}'
 MIN_DAYS_LOW = 2  # RTM device-supply threshold for 2-15 days in a 30-day period
 MIN_DAYS_HIGH = 16  # RTM device-supply threshold for 16 or more days
 
@@ -60,7 +60,7 @@ def build() -> dict[str, Any]:
         "Every selected patient's days with data in the period, for billing review (choose All patients)."
         + definition,
         [target("A", f'SELECT count("wear_min") AS "days with data" FROM ('
-                     f'{WEAR_MIN_DAILY}, "patient") WHERE "wear_min" >= 1 AND $timeFilter GROUP BY "patient"',
+                     f'{WEAR_MIN_DAILY}, "patient") WHERE "wear_min" >= 1 AND {OUTER_TF_DAY} GROUP BY "patient"',
                 "table")],
         decimals=0,
         overrides=[{"matcher": {"id": "byName", "options": "Time"},

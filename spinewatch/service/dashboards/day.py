@@ -5,20 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from spinewatch.service.dashboards._common import (
-    COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, SERIES_FILTER, SIT_BOUT_MIN, THRESHOLDS_NOTE, Layout, bars,
-    constant, dashboard, nav_links, override_color, panel, target, variables,
+    COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, NEUTRAL_DESCRIPTION, SERIES_FILTER, SIT_BOUT_MIN, THRESHOLDS_NOTE, ZONES, Layout,
+    bars, constant, dashboard, nav_links, neutral_pct_targets, override_color, panel, target, variables,
+    zone_minutes,
 )
 
 F = SERIES_FILTER
 
-# 1-minute means of flexion over upright minutes (activity 2 or 3): the basis of the zones.
-UPRIGHT_MINUTES = (f'SELECT mean("flexion_deg") AS "flexion" FROM "posture" WHERE {F} AND "activity" >= 2 '
-                   "GROUP BY time(1m)")
-ZONES = {
-    "neutral": '"flexion" < $threshold_deg',
-    "mild": '"flexion" >= $threshold_deg AND "flexion" < $severe_deg',
-    "severe": '"flexion" >= $severe_deg',
-}
 # Share of each minute spent upright still (activity 2), 0..1.
 SIT_FRACTION = (f'SELECT count("activity") / (60 * $rate_hz) AS "sit" FROM "posture" WHERE {F} '
                 'AND "activity" = 2 GROUP BY time(1m) fill(0)')
@@ -26,30 +19,24 @@ SIT_FRACTION = (f'SELECT count("activity") / (60 * $rate_hz) AS "sit" FROM "post
 SIT_WINDOW = f'SELECT moving_average("sit", $sit_bout_min) AS "w" FROM ({SIT_FRACTION})'
 
 
-def zone_query(zone: str, group: str = "GROUP BY time(1h) fill(0)") -> str:
-    """Minutes whose mean upright flexion is in ``zone`` (neutral / mild / severe)."""
-    return (f'SELECT count("flexion") AS "{zone}" FROM ({UPRIGHT_MINUTES}) '
-            f"WHERE {ZONES[zone]} AND $timeFilter {group}").strip()
-
-
 def build() -> dict[str, Any]:
     """The "Patient day" dashboard model."""
     lay = Layout()
     lay.add(panel(
-        "timeseries", "Upright minutes per hour by zone",
-        "Each upright minute (activity upright still or moving; lying excluded) is put in a zone by its mean "
-        "flexion: neutral below threshold_deg, mild from threshold_deg to severe_deg, severe from severe_deg, "
-        "then counted per hour (UTC hour buckets shown in local time). Minutes." + THRESHOLDS_NOTE,
-        [target(r, zone_query(z)) for r, z in zip("ABC", ZONES, strict=True)],
+        "timeseries", "Worn minutes per hour by zone",
+        "Each worn minute is put in a zone by its mean flexion: neutral below threshold_deg, mild from "
+        "threshold_deg to severe_deg, severe from severe_deg; then counted per hour. Minutes lying down "
+        "count as neutral (see the Activity timeline on Patient live)." + THRESHOLDS_NOTE,
+        [target(r, zone_minutes(z, z, "GROUP BY time(1h) fill(none)")) for r, z in zip("ABC", ZONES, strict=True)],
         unit="m", decimals=0, min_=0, custom=bars(stacked=True), interval="1h",
         overrides=[override_color("neutral", COLOR_NEUTRAL), override_color("mild", COLOR_MILD),
                    override_color("severe", COLOR_SEVERE)],
         options={"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
     ), 16, 9)
     lay.add(panel(
-        "piechart", "Upright time by zone",
-        "Upright minutes in each zone over the selected range, as in the bar chart to the left." + THRESHOLDS_NOTE,
-        [target(r, zone_query(z, "")) for r, z in zip("ABC", ZONES, strict=True)],
+        "piechart", "Worn time by zone",
+        "Worn minutes in each zone over the selected range, as in the bar chart to the left." + THRESHOLDS_NOTE,
+        [target(r, zone_minutes(z, z)) for r, z in zip("ABC", ZONES, strict=True)],
         unit="m", decimals=0,
         overrides=[override_color("neutral", COLOR_NEUTRAL), override_color("mild", COLOR_MILD),
                    override_color("severe", COLOR_SEVERE)],
@@ -57,12 +44,11 @@ def build() -> dict[str, Any]:
                  "placement": "right", "values": ["value", "percent"]},
                  "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
     ), 8, 9)
+    lay.add(panel("stat", "Time neutral", NEUTRAL_DESCRIPTION, neutral_pct_targets(), unit="percent", decimals=1,
+                  min_=0, max_=100), 6, 4)
     for title, desc, q, unit, dec in (
         ("Wear time", "Minutes with posture data in the selected range (samples / 100 Hz / 60).",
          f'SELECT count("flexion_deg") / (60 * $rate_hz) AS "wear_min" FROM "posture" WHERE {F}', "m", 0),
-        ("Time neutral", "Share of worn time not in a confirmed slouch, % (100 x (1 - mean of state)); "
-         "the same definition as the Patient live dashboard.",
-         f'SELECT 100 * (1 - mean("state")) AS "neutral_pct" FROM "posture" WHERE {F}', "percent", 1),
         ("Slouches", "Slouch episodes that started in the selected range.",
          f'SELECT count("duration_s") AS "slouches" FROM "slouch" WHERE {F}', "none", 0),
         ("Longest slouch", "Duration of the longest slouch episode in the selected range, minutes.",

@@ -6,7 +6,7 @@ from typing import Any
 
 from spinewatch.service.dashboards._common import (
     COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, DATASOURCE, SERIES_FILTER, SEVERE_DEG, THRESHOLD_DEG,
-    THRESHOLDS_NOTE, Layout, dashboard, nav_links, override_color, panel, target, variables,
+    NEUTRAL_DESCRIPTION, Layout, dashboard, nav_links, override_color, panel, neutral_pct_targets, target, variables,
 )
 
 F = SERIES_FILTER
@@ -79,9 +79,8 @@ def build() -> dict[str, Any]:
     ), 6, 5)
     lay.add(panel(
         "stat", "Time neutral",
-        "Share of worn time not in a confirmed slouch, %: 100 x (1 - mean of the state field over all "
-        "samples in the range)." + THRESHOLDS_NOTE,
-        [target("A", f'SELECT 100 * (1 - mean("state")) AS "neutral_pct" FROM "posture" WHERE {F}')],
+        NEUTRAL_DESCRIPTION,
+        neutral_pct_targets(),
         unit="percent", decimals=1, min_=0, max_=100,
         thresholds=[(COLOR_SEVERE, None), (COLOR_MILD, 70), (COLOR_NEUTRAL, 85)],
     ), 6, 5)
