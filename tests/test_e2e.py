@@ -274,3 +274,24 @@ def test_clinic_overview_row_matches_the_script(dash_data):
     assert abs(row["neutral_min"] / row["worn_min"] - truth_neutral) < 0.01  # the calculateField transformation
     assert start_ns + DURATION_S * 1e9 - 20e6 < row["last_seen_ns"] < start_ns + DURATION_S * 1e9
     assert "alerts" not in row and "battery_pct" not in row  # waiting for data
+
+
+def test_dashboard_previews_render_from_the_same_queries(dash_data, tmp_path):
+    import os
+    import shutil
+
+    from spinewatch.service.dashboard_render import clinic_rows, render_all
+    from spinewatch.service.dashboards import DASHBOARDS
+
+    result, _, start_ns, store = dash_data
+    end_ns = start_ns + int(DURATION_S * 1e9)
+    paths = render_all(store, tmp_path, start_ns, end_ns, "p-e2e", "d-e2e")
+    assert [p.name for p in paths] == [n.replace(".json", ".png") for n in DASHBOARDS]
+    if os.environ.get("SPINEWATCH_PREVIEW_DIR"):  # keep them for review
+        for p in paths:
+            shutil.copy(p, os.environ["SPINEWATCH_PREVIEW_DIR"])
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 15_000, p
+    d = _dash("clinic-overview")
+    rows = clinic_rows(d["panels"][0], _eval(store, d, "Patients today", start_ns, patient=".*", device=".*"))
+    assert [r["patient"] for r in rows] == ["p-e2e"] and rows[0]["slouches"] == result.events

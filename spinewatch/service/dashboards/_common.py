@@ -166,9 +166,15 @@ def panel(kind: str, title: str, description: str, targets: list[dict[str, Any]]
           mappings: list[dict[str, Any]] | None = None, custom: dict[str, Any] | None = None,
           overrides: list[dict[str, Any]] | None = None, options: dict[str, Any] | None = None,
           transformations: list[dict[str, Any]] | None = None, interval: str = "",
-          links: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A panel with field defaults; every argument becomes the Grafana key of the same meaning."""
+          links: list[dict[str, Any]] | None = None, no_value: str | None = None) -> dict[str, Any]:
+    """A panel with field defaults; every argument becomes the Grafana key of the same meaning.
+
+    ``no_value`` is shown when a query returns no rows (e.g. "0" for a count of episodes: InfluxQL
+    returns no row, not 0, when nothing matched).
+    """
     defaults: dict[str, Any] = {"unit": unit}
+    if no_value is not None:
+        defaults["noValue"] = no_value
     if decimals is not None:
         defaults["decimals"] = decimals
     if min_ is not None:

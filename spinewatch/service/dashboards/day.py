@@ -54,7 +54,8 @@ def build() -> dict[str, Any]:
         ("Longest slouch", "Duration of the longest slouch episode in the selected range, minutes.",
          f'SELECT max("duration_s") / 60 AS "longest_min" FROM "slouch" WHERE {F}', "m", 1),
     ):
-        lay.add(panel("stat", title, desc, [target("A", q)], unit=unit, decimals=dec), 6, 4)
+        lay.add(panel("stat", title, desc, [target("A", q)], unit=unit, decimals=dec,
+                      no_value=None if title == "Wear time" else "0"), 6, 4)
     lay.add(panel(
         "timeseries", "Sitting in the last $sit_bout_min minutes",
         "For each minute, the share of the preceding sit_bout_min minutes (default 30) spent upright "
@@ -71,7 +72,7 @@ def build() -> dict[str, Any]:
         "still: 0 means no sitting bout was longer than 30 minutes; each further minute of the same bout "
         "adds one.",
         [target("A", f'SELECT count("w") AS "prolonged_min" FROM ({SIT_WINDOW}) WHERE "w" >= 0.95 AND $timeFilter')],
-        unit="m", decimals=0, thresholds=[(COLOR_NEUTRAL, None), (COLOR_MILD, 1)],
+        unit="m", decimals=0, thresholds=[(COLOR_NEUTRAL, None), (COLOR_MILD, 1)], no_value="0",
     ), 8, 7)
     waiting = " Waits for the alert measurement (docs/storage.md); empty until haptic alerts are stored."
     lay.add(panel(

@@ -69,13 +69,13 @@ def build() -> dict[str, Any]:
         "Slouch episodes (longer than the minimum duration, 30 s by default) that started in the "
         "selected time range.",
         [target("A", f'SELECT count("duration_s") AS "slouches" FROM "slouch" WHERE {F}')],
-        decimals=0,
+        decimals=0, no_value="0",
     ), 6, 5)
     lay.add(panel(
         "stat", "Time slouching",
         "Total duration of the slouch episodes that started in the selected time range, minutes.",
         [target("A", f'SELECT sum("duration_s") / 60 AS "slouch_min" FROM "slouch" WHERE {F}')],
-        unit="m", decimals=1,
+        unit="m", decimals=1, no_value="0",
     ), 6, 5)
     lay.add(panel(
         "stat", "Time neutral",

@@ -39,7 +39,7 @@ def ratio_with_band(name: str, num: str, den: str, scale: str, sdc: float) -> li
     ]
 
 
-def band_overrides(color: str) -> list[dict[str, Any]]:
+def band_overrides(name: str, color: str) -> list[dict[str, Any]]:
     band = [{"id": "color", "value": {"mode": "fixed", "fixedColor": BAND_GREY}},
             {"id": "custom.lineWidth", "value": 0}, {"id": "custom.showPoints", "value": "never"},
             {"id": "custom.hideFrom", "value": {"legend": True, "tooltip": False, "viz": False}}]
@@ -51,7 +51,8 @@ def band_overrides(color: str) -> list[dict[str, Any]]:
         {"matcher": {"id": "byFrameRefID", "options": "LOWER"},
          "properties": [*band, {"id": "displayName", "value": "baseline - smallest real change"}]},
         {"matcher": {"id": "byFrameRefID", "options": "A"},
-         "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}},
+         "properties": [{"id": "displayName", "value": name},
+                        {"id": "color", "value": {"mode": "fixed", "fixedColor": color}},
                         {"id": "custom.lineWidth", "value": 2}, {"id": "custom.showPoints", "value": "always"}]},
     ]
 
@@ -70,7 +71,7 @@ def build() -> dict[str, Any]:
         "the Patient day dashboard)." + band_note + f" Smallest real change: {SDC_NEUTRAL_PCT} points."
         + THRESHOLDS_NOTE,
         neutral, unit="percent", decimals=0, min_=0, max_=100, interval="1d",
-        custom={"spanNulls": True, "fillOpacity": 0}, overrides=band_overrides(COLOR_NEUTRAL),
+        custom={"spanNulls": True, "fillOpacity": 0}, overrides=band_overrides("time neutral", COLOR_NEUTRAL),
         options={"legend": {"displayMode": "list", "placement": "bottom"}},
     ), 24, 9)
     lay.add(panel(
@@ -79,7 +80,7 @@ def build() -> dict[str, Any]:
         + f" Smallest real change: {SDC_SLOUCH_PER_H:g} per hour.",
         ratio_with_band("slouches per hour", SLOUCHES, WEAR_H, "", SDC_SLOUCH_PER_H),
         unit="none", decimals=1, min_=0, interval="1d",
-        custom={"spanNulls": True, "fillOpacity": 0}, overrides=band_overrides(COLOR_SEVERE),
+        custom={"spanNulls": True, "fillOpacity": 0}, overrides=band_overrides("slouches per hour", COLOR_SEVERE),
         options={"legend": {"displayMode": "list", "placement": "bottom"}},
     ), 24, 9)
     lay.add(panel(
