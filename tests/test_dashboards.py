@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from spinewatch.service.dashboards import DASHBOARDS, expand, iter_queries, variable_defaults, write_all
+from spinewatch.service.dashboards import (
+    DASHBOARDS,
+    expand,
+    iter_queries,
+    variable_defaults,
+    write_all,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BOARDS = {name: build() for name, build in DASHBOARDS.items()}

@@ -173,7 +173,7 @@ def test_every_dashboard_query_runs_on_the_ingested_data(dash_data):
                 assert series, f"{what} returned nothing"
             checked += 1
         for panel in dash["panels"]:  # expressions over the results evaluate too
-            evaluate(panel, lambda q: _run(store, dash, q, start_ns))
+            evaluate(panel, lambda q, dash=dash: _run(store, dash, q, start_ns))
     assert checked >= 40
 
 

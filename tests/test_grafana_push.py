@@ -15,9 +15,11 @@ import pytest
 
 pytest.importorskip("grafana_client")
 
-from spinewatch.service.dashboards import DASHBOARDS, DATASOURCE  # noqa: E402
-from spinewatch.service.grafana_push import (  # noqa: E402
-    GrafanaPushError, add_grafana_commands, cmd_grafana_push,
+from spinewatch.service.dashboards import DASHBOARDS, DATASOURCE
+from spinewatch.service.grafana_push import (
+    GrafanaPushError,
+    add_grafana_commands,
+    cmd_grafana_push,
 )
 
 TOKEN = "glsa_test-token-0123456789"

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from spinewatch.service.dashboards import DASHBOARDS, Frame, evaluate, expand, variable_defaults, visible
+from spinewatch.service.dashboards import (
+    DASHBOARDS,
+    Frame,
+    evaluate,
+    expand,
+    variable_defaults,
+    visible,
+)
 
 if TYPE_CHECKING:
     from spinewatch.service.storage import _InfluxHttp
@@ -38,8 +45,8 @@ def _color(c: str | None, default: str = "#1F60C4") -> str:
     if not c:
         return default
     if c.startswith("rgba"):
-        r, g, b, a = (float(x) for x in c[5:-1].split(","))
-        return "#%02x%02x%02x" % (int(r), int(g), int(b))
+        r, g, b = (int(float(x)) for x in c[5:-1].split(",")[:3])
+        return f"#{r:02x}{g:02x}{b:02x}"
     return COLORS.get(c, c)
 
 
@@ -148,7 +155,7 @@ def _draw_timeseries(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]]
 
 
 def _time_axis(ax: Any, span: tuple[int, int], interval_s: int) -> None:
-    import matplotlib.dates as mdates  # noqa: PLC0415
+    import matplotlib.dates as mdates
 
     a, b = span
     if interval_s >= 86400:  # whole UTC days around the range
@@ -182,7 +189,6 @@ def _draw_stat(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]]) -> N
 
 def _draw_state_timeline(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]], interval_s: int,
                          span: tuple[int, int]) -> None:
-    import matplotlib.dates as mdates  # noqa: PLC0415
 
     frames = [f for fs in res.values() for f in fs if f.t_ns is not None and f.v.size]
     for k, f in enumerate(frames):
@@ -193,7 +199,7 @@ def _draw_state_timeline(ax: Any, panel: dict[str, Any], res: dict[str, list[Fra
                 ax.barh(k, interval_s / 86400, left=x, color=_color(m.get("color"), "grey"), height=0.8, lw=0)
         ax.set_yticks(range(len(frames)), [f.name for f in frames])
     handles = []
-    import matplotlib.patches as mpatches  # noqa: PLC0415
+    import matplotlib.patches as mpatches
 
     for m in panel["fieldConfig"]["defaults"].get("mappings", []):
         for o in m["options"].values():
@@ -290,10 +296,10 @@ def render_dashboard(dash: dict[str, Any], store: _InfluxHttp, start_ns: int, en
         values: template variable values (patient, device; defaults fill the rest).
         path: PNG file to write.
     """
-    import matplotlib  # noqa: PLC0415 - heavy, only when drawing
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     vals = {**variable_defaults(dash), **values}
     range_s = (end_ns - start_ns) / 1e9

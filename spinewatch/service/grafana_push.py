@@ -80,7 +80,7 @@ def datasource_model(influx: InfluxConfig, uid: str, url: str = "") -> dict[str,
 def connect(url: str, token: str) -> Any:
     """A ``grafana_client.GrafanaApi`` for ``url`` with a bearer token (import deferred: optional extra)."""
     try:
-        from grafana_client import GrafanaApi  # noqa: PLC0415 - optional dependency
+        from grafana_client import GrafanaApi
     except ImportError as exc:
         raise SpineWatchError(
             "grafana push needs grafana-client: pip install 'spinewatch[grafana]'"
@@ -93,7 +93,7 @@ def _status(exc: Exception) -> int:
 
 
 def _call(step: str, fn: Any, *args: Any) -> Any:
-    from grafana_client.client import GrafanaException  # noqa: PLC0415
+    from grafana_client.client import GrafanaException
 
     try:
         return fn(*args)
@@ -104,7 +104,7 @@ def _call(step: str, fn: Any, *args: Any) -> Any:
 
 
 def _exists(step: str, fn: Any, uid: str) -> bool:
-    from grafana_client.client import GrafanaClientError  # noqa: PLC0415
+    from grafana_client.client import GrafanaClientError
 
     try:
         _call(step, fn, uid)
@@ -153,8 +153,8 @@ def push(api: Any, dashboards: list[dict[str, Any]], datasource: dict[str, Any],
 
 def cmd_grafana_push(args: argparse.Namespace) -> int:
     """``spinewatch grafana push``: read the settings, push, print what was done."""
-    from spinewatch.service.config import Config  # noqa: PLC0415
-    from spinewatch.service.dashboards import DASHBOARDS, DATASOURCE  # noqa: PLC0415
+    from spinewatch.service.config import Config
+    from spinewatch.service.dashboards import DASHBOARDS, DATASOURCE
 
     url = args.url or os.environ.get("GRAFANA_URL", "")
     token = os.environ.get(args.token_env, "")

@@ -11,16 +11,21 @@ Regenerate with ``python -m spinewatch.service.dashboards``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Final
+from typing import Any, Final
 
 from spinewatch.service.dashboards import clinic, compliance, day, live, trends
-from spinewatch.service.dashboards._eval import Frame, evaluate, visible
 from spinewatch.service.dashboards._common import (
-    DATASOURCE, SERIES_FILTER, expand, iter_queries, variable_defaults,
+    DATASOURCE,
+    SERIES_FILTER,
+    expand,
+    iter_queries,
+    variable_defaults,
 )
+from spinewatch.service.dashboards._eval import Frame, evaluate, visible
 
-__all__ = ["DASHBOARDS", "DATASOURCE", "Frame", "evaluate", "visible", "SERIES_FILTER", "expand", "iter_queries", "variable_defaults", "write_all"]
+__all__ = ["DASHBOARDS", "DATASOURCE", "SERIES_FILTER", "Frame", "evaluate", "expand", "iter_queries", "variable_defaults", "visible", "write_all"]
 
 DASHBOARDS: Final[dict[str, Callable[[], dict[str, Any]]]] = {
     "clinic-overview.json": clinic.build,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Final, Iterator
+from collections.abc import Iterator
+from typing import Any, Final
 
 DATASOURCE: Final = {"type": "influxdb", "uid": "spinewatch-influxdb"}
 

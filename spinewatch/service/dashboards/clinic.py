@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from spinewatch.service.dashboards._common import (
-    COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, SERIES_FILTER, Layout, dashboard, nav_links, panel, target,
+    COLOR_MILD,
+    COLOR_NEUTRAL,
+    COLOR_SEVERE,
+    SERIES_FILTER,
+    Layout,
+    dashboard,
+    nav_links,
+    panel,
+    target,
     variables,
     zone_minutes,
 )

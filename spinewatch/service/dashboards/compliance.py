@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from spinewatch.service.dashboards._common import (
-    COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, OUTER_TF_DAY, SERIES_FILTER, Layout, bars, dashboard, nav_links, panel, target,
+    COLOR_MILD,
+    COLOR_NEUTRAL,
+    COLOR_SEVERE,
+    OUTER_TF_DAY,
+    SERIES_FILTER,
+    Layout,
+    bars,
+    dashboard,
+    nav_links,
+    panel,
+    target,
     variables,
 )
 

@@ -5,8 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from spinewatch.service.dashboards._common import (
-    COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, NEUTRAL_DESCRIPTION, SERIES_FILTER, SIT_BOUT_MIN, THRESHOLDS_NOTE, ZONES, Layout,
-    bars, constant, dashboard, nav_links, neutral_pct_targets, override_color, panel, target, variables,
+    COLOR_MILD,
+    COLOR_NEUTRAL,
+    COLOR_SEVERE,
+    NEUTRAL_DESCRIPTION,
+    SERIES_FILTER,
+    SIT_BOUT_MIN,
+    THRESHOLDS_NOTE,
+    ZONES,
+    Layout,
+    bars,
+    constant,
+    dashboard,
+    nav_links,
+    neutral_pct_targets,
+    override_color,
+    panel,
+    target,
+    variables,
     zone_minutes,
 )
 

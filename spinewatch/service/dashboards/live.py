@@ -5,8 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from spinewatch.service.dashboards._common import (
-    COLOR_MILD, COLOR_NEUTRAL, COLOR_SEVERE, DATASOURCE, SERIES_FILTER, SEVERE_DEG, THRESHOLD_DEG,
-    NEUTRAL_DESCRIPTION, Layout, dashboard, nav_links, override_color, panel, neutral_pct_targets, target, variables,
+    COLOR_MILD,
+    COLOR_NEUTRAL,
+    COLOR_SEVERE,
+    DATASOURCE,
+    NEUTRAL_DESCRIPTION,
+    SERIES_FILTER,
+    SEVERE_DEG,
+    THRESHOLD_DEG,
+    Layout,
+    dashboard,
+    nav_links,
+    neutral_pct_targets,
+    override_color,
+    panel,
+    target,
+    variables,
 )
 
 F = SERIES_FILTER

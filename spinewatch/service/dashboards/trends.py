@@ -5,8 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from spinewatch.service.dashboards._common import (
-    BASELINE_DAYS, COLOR_NEUTRAL, COLOR_SEVERE, SDC_NEUTRAL_PCT, SDC_SLOUCH_PER_H, SERIES_FILTER, THRESHOLDS_NOTE,
-    Layout, bars, constant, dashboard, math, nav_links, panel, reduce, target, variables,
+    BASELINE_DAYS,
+    COLOR_NEUTRAL,
+    COLOR_SEVERE,
+    SDC_NEUTRAL_PCT,
+    SDC_SLOUCH_PER_H,
+    SERIES_FILTER,
+    THRESHOLDS_NOTE,
+    Layout,
+    bars,
+    constant,
+    dashboard,
+    math,
+    nav_links,
+    panel,
+    reduce,
+    target,
+    variables,
 )
 
 F = SERIES_FILTER
