@@ -352,3 +352,31 @@ def render_all(store: _InfluxHttp, out_dir: Path, start_ns: int, end_ns: int, pa
         values = {"patient": ".*" if name.startswith("clinic") else patient, "device": device}
         paths.append(render_dashboard(dash, store, start_ns, end_ns, values, out_dir / name.replace(".json", ".png")))
     return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m spinewatch.service.dashboard_render``: PNG previews from an InfluxDB 1.x database."""
+    import argparse  # noqa: PLC0415
+
+    from spinewatch.service.storage import Influx1Store  # noqa: PLC0415
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--influx-url", required=True, help="e.g. http://127.0.0.1:8086")
+    p.add_argument("--db", default="spinewatch")
+    p.add_argument("--patient", required=True)
+    p.add_argument("--device", default=".*", help="device id or regex (default: all)")
+    p.add_argument("--start", required=True, help="UTC ISO time, e.g. 2026-11-25T08:00")
+    p.add_argument("--end", required=True, help="UTC ISO time")
+    p.add_argument("--out", default="previews", help="output folder")
+    a = p.parse_args(argv)
+
+    def ns(s: str) -> int:
+        return int(dt.datetime.fromisoformat(s).replace(tzinfo=dt.UTC).timestamp() * 1e9)
+
+    for path in render_all(Influx1Store(a.influx_url, a.db), Path(a.out), ns(a.start), ns(a.end), a.patient, a.device):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
