@@ -356,9 +356,9 @@ def render_all(store: _InfluxHttp, out_dir: Path, start_ns: int, end_ns: int, pa
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m spinewatch.service.dashboard_render``: PNG previews from an InfluxDB 1.x database."""
-    import argparse  # noqa: PLC0415
+    import argparse
 
-    from spinewatch.service.storage import Influx1Store  # noqa: PLC0415
+    from spinewatch.service.storage import Influx1Store
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--influx-url", required=True, help="e.g. http://127.0.0.1:8086")
