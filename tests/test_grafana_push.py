@@ -207,3 +207,14 @@ def test_missing_token_is_a_config_error(grafana, env, monkeypatch):
     with pytest.raises(ConfigError, match="GRAFANA_TOKEN"):
         cmd_grafana_push(_args(grafana))
     assert grafana.requests == []
+
+
+def test_without_grafana_client_the_error_says_which_extra_to_install(monkeypatch):
+    import sys
+
+    from spinewatch.errors import SpineWatchError
+    from spinewatch.service.grafana_push import connect
+
+    monkeypatch.setitem(sys.modules, "grafana_client", None)  # import fails as if not installed
+    with pytest.raises(SpineWatchError, match=r"pip install 'spinewatch\[grafana\]'"):
+        connect("http://127.0.0.1:1", TOKEN)
