@@ -61,7 +61,7 @@ class FakeGrafana:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def route(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
         parts = path.split("?")[0].strip("/").split("/")
