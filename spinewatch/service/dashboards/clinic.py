@@ -1,0 +1,101 @@
+"""Clinic overview: every patient in one sortable table, linked to the patient dashboards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spinewatch.service.dashboards._common import (
+    COLOR_MILD,
+    COLOR_NEUTRAL,
+    COLOR_SEVERE,
+    SERIES_FILTER,
+    Layout,
+    dashboard,
+    nav_links,
+    panel,
+    target,
+    variables,
+    zone_minutes,
+)
+
+F = SERIES_FILTER
+BY = ' GROUP BY "patient"'
+
+# refId -> (query, columns it adds); each is one row per patient, joined on the patient column.
+COLUMNS: dict[str, str] = {
+    "A": f'SELECT count("flexion_deg") / (60 * $rate_hz) AS "wear_min" FROM "posture" WHERE {F}{BY}',
+    "B": zone_minutes("neutral", "neutral_min", BY.strip()),
+    "C": f'SELECT count("duration_s") AS "slouches" FROM "slouch" WHERE {F}{BY}',
+    "D": f'SELECT count("corrected") AS "alerts" FROM "alert" WHERE {F}{BY}',
+    "E": f'SELECT last("flexion_deg") AS "last_flexion_deg" FROM "posture" WHERE {F}{BY}',
+    "F": f'SELECT last("battery_pct") AS "battery_pct", last("rssi_dbm") AS "rssi_dbm", '
+         f'last("packets_lost_pct") AS "packets_lost_pct" FROM "device" WHERE {F}{BY}',
+    "G": zone_minutes(None, "worn_min", BY.strip()),
+}
+HEADERS = {
+    "patient": "Patient", "wear_min": "Wear today (min)", "neutral_pct": "Neutral (%)",
+    "slouches": "Slouches", "alerts": "Alerts sent", "last_seen": "Last seen",
+    "battery_pct": "Battery (%)", "rssi_dbm": "Signal (dBm)", "packets_lost_pct": "Packets lost (%)",
+}
+
+
+def _override(field: str, **props: Any) -> dict[str, Any]:
+    return {"matcher": {"id": "byName", "options": field},
+            "properties": [{"id": k.replace("__", "."), "value": v} for k, v in props.items()]}
+
+
+def _thresholds(*steps: tuple[str, float | None]) -> dict[str, Any]:
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
+
+
+def build() -> dict[str, Any]:
+    """The "Clinic overview" dashboard model."""
+    lay = Layout()
+    link = "/d/{uid}?var-patient=${{__data.fields.patient}}&${{__url_time_range}}"
+    lay.add(panel(
+        "table", "Patients today",
+        "One row per patient over the selected range (default: today). Wear = minutes with posture data; "
+        "Neutral = share of worn minutes with mean flexion below threshold_deg (as on the patient dashboards); Slouches = episodes started; Alerts sent = "
+        "haptic alerts (empty until alerts are stored); Last seen = time of the newest posture sample; "
+        "Battery, Signal and Packets lost = the device's last status (empty until device status is "
+        "stored). Click a column header to sort; click a patient for the patient dashboards.",
+        [target(ref, q, "table") for ref, q in COLUMNS.items()],
+        transformations=[
+            {"id": "joinByField", "options": {"byField": "patient", "mode": "outer"}},
+            {"id": "calculateField", "options": {
+                "mode": "binary", "alias": "neutral_pct", "replaceFields": False,
+                "binary": {"left": "neutral_min", "operator": "/", "right": "worn_min"}}},
+            {"id": "organize", "options": {
+                "excludeByName": {"Time 1": True, "Time 2": True, "Time 3": True, "Time 4": True,
+                                  "Time 6": True, "Time 7": True, "last_flexion_deg": True,
+                                  "neutral_min": True, "worn_min": True},
+                "renameByName": {"Time 5": HEADERS["last_seen"],
+                                 **{k: v for k, v in HEADERS.items() if k != "last_seen"}},
+                "indexByName": {"patient": 0, "wear_min": 1, "neutral_pct": 2, "slouches": 3, "alerts": 4,
+                                "Time 5": 5, "battery_pct": 6, "rssi_dbm": 7, "packets_lost_pct": 8},
+            }},
+        ],
+        overrides=[
+            _override(HEADERS["patient"], links=[
+                {"title": "Patient day", "url": link.format(uid="spinewatch-patient-day")},
+                {"title": "Patient live", "url": link.format(uid="spinewatch-patient-live")},
+                {"title": "Patient trends", "url": link.format(uid="spinewatch-patient-trends")},
+            ]),
+            _override(HEADERS["wear_min"], unit="m", decimals=0),
+            _override(HEADERS["neutral_pct"], unit="percentunit", decimals=1, custom__cellOptions={"type": "color-text"},
+                      thresholds=_thresholds((COLOR_SEVERE, None), (COLOR_MILD, 0.7), (COLOR_NEUTRAL, 0.85))),
+            _override(HEADERS["slouches"], decimals=0),
+            _override(HEADERS["alerts"], decimals=0),
+            _override(HEADERS["last_seen"], unit="dateTimeFromNow"),
+            _override(HEADERS["battery_pct"], unit="percent", decimals=0, custom__cellOptions={"type": "color-text"},
+                      thresholds=_thresholds((COLOR_SEVERE, None), (COLOR_MILD, 20), (COLOR_NEUTRAL, 40))),
+            _override(HEADERS["rssi_dbm"], unit="dBm", decimals=0),
+            _override(HEADERS["packets_lost_pct"], unit="percent", decimals=1),
+        ],
+        options={"showHeader": True, "sortBy": [{"displayName": HEADERS["patient"], "desc": False}]},
+    ), 24, 14)
+    return dashboard(
+        "spinewatch-clinic", "SpineWatch - Clinic overview",
+        "Every patient in one table: wear time, % neutral, slouches, alerts, last seen, device status.",
+        lay.panels, variables(multi_patient=True), "now/d", refresh="1m", links=nav_links(),
+    )

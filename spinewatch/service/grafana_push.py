@@ -1,0 +1,198 @@
+"""`spinewatch grafana push`: folder, data source and dashboards into an existing Grafana.
+
+Idempotent: run it again after changing the dashboards (or the InfluxDB address) and Grafana
+holds the same objects, updated. Talks to Grafana's HTTP API through ``grafana-client``
+(the optional extra ``spinewatch[grafana]``), authenticated by a service-account token:
+
+| step | HTTP calls (Grafana HTTP API) |
+|---|---|
+| folder | ``GET /api/folders/{uid}``; on 404 ``POST /api/folders`` ``{"uid", "title"}`` |
+| data source | ``GET /api/datasources/uid/{uid}``; then ``PUT /api/datasources/uid/{uid}``, or on 404 ``POST /api/datasources`` |
+| each dashboard | ``POST /api/dashboards/db`` ``{"dashboard", "folderUid", "overwrite": true, "message"}`` |
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Final
+
+from spinewatch.errors import ConfigError, SpineWatchError
+from spinewatch.service.config import InfluxConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+FOLDER_UID: Final = "spinewatch"
+FOLDER_TITLE: Final = "SpineWatch"
+DATASOURCE_NAME: Final = "SpineWatch InfluxDB"
+PUSH_MESSAGE: Final = "spinewatch grafana push"
+HTTP_TIMEOUT_S: Final = 10.0  # per request; a push is a handful of small requests
+
+
+class GrafanaPushError(SpineWatchError):
+    """Grafana refused a request or could not be reached; ``status`` is the HTTP status (0: none)."""
+
+    def __init__(self, step: str, status: int, detail: str) -> None:
+        self.step = step
+        self.status = status
+        super().__init__(f"grafana push: {step}: HTTP {status}: {detail}" if status else f"grafana push: {step}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What the push did: ``created`` or ``updated`` per object, dashboards by uid."""
+
+    folder: str
+    datasource: str
+    dashboards: tuple[str, ...]
+
+
+def datasource_model(influx: InfluxConfig, uid: str, url: str = "") -> dict[str, Any]:
+    """The InfluxQL data source the dashboards use (``uid`` = their datasource uid).
+
+    Args:
+        influx: where SpineWatch writes; 1.x (``db``, user/password) or 2.x/3.x (``bucket``, token,
+            queried with InfluxQL through the bucket's DBRP mapping).
+        uid: data source uid referenced by every panel.
+        url: InfluxDB URL as Grafana's server reaches it; default ``influx.url``.
+    """
+    ds: dict[str, Any] = {
+        "uid": uid, "name": DATASOURCE_NAME, "type": "influxdb", "access": "proxy",
+        "url": url or influx.url, "isDefault": False,
+        "jsonData": {"version": "InfluxQL", "httpMode": "GET"},
+        "secureJsonData": {},
+    }
+    if influx.kind == "v1":
+        ds["database"] = influx.db
+        ds["jsonData"]["dbName"] = influx.db
+        if influx.username:
+            ds["user"] = influx.username
+            ds["secureJsonData"]["password"] = influx.password
+    else:
+        ds["database"] = influx.bucket
+        ds["jsonData"].update(dbName=influx.bucket, httpHeaderName1="Authorization")
+        ds["secureJsonData"]["httpHeaderValue1"] = f"Token {influx.token}"
+    return ds
+
+
+def connect(url: str, token: str) -> Any:
+    """A ``grafana_client.GrafanaApi`` for ``url`` with a bearer token (import deferred: optional extra)."""
+    try:
+        from grafana_client import GrafanaApi
+    except ImportError as exc:
+        raise SpineWatchError(
+            "grafana push needs grafana-client: pip install 'spinewatch[grafana]'"
+        ) from exc
+    return GrafanaApi.from_url(url, credential=token, timeout=HTTP_TIMEOUT_S)
+
+
+def _status(exc: Exception) -> int:
+    return int(getattr(exc, "status_code", 0) or 0)
+
+
+def _call(step: str, fn: Any, *args: Any) -> Any:
+    from grafana_client.client import GrafanaException
+
+    try:
+        return fn(*args)
+    except GrafanaException as exc:
+        raise GrafanaPushError(step, _status(exc), str(exc.message)) from exc
+    except OSError as exc:  # connection refused, DNS, TLS
+        raise GrafanaPushError(step, 0, str(exc)) from exc
+
+
+def _exists(step: str, fn: Any, uid: str) -> bool:
+    from grafana_client.client import GrafanaClientError
+
+    try:
+        _call(step, fn, uid)
+        return True
+    except GrafanaPushError as exc:
+        if exc.status == 404 and isinstance(exc.__cause__, GrafanaClientError):
+            return False
+        raise
+
+
+def push(api: Any, dashboards: list[dict[str, Any]], datasource: dict[str, Any],
+         folder_uid: str = FOLDER_UID, folder_title: str = FOLDER_TITLE) -> PushResult:
+    """Create or update the folder, the data source and every dashboard.
+
+    Args:
+        api: a ``grafana_client.GrafanaApi`` (see :func:`connect`).
+        dashboards: dashboard models (``uid`` set; ``id`` is dropped so Grafana matches by uid).
+        datasource: from :func:`datasource_model`.
+        folder_uid, folder_title: the folder holding the dashboards.
+
+    Raises:
+        GrafanaPushError: a request failed (HTTP status and Grafana's message).
+    """
+    if _exists("get folder", api.folder.get_folder, folder_uid):
+        folder = "exists"
+    else:
+        _call("create folder", api.folder.create_folder, folder_title, folder_uid)
+        folder = "created"
+    uid = datasource["uid"]
+    if _exists("get data source", api.datasource.get_datasource_by_uid, uid):
+        _call("update data source", api.datasource.update_datasource_by_uid, uid, datasource)
+        ds_action = "updated"
+    else:
+        _call("create data source", api.datasource.create_datasource, datasource)
+        ds_action = "created"
+    done = []
+    for d in dashboards:
+        model = {k: v for k, v in d.items() if k != "id"}
+        _call(f"dashboard {d['uid']}", api.dashboard.update_dashboard, {
+            "dashboard": model, "folderUid": folder_uid, "overwrite": True, "message": PUSH_MESSAGE,
+        })
+        done.append(d["uid"])
+        _LOGGER.info("pushed dashboard %s", d["uid"])
+    return PushResult(folder, ds_action, tuple(done))
+
+
+def cmd_grafana_push(args: argparse.Namespace) -> int:
+    """``spinewatch grafana push``: read the settings, push, print what was done."""
+    from spinewatch.service.config import Config
+    from spinewatch.service.dashboards import DASHBOARDS, DATASOURCE
+
+    url = args.url or os.environ.get("GRAFANA_URL", "")
+    token = os.environ.get(args.token_env, "")
+    if not url:
+        raise ConfigError("--url", url, "Grafana's base URL, e.g. https://grafana.example.org (or GRAFANA_URL)")
+    if not token:
+        raise ConfigError(args.token_env, "", "a Grafana service-account token with the Editor role or above")
+    influx = Config.load(path=getattr(args, "config", None)).influx
+    if influx.kind == "none":
+        raise ConfigError("SPINEWATCH_INFLUX_URL", "", "the InfluxDB the dashboards read")
+    ds = datasource_model(influx, DATASOURCE["uid"], args.datasource_url)
+    result = push(connect(url, token), [b() for b in DASHBOARDS.values()], ds, args.folder_uid, args.folder)
+    print(f"folder {args.folder_uid!r}: {result.folder}; data source {ds['uid']!r}: {result.datasource}; "
+          f"dashboards: {', '.join(result.dashboards)}")
+    return 0
+
+
+def add_grafana_commands(subparsers: Any) -> None:
+    """Add ``grafana push`` to the ``spinewatch`` command line."""
+    g = subparsers.add_parser("grafana", help="Grafana administration")
+    g_sub = g.add_subparsers(dest="grafana_command", required=True, metavar="SUBCOMMAND")
+    p = g_sub.add_parser(
+        "push", help="create or update the SpineWatch folder, data source and dashboards",
+        description=(
+            "Create or update, idempotently, the SpineWatch folder, the InfluxDB data source and every "
+            "dashboard in an existing Grafana through its HTTP API. Needs `pip install 'spinewatch[grafana]'` "
+            "and a service-account token (Editor role or above). The data source points at "
+            "SPINEWATCH_INFLUX_URL / _DB (or _BUCKET + _TOKEN for InfluxDB 2.x/3.x via DBRP); give "
+            "--datasource-url when Grafana reaches InfluxDB at another address, and a read-only InfluxDB "
+            "user in SPINEWATCH_INFLUX_USERNAME / _PASSWORD."
+        ),
+        epilog="example: GRAFANA_TOKEN=glsa_... spinewatch grafana push --url https://grafana.example.org",
+    )
+    p.add_argument("--url", default="", help="Grafana base URL (default: $GRAFANA_URL)")
+    p.add_argument("--token-env", default="GRAFANA_TOKEN", metavar="VAR",
+                   help="environment variable holding the API token (default GRAFANA_TOKEN)")
+    p.add_argument("--folder", default=FOLDER_TITLE, help=f"folder title (default {FOLDER_TITLE!r})")
+    p.add_argument("--folder-uid", default=FOLDER_UID, help=f"folder uid (default {FOLDER_UID!r})")
+    p.add_argument("--datasource-url", default="", metavar="URL",
+                   help="InfluxDB URL as Grafana's server reaches it (default: SPINEWATCH_INFLUX_URL)")
+    p.set_defaults(func=cmd_grafana_push)
