@@ -269,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--backfill", action="store_true",
                       help="also downsample data written before the continuous queries existed")
     init.set_defaults(func=_cmd_influx_init)
+
+    from spinewatch.service.grafana_push import add_grafana_commands  # noqa: PLC0415
+
+    add_grafana_commands(sub)
     return p
 
 
