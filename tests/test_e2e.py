@@ -295,3 +295,12 @@ def test_dashboard_previews_render_from_the_same_queries(dash_data, tmp_path):
     d = _dash("clinic-overview")
     rows = clinic_rows(d["panels"][0], _eval(store, d, "Patients today", start_ns, patient=".*", device=".*"))
     assert [r["patient"] for r in rows] == ["p-e2e"] and rows[0]["slouches"] == result.events
+
+
+def test_report_and_dashboards_agree_on_time_neutral(demo_run):
+    """One definition of % neutral everywhere: minutes whose mean flexion is below 20 deg."""
+    result, script, start_ns, _ = demo_run
+    t_s = np.arange(0, DURATION_S, 0.01)
+    per_minute = script.flexion_deg_at(t_s).reshape(-1, 6000).mean(axis=1)
+    truth_pct = 100 * np.mean(per_minute < THRESHOLD_DEG)
+    assert abs(result.summary.time_neutral_pct - truth_pct) <= 1.0

@@ -21,7 +21,9 @@ class SessionSummary:
 
     Attributes:
         wear_time_min: minutes with posture data.
-        time_neutral_pct: share of worn time outside slouch episodes, %.
+        time_neutral_pct: share of worn minutes whose mean flexion is below the slouch
+            threshold, % (the dashboards' definition, docs/dashboards.md; lying counts as
+            neutral).
         slouch_count: episodes.
         slouches_per_hour: episodes per worn hour.
         longest_slouch_s: longest episode, seconds (0 if none).
@@ -36,19 +38,21 @@ class SessionSummary:
     mean_flexion_deg: float
 
 
-def summarize(minutes: MinuteSeries, slouches: list[SlouchRow], rate_hz: float) -> SessionSummary:
+def summarize(
+    minutes: MinuteSeries, slouches: list[SlouchRow], rate_hz: float, threshold_deg: float = 20.0
+) -> SessionSummary:
     """Summary figures from per-minute posture and the episode list."""
     samples = float(minutes.samples.sum())
     wear_min = samples / rate_hz / 60.0
-    slouch_min = sum(s.duration_s for s in slouches) / 60.0
     if samples > 0:
-        slouch_frac = min(1.0, slouch_min / wear_min)
+        neutral = float(minutes.samples[minutes.flexion_mean_deg < threshold_deg].sum())
+        neutral_frac = neutral / samples
         mean_flex = float(np.nansum(minutes.flexion_mean_deg * minutes.samples) / samples)
     else:
-        slouch_frac, mean_flex = 0.0, float("nan")
+        neutral_frac, mean_flex = 1.0, float("nan")
     return SessionSummary(
         wear_time_min=round(wear_min, 2),
-        time_neutral_pct=round(100.0 * (1.0 - slouch_frac), 2),
+        time_neutral_pct=round(100.0 * neutral_frac, 2),
         slouch_count=len(slouches),
         slouches_per_hour=round(len(slouches) / (wear_min / 60.0), 2) if wear_min > 0 else 0.0,
         longest_slouch_s=round(max((s.duration_s for s in slouches), default=0.0), 2),
@@ -158,7 +162,7 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     minutes = store.minutes(patient, start_ns, end_ns)
     slouches = store.slouches(patient, start_ns, end_ns)
-    summary = summarize(minutes, slouches, rate_hz)
+    summary = summarize(minutes, slouches, rate_hz, threshold_deg)
     png = out_dir / "report.png"
     csv_path = out_dir / "slouch_events.csv"
     write_report_png(patient, minutes, slouches, summary, threshold_deg, png)
