@@ -62,6 +62,7 @@ def check_time_axis(batches):
 CASES = [
     ("in order", [pkt(k) for k in range(4)], 8, list(range(20)), 0, 0, 0, {}),
     ("out of order", [pkt(0), pkt(2), pkt(1), pkt(3)], 8, list(range(20)), 0, 0, 0, {}),
+    ("overtaken at stream start", [pkt(1), pkt(0), pkt(2), pkt(3)], 8, list(range(20)), 0, 0, 0, {}),
     ("duplicate", [pkt(0), pkt(1), pkt(1), pkt(2)], 8, list(range(15)), 0, 0, 0, {"duplicate": 5}),
     ("duplicate while held", [pkt(0), pkt(2), pkt(2), pkt(1)], 8, list(range(15)), 0, 0, 0, {"duplicate": 5}),
     ("loss given up after reorder window",
@@ -102,7 +103,8 @@ def test_clock_gap_without_sequence_gap_is_a_sensor_side_loss():
 
 def test_missing_packet_is_given_up_after_max_hold_on_poll():
     tl = SequencedTimeline(RATE_HZ, reorder_packets=8, max_hold_ns=40_000_000)
-    assert ids_of(tl.push(pkt(0), 0)) == list(range(5))
+    assert tl.push(pkt(0), 0) == []  # the stream's first packet waits for the reorder window
+    assert ids_of(tl.poll(40_000_000)) == list(range(5))
     assert tl.push(pkt(2), 100_000_000) == []  # held, waiting for 1
     assert tl.poll(130_000_000) == []  # 30 ms: keep waiting
     out = tl.poll(140_000_000)
@@ -124,10 +126,11 @@ def test_reconnect_after_sensor_reboot_resyncs():
     tl = SequencedTimeline(RATE_HZ)
     run(tl, [pkt(k, seq_base=500) for k in range(3)])
     tl.mark_reconnect()
-    out = tl.push(DecodedPacket(0, 0, np.ones((N, 3)), np.zeros((N, 3))), 10**10)
+    assert tl.push(DecodedPacket(0, 0, np.ones((N, 3)), np.zeros((N, 3))), 10**10) == []
+    out = tl.poll(10**10 + tl.max_hold_ns)
     assert tl.counters.resyncs == 1 and out[0].gap_before
     assert out[0].t0_ns == 3 * N * DT_NS  # the sensor time axis never goes backwards
-    out = tl.push(DecodedPacket(1, 50_000, np.ones((N, 3)), np.zeros((N, 3))), 10**10 + 1)
+    out = tl.push(DecodedPacket(1, 50_000, np.ones((N, 3)), np.zeros((N, 3))), 10**10 + tl.max_hold_ns + 1)
     assert not out[0].gap_before and out[0].t0_ns == 4 * N * DT_NS
 
 

@@ -181,6 +181,7 @@ class SequencedTimeline(_Emitter):
         self.max_hold_ns = max_hold_ns
         self.dt_us = 1e6 / self.rate_hz
         self._next: int | None = None  # unwrapped sequence number expected next
+        self._base: int | None = None  # provisional unwrap base while the stream starts
         self._t_next_us: float | None = None  # unwrapped device time of the next sample
         self._pending: dict[int, tuple[DecodedPacket, int]] = {}
         self._recent: deque[int] = deque(maxlen=_RECENT_SEQS)
@@ -209,8 +210,17 @@ class SequencedTimeline(_Emitter):
         c.samples_received += len(pkt)
         seq = pkt.seq % self.seq_modulo
         if self._next is None:
-            self._next = seq
-            u = seq
+            # Stream start: hold the first packets for the reorder window too, so that a
+            # packet overtaken at the very start is not mistaken for the first one.
+            half = self.seq_modulo // 2
+            if self._base is None:
+                self._base = seq
+            u = self._base + (seq - self._base + half) % self.seq_modulo - half
+            if u in self._pending:
+                c.drop_samples("duplicate", len(pkt))
+                return []
+            self._pending[u] = (pkt, arrival_ns)
+            return self._drain(arrival_ns)
         else:
             half = self.seq_modulo // 2
             d = (seq - self._next + half) % self.seq_modulo - half
@@ -218,11 +228,10 @@ class SequencedTimeline(_Emitter):
                 # sensor rebooted: start again from this packet
                 out = self.flush()
                 c.resyncs += 1
-                self._next, self._t_next_us = seq, None
+                self._next, self._base, self._t_next_us = None, seq, None
                 self.mark_gap()
-                u = seq
                 self._reconnected = False
-                self._pending[u] = (pkt, arrival_ns)
+                self._pending[seq] = (pkt, arrival_ns)
                 out.extend(self._drain(arrival_ns))
                 return out
             u = self._next + d
@@ -245,6 +254,9 @@ class SequencedTimeline(_Emitter):
     def flush(self) -> list[ImuBatch]:
         """Emit every held packet now (end of stream, disconnect), gaps flagged."""
         out: list[ImuBatch] = []
+        if self._next is None and self._pending:
+            self._next = min(self._pending)
+            self._base = None
         while self._pending:
             self._skip_to(min(self._pending))
             self._emit_next(out)
@@ -256,6 +268,12 @@ class SequencedTimeline(_Emitter):
 
     def _drain(self, now_ns: int) -> list[ImuBatch]:
         out: list[ImuBatch] = []
+        if self._next is None and self._pending:
+            oldest = min(arr for _, arr in self._pending.values())
+            if len(self._pending) <= self.reorder_packets and now_ns - oldest < self.max_hold_ns:
+                return out
+            self._next = min(self._pending)
+            self._base = None
         while self._pending:
             if self._next in self._pending:
                 self._emit_next(out)
