@@ -348,6 +348,14 @@ class BleSource:
             return False
         return True
 
+    async def buzz(self, pattern: str, intensity_pct: int, duration_ms: int) -> bool:
+        """Play a haptic pattern (SpineWatch profile); False if the sensor has no motor."""
+        if self.profile.name != "spinewatch":
+            return False
+        from spinewatch.firmware_bridge.profiles.spinewatch import build_haptic  # noqa: PLC0415
+
+        return await self.write_haptic(build_haptic(pattern, intensity_pct, duration_ms))
+
     # ------------------------------------------------------------------ internals
 
     def _new_timeline(self) -> SequencedTimeline | ArrivalTimeline:

@@ -77,8 +77,9 @@ class FakeSensor:
         self.battery_pct = battery_pct
         self.seq = seq_start
         self.clock_start_us = clock_start_us
-        syn = ImuSynthesizer(script or PostureScript.day(_CYCLE_S + 60.0, seed=seed), rate_hz, seed)
-        c = syn.chunk(0, int(_CYCLE_S * rate_hz))
+        script = script or PostureScript.day(_CYCLE_S + 60.0, seed=seed)
+        syn = ImuSynthesizer(script, rate_hz, seed)
+        c = syn.chunk(0, int(min(_CYCLE_S, script.duration_s) * rate_hz))
         self._acc, self._gyr = c.acc_m_s2, c.gyr_rad_s
         self.advertising = True
         self.silent = False
@@ -97,7 +98,8 @@ class FakeSensor:
         self.haptic_event = asyncio.Event()
         self.connect_count = 0
         self.progress = asyncio.Condition()
-        self._held: list[bytes] = []
+        self._held: list[tuple[int, bytes]] = []
+        self.delivered_at: dict[int, float] = {}  # first sample index -> loop time delivered
 
     # ------------------------------------------------------------------ controls
 
@@ -179,8 +181,9 @@ class FakeSensor:
         period_s = self.spp / self.rate_hz / self.speed
         while True:
             due = self._due_samples(loop)
-            ready: list[bytes] = []
+            ready: list[tuple[int, bytes]] = []
             while self.next_sample + self.spp <= due:
+                i0 = self.next_sample
                 pkt = self._packet(self.next_sample, self.spp)
                 self.next_sample += self.spp
                 if self.silent:
@@ -190,12 +193,17 @@ class FakeSensor:
                 if self._lose > 0:
                     self._lose -= 1
                     continue
-                ready.append(pkt)
+                ready.append((i0, pkt))
             self._held.extend(ready)
             if len(self._held) >= self.burst:
-                batch, self._held = self._held, []
+                held, self._held = self._held, []
+                batch = [p for _, p in held]
                 if self.mangle is not None:
                     batch = self.mangle(batch)
+                else:
+                    now = loop.time()
+                    for i0, _ in held:
+                        self.delivered_at[i0] = now
                 for pkt in batch:
                     if self._notify is None:
                         return
