@@ -434,7 +434,7 @@ class BleSource:
         if self.profile.has_battery_service:
             with contextlib.suppress(BleakError, TimeoutError, ValueError):
                 self.battery_pct = int((await client.read_gatt_char(BATTERY_LEVEL_CHAR_UUID))[0])
-        if self.profile.name == "spinewatch" and not self._rate_fixed and self.connects == 0:
+        if self.profile.name == "spinewatch" and self.connects == 0:
             from spinewatch.firmware_bridge.profiles.spinewatch import CONFIG_CHAR_UUID, decode_config  # noqa: PLC0415
 
             try:
@@ -442,7 +442,12 @@ class BleSource:
             except (BleakError, DecodeError) as exc:
                 _LOGGER.warning("cannot read sensor config (%s); assuming %g Hz", exc, self._rate_hz)
             else:
-                self._rate_hz = float(cfg.rate_hz)
+                if not self._rate_fixed:
+                    self._rate_hz = float(cfg.rate_hz)
+                elif cfg.rate_hz != self._rate_hz:
+                    _LOGGER.error("sensor %s samples at %d Hz but the bridge was told %g Hz; sample times "
+                                  "and the filter will be wrong: pass --rate-hz %d", client.address,
+                                  cfg.rate_hz, self._rate_hz, cfg.rate_hz)
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
