@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ from spinewatch.firmware_bridge.profiles import spinewatch as sw
 from spinewatch.firmware_bridge.simulator import ImuSynthesizer, PostureScript
 
 _CYCLE_S = 120.0  # simulated samples are generated once for this long, then repeated
+_SW_HEADER = struct.Struct("<HIBB")
 
 
 class FakeSensor:
@@ -81,6 +83,7 @@ class FakeSensor:
         syn = ImuSynthesizer(script, rate_hz, seed)
         c = syn.chunk(0, int(min(_CYCLE_S, script.duration_s) * rate_hz))
         self._acc, self._gyr = c.acc_m_s2, c.gyr_rad_s
+        self._encode_cycle()
         self.advertising = True
         self.silent = False
         self.burst = 1
@@ -170,11 +173,27 @@ class FakeSensor:
         self._notify = callback
         self._task = loop.create_task(self._firmware(), name=f"fake-sensor[{self.address}]")
 
+    def _encode_cycle(self) -> None:
+        """Pre-encode every simulated sample once with the profile's builder (cheap packets later)."""
+        m = self.profile.default_mount
+        n = len(self._acc)
+        if self.profile.name == "spinewatch":
+            k = sw.MAX_SAMPLES_PER_PACKET
+            body = b"".join(
+                self.profile.build(self._acc[i:i + k], self._gyr[i:i + k], mount=m)[sw.HEADER_BYTES:]
+                for i in range(0, n, k))
+            self._sample_bytes = [body[12 * i:12 * i + 12] for i in range(n)]
+        else:
+            self._sample_bytes = [self.profile.build(self._acc[i:i + 1], self._gyr[i:i + 1], mount=m)
+                                  for i in range(n)]
+
     def _packet(self, i0: int, n: int) -> bytes:
-        acc = np.array([self.sample(i)[0] for i in range(i0, i0 + n)])
-        gyr = np.array([self.sample(i)[1] for i in range(i0, i0 + n)])
+        cyc = len(self._sample_bytes)
+        if self.profile.name != "spinewatch":
+            return self._sample_bytes[i0 % cyc]
         t0_us = self.clock_start_us + round(i0 * 1e6 / self.rate_hz)
-        return self.profile.build(acc, gyr, seq=self.seq, t0_us=t0_us, mount=self.profile.default_mount)
+        head = _SW_HEADER.pack(self.seq % 65536, t0_us % (1 << 32), n, 0x32)  # 8 g, 1000 deg/s
+        return head + b"".join(self._sample_bytes[(i0 + j) % cyc] for j in range(n))
 
     async def _firmware(self) -> None:
         loop = asyncio.get_running_loop()
