@@ -211,3 +211,32 @@ def test_fuzz_decoders_raise_only_decode_error(name, data):
     else:
         assert 1 <= len(d) <= p.max_samples_per_packet
         assert np.all(np.isfinite(d.acc_m_s2)) and np.all(np.isfinite(d.gyr_rad_s))
+
+
+@pytest.mark.parametrize("name", ["spinewatch", "witmotion", "thingy52"])
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_packets=st.integers(0, 40), n_bad=st.integers(0, 10))
+def test_decode_batch_equals_decoding_each_packet(name, seed, n_packets, n_bad):
+    p = get_profile(name)
+    rng = np.random.default_rng(seed)
+    n = 5 if name == "spinewatch" else 1
+    packets = [p.build(rng.normal(0, 20, (n, 3)), rng.normal(0, 3, (n, 3)), seq=i, t0_us=i * 7,
+                       acc_range_g=float(rng.choice([4.0, 16.0])), gyr_range_dps=float(rng.choice([500.0, 2000.0])))
+               if name == "spinewatch" else p.build(rng.normal(0, 20, (1, 3)), rng.normal(0, 3, (1, 3)))
+               for i in range(n_packets)]
+    for _ in range(n_bad):
+        k = int(rng.integers(0, len(packets) + 1))
+        packets.insert(k, rng.bytes(int(rng.integers(0, 80))) if rng.random() < 0.5
+                       else bytes(len(packets[0]) if packets else 20))
+    got = p.decode_batch(packets, p.default_mount)
+    assert len(got) == len(packets)
+    for pk, g in zip(packets, got):
+        try:
+            want = p.decode(pk, p.default_mount)
+        except DecodeError as exc:
+            assert isinstance(g, DecodeError) and g.reason == exc.reason
+        else:
+            assert not isinstance(g, DecodeError)
+            assert (g.seq, g.t0_us) == (want.seq, want.t0_us)
+            np.testing.assert_array_equal(g.acc_m_s2, want.acc_m_s2)
+            np.testing.assert_array_equal(g.gyr_rad_s, want.gyr_rad_s)

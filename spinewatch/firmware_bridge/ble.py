@@ -220,7 +220,7 @@ class BleSource:
         self.battery_pct: int | None = None
         self.address: str | None = None
         self._client: BleakClient | None = None
-        self._queue: asyncio.Queue[tuple[int, int, bytes]] = asyncio.Queue(self.config.queue_packets)
+        self._queue: asyncio.Queue[tuple[int, int, bytes] | None] = asyncio.Queue(self.config.queue_packets)
         self._epoch = 0  # link number; queued packets carry it so a reconnect is seen in order
         self._last_rx_ns = 0
         self._disconnected = asyncio.Event()
@@ -263,6 +263,8 @@ class BleSource:
         """Make :meth:`batches` end after what has already arrived (the link stays up
         until ``__aexit__``)."""
         self._stopping.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)  # type: ignore[arg-type]  # wake batches()
 
     async def wait_connected(self, timeout_s: float) -> bool:
         """Wait until a link is up (tests, CLI feedback)."""
@@ -285,27 +287,31 @@ class BleSource:
         epoch = None
         poll_s = self.config.poll_interval_s
         while True:
-            items: list[tuple[int, int, bytes]] = []
-            try:
-                async with asyncio.timeout(poll_s):
-                    items.append(await self._queue.get())
-            except TimeoutError:
-                pass
+            items: list[tuple[int, int, bytes] | None] = []
+            if tl.pending_samples or self._stopping.is_set():
+                # packets are held waiting for a missing one: wake up to give up on it in time
+                try:
+                    async with asyncio.timeout(poll_s):
+                        items.append(await self._queue.get())
+                except TimeoutError:
+                    pass
+            else:
+                items.append(await self._queue.get())  # stop() puts None to wake us
             while len(items) < _MAX_DRAIN_PACKETS:
                 try:
                     items.append(self._queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
             out: list[ImuBatch] = []
-            for arrival_ns, ep, data in items:
+            real = [it for it in items if it is not None]
+            decoded = self.profile.decode_batch([d for _, _, d in real], self.mount)
+            for (arrival_ns, ep, data), pkt in zip(real, decoded, strict=True):
                 if epoch is not None and ep != epoch:
                     out += tl.flush()
                     tl.mark_reconnect()
                 epoch = ep
-                try:
-                    pkt = self.profile.decode(data, self.mount)
-                except DecodeError as exc:
-                    self._count_decode_error(exc, data)
+                if isinstance(pkt, DecodeError):
+                    self._count_decode_error(pkt, data)
                     continue
                 out += tl.push(pkt, arrival_ns)
             out += tl.poll(self._clock_ns())

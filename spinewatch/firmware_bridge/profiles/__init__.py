@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from spinewatch.errors import DecodeError
 from spinewatch.firmware_bridge.remap import MountAlignment
 from spinewatch.model import Float2D
 
@@ -93,6 +94,7 @@ class SensorProfile:
         build: ``build(acc_m_s2, gyr_rad_s, mount=..., seq=..., t0_us=...) -> bytes``
             (body-frame input; the inverse of ``decode`` up to quantisation).
         name_prefixes: advertised local names that identify the sensor when scanning.
+        decode_many: optional vectorised ``decode`` of many packets (same results).
     """
 
     name: str
@@ -109,10 +111,57 @@ class SensorProfile:
     decode: Callable[[bytes | bytearray, MountAlignment], DecodedPacket]
     build: Callable[..., bytes]
     name_prefixes: tuple[str, ...] = ()
+    decode_many: Callable[[list[bytes], MountAlignment], list[DecodedPacket | DecodeError]] | None = None
+
+    def decode_batch(self, packets: list[bytes], mount: MountAlignment) -> list[DecodedPacket | DecodeError]:
+        """Decode many notifications; each result is a packet or the DecodeError it raised."""
+        if self.decode_many is not None:
+            return self.decode_many(packets, mount)
+        return _decode_each(self.decode, packets, mount)
 
     @property
     def has_sequence(self) -> bool:
         return self.seq_modulo > 0
+
+
+def _decode_each(
+    decode: Callable[[bytes | bytearray, MountAlignment], DecodedPacket], packets: list[bytes], mount: MountAlignment
+) -> list[DecodedPacket | DecodeError]:
+    out: list[DecodedPacket | DecodeError] = []
+    for pk in packets:
+        try:
+            out.append(decode(pk, mount))
+        except DecodeError as exc:
+            out.append(exc)
+    return out
+
+
+def _fixed_frame_decoder(
+    frame_bytes: int, offset: int, header: bytes, tables: Callable[[MountAlignment], tuple[Any, Any]],
+    decode: Callable[[bytes | bytearray, MountAlignment], DecodedPacket],
+) -> Callable[[list[bytes], MountAlignment], list[DecodedPacket | DecodeError]]:
+    """Vectorised decoder for one-sample fixed-size frames (WitMotion, Thingy:52)."""
+
+    def decode_many(packets: list[bytes], mount: MountAlignment) -> list[DecodedPacket | DecodeError]:
+        good = [i for i, pk in enumerate(packets) if len(pk) == frame_bytes and pk[:len(header)] == header]
+        if len(good) < 4:
+            return _decode_each(decode, packets, mount)
+        out: list[DecodedPacket | DecodeError | None] = [None] * len(packets)
+        raw = np.frombuffer(b"".join([packets[i] for i in good]), np.uint8).reshape(len(good), frame_bytes)
+        vals6 = np.ascontiguousarray(raw[:, offset:offset + 12]).view("<i2")
+        cols, mult = tables(mount)
+        vals = vals6[:, cols] * mult
+        for j, i in enumerate(good):
+            out[i] = DecodedPacket(None, None, vals[j:j + 1, :3], vals[j:j + 1, 3:])
+        for i, o in enumerate(out):
+            if o is None:
+                try:
+                    out[i] = decode(packets[i], mount)
+                except DecodeError as exc:
+                    out[i] = exc
+        return out  # type: ignore[return-value]
+
+    return decode_many
 
 
 def _scaled_columns(

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import DecodeError
-from spinewatch.firmware_bridge.profiles import DecodedPacket, SensorProfile, _scaled_columns
+from spinewatch.firmware_bridge.profiles import DecodedPacket, SensorProfile, _fixed_frame_decoder, _scaled_columns
 from spinewatch.firmware_bridge.remap import DEFAULT_BACK_MOUNT, MountAlignment, remap_to_sensor
 
 __all__ = ["PROFILE", "RAW_CHAR_UUID", "SERVICE_UUID", "build_packet", "decode_packet"]
@@ -108,5 +108,6 @@ PROFILE: Final = SensorProfile(
     max_samples_per_packet=1,
     decode=decode_packet,
     build=build_packet,
+    decode_many=_fixed_frame_decoder(PACKET_BYTES, 0, b"", _tables, decode_packet),
     name_prefixes=("Thingy",),
 )

@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import DecodeError
-from spinewatch.firmware_bridge.profiles import DecodedPacket, SensorProfile, _scaled_columns
+from spinewatch.firmware_bridge.profiles import DecodedPacket, SensorProfile, _fixed_frame_decoder, _scaled_columns
 from spinewatch.firmware_bridge.remap import DEFAULT_BACK_MOUNT, MountAlignment, remap_to_sensor
 
 __all__ = ["FRAME_BYTES", "IMU_CHAR_UUID", "PROFILE", "SERVICE_UUID", "build_packet", "decode_packet"]
@@ -137,5 +137,6 @@ PROFILE: Final = SensorProfile(
     max_samples_per_packet=1,
     decode=decode_packet,
     build=build_packet,
+    decode_many=_fixed_frame_decoder(FRAME_BYTES, 2, bytes((HEADER, FLAG_IMU)), _tables, decode_packet),
     name_prefixes=("WT901", "WT"),
 )
