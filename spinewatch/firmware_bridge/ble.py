@@ -183,6 +183,7 @@ class BleSource:
         client_backend, scanner_backend: bleak backend classes (None = platform).
         backoff: ``backoff(attempt, exc) -> s``; tests pass ``lambda a, e: 0.0``.
         clock_ns: monotonic clock for arrival times (``time.monotonic_ns``).
+        adapter: BlueZ adapter to use, e.g. ``"hci1"`` (None = the default one).
 
     Attributes:
         counters: :class:`LossCounters` of this sensor.
@@ -202,8 +203,11 @@ class BleSource:
         scanner_backend: type[BaseBleakScanner] | None = None,
         backoff: Callable[[int, BaseException | None], float] | None = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
+        adapter: str | None = None,
     ) -> None:
         self.profile = profile
+        self.adapter = adapter
+        self._last_device: BLEDevice | None = None
         self.device = device
         self.mount = mount or profile.default_mount
         self.config = config or BleConfig()
@@ -375,6 +379,9 @@ class BleSource:
         self._timeline = tl
         return tl
 
+    def _bluez_kwargs(self) -> dict[str, Any]:
+        return {"bluez": {"adapter": self.adapter}} if self.adapter else {}
+
     def _count_decode_error(self, exc: DecodeError, data: bytes) -> None:
         self.counters.packets_received += 1
         self.counters.drop_packet(f"decode:{exc.reason}")
@@ -408,7 +415,7 @@ class BleSource:
             return False
 
         dev = await BleakScanner.find_device_by_filter(filt, timeout=self.config.scan_timeout_s,
-                                                       backend=self._scanner_backend)
+                                                       backend=self._scanner_backend, **self._bluez_kwargs())
         if dev is None:
             raise DeviceNotFound(self.device or self.profile.service_uuid, self.config.scan_timeout_s)
         if hit:
@@ -416,12 +423,18 @@ class BleSource:
         return dev
 
     async def _connect(self) -> None:
-        dev = await self._find()
+        # After a link loss, first try the device we had (BlueZ keeps its object; this is
+        # faster than scanning, and a device that keeps advertising unchanged may not be
+        # reported again by a new scan). Rescan if that fails.
+        cached, self._last_device = self._last_device, None
+        dev = cached or await self._find()
         self._disconnected.clear()
         client = await establish_connection(
             BleakClient, dev, dev.name or dev.address, disconnected_callback=self._on_disconnect,
             max_attempts=self.config.connect_attempts, backend=self._client_backend,
+            **self._bluez_kwargs(),
         )
+        self._last_device = dev
         self._client = client
         self.address = dev.address
         try:
