@@ -1,6 +1,6 @@
 """Fuzz every sensor-profile decoder with random and mutated packets (default 1,000,000 each).
 
-Run: PYTHONPATH=. python benchmarks/fuzz_profiles.py [--packets N] [--seed S]
+Run: PYTHONPATH=. python benchmarks/fuzz_profiles.py [--packets N] [--seed S] [--engine numpy|hypothesis]
 
 Each decoder must either return a packet with finite values or raise DecodeError with a
 documented reason; any other exception is printed with the packet (hex) and the script
@@ -66,13 +66,49 @@ def fuzz(name: str, packets: int, seed: int) -> tuple[int, dict[str, int]]:
     return 0, counts
 
 
+def fuzz_hypothesis(name: str, packets: int) -> int:
+    """The same property with hypothesis driving the bytes (slower: ~1-2 k packets/s)."""
+    from hypothesis import HealthCheck, given, settings  # noqa: PLC0415
+    from hypothesis import strategies as st  # noqa: PLC0415
+
+    p = get_profile(name)
+
+    @settings(max_examples=packets, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.one_of(st.binary(max_size=260),
+                     st.binary(min_size=8, max_size=8).map(lambda h: h + bytes(12 * h[6]))))
+    def prop(data: bytes) -> None:
+        try:
+            d = p.decode(data, p.default_mount)
+        except DecodeError as exc:
+            assert exc.reason in DECODE_REASONS, exc.reason  # noqa: S101
+        else:
+            assert np.all(np.isfinite(d.acc_m_s2)) and np.all(np.isfinite(d.gyr_rad_s))  # noqa: S101
+
+    try:
+        prop()
+    except Exception as exc:  # noqa: BLE001
+        print(f"{name}: {type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--engine", choices=("numpy", "hypothesis"), default="numpy")
+    ap.add_argument("--profile", choices=profile_names(), default=None, help="only this profile")
     args = ap.parse_args()
     rc = 0
-    for name in profile_names():
+    for name in [args.profile] if args.profile else profile_names():
+        if args.engine == "hypothesis":
+            t = time.perf_counter()
+            bad = fuzz_hypothesis(name, args.packets)
+            rc |= bad
+            print(f"{name}: hypothesis, {args.packets} examples in {time.perf_counter() - t:.1f} s, "
+                  f"{'FAIL' if bad else 'only DecodeError'}")
+            continue
         t = time.perf_counter()
         bad, counts = fuzz(name, args.packets, args.seed)
         rc |= bad
