@@ -237,7 +237,6 @@ async def run_bridge(
     trigger = HapticTrigger()
     buzz: Callable[[str, int, int], Awaitable[bool]] | None = getattr(source, "buzz", None) if haptics else None
     status_fn: Callable[[], dict[str, Any]] | None = getattr(source, "status", None)
-    next_status = time.monotonic()
     background: set[asyncio.Task[Any]] = set()
 
     def set_config(cfg: PatientConfig) -> None:
@@ -312,16 +311,27 @@ async def run_bridge(
         if on_event is not None:
             on_event(ev)
 
-    config_task = (asyncio.create_task(follow_config(), name="bridge.config")
-                   if config_updates is not None else None)
+    async def report_status() -> None:
+        # its own task, so a disconnected sensor (no batches) is still reported
+        assert status_fn is not None and status_interval_s  # noqa: S101
+        while True:
+            await asyncio.sleep(status_interval_s)  # sync-ok: the status period
+            publisher.publish_status(online=True, **status_fn())
+
+    helpers = []
+    if config_updates is not None:
+        helpers.append(asyncio.create_task(follow_config(), name="bridge.config"))
+    if status_fn is not None and status_interval_s:
+        helpers.append(asyncio.create_task(report_status(), name="bridge.status"))
     try:
-        await _stream(source, tracker, totals, pend, publish, emit, maybe_buzz, publish_interval_s,
-                      lambda: status_fn, publisher, status_interval_s, next_status)
+        await _stream(source, tracker, totals, pend, publish, emit, maybe_buzz, publish_interval_s)
     finally:
-        if config_task is not None:
-            config_task.cancel()
+        for task in helpers:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await config_task
+                await task
+        if status_fn is not None and status_interval_s:
+            publisher.publish_status(online=True, **status_fn())
         if background:
             await asyncio.gather(*background, return_exceptions=True)
     for ep in tracker.flush():
@@ -333,12 +343,10 @@ async def run_bridge(
     return totals
 
 
-async def _stream(source, tracker, totals, pend, publish, emit, maybe_buzz, publish_interval_s,  # type: ignore[no-untyped-def]
-                  get_status, publisher, status_interval_s, next_status):
-    """The source loop of :func:`run_bridge` (split out so config/haptic tasks wrap it)."""
+async def _stream(source, tracker, totals, pend, publish, emit, maybe_buzz, publish_interval_s):  # type: ignore[no-untyped-def]
+    """The source loop of :func:`run_bridge` (split out so the config and status tasks wrap it)."""
     first = True
     per_msg = 0
-    status_fn = get_status()
     async with source:
         async for b in source.batches():
             if first:
@@ -363,6 +371,3 @@ async def _stream(source, tracker, totals, pend, publish, emit, maybe_buzz, publ
                 emit(ep)
             while pend.n >= per_msg:
                 publish(per_msg)
-            if status_fn is not None and status_interval_s and time.monotonic() >= next_status:
-                next_status = time.monotonic() + status_interval_s
-                publisher.publish_status(online=True, **status_fn())
