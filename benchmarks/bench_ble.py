@@ -33,17 +33,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fakes.fake_bleak import FakeRadio, FakeSensor  # noqa: E402
-from servers import MosquittoServer  # noqa: E402
+from fakes.fake_bleak import FakeRadio, FakeSensor
+from servers import MosquittoServer
 
-from spinewatch.firmware_bridge.ble import BleSource  # noqa: E402
-from spinewatch.firmware_bridge.ble_config import BleConfig  # noqa: E402
-from spinewatch.firmware_bridge.profiles import get_profile, profile_names  # noqa: E402
-from spinewatch.model import PostureBatch  # noqa: E402
-from spinewatch.service.bridge import run_bridge  # noqa: E402
-from spinewatch.service.config import Config  # noqa: E402
-from spinewatch.service.publisher import Publisher  # noqa: E402
-from spinewatch.signal import PostureParams, PostureTracker  # noqa: E402
+from spinewatch.firmware_bridge.ble import BleSource
+from spinewatch.firmware_bridge.ble_config import BleConfig
+from spinewatch.firmware_bridge.profiles import get_profile, profile_names
+from spinewatch.model import PostureBatch
+from spinewatch.service.bridge import run_bridge
+from spinewatch.service.config import Config
+from spinewatch.service.publisher import Publisher
+from spinewatch.signal import PostureParams, PostureTracker
 
 DT_NS = 10_000_000
 

@@ -18,7 +18,11 @@ import time
 import numpy as np
 
 from spinewatch.errors import DecodeError
-from spinewatch.firmware_bridge.profiles import DECODE_REASONS, get_profile, profile_names
+from spinewatch.firmware_bridge.profiles import (
+    DECODE_REASONS,
+    get_profile,
+    profile_names,
+)
 
 
 def _valid(name: str, rng: np.random.Generator) -> bytes:
@@ -68,8 +72,8 @@ def fuzz(name: str, packets: int, seed: int) -> tuple[int, dict[str, int]]:
 
 def fuzz_hypothesis(name: str, packets: int) -> int:
     """The same property with hypothesis driving the bytes (slower: ~1-2 k packets/s)."""
-    from hypothesis import HealthCheck, given, settings  # noqa: PLC0415
-    from hypothesis import strategies as st  # noqa: PLC0415
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     p = get_profile(name)
 
@@ -81,9 +85,9 @@ def fuzz_hypothesis(name: str, packets: int) -> int:
         try:
             d = p.decode(data, p.default_mount)
         except DecodeError as exc:
-            assert exc.reason in DECODE_REASONS, exc.reason  # noqa: S101
+            assert exc.reason in DECODE_REASONS, exc.reason
         else:
-            assert np.all(np.isfinite(d.acc_m_s2)) and np.all(np.isfinite(d.gyr_rad_s))  # noqa: S101
+            assert np.all(np.isfinite(d.acc_m_s2)) and np.all(np.isfinite(d.gyr_rad_s))
 
     try:
         prop()

@@ -21,12 +21,17 @@ import pytest
 if not sys.platform.startswith("linux"):
     pytest.skip("BlueZ is Linux-only", allow_module_level=True)
 
-from fakes.bluez_peripheral import PERIPHERAL, BluezooUnavailable, BluezooWorld, BluezSensor  # noqa: E402
-from spinewatch.firmware_bridge.ble import BleSource  # noqa: E402
-from spinewatch.firmware_bridge.ble_config import BleConfig  # noqa: E402
-from spinewatch.firmware_bridge.profiles import get_profile  # noqa: E402
-from spinewatch.firmware_bridge.profiles.spinewatch import decode_haptic  # noqa: E402
+from fakes.bluez_peripheral import (
+    PERIPHERAL,
+    BluezooUnavailable,
+    BluezooWorld,
+    BluezSensor,
+)
 
+from spinewatch.firmware_bridge.ble import BleSource
+from spinewatch.firmware_bridge.ble_config import BleConfig
+from spinewatch.firmware_bridge.profiles import get_profile
+from spinewatch.firmware_bridge.profiles.spinewatch import decode_haptic
 
 DT_NS = 10_000_000
 

@@ -7,8 +7,8 @@ import asyncio
 import json
 
 import pytest
-
 from _mqtt_helpers import TestClient
+
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.replay import write_recording
 from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient

@@ -14,9 +14,15 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from bleak.exc import BleakDBusError, BleakError
-
 from fakes.fake_bleak import FakeRadio, FakeSensor
-from spinewatch.firmware_bridge.ble import BleSource, DeviceNotFound, SilentLink, _LinkLost, backoff_s
+
+from spinewatch.firmware_bridge.ble import (
+    BleSource,
+    DeviceNotFound,
+    SilentLink,
+    _LinkLost,
+    backoff_s,
+)
 from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import get_profile
 from spinewatch.firmware_bridge.source import ImuSource

@@ -7,9 +7,9 @@ import json
 import queue
 
 import pytest
-
 from _mqtt_helpers import TestClient
 from fakes.fake_bleak import FakeRadio, FakeSensor
+
 from spinewatch.firmware_bridge.ble import BleSource
 from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import get_profile

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import paho.mqtt.client as paho
 import pytest
-
 from _mqtt_helpers import TestClient
 from fakes.fake_bleak import FakeRadio, FakeSensor
+
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.ble import BleSource
 from spinewatch.firmware_bridge.ble_config import BleConfig
@@ -124,7 +124,7 @@ def test_invalid_patient_configs_name_the_key(payload, key):
 def test_quiet_hours(windows, tz, utc, quiet):
     import datetime as dt
 
-    ns = int(dt.datetime.fromisoformat(utc).replace(tzinfo=dt.timezone.utc).timestamp()) * 10**9
+    ns = int(dt.datetime.fromisoformat(utc).replace(tzinfo=dt.UTC).timestamp()) * 10**9
     assert in_quiet_hours(PatientConfig(quiet_hours=windows, timezone=tz), ns) is quiet
 
 
@@ -177,7 +177,6 @@ def test_live_config_change_and_haptic_within_100_ms(fresh_mosquitto):
 
     async def main():
         applied_ev = asyncio.Event()
-        buzzed = asyncio.Condition()
 
         def on_config(c):
             applied.append(c)

@@ -11,9 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spinewatch.errors import DecodeError
-from spinewatch.firmware_bridge.profiles import DECODE_REASONS, get_profile, profile_names
+from spinewatch.firmware_bridge.profiles import (
+    DECODE_REASONS,
+    get_profile,
+    profile_names,
+    thingy52,
+    witmotion,
+)
 from spinewatch.firmware_bridge.profiles import spinewatch as sw
-from spinewatch.firmware_bridge.profiles import thingy52, witmotion
 from spinewatch.firmware_bridge.remap import (
     DEFAULT_BACK_MOUNT,
     MountAlignment,

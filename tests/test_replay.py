@@ -6,13 +6,22 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from fakes.fake_bleak import FakeRadio, FakeSensor
+
 from spinewatch.firmware_bridge.ble import BleSource
 from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import get_profile
-from spinewatch.firmware_bridge.replay import ReplaySource, read_recording, record, write_recording
-from spinewatch.firmware_bridge.simulator import PostureScript, Segment, SimulatedPatient
+from spinewatch.firmware_bridge.replay import (
+    ReplaySource,
+    read_recording,
+    record,
+    write_recording,
+)
+from spinewatch.firmware_bridge.simulator import (
+    PostureScript,
+    Segment,
+    SimulatedPatient,
+)
 from spinewatch.firmware_bridge.source import ImuSource
 from spinewatch.model import ImuBatch
 

@@ -362,7 +362,7 @@ class BleSource:
         """Play a haptic pattern (SpineWatch profile); False if the sensor has no motor."""
         if self.profile.name != "spinewatch":
             return False
-        from spinewatch.firmware_bridge.profiles.spinewatch import build_haptic  # noqa: PLC0415
+        from spinewatch.firmware_bridge.profiles.spinewatch import build_haptic
 
         return await self.write_haptic(build_haptic(pattern, intensity_pct, duration_ms))
 
@@ -454,7 +454,10 @@ class BleSource:
             with contextlib.suppress(BleakError, TimeoutError, ValueError):
                 self.battery_pct = int((await client.read_gatt_char(BATTERY_LEVEL_CHAR_UUID))[0])
         if self.profile.name == "spinewatch" and self.connects == 0:
-            from spinewatch.firmware_bridge.profiles.spinewatch import CONFIG_CHAR_UUID, decode_config  # noqa: PLC0415
+            from spinewatch.firmware_bridge.profiles.spinewatch import (
+                CONFIG_CHAR_UUID,
+                decode_config,
+            )
 
             try:
                 cfg = decode_config(await client.read_gatt_char(CONFIG_CHAR_UUID))
@@ -504,7 +507,7 @@ class BleSource:
             except (BleakError, TimeoutError, EOFError, BrokenPipeError, SpineWatchError) as exc:
                 why = exc
                 await self._drop_client()
-            except Exception as exc:  # noqa: BLE001 - a bridge must outlive any one failure
+            except Exception as exc:
                 _LOGGER.exception("unexpected error on the BLE link; reconnecting")
                 why = exc
                 await self._drop_client()

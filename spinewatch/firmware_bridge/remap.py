@@ -14,7 +14,7 @@ removed by the tracker's neutral calibration.
 from __future__ import annotations
 
 import enum
-from functools import lru_cache
+from functools import cache
 from typing import Final
 
 import numpy as np
@@ -73,7 +73,7 @@ class MountAlignment(enum.Enum):
 DEFAULT_BACK_MOUNT: Final = MountAlignment.NZNXPY
 
 
-@lru_cache(maxsize=None)
+@cache
 def _index_sign(m: MountAlignment) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
     v = m.value
     idx = tuple("XYZ".index(v[2 * i + 1]) for i in range(3))

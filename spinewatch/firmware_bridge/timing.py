@@ -286,14 +286,14 @@ class SequencedTimeline(_Emitter):
         return out
 
     def _skip_to(self, u: int) -> None:
-        assert self._next is not None  # noqa: S101 - internal invariant
+        assert self._next is not None
         if u > self._next:
             self.counters.packets_lost += u - self._next
             self.mark_gap()
             self._next = u
 
     def _emit_next(self, out: list[ImuBatch]) -> None:
-        assert self._next is not None  # noqa: S101 - internal invariant
+        assert self._next is not None
         u = self._next
         pkt, _ = self._pending.pop(u)
         self._next = u + 1
@@ -356,7 +356,7 @@ class ArrivalTimeline(_Emitter):
         else:
             lead = arrival_ns - (self._anchor_ns + last * self.dt_ns)
             if lead > self.gap_tolerance_ns:
-                lost = int(round(lead / self.dt_ns))
+                lost = round(lead / self.dt_ns)
                 c.packets_lost += max(1, round(lost / n))
                 self._anchor_ns = arrival_ns - (last + lost) * self.dt_ns
             elif lead < 0:

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -36,7 +36,11 @@ from spinewatch.service import wire
 from spinewatch.service.config import MqttConfig
 from spinewatch.service.mqtt import Protocol as MqttProtocol
 from spinewatch.service.mqtt import connect, make_client
-from spinewatch.service.patient_config import PatientConfig, decode_patient_config, in_quiet_hours
+from spinewatch.service.patient_config import (
+    PatientConfig,
+    decode_patient_config,
+    in_quiet_hours,
+)
 from spinewatch.service.publisher import Publisher
 from spinewatch.signal import Activity, PostureTracker, TrackerOutput
 
@@ -91,7 +95,7 @@ class ConfigSubscriber:
             self.discarded += 1
         self._queue.put_nowait(payload)
 
-    async def __aenter__(self) -> ConfigSubscriber:
+    async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
@@ -130,7 +134,7 @@ def apply_posture_config(tracker: PostureTracker, cfg: PatientConfig) -> None:
     det = tracker.slouch
     det.on_deg = float(cfg.threshold_deg)
     det.off_deg = float(cfg.threshold_deg - cfg.hysteresis_deg)
-    det.min_samples = int(math.ceil(cfg.min_duration_s * det.rate_hz - 1e-9))
+    det.min_samples = math.ceil(cfg.min_duration_s * det.rate_hz - 1e-9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +254,7 @@ async def run_bridge(
         set_config(patient_config)
 
     async def follow_config() -> None:
-        assert config_updates is not None  # noqa: S101
+        assert config_updates is not None
         while True:
             payload = await config_updates.get()
             try:
@@ -272,7 +276,7 @@ async def run_bridge(
             start_buzz(b.t0_ns + k * b.dt_ns, settings)
 
     def start_buzz(t_sensor_ns: int, settings: Any) -> None:
-        assert buzz is not None  # noqa: S101
+        assert buzz is not None
         ev = HapticEvent(t_sensor_ns, time.monotonic_ns(), settings.pattern)
         task = asyncio.create_task(buzz(settings.pattern, settings.intensity_pct, settings.duration_ms),
                                    name="bridge.haptic")
@@ -313,7 +317,7 @@ async def run_bridge(
 
     async def report_status() -> None:
         # its own task, so a disconnected sensor (no batches) is still reported
-        assert status_fn is not None and status_interval_s  # noqa: S101
+        assert status_fn is not None and status_interval_s
         while True:
             await asyncio.sleep(status_interval_s)  # sync-ok: the status period
             publisher.publish_status(online=True, **status_fn())

@@ -43,11 +43,11 @@ def _source_args(p: argparse.ArgumentParser, *, replay: bool) -> None:
 
 
 def _make_source(args: argparse.Namespace) -> Any:
-    from spinewatch.firmware_bridge.ble import BleSource  # noqa: PLC0415
-    from spinewatch.firmware_bridge.ble_config import BleConfig  # noqa: PLC0415
-    from spinewatch.firmware_bridge.profiles import get_profile  # noqa: PLC0415
-    from spinewatch.firmware_bridge.remap import MountAlignment  # noqa: PLC0415
-    from spinewatch.firmware_bridge.replay import ReplaySource  # noqa: PLC0415
+    from spinewatch.firmware_bridge.ble import BleSource
+    from spinewatch.firmware_bridge.ble_config import BleConfig
+    from spinewatch.firmware_bridge.profiles import get_profile
+    from spinewatch.firmware_bridge.remap import MountAlignment
+    from spinewatch.firmware_bridge.replay import ReplaySource
 
     if getattr(args, "replay", None):
         return ReplaySource(args.replay, speed=args.speed or None)
@@ -79,8 +79,8 @@ def _pseudonym(device: str) -> str:
 
 
 async def _scan(args: argparse.Namespace) -> int:
-    from spinewatch.firmware_bridge.ble import scan  # noqa: PLC0415
-    from spinewatch.firmware_bridge.profiles import get_profile, profile_names  # noqa: PLC0415
+    from spinewatch.firmware_bridge.ble import scan
+    from spinewatch.firmware_bridge.profiles import get_profile, profile_names
 
     profiles = [get_profile(n) for n in profile_names()]
     found = await scan(args.timeout)
@@ -104,12 +104,12 @@ async def _scan(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from spinewatch.service import wire  # noqa: PLC0415
-    from spinewatch.service.bridge import ConfigSubscriber, run_bridge  # noqa: PLC0415
-    from spinewatch.service.config import Config  # noqa: PLC0415
-    from spinewatch.service.mqtt import resolve_protocol  # noqa: PLC0415
-    from spinewatch.service.publisher import Publisher  # noqa: PLC0415
-    from spinewatch.signal import PostureParams, PostureTracker  # noqa: PLC0415
+    from spinewatch.service import wire
+    from spinewatch.service.bridge import ConfigSubscriber, run_bridge
+    from spinewatch.service.config import Config
+    from spinewatch.service.mqtt import resolve_protocol
+    from spinewatch.service.publisher import Publisher
+    from spinewatch.signal import PostureParams, PostureTracker
 
     cfg = Config.load(path=args.config)
     if not cfg.mqtt.url:
@@ -155,7 +155,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _record(args: argparse.Namespace) -> int:
-    from spinewatch.firmware_bridge.replay import record  # noqa: PLC0415
+    from spinewatch.firmware_bridge.replay import record
 
     path = Path(args.file)
     if path.suffix not in (".csv", ".npz"):
@@ -175,7 +175,7 @@ async def _record(args: argparse.Namespace) -> int:
 
 
 def _duration(text: str) -> float:
-    from spinewatch.service.cli import parse_duration_s  # noqa: PLC0415
+    from spinewatch.service.cli import parse_duration_s
 
     return parse_duration_s(text)
 

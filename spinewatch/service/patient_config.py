@@ -178,13 +178,14 @@ def decode_patient_config(payload: bytes | str) -> PatientConfig:
         raise ConfigError("v", obj.get("v"), f"{VERSION}")
     unknown = set(obj) - _TOP_KEYS
     if unknown:
-        raise ConfigError(sorted(unknown)[0], obj[sorted(unknown)[0]], f"a known key: {', '.join(sorted(_TOP_KEYS))}")
+        k = min(unknown)
+        raise ConfigError(k, obj[k], f"a known key: {', '.join(sorted(_TOP_KEYS))}")
     h = obj.get("haptic", {})
     if not isinstance(h, dict):
         raise ConfigError("haptic", h, "a JSON object")
     unknown = set(h) - _HAPTIC_KEYS
     if unknown:
-        k = sorted(unknown)[0]
+        k = min(unknown)
         raise ConfigError(f"haptic.{k}", h[k], f"a known key: {', '.join(sorted(_HAPTIC_KEYS))}")
     qh = obj.get("quiet_hours", [])
     if not isinstance(qh, list):

@@ -24,7 +24,10 @@ from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method
 
-from spinewatch.firmware_bridge.profiles import BATTERY_LEVEL_CHAR_UUID, BATTERY_SERVICE_UUID
+from spinewatch.firmware_bridge.profiles import (
+    BATTERY_LEVEL_CHAR_UUID,
+    BATTERY_SERVICE_UUID,
+)
 from spinewatch.firmware_bridge.profiles import spinewatch as sw
 
 CENTRAL = "00:AA:00:00:00:01"  # hci0, used by bleak
@@ -122,11 +125,11 @@ class _Service(ServiceInterface):
         self._uuid = uuid
 
     @dbus_property(access=PropertyAccess.READ)
-    def UUID(self) -> "s":  # noqa: N802,F821
+    def UUID(self) -> "s":  # noqa: F821
         return self._uuid
 
     @dbus_property(access=PropertyAccess.READ)
-    def Primary(self) -> "b":  # noqa: N802,F821
+    def Primary(self) -> "b":  # noqa: F821
         return True
 
 
@@ -140,46 +143,46 @@ class _Char(ServiceInterface):
         self.notify_changed = asyncio.Event()
 
     @dbus_property(access=PropertyAccess.READ)
-    def UUID(self) -> "s":  # noqa: N802,F821
+    def UUID(self) -> "s":  # noqa: F821
         return self._uuid
 
     @dbus_property(access=PropertyAccess.READ)
-    def Service(self) -> "o":  # noqa: N802,F821
+    def Service(self) -> "o":  # noqa: F821
         return self._service
 
     @dbus_property(access=PropertyAccess.READ)
-    def Flags(self) -> "as":  # noqa: N802,F821
+    def Flags(self) -> "as":
         return self._flags
 
     @dbus_property(access=PropertyAccess.READ)
-    def Value(self) -> "ay":  # noqa: N802,F821
+    def Value(self) -> "ay":  # noqa: F821
         return self._value
 
     @dbus_property(access=PropertyAccess.READ)
-    def Notifying(self) -> "b":  # noqa: N802,F821
+    def Notifying(self) -> "b":  # noqa: F821
         return self.notifying
 
     @method()
-    def ReadValue(self, options: "a{sv}") -> "ay":  # noqa: N802,F821
+    def ReadValue(self, options: "a{sv}") -> "ay":  # noqa: F821
         return self._value
 
     @method()
-    def WriteValue(self, value: "ay", options: "a{sv}"):  # noqa: N802,F821
+    def WriteValue(self, value: "ay", options: "a{sv}"):  # noqa: F821
         self.writes.append((time.monotonic(), bytes(value)))
         self.notify_changed.set()
 
     @method()
-    def StartNotify(self):  # noqa: N802
+    def StartNotify(self):
         self.notifying = True
         self.notify_changed.set()
 
     @method()
-    def StopNotify(self):  # noqa: N802
+    def StopNotify(self):
         self.notifying = False
         self.notify_changed.set()
 
     @method()
-    def Confirm(self):  # noqa: N802
+    def Confirm(self):
         pass
 
     def notify(self, value: bytes) -> None:
@@ -199,7 +202,7 @@ class _Advertisement(ServiceInterface):
         self.counter = 0
 
     @dbus_property(access=PropertyAccess.READ)
-    def ServiceData(self) -> "a{sv}":  # noqa: N802,F821
+    def ServiceData(self) -> "a{sv}":
         return {sw.SERVICE_UUID: Variant("ay", bytes([self.counter % 256]))}
 
     def bump(self) -> None:
@@ -207,23 +210,23 @@ class _Advertisement(ServiceInterface):
         self.emit_properties_changed({"ServiceData": {sw.SERVICE_UUID: Variant("ay", bytes([self.counter % 256]))}})
 
     @dbus_property(access=PropertyAccess.READ)
-    def Type(self) -> "s":  # noqa: N802,F821
+    def Type(self) -> "s":  # noqa: F821
         return "peripheral"
 
     @dbus_property(access=PropertyAccess.READ)
-    def LocalName(self) -> "s":  # noqa: N802,F821
+    def LocalName(self) -> "s":  # noqa: F821
         return "SpineWatch-BZ01"
 
     @dbus_property(access=PropertyAccess.READ)
-    def ServiceUUIDs(self) -> "as":  # noqa: N802,F821
+    def ServiceUUIDs(self) -> "as":
         return [sw.SERVICE_UUID]
 
     @dbus_property(access=PropertyAccess.READ)
-    def Discoverable(self) -> "b":  # noqa: N802,F821
+    def Discoverable(self) -> "b":  # noqa: F821
         return True
 
     @method()
-    def Release(self):  # noqa: N802
+    def Release(self):
         pass
 
 

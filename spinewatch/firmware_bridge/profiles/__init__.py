@@ -169,7 +169,7 @@ def _scaled_columns(
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """(6,) column index and (6,) multiplier mapping raw [ax ay az gx gy gz] (sensor
     frame, counts) to [acc_body m/s^2, gyr_body rad/s]."""
-    from spinewatch.firmware_bridge.remap import _index_sign  # noqa: PLC0415
+    from spinewatch.firmware_bridge.remap import _index_sign
 
     idx, sign = _index_sign(mount)
     cols = np.array(list(idx) + [3 + i for i in idx], dtype=np.intp)
@@ -178,7 +178,7 @@ def _scaled_columns(
 
 
 def _registry() -> dict[str, SensorProfile]:
-    from spinewatch.firmware_bridge.profiles import spinewatch, thingy52, witmotion  # noqa: PLC0415
+    from spinewatch.firmware_bridge.profiles import spinewatch, thingy52, witmotion
 
     return {p.name: p for p in (spinewatch.PROFILE, witmotion.PROFILE, thingy52.PROFILE)}
 

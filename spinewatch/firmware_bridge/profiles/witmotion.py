@@ -44,8 +44,17 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import DecodeError
-from spinewatch.firmware_bridge.profiles import DecodedPacket, SensorProfile, _fixed_frame_decoder, _scaled_columns
-from spinewatch.firmware_bridge.remap import DEFAULT_BACK_MOUNT, MountAlignment, remap_to_sensor
+from spinewatch.firmware_bridge.profiles import (
+    DecodedPacket,
+    SensorProfile,
+    _fixed_frame_decoder,
+    _scaled_columns,
+)
+from spinewatch.firmware_bridge.remap import (
+    DEFAULT_BACK_MOUNT,
+    MountAlignment,
+    remap_to_sensor,
+)
 
 __all__ = ["FRAME_BYTES", "IMU_CHAR_UUID", "PROFILE", "SERVICE_UUID", "build_packet", "decode_packet"]
 
