@@ -321,3 +321,23 @@ def test_backoff_rejects_bad_arguments_and_jitters_by_default():
         backoff_s(1, None, 1.5)
     draws = {backoff_s(3, None) for _ in range(20)}
     assert len(draws) > 1 and all(1.125 <= d <= 2.25 for d in draws)
+
+
+def test_a_full_queue_drops_and_counts_packets_and_samples():
+    radio, sensor = make()
+
+    async def main():
+        async with source(radio, queue_packets=4) as src:
+            assert await src.wait_connected(DEADLINE_S)
+            await sensor.wait_delivered(20)  # nobody consumes: the queue overflows
+            out = await collect(src, lambda o: n_samples(o) >= 100)
+            return src, out
+
+    src, out = asyncio.run(main())
+    c = src.counters
+    full = c.dropped_packets.get("queue_full", 0)
+    assert full >= 10 and c.dropped_samples["queue_full"] == 5 * full
+    assert out[0].t0_ns == 0 and any(b.gap_before for b in out), "the dropped packets are a gap"
+    assert_samples_are_the_sensors(out, sensor)
+    st = src.status()
+    assert st["packets_lost"] == 0 and st["samples_lost"] == 0, "queue drops are not radio losses"

@@ -400,6 +400,13 @@ class BleSource:
         except asyncio.QueueFull:
             self.counters.packets_received += 1
             self.counters.drop_packet("queue_full")
+            self.counters.drop_samples("queue_full", self._samples_in(data))
+
+    def _samples_in(self, data: bytearray) -> int:
+        """Samples a notification claims to carry, without decoding it (for drop counts)."""
+        if self.profile.max_samples_per_packet == 1:
+            return 1
+        return data[6] if self.profile.name == "spinewatch" and len(data) > 6 else 0
 
     def _on_disconnect(self, _client: object) -> None:
         self._disconnected.set()

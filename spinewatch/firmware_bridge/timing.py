@@ -71,7 +71,8 @@ class LossCounters:
         packets_received: notifications that reached the bridge (decodable or not).
         samples_received: samples in decoded packets.
         samples_emitted: samples handed on (to the tracker and the publisher).
-        packets_lost: packets the sequence numbers say never arrived.
+        packets_lost: packets the sequence numbers say never reached the timeline (radio
+            losses plus ``queue_full`` drops; ``as_status`` separates them).
         samples_lost: samples the device clock (or arrival times) says never arrived.
         dropped_packets: reason -> notifications dropped at the bridge
             (``decode:<reason>``, ``queue_full``).
@@ -104,14 +105,23 @@ class LossCounters:
         return 100.0 * self.packets_lost / sent if sent else 0.0
 
     def as_status(self) -> dict[str, object]:
-        """The fields published in the device status message."""
+        """The fields published in the device status message.
+
+        Packets the bridge itself dropped (``queue_full``) also look like a sequence gap
+        to the timeline; they are reported under ``samples_dropped`` only, so the
+        ``*_lost`` fields count what the radio lost.
+        """
+        qf_p = self.dropped_packets.get("queue_full", 0)
+        qf_s = self.dropped_samples.get("queue_full", 0)
+        lost_p = max(0, self.packets_lost - qf_p)
+        sent = self.packets_received + lost_p
         return {
             "packets_received": self.packets_received,
-            "packets_lost": self.packets_lost,
-            "packets_lost_pct": round(self.packets_lost_pct, 3),
+            "packets_lost": lost_p,
+            "packets_lost_pct": round(100.0 * lost_p / sent, 3) if sent else 0.0,
             "samples_received": self.samples_received,
             "samples_published": self.samples_emitted,
-            "samples_lost": self.samples_lost,
+            "samples_lost": max(0, self.samples_lost - qf_s),
             "samples_dropped": dict(self.dropped_samples),
             "packets_dropped": dict(self.dropped_packets),
             "gaps": self.gaps,
