@@ -143,16 +143,17 @@ def _fixed_frame_decoder(
     """Vectorised decoder for one-sample fixed-size frames (WitMotion, Thingy:52)."""
 
     def decode_many(packets: list[bytes], mount: MountAlignment) -> list[DecodedPacket | DecodeError]:
-        good = [i for i, pk in enumerate(packets) if len(pk) == frame_bytes and pk[:len(header)] == header]
+        good = [i for i, pk in enumerate(packets) if len(pk) == frame_bytes and pk.startswith(header)]
         if len(good) < 4:
             return _decode_each(decode, packets, mount)
         out: list[DecodedPacket | DecodeError | None] = [None] * len(packets)
         raw = np.frombuffer(b"".join([packets[i] for i in good]), np.uint8).reshape(len(good), frame_bytes)
         vals6 = np.ascontiguousarray(raw[:, offset:offset + 12]).view("<i2")
         cols, mult = tables(mount)
-        vals = vals6[:, cols] * mult
+        vals = (vals6[:, cols] * mult)[:, None, :]  # (P, 1, 6): one view per packet below
+        acc, gyr = vals[:, :, :3], vals[:, :, 3:]
         for j, i in enumerate(good):
-            out[i] = DecodedPacket(None, None, vals[j:j + 1, :3], vals[j:j + 1, 3:])
+            out[i] = DecodedPacket(None, None, acc[j], gyr[j])
         for i, o in enumerate(out):
             if o is None:
                 try:
