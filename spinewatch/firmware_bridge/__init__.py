@@ -1,1 +1,14 @@
-"""Sensor side: BLE profiles and connection, replay and simulated sources."""
+"""Sensor side: BLE profiles and connection, replay and simulated sources.
+
+| module | holds |
+|---|---|
+| ``source`` | ``ImuSource``, the async interface every source implements |
+| ``profiles/`` | GATT profiles: UUIDs, pure decoders (``DecodeError`` reasons), packet builders |
+| ``remap`` | the 24 sensor-to-body mounting alignments |
+| ``timing`` | sample times from sequence numbers / device clock / arrival times; loss accounting |
+| ``ble`` | ``BleSource``: scan, connect (bleak-retry-connector), reconnect with ``backoff_s``, status |
+| ``ble_config`` | ``BleConfig``, the BLE bridge's typed settings |
+| ``haptics`` | ``HapticTrigger``: when to buzz (pure, rate-limited) |
+| ``replay`` | recordings (CSV / .npz), ``record()``, ``ReplaySource`` |
+| ``simulator`` | the scripted simulated patient |
+"""

@@ -28,9 +28,13 @@ class ImuSource(Protocol):
       consumer stops early or raises. Neither suppresses exceptions.
     - ``batches()`` may only be called inside the ``async with`` block. It returns an
       async iterator of :class:`~spinewatch.model.ImuBatch` in sensor-time order. Each
-      batch carries ``gyr_rad_s`` (N, 3) rad/s and ``acc_m_s2`` (N, 3) m/s^2, both in the
-      **sensor** frame, raw (no bias removed, no remapping), and ``t0_ns`` on the
-      sensor's monotonic clock (not UTC). ``t0_ns`` of the next batch is
+      batch carries ``gyr_rad_s`` (N, 3) rad/s and ``acc_m_s2`` (N, 3) m/s^2, raw (no
+      bias removed), and ``t0_ns`` on the sensor's monotonic clock (not UTC). Frame:
+      BLE sources remap the sensor's axes to the **body** frame once, in the decoder
+      (:class:`~spinewatch.firmware_bridge.remap.MountAlignment`), and recordings store
+      that body-frame data; the simulator emits its sensor frame, the body frame turned
+      by a few degrees of mounting misalignment. Residual misalignment is removed by the
+      tracker's neutral calibration. ``t0_ns`` of the next batch is
       ``t0_ns + len(batch) * dt_ns`` unless samples were lost, in which case that batch
       has ``gap_before=True``.
     - The iterator ends (``StopAsyncIteration``) when the source ends: the end of a

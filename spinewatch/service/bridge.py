@@ -1,20 +1,140 @@
-"""The bridge loop: IMU source -> posture tracker -> publisher, with live status for a UI."""
+"""The bridge loop: IMU source -> posture tracker -> publisher, with live status for a UI.
+
+Optionally (keyword arguments of :func:`run_bridge`) the loop also
+
+- applies the patient's config live (:class:`ConfigSubscriber` reads the retained
+  ``config`` topic with its own paho client; thresholds go into the running tracker,
+  haptic settings into the trigger) without restarting the stream;
+- buzzes the sensor when a confirmed slouch has lasted the patient's haptic delay
+  (:class:`~spinewatch.firmware_bridge.haptics.HapticTrigger`; the write is started
+  as soon as the batch that completes the delay has been processed);
+- publishes the source's device status (connected, RSSI, battery, loss counters) to
+  the retained ``status`` topic every ``status_interval_s``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import logging
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
+import paho.mqtt.client as paho
 
+from spinewatch.errors import ConfigError
+from spinewatch.firmware_bridge.haptics import HapticTrigger
 from spinewatch.firmware_bridge.source import ImuSource
 from spinewatch.model import NS_PER_S, PostureBatch, SlouchEvent
+from spinewatch.service import wire
+from spinewatch.service.config import MqttConfig
+from spinewatch.service.mqtt import Protocol as MqttProtocol
+from spinewatch.service.mqtt import connect, make_client
+from spinewatch.service.patient_config import (
+    PatientConfig,
+    decode_patient_config,
+    in_quiet_hours,
+)
 from spinewatch.service.publisher import Publisher
 from spinewatch.signal import Activity, PostureTracker, TrackerOutput
 
 _LOGGER = logging.getLogger(__name__)
+
+# Config messages waiting to be applied; only the newest matters, so when full the
+# oldest is discarded (counted in ConfigSubscriber.discarded).
+CONFIG_QUEUE_SIZE: Final = 8
+
+
+class ConfigUpdates(Protocol):
+    """Where the bridge gets config payloads from (a ConfigSubscriber, or a test queue)."""
+
+    async def get(self) -> bytes: ...
+
+
+class ConfigSubscriber:
+    """Subscribes to ``spinewatch/v1/{patient}/{device}/config`` (retained, QoS 1).
+
+    paho's callback thread only hands each payload to the event loop
+    (``loop.call_soon_threadsafe``), where it waits in a bounded queue for
+    :meth:`get`. Use as ``async with``.
+    """
+
+    def __init__(self, cfg: MqttConfig, patient: str, device: str, protocol: MqttProtocol) -> None:
+        self.cfg = cfg
+        self.topic = wire.topic(wire.check_id("patient", patient), wire.check_id("device", device), "config")
+        self.protocol = protocol
+        self._client, self._props = make_client(cfg, f"bridge-config-{patient}-{device}", protocol)
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(CONFIG_QUEUE_SIZE)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.received = 0
+        self.discarded = 0
+        self.subscribed = asyncio.Event()
+
+    def _on_connect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
+        if not getattr(rc, "is_failure", False):
+            c.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, c: paho.Client, u: object, mid: int, rcs: object, p: object) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.subscribed.set)
+
+    def _on_message(self, c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._put, bytes(msg.payload))
+
+    def _put(self, payload: bytes) -> None:
+        self.received += 1
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.discarded += 1
+        self._queue.put_nowait(payload)
+
+    async def __aenter__(self) -> Self:
+        self._loop = asyncio.get_running_loop()
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        connect(self._client, self.cfg, self._props, self.protocol)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._client.disconnect()
+        await asyncio.get_running_loop().run_in_executor(None, self._client.loop_stop)
+
+    async def get(self) -> bytes:
+        return await self._queue.get()
+
+
+@dataclass(frozen=True, slots=True)
+class HapticEvent:
+    """A buzz the bridge decided on.
+
+    Attributes:
+        t_sensor_ns: sensor time of the sample that completed the delay, ns.
+        decided_mono_ns: ``time.monotonic_ns()`` when the write was started.
+        pattern: the pattern written.
+    """
+
+    t_sensor_ns: int
+    decided_mono_ns: int
+    pattern: str
+
+
+def apply_posture_config(tracker: PostureTracker, cfg: PatientConfig) -> None:
+    """Put the patient's thresholds into a running tracker (its state is kept)."""
+    tracker.params = dataclasses.replace(
+        tracker.params, threshold_deg=cfg.threshold_deg, hysteresis_deg=cfg.hysteresis_deg,
+        min_duration_s=cfg.min_duration_s)
+    det = tracker.slouch
+    det.on_deg = float(cfg.threshold_deg)
+    det.off_deg = float(cfg.threshold_deg - cfg.hysteresis_deg)
+    det.min_samples = math.ceil(cfg.min_duration_s * det.rate_hz - 1e-9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +169,9 @@ class BridgeTotals:
     posture_messages: int = 0
     events: int = 0
     neutral_samples: int = 0
+    haptics: int = 0
+    configs_applied: int = 0
+    configs_rejected: int = 0
 
 
 _COLUMNS = ("flexion_deg", "lateral_deg", "state", "activity")
@@ -61,6 +184,9 @@ class _Pending:
     t0_sensor_ns: int = 0
     dt_ns: int = 0
     cols: list[npt.NDArray[np.generic]] = field(default_factory=list)
+    first_t0: int | None = None  # sensor time of the stream's first sample
+    dt0_ns: int = 0  # sample period of the stream's first batch
+    outgoing: list[PostureBatch] = field(default_factory=list)  # cut, not yet handed over
 
     @property
     def n(self) -> int:
@@ -87,6 +213,13 @@ async def run_bridge(
     publish_interval_s: float = 1.0,
     on_status: Callable[[LiveStatus], None] | None = None,
     on_event: Callable[[SlouchEvent], None] | None = None,
+    *,
+    patient_config: PatientConfig | None = None,
+    config_updates: ConfigUpdates | None = None,
+    on_config: Callable[[PatientConfig], None] | None = None,
+    haptics: bool = True,
+    on_haptic: Callable[[HapticEvent], None] | None = None,
+    status_interval_s: float | None = None,
 ) -> BridgeTotals:
     """Stream ``source`` through ``tracker`` and publish until the source ends.
 
@@ -95,27 +228,81 @@ async def run_bridge(
     of the source's batches (a gap in the stream ends a message early); slouch events as
     soon as they end.
 
+    Args:
+        patient_config: initial patient settings (applied to ``tracker`` at start).
+        config_updates: source of ``config`` payloads applied live (e.g. a
+            :class:`ConfigSubscriber`); invalid ones are logged and ignored.
+        on_config: called with each applied config.
+        haptics: buzz the sensor on confirmed slouches when the source can
+            (``source.buzz``) and the patient config enables it.
+        on_haptic: called for each buzz started.
+        status_interval_s: publish ``source.status()`` (if the source has one) this often.
+
     Returns:
         Totals of what was processed and published.
     """
     totals = BridgeTotals()
+    current: dict[str, PatientConfig] = {}
+    trigger = HapticTrigger()
+    buzz: Callable[[str, int, int], Awaitable[bool]] | None = getattr(source, "buzz", None) if haptics else None
+    status_fn: Callable[[], dict[str, Any]] | None = getattr(source, "status", None)
+    background: set[asyncio.Task[Any]] = set()
+
+    def set_config(cfg: PatientConfig) -> None:
+        current["cfg"] = cfg
+        apply_posture_config(tracker, cfg)
+        totals.configs_applied += 1
+        if on_config is not None:
+            on_config(cfg)
+
+    if patient_config is not None:
+        set_config(patient_config)
+
+    async def follow_config() -> None:
+        assert config_updates is not None
+        while True:
+            payload = await config_updates.get()
+            try:
+                cfg = decode_patient_config(payload)
+            except ConfigError as exc:
+                totals.configs_rejected += 1
+                _LOGGER.warning("ignoring invalid patient config: %s", exc)
+                continue
+            set_config(cfg)
+            _LOGGER.info("patient config applied: %s", cfg)
+
+    def maybe_buzz(b: Any, out: TrackerOutput) -> None:
+        cfg = current.get("cfg")
+        if buzz is None or cfg is None:
+            return
+        settings = cfg.haptic_settings()
+        quiet = in_quiet_hours(cfg, start_utc_ns + b.t0_ns)
+        for k in trigger.update(out.state, out.activity, b.t0_ns, b.dt_ns, settings, quiet):
+            start_buzz(b.t0_ns + k * b.dt_ns, settings)
+
+    def start_buzz(t_sensor_ns: int, settings: Any) -> None:
+        assert buzz is not None
+        ev = HapticEvent(t_sensor_ns, time.monotonic_ns(), settings.pattern)
+        task = asyncio.create_task(buzz(settings.pattern, settings.intensity_pct, settings.duration_ms),
+                                   name="bridge.haptic")
+        background.add(task)
+        task.add_done_callback(background.discard)
+        totals.haptics += 1
+        if on_haptic is not None:
+            on_haptic(ev)
     pend = _Pending()
-    outgoing: list[PostureBatch] = []
-    per_msg = 0
-    first_t0: int | None = None
-    dt_ns = 0
 
     def publish(k: int) -> None:
         t0, (flex, lat, state, act) = pend.take(k)
         batch = PostureBatch(publisher.patient, publisher.device, start_utc_ns + t0, pend.dt_ns,
                              flex, lat, state, act)  # type: ignore[arg-type]
-        outgoing.append(batch)
+        pend.outgoing.append(batch)
         totals.posture_messages += 1
         if on_status is not None:
             end_ns = t0 + k * pend.dt_ns
             on_status(LiveStatus(
                 t_ns=start_utc_ns + end_ns - pend.dt_ns,
-                elapsed_s=(end_ns - (first_t0 or 0)) / NS_PER_S,
+                elapsed_s=(end_ns - (pend.first_t0 or 0)) / NS_PER_S,
                 flexion_deg=float(flex[-1]), lateral_deg=float(lat[-1]),
                 slouching=bool(state[-1]), activity=Activity(int(act[-1])),
                 slouch_count=totals.events,
@@ -123,8 +310,15 @@ async def run_bridge(
                 samples=totals.samples,
             ))
 
+    def hand_over() -> None:
+        """One outbox transaction for every message cut since the last call."""
+        if pend.outgoing:
+            publisher.publish_postures(pend.outgoing)
+            pend.outgoing = []
+
     def emit(ep: npt.NDArray[np.float64]) -> None:
-        base = start_utc_ns + (first_t0 or 0)
+        base = start_utc_ns + (pend.first_t0 or 0)
+        dt_ns = pend.dt0_ns
         ev = SlouchEvent(publisher.patient, publisher.device,
                          base + int(ep[0]) * dt_ns, base + int(ep[1]) * dt_ns, float(ep[2]), float(ep[3]))
         publisher.publish_event(ev)
@@ -132,10 +326,49 @@ async def run_bridge(
         if on_event is not None:
             on_event(ev)
 
+    async def report_status() -> None:
+        # its own task, so a disconnected sensor (no batches) is still reported
+        assert status_fn is not None and status_interval_s
+        while True:
+            await asyncio.sleep(status_interval_s)  # sync-ok: the status period
+            publisher.publish_status(online=True, **status_fn())
+
+    helpers = []
+    if config_updates is not None:
+        helpers.append(asyncio.create_task(follow_config(), name="bridge.config"))
+    if status_fn is not None and status_interval_s:
+        helpers.append(asyncio.create_task(report_status(), name="bridge.status"))
+    try:
+        await _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe_buzz,
+                      publish_interval_s)
+    finally:
+        for task in helpers:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if status_fn is not None and status_interval_s:
+            publisher.publish_status(online=True, **status_fn())
+        if background:
+            await asyncio.gather(*background, return_exceptions=True)
+    for ep in tracker.flush():
+        emit(ep)
+    if pend.n:
+        publish(pend.n)
+    hand_over()
+    _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events",
+                 totals.samples, totals.posture_messages, totals.events)
+    return totals
+
+
+async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe_buzz, publish_interval_s):  # type: ignore[no-untyped-def]
+    """The source loop of :func:`run_bridge` (split out so the config and status tasks wrap it)."""
+    first = True
+    per_msg = 0
     async with source:
         async for b in source.batches():
-            if first_t0 is None:
-                first_t0, dt_ns = b.t0_ns, b.dt_ns
+            if first:
+                first = False
+                pend.first_t0, pend.dt0_ns = b.t0_ns, b.dt_ns
                 per_msg = max(1, round(publish_interval_s * NS_PER_S / b.dt_ns))
             if pend.n and (b.gap_before or b.dt_ns != pend.dt_ns):
                 publish(pend.n)  # a posture message covers evenly spaced samples only
@@ -149,19 +382,9 @@ async def run_bridge(
             if not pend.n:
                 pend.t0_sensor_ns, pend.dt_ns = b.t0_ns, b.dt_ns
             pend.add(out)
+            maybe_buzz(b, out)
             for ep in out.episodes:
                 emit(ep)
             while pend.n >= per_msg:
                 publish(per_msg)
-            if outgoing:  # one outbox transaction for what this batch completed
-                publisher.publish_postures(outgoing)
-                outgoing.clear()
-    for ep in tracker.flush():
-        emit(ep)
-    if pend.n:
-        publish(pend.n)
-    if outgoing:
-        publisher.publish_postures(outgoing)
-    _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events",
-                 totals.samples, totals.posture_messages, totals.events)
-    return totals
+            hand_over()

@@ -270,8 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also downsample data written before the continuous queries existed")
     init.set_defaults(func=_cmd_influx_init)
 
+    from spinewatch.service.cli_bridge import add_bridge_commands  # noqa: PLC0415
     from spinewatch.service.grafana_push import add_grafana_commands  # noqa: PLC0415
 
+    add_bridge_commands(sub)
     add_grafana_commands(sub)
     return p
 

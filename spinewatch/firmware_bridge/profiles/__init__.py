@@ -1,1 +1,202 @@
-"""GATT profiles of supported sensors: UUIDs and pure packet decoders."""
+"""GATT profiles of supported sensors: UUIDs, pure packet decoders and packet builders.
+
+Every profile module exposes a :data:`PROFILE` (:class:`SensorProfile`). Its ``decode``
+turns one notification's bytes into a :class:`DecodedPacket` (body-frame arrays with
+units, plus the sequence number and device timestamp when the sensor sends them) or
+raises :class:`~spinewatch.errors.DecodeError` with one of :data:`DECODE_REASONS`; it
+never raises anything else (fuzzed in ``tests/test_profiles_fuzz.py`` and
+``benchmarks/fuzz_profiles.py``). ``build`` is the inverse, used by tests, the fake
+sensors and the simulator.
+
+| profile | module | sequence | device clock | haptic |
+|---|---|---|---|---|
+| ``spinewatch`` | :mod:`.spinewatch` (docs/gatt-profile.md) | u16 | u32 us | yes |
+| ``witmotion`` | :mod:`.witmotion` (WT901BLE) | no | no | no |
+| ``thingy52`` | :mod:`.thingy52` (Nordic Thingy:52 raw motion) | no | no | no |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from spinewatch.errors import DecodeError
+from spinewatch.firmware_bridge.remap import MountAlignment
+from spinewatch.model import Float2D
+
+__all__ = [
+    "BATTERY_LEVEL_CHAR_UUID",
+    "BATTERY_SERVICE_UUID",
+    "DECODE_REASONS",
+    "DecodedPacket",
+    "SensorProfile",
+    "get_profile",
+    "profile_names",
+]
+
+# Bluetooth SIG assigned numbers: Battery Service 0x180F, Battery Level 0x2A19 (uint8 %).
+BATTERY_SERVICE_UUID: Final = "0000180f-0000-1000-8000-00805f9b34fb"
+BATTERY_LEVEL_CHAR_UUID: Final = "00002a19-0000-1000-8000-00805f9b34fb"
+
+# The one set of reasons a decoder puts in DecodeError.reason (counter labels).
+DECODE_REASONS: Final = {
+    "too_short": "fewer bytes than the layout (header + samples) requires",
+    "too_long": "more bytes than the layout requires",
+    "bad_header": "a fixed header byte has the wrong value",
+    "unsupported_packet": "a valid packet of a kind the bridge does not use",
+    "bad_count": "sample count is 0 or above the profile's maximum",
+    "bad_range": "unknown full-scale range code or reserved bits set",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedPacket:
+    """One notification's samples, already in the body frame.
+
+    Attributes:
+        seq: packet sequence number as sent (wraps at the profile's ``seq_modulo``), or
+            None when the profile has none.
+        t0_us: device clock at the first sample, us (wraps at ``clock_modulo_us``), or
+            None when the profile has none.
+        acc_m_s2: (N, 3) specific force, m/s^2, body frame.
+        gyr_rad_s: (N, 3) angular rate, rad/s, body frame.
+    """
+
+    seq: int | None
+    t0_us: int | None
+    acc_m_s2: Float2D
+    gyr_rad_s: Float2D
+
+    def __len__(self) -> int:
+        return int(self.acc_m_s2.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class SensorProfile:
+    """What the bridge needs to know about one kind of sensor.
+
+    Attributes:
+        name: registry key, e.g. ``"spinewatch"``.
+        service_uuid: primary service to scan for and that holds ``imu_char_uuid``.
+        imu_char_uuid: the notify characteristic carrying IMU packets.
+        haptic_char_uuid: write characteristic for vibration, or None (no motor).
+        config_char_uuid: read/write configuration characteristic, or None.
+        has_battery_service: the sensor implements the standard Battery Service.
+        seq_modulo: sequence numbers wrap at this value; 0 = the profile has none.
+        clock_modulo_us: device timestamps wrap at this value, us; 0 = none.
+        default_rate_hz: sample rate assumed unless configured, Hz.
+        default_mount: alignment assumed when the user gives none.
+        max_samples_per_packet: upper bound on ``len(decode(x))``.
+        decode: ``decode(data, mount) -> DecodedPacket``; raises DecodeError only.
+        build: ``build(acc_m_s2, gyr_rad_s, mount=..., seq=..., t0_us=...) -> bytes``
+            (body-frame input; the inverse of ``decode`` up to quantisation).
+        name_prefixes: advertised local names that identify the sensor when scanning.
+        decode_many: optional vectorised ``decode`` of many packets (same results).
+    """
+
+    name: str
+    service_uuid: str
+    imu_char_uuid: str
+    haptic_char_uuid: str | None
+    config_char_uuid: str | None
+    has_battery_service: bool
+    seq_modulo: int
+    clock_modulo_us: int
+    default_rate_hz: float
+    default_mount: MountAlignment
+    max_samples_per_packet: int
+    decode: Callable[[bytes | bytearray, MountAlignment], DecodedPacket]
+    build: Callable[..., bytes]
+    name_prefixes: tuple[str, ...] = ()
+    decode_many: Callable[[list[bytes], MountAlignment], list[DecodedPacket | DecodeError]] | None = None
+
+    def decode_batch(self, packets: list[bytes], mount: MountAlignment) -> list[DecodedPacket | DecodeError]:
+        """Decode many notifications; each result is a packet or the DecodeError it raised."""
+        if self.decode_many is not None:
+            return self.decode_many(packets, mount)
+        return _decode_each(self.decode, packets, mount)
+
+    @property
+    def has_sequence(self) -> bool:
+        return self.seq_modulo > 0
+
+
+def _decode_each(
+    decode: Callable[[bytes | bytearray, MountAlignment], DecodedPacket], packets: list[bytes], mount: MountAlignment
+) -> list[DecodedPacket | DecodeError]:
+    out: list[DecodedPacket | DecodeError] = []
+    for pk in packets:
+        try:
+            out.append(decode(pk, mount))
+        except DecodeError as exc:
+            out.append(exc)
+    return out
+
+
+def _fixed_frame_decoder(
+    frame_bytes: int, offset: int, header: bytes, tables: Callable[[MountAlignment], tuple[Any, Any]],
+    decode: Callable[[bytes | bytearray, MountAlignment], DecodedPacket],
+) -> Callable[[list[bytes], MountAlignment], list[DecodedPacket | DecodeError]]:
+    """Vectorised decoder for one-sample fixed-size frames (WitMotion, Thingy:52)."""
+
+    def decode_many(packets: list[bytes], mount: MountAlignment) -> list[DecodedPacket | DecodeError]:
+        good = [i for i, pk in enumerate(packets) if len(pk) == frame_bytes and pk.startswith(header)]
+        if len(good) < 4:
+            return _decode_each(decode, packets, mount)
+        out: list[DecodedPacket | DecodeError | None] = [None] * len(packets)
+        raw = np.frombuffer(b"".join([packets[i] for i in good]), np.uint8).reshape(len(good), frame_bytes)
+        vals6 = np.ascontiguousarray(raw[:, offset:offset + 12]).view("<i2")
+        cols, mult = tables(mount)
+        vals = (vals6[:, cols] * mult)[:, None, :]  # (P, 1, 6): one view per packet below
+        acc, gyr = vals[:, :, :3], vals[:, :, 3:]
+        for j, i in enumerate(good):
+            out[i] = DecodedPacket(None, None, acc[j], gyr[j])
+        for i, o in enumerate(out):
+            if o is None:
+                try:
+                    out[i] = decode(packets[i], mount)
+                except DecodeError as exc:
+                    out[i] = exc
+        return out  # type: ignore[return-value]
+
+    return decode_many
+
+
+def _scaled_columns(
+    mount: MountAlignment, acc_scale: float, gyr_scale: float
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """(6,) column index and (6,) multiplier mapping raw [ax ay az gx gy gz] (sensor
+    frame, counts) to [acc_body m/s^2, gyr_body rad/s]."""
+    from spinewatch.firmware_bridge.remap import _index_sign
+
+    idx, sign = _index_sign(mount)
+    cols = np.array(list(idx) + [3 + i for i in idx], dtype=np.intp)
+    mult = np.array([s * acc_scale for s in sign] + [s * gyr_scale for s in sign])
+    return cols, mult
+
+
+def _registry() -> dict[str, SensorProfile]:
+    from spinewatch.firmware_bridge.profiles import spinewatch, thingy52, witmotion
+
+    return {p.name: p for p in (spinewatch.PROFILE, witmotion.PROFILE, thingy52.PROFILE)}
+
+
+def profile_names() -> list[str]:
+    """Names of the supported profiles."""
+    return sorted(_registry())
+
+
+def get_profile(name: str) -> SensorProfile:
+    """The profile called ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    reg = _registry()
+    try:
+        return reg[name]
+    except KeyError:
+        raise ValueError(f"unknown sensor profile {name!r}; known: {sorted(reg)}") from None

@@ -1,0 +1,529 @@
+"""The BLE connection manager: a sensor over bleak as an :class:`ImuSource` that never gives up.
+
+:class:`BleSource` scans for the sensor (by address, advertised name or service UUID),
+connects with bleak-retry-connector's ``establish_connection`` to the ``BLEDevice`` the
+scan returned, reads the sensor config and battery, subscribes to the IMU
+characteristic and streams. When the link drops, or stays silent for
+``silence_timeout_s`` (then it is recycled), it reconnects forever, waiting
+:func:`backoff_s` between attempts. Gaps are flagged on the next batch and every
+packet/sample is accounted for in :class:`~spinewatch.firmware_bridge.timing.LossCounters`.
+
+bleak's notification callback only stamps the arrival time (monotonic ns) and puts the
+bytes on a bounded queue; decoding and timing run in :meth:`BleSource.batches`.
+
+bleak's backends are pluggable: ``client_backend`` / ``scanner_backend`` are passed to
+``BleakClient(backend=...)`` / ``BleakScanner(backend=...)`` (tests use an in-process fake
+backend; ``None`` is the platform's, BlueZ on Linux).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Final, Self
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
+from bleak.exc import BleakDBusError, BleakError
+from bleak_retry_connector import establish_connection
+
+from spinewatch.errors import DecodeError, SpineWatchError
+from spinewatch.firmware_bridge.ble_config import BleConfig
+from spinewatch.firmware_bridge.profiles import BATTERY_LEVEL_CHAR_UUID, SensorProfile
+from spinewatch.firmware_bridge.remap import MountAlignment
+from spinewatch.firmware_bridge.timing import (
+    ArrivalTimeline,
+    LossCounters,
+    SequencedTimeline,
+    merge_batches,
+)
+from spinewatch.model import ImuBatch
+
+__all__ = ["BleSource", "DeviceNotFound", "SilentLink", "backoff_s", "scan"]
+
+_LOGGER = logging.getLogger(__name__)
+
+# Base waits before a reconnect attempt, s, by what went wrong (bleak-retry-connector's
+# calculate_backoff_time has the same idea). Transient BlueZ/D-Bus errors clear quickly;
+# a sensor that is not advertising is out of range or off, so look less often.
+BACKOFF_TRANSIENT_S: Final = 0.25
+BACKOFF_LINK_LOST_S: Final = 0.5
+BACKOFF_NOT_FOUND_S: Final = 2.0
+BACKOFF_OTHER_S: Final = 1.0
+BACKOFF_GROWTH: Final = 1.5  # per attempt, like aiomqtt v3's 1.5 ** attempt
+BACKOFF_MAX_EXPONENT: Final = 10  # 1.5**10 = 58x the base at most
+_MAX_DRAIN_PACKETS: Final = 512  # notifications decoded per wake-up before yielding
+
+
+class DeviceNotFound(SpineWatchError):
+    """No advertisement matched within the scan timeout.
+
+    Attributes:
+        device: what was looked for (address, name or service UUID).
+    """
+
+    def __init__(self, device: str, timeout_s: float) -> None:
+        self.device = device
+        super().__init__(
+            f"no BLE device matching {device!r} advertised within {timeout_s:g} s; "
+            "is it switched on, in range and not connected to another central?"
+        )
+
+
+class SilentLink(SpineWatchError):
+    """A connected sensor sent no notification for ``silence_s``; the link is recycled."""
+
+    def __init__(self, address: str, silence_s: float) -> None:
+        self.address = address
+        self.silence_s = silence_s
+        super().__init__(f"{address}: no notification for {silence_s:.1f} s; reconnecting")
+
+
+def backoff_s(attempt: int, exc: BaseException | None, jitter: float | None = None,
+              cap_s: float = 60.0) -> float:
+    """Seconds to wait before reconnect ``attempt`` (1-based) after ``exc``.
+
+    ``base(exc) * 1.5 ** min(attempt - 1, 10)``, capped at ``cap_s``, times
+    ``0.5 + 0.5 * jitter`` ("equal jitter": never less than half, so a fleet of bridges
+    restarting together spreads out without ever retrying in a tight loop).
+
+    Args:
+        attempt: 1 for the first retry after a failure.
+        exc: what failed: a D-Bus/BlueZ error or timeout is transient (0.25 s base), a
+            lost or silent link 0.5 s, a device that is not advertising 2 s, else 1 s.
+        jitter: in [0, 1]; None draws ``random.random()``. Pass it to make the function
+            pure (tests).
+        cap_s: upper bound before jitter, s.
+
+    Raises:
+        ValueError: attempt < 1 or jitter outside [0, 1].
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    if jitter is None:
+        jitter = random.random()
+    if not 0.0 <= jitter <= 1.0:
+        raise ValueError(f"jitter must be in [0, 1], got {jitter}")
+    if isinstance(exc, (BleakDBusError, TimeoutError, EOFError, BrokenPipeError)):
+        base = BACKOFF_TRANSIENT_S
+    elif isinstance(exc, (SilentLink, _LinkLost)):
+        base = BACKOFF_LINK_LOST_S
+    elif isinstance(exc, DeviceNotFound):
+        base = BACKOFF_NOT_FOUND_S
+    else:
+        base = BACKOFF_OTHER_S
+    delay = min(cap_s, base * BACKOFF_GROWTH ** min(attempt - 1, BACKOFF_MAX_EXPONENT))
+    return delay * (0.5 + 0.5 * jitter)
+
+
+class _LinkLost(SpineWatchError):
+    """The peripheral disconnected (internal: feeds backoff_s)."""
+
+
+def _matcher(device: str, profile: SensorProfile | None) -> Callable[[BLEDevice, AdvertisementData], bool]:
+    """Match by address (``AA:BB:..``), by service UUID, or by advertised name prefix."""
+    want = device.strip()
+    low = want.lower()
+
+    def match(d: BLEDevice, adv: AdvertisementData) -> bool:
+        if d.address.lower() == low:
+            return True
+        if low in (u.lower() for u in adv.service_uuids):
+            return True
+        name = adv.local_name or d.name or ""
+        if want and name.startswith(want):
+            return True
+        if not want and profile is not None:  # any sensor of the profile
+            return profile.service_uuid in (u.lower() for u in adv.service_uuids) or any(
+                name.startswith(p) for p in profile.name_prefixes)
+        return False
+
+    return match
+
+
+async def scan(
+    timeout_s: float = 5.0,
+    service_uuids: list[str] | None = None,
+    scanner_backend: type[BaseBleakScanner] | None = None,
+) -> list[tuple[BLEDevice, AdvertisementData]]:
+    """Every device advertising within ``timeout_s``, strongest signal first."""
+    found = await BleakScanner.discover(timeout=timeout_s, return_adv=True, service_uuids=service_uuids,
+                                        backend=scanner_backend)
+    return sorted(found.values(), key=lambda da: -da[1].rssi)
+
+
+class BleSource:
+    """One BLE sensor as an :class:`~spinewatch.firmware_bridge.source.ImuSource`.
+
+    Usage::
+
+        async with BleSource(get_profile("spinewatch"), "SpineWatch-3F2A") as src:
+            async for batch in src.batches():
+                ...
+
+    ``__aenter__`` starts the connection task and returns at once; ``batches()`` yields
+    body-frame batches (the decoder remaps with ``mount``) as they arrive, across
+    reconnects, until :meth:`stop` is called or the ``async with`` block exits.
+
+    Args:
+        profile: the sensor's :class:`SensorProfile`.
+        device: address, advertised name (prefix) or service UUID; "" = the first
+            device advertising the profile.
+        mount: sensor-to-body alignment; default the profile's.
+        rate_hz: sample rate; default the sensor's config characteristic if it has
+            one, else the profile's default.
+        config: :class:`BleConfig`.
+        client_backend, scanner_backend: bleak backend classes (None = platform).
+        backoff: ``backoff(attempt, exc) -> s``; tests pass ``lambda a, e: 0.0``.
+        clock_ns: monotonic clock for arrival times (``time.monotonic_ns``).
+        adapter: BlueZ adapter to use, e.g. ``"hci1"`` (None = the default one).
+
+    Attributes:
+        counters: :class:`LossCounters` of this sensor.
+        connects: successful connections so far; ``reconnects = connects - 1``.
+        silent_recycles: links recycled because the sensor went silent.
+    """
+
+    def __init__(
+        self,
+        profile: SensorProfile,
+        device: str = "",
+        *,
+        mount: MountAlignment | None = None,
+        rate_hz: float | None = None,
+        config: BleConfig | None = None,
+        client_backend: type[BaseBleakClient] | None = None,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        backoff: Callable[[int, BaseException | None], float] | None = None,
+        clock_ns: Callable[[], int] = time.monotonic_ns,
+        adapter: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.adapter = adapter
+        self._last_device: BLEDevice | None = None
+        self.device = device
+        self.mount = mount or profile.default_mount
+        self.config = config or BleConfig()
+        self._rate_hz = float(rate_hz or profile.default_rate_hz)
+        self._rate_fixed = rate_hz is not None
+        self._client_backend = client_backend
+        self._scanner_backend = scanner_backend
+        self._backoff = backoff or (lambda a, e: backoff_s(a, e, cap_s=self.config.backoff_cap_s))
+        self._clock_ns = clock_ns
+        self.counters = LossCounters()
+        self.connects = 0
+        self.silent_recycles = 0
+        self.rssi_dbm: int | None = None
+        self.battery_pct: int | None = None
+        self.address: str | None = None
+        self._client: BleakClient | None = None
+        self._queue: asyncio.Queue[tuple[int, int, bytes] | None] = asyncio.Queue(self.config.queue_packets)
+        self._epoch = 0  # link number; queued packets carry it so a reconnect is seen in order
+        self._last_rx_ns = 0
+        self._disconnected = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._timeline: SequencedTimeline | ArrivalTimeline | None = None
+        self._last_decode_log = -1e18
+        self._open = False
+
+    # ------------------------------------------------------------------ ImuSource
+
+    @property
+    def rate_hz(self) -> float:
+        return self._rate_hz
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.is_connected
+
+    async def __aenter__(self) -> Self:
+        self._open = True
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._link_loop(), name=f"ble[{self.device or self.profile.name}].link")
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._open = False
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._drop_client()
+
+    def stop(self) -> None:
+        """Make :meth:`batches` end after what has already arrived (the link stays up
+        until ``__aexit__``)."""
+        self._stopping.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)  # type: ignore[arg-type]  # wake batches()
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        """Wait until a link is up (tests, CLI feedback)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def batches(self) -> AsyncIterator[ImuBatch]:
+        """Body-frame batches on the sensor's time axis, across reconnects, until stop().
+
+        Raises:
+            RuntimeError: called outside ``async with``.
+        """
+        if not self._open:
+            raise RuntimeError("use BleSource inside 'async with' before batches()")
+        tl = self._new_timeline()
+        epoch = None
+        poll_s = self.config.poll_interval_s
+        while True:
+            items: list[tuple[int, int, bytes] | None] = []
+            if tl.pending_samples or self._stopping.is_set():
+                # packets are held waiting for a missing one: wake up to give up on it in time
+                try:
+                    async with asyncio.timeout(poll_s):
+                        items.append(await self._queue.get())
+                except TimeoutError:
+                    pass
+            else:
+                items.append(await self._queue.get())  # stop() puts None to wake us
+            while len(items) < _MAX_DRAIN_PACKETS:
+                try:
+                    items.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            out: list[ImuBatch] = []
+            real = [it for it in items if it is not None]
+            decoded = self.profile.decode_batch([d for _, _, d in real], self.mount)
+            for (arrival_ns, ep, data), pkt in zip(real, decoded, strict=True):
+                if epoch is not None and ep != epoch:
+                    out += tl.flush()
+                    tl.mark_reconnect()
+                epoch = ep
+                if isinstance(pkt, DecodeError):
+                    self._count_decode_error(pkt, data)
+                    continue
+                out += tl.push(pkt, arrival_ns)
+            out += tl.poll(self._clock_ns())
+            for b in merge_batches(out):
+                yield b
+            if self._stopping.is_set() and self._queue.empty():
+                for b in merge_batches(tl.flush()):
+                    yield b
+                return
+
+    # ------------------------------------------------------------------ status and haptics
+
+    def status(self) -> dict[str, Any]:
+        """Device status for the retained ``status`` topic."""
+        return {
+            "connected": self.connected,
+            "address": self.address,
+            "profile": self.profile.name,
+            "rssi_dbm": self.rssi_dbm,
+            "battery_pct": self.battery_pct,
+            "reconnects": max(0, self.connects - 1),
+            "silent_recycles": self.silent_recycles,
+            "rate_hz": self._rate_hz,
+            **self.counters.as_status(),
+        }
+
+    @property
+    def has_haptics(self) -> bool:
+        return self.profile.haptic_char_uuid is not None
+
+    async def write_haptic(self, payload: bytes) -> bool:
+        """Write a haptic command; False (logged) if not connected or no motor."""
+        client = self._client
+        if self.profile.haptic_char_uuid is None or client is None or not client.is_connected:
+            return False
+        try:
+            await client.write_gatt_char(self.profile.haptic_char_uuid, payload, response=True)
+        except (BleakError, TimeoutError, EOFError) as exc:
+            _LOGGER.warning("%s: haptic write failed: %s", self.address, exc)
+            return False
+        return True
+
+    async def buzz(self, pattern: str, intensity_pct: int, duration_ms: int) -> bool:
+        """Play a haptic pattern (SpineWatch profile); False if the sensor has no motor."""
+        if self.profile.name != "spinewatch":
+            return False
+        from spinewatch.firmware_bridge.profiles.spinewatch import build_haptic
+
+        return await self.write_haptic(build_haptic(pattern, intensity_pct, duration_ms))
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_timeline(self) -> SequencedTimeline | ArrivalTimeline:
+        c = self.config
+        if self.profile.has_sequence:
+            tl: SequencedTimeline | ArrivalTimeline = SequencedTimeline(
+                self._rate_hz, self.profile.seq_modulo, self.profile.clock_modulo_us,
+                int(c.reorder_packets), int(c.max_hold_ms * 1e6), self.counters)
+        else:
+            tl = ArrivalTimeline(self._rate_hz, int(c.gap_tolerance_ms * 1e6), self.counters)
+        self._timeline = tl
+        return tl
+
+    def _bluez_kwargs(self) -> dict[str, Any]:
+        return {"bluez": {"adapter": self.adapter}} if self.adapter else {}
+
+    def _count_decode_error(self, exc: DecodeError, data: bytes) -> None:
+        self.counters.packets_received += 1
+        self.counters.drop_packet(f"decode:{exc.reason}")
+        now = time.monotonic()
+        if now - self._last_decode_log >= self.config.decode_log_interval_s:
+            self._last_decode_log = now
+            _LOGGER.warning("%s: undecodable notification (%s), %d bytes: %s; counts: %s",
+                            self.address, exc, len(data), data[:32].hex(), self.counters.dropped_packets)
+
+    def _on_notify(self, _char: object, data: bytearray) -> None:
+        """bleak callback: stamp and enqueue only."""
+        now = self._clock_ns()
+        self._last_rx_ns = now
+        try:
+            self._queue.put_nowait((now, self._epoch, bytes(data)))
+        except asyncio.QueueFull:
+            self.counters.packets_received += 1
+            self.counters.drop_packet("queue_full")
+            self.counters.drop_samples("queue_full", self._samples_in(data))
+
+    def _samples_in(self, data: bytearray) -> int:
+        """Samples a notification claims to carry, without decoding it (for drop counts)."""
+        if self.profile.max_samples_per_packet == 1:
+            return 1
+        return data[6] if self.profile.name == "spinewatch" and len(data) > 6 else 0
+
+    def _on_disconnect(self, _client: object) -> None:
+        self._disconnected.set()
+
+    async def _find(self) -> BLEDevice:
+        match = _matcher(self.device, self.profile)
+        hit: list[AdvertisementData] = []
+
+        def filt(d: BLEDevice, adv: AdvertisementData) -> bool:
+            if match(d, adv):
+                hit.append(adv)
+                return True
+            return False
+
+        dev = await BleakScanner.find_device_by_filter(filt, timeout=self.config.scan_timeout_s,
+                                                       backend=self._scanner_backend, **self._bluez_kwargs())
+        if dev is None:
+            raise DeviceNotFound(self.device or self.profile.service_uuid, self.config.scan_timeout_s)
+        if hit:
+            self.rssi_dbm = hit[-1].rssi
+        return dev
+
+    async def _connect(self) -> None:
+        # After a link loss, first try the device we had (BlueZ keeps its object; this is
+        # faster than scanning, and a device that keeps advertising unchanged may not be
+        # reported again by a new scan). Rescan if that fails.
+        cached, self._last_device = self._last_device, None
+        dev = cached or await self._find()
+        self._disconnected.clear()
+        client = await establish_connection(
+            BleakClient, dev, dev.name or dev.address, disconnected_callback=self._on_disconnect,
+            max_attempts=self.config.connect_attempts, backend=self._client_backend,
+            **self._bluez_kwargs(),
+        )
+        self._last_device = dev
+        self._client = client
+        self.address = dev.address
+        try:
+            await self._read_sensor_info(client)
+            self._epoch += 1
+            self._last_rx_ns = self._clock_ns()
+            await client.start_notify(self.profile.imu_char_uuid, self._on_notify)
+        except BaseException:
+            await self._drop_client()
+            raise
+        self.connects += 1
+        self._connected.set()
+        _LOGGER.info("%s: connected (%s, connection %d)", dev.address, self.profile.name, self.connects)
+
+    async def _read_sensor_info(self, client: BleakClient) -> None:
+        if self.profile.has_battery_service:
+            with contextlib.suppress(BleakError, TimeoutError, ValueError):
+                self.battery_pct = int((await client.read_gatt_char(BATTERY_LEVEL_CHAR_UUID))[0])
+        if self.profile.name == "spinewatch" and self.connects == 0:
+            from spinewatch.firmware_bridge.profiles.spinewatch import (
+                CONFIG_CHAR_UUID,
+                decode_config,
+            )
+
+            try:
+                cfg = decode_config(await client.read_gatt_char(CONFIG_CHAR_UUID))
+            except (BleakError, DecodeError) as exc:
+                _LOGGER.warning("cannot read sensor config (%s); assuming %g Hz", exc, self._rate_hz)
+            else:
+                if not self._rate_fixed:
+                    self._rate_hz = float(cfg.rate_hz)
+                elif cfg.rate_hz != self._rate_hz:
+                    _LOGGER.error("sensor %s samples at %d Hz but the bridge was told %g Hz; sample times "
+                                  "and the filter will be wrong: pass --rate-hz %d", client.address,
+                                  cfg.rate_hz, self._rate_hz, cfg.rate_hz)
+
+    async def _drop_client(self) -> None:
+        client, self._client = self._client, None
+        self._connected.clear()
+        if client is not None:
+            with contextlib.suppress(BleakError, TimeoutError, EOFError):
+                await client.disconnect()
+
+    async def _watch(self) -> BaseException:
+        """Wait while the link is healthy; return why it ended."""
+        silence_ns = int(self.config.silence_timeout_s * 1e9)
+        check_s = max(0.05, self.config.silence_timeout_s / 4) if silence_ns else None
+        while True:
+            try:
+                async with asyncio.timeout(check_s):
+                    await self._disconnected.wait()
+                return _LinkLost(f"{self.address} disconnected")
+            except TimeoutError:
+                quiet = self._clock_ns() - self._last_rx_ns
+                if silence_ns and quiet >= silence_ns:
+                    self.silent_recycles += 1
+                    return SilentLink(self.address or "?", quiet / 1e9)
+
+    async def _link_loop(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._connect()
+                attempt = 0
+                why: BaseException = await self._watch()
+                _LOGGER.warning("%s", why)
+                await self._drop_client()
+            except asyncio.CancelledError:
+                raise
+            except (BleakError, TimeoutError, EOFError, BrokenPipeError, SpineWatchError) as exc:
+                why = exc
+                await self._drop_client()
+            except Exception as exc:
+                _LOGGER.exception("unexpected error on the BLE link; reconnecting")
+                why = exc
+                await self._drop_client()
+            attempt += 1
+            delay = self._backoff(attempt, why)
+            if attempt > 1 or not isinstance(why, (_LinkLost, SilentLink)):
+                _LOGGER.warning("BLE %s: %s; retry %d in %.1f s", self.device or self.profile.name,
+                                why, attempt, delay)
+            if delay > 0:
+                await asyncio.sleep(delay)  # sync-ok: reconnect backoff, not test synchronisation
+            else:
+                await asyncio.sleep(0)

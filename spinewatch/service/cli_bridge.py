@@ -1,0 +1,231 @@
+"""``spinewatch bridge ...``: scan for sensors, run the BLE bridge, record a sensor to a file.
+
+Hooked into the main parser with :func:`add_bridge_commands` (one line in ``cli.py``).
+Like ``cli.py`` this module prints; everything else logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import signal as _signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from spinewatch.errors import ConfigError
+
+__all__ = ["add_bridge_commands"]
+
+
+def _source_args(p: argparse.ArgumentParser, *, replay: bool) -> None:
+    p.add_argument("--device", default="", metavar="ADDR|NAME|UUID",
+                   help="sensor address (AA:BB:CC:DD:EE:FF), advertised name prefix or service UUID; "
+                        "default: the first sensor advertising the profile")
+    p.add_argument("--profile", default="spinewatch", metavar="NAME",
+                   help="sensor profile: spinewatch, witmotion, thingy52 (default spinewatch)")
+    p.add_argument("--mount", default=None, metavar="ALIGN",
+                   help="sensor axes -> body axes, one of the 24 right-handed alignments such as "
+                        "+X+Y+Z or -Z-X+Y (default: the profile's, see docs/gatt-profile.md)")
+    p.add_argument("--rate-hz", type=float, default=None, metavar="HZ",
+                   help="sample rate the filter runs at (default: the profile's, 100); a SpineWatch "
+                        "sensor whose config says otherwise is reported at connect")
+    p.add_argument("--silence-timeout", type=float, default=3.0, metavar="S",
+                   help="recycle the link after S seconds without notifications (default 3; 0 = never)")
+    if replay:
+        p.add_argument("--replay", metavar="FILE", default=None,
+                       help="use a recording (.csv/.npz, see spinewatch.firmware_bridge.replay) instead of BLE")
+        p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                       help="replay speed, 1 = real time (default 1); 0 = as fast as possible")
+
+
+def _make_source(args: argparse.Namespace) -> Any:
+    from spinewatch.firmware_bridge.ble import BleSource
+    from spinewatch.firmware_bridge.ble_config import BleConfig
+    from spinewatch.firmware_bridge.profiles import get_profile
+    from spinewatch.firmware_bridge.remap import MountAlignment
+    from spinewatch.firmware_bridge.replay import ReplaySource
+
+    if getattr(args, "replay", None):
+        return ReplaySource(args.replay, speed=args.speed or None)
+    try:
+        profile = get_profile(args.profile)
+    except ValueError as exc:
+        raise ConfigError("--profile", args.profile, str(exc)) from None
+    try:
+        mount = MountAlignment.parse(args.mount) if args.mount else None
+    except ValueError as exc:
+        raise ConfigError("--mount", args.mount, str(exc)) from None
+    return BleSource(profile, args.device, mount=mount, rate_hz=args.rate_hz or profile.default_rate_hz,
+                     config=BleConfig(silence_timeout_s=args.silence_timeout))
+
+
+def _stop_on_signals(source: Any) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (_signal.SIGINT, _signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, getattr(source, "stop", lambda: None))
+
+
+def _pseudonym(device: str) -> str:
+    """A stable, pseudonymous MQTT device id for a BLE address or name."""
+    return "d-" + hashlib.sha256(device.encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------- scan
+
+
+async def _scan(args: argparse.Namespace) -> int:
+    from spinewatch.firmware_bridge.ble import scan
+    from spinewatch.firmware_bridge.profiles import get_profile, profile_names
+
+    profiles = [get_profile(n) for n in profile_names()]
+    found = await scan(args.timeout)
+    print(f"{'address':<20} {'rssi':>5}  {'profile':<11} name")
+    shown = 0
+    for dev, adv in found:
+        uuids = {u.lower() for u in adv.service_uuids}
+        name = adv.local_name or dev.name or ""
+        prof = next((p.name for p in profiles
+                     if p.service_uuid in uuids or any(name.startswith(x) for x in p.name_prefixes)), "")
+        if args.all or prof:
+            print(f"{dev.address:<20} {adv.rssi:>5}  {prof or '-':<11} {name}")
+            shown += 1
+    if not shown:
+        print("no sensors found (is Bluetooth on, the sensor charged and not connected elsewhere?)",
+              file=sys.stderr)
+    return 0 if shown else 1
+
+
+# --------------------------------------------------------------------------- run
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from spinewatch.service import wire
+    from spinewatch.service.bridge import ConfigSubscriber, run_bridge
+    from spinewatch.service.config import Config
+    from spinewatch.service.mqtt import resolve_protocol
+    from spinewatch.service.publisher import Publisher
+    from spinewatch.signal import PostureParams, PostureTracker
+
+    cfg = Config.load(path=args.config)
+    if not cfg.mqtt.url:
+        raise ConfigError("SPINEWATCH_MQTT_URL", "", "the broker to publish to, e.g. mqtt://127.0.0.1:1883")
+    device_id = args.device_id or _pseudonym(args.device or args.replay or args.profile)
+    try:
+        wire.check_id("patient", args.patient)
+        wire.check_id("device", device_id)
+    except ValueError as exc:
+        raise ConfigError("--patient/--device-id", f"{args.patient}/{device_id}", str(exc)) from None
+    source = _make_source(args)
+    loop = asyncio.get_running_loop()
+    protocol = await loop.run_in_executor(None, resolve_protocol, cfg.mqtt)
+    p = cfg.posture
+    rate_hz = source.rate_hz  # BLE: --rate-hz or the profile's default; the sensor's config is checked on connect
+    tracker = PostureTracker(rate_hz, PostureParams(p.threshold_deg, p.hysteresis_deg, p.min_duration_s,
+                                                    p.calibration_s))
+    print(f"bridge: {args.replay or args.device or args.profile} -> {cfg.mqtt.address} "
+          f"as {args.patient}/{device_id} (Ctrl-C to stop)", file=sys.stderr)
+
+    def on_event(ev: Any) -> None:
+        print(f"slouch: {ev.duration_s:.0f} s, peak {ev.peak_deg:.1f} deg", file=sys.stderr)
+
+    def on_haptic(ev: Any) -> None:
+        print(f"haptic: {ev.pattern}", file=sys.stderr)
+
+    with Publisher(cfg.mqtt, args.patient, device_id, protocol) as pub:
+        async with ConfigSubscriber(cfg.mqtt, args.patient, device_id, protocol) as sub:
+            _stop_on_signals(source)
+            totals = await run_bridge(source, tracker, pub, time.time_ns(), publish_interval_s=args.publish_interval,
+                                      on_event=on_event, config_updates=sub, on_haptic=on_haptic,
+                                      status_interval_s=args.status_interval)
+        await loop.run_in_executor(None, pub.wait_all_acked, 10.0)
+    status = source.status() if hasattr(source, "status") else {}
+    print(f"bridge stopped: {totals.samples:,} samples, {totals.posture_messages:,} posture messages, "
+          f"{totals.events} slouches, {totals.haptics} haptic alerts; "
+          f"lost {status.get('samples_lost', 0)} samples ({status.get('packets_lost_pct', 0.0)} % packets)",
+          file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- record
+
+
+async def _record(args: argparse.Namespace) -> int:
+    from spinewatch.firmware_bridge.replay import record
+
+    path = Path(args.file)
+    if path.suffix not in (".csv", ".npz"):
+        raise ConfigError("FILE", args.file, "a path ending in .csv or .npz")
+    source = _make_source(args)
+    t0 = time.monotonic()
+
+    async def go() -> int:
+        _stop_on_signals(source)
+        return await record(source, path, duration_s=args.duration)
+
+    n = await go()
+    status = source.status() if hasattr(source, "status") else {}
+    print(f"recorded {n:,} samples to {path} in {time.monotonic() - t0:.0f} s; "
+          f"lost {status.get('samples_lost', 0)}, dropped {status.get('samples_dropped', {})}", file=sys.stderr)
+    return 0
+
+
+def _duration(text: str) -> float:
+    from spinewatch.service.cli import parse_duration_s
+
+    return parse_duration_s(text)
+
+
+def add_bridge_commands(subparsers: Any) -> None:
+    """Register ``bridge scan``, ``bridge run`` and ``bridge record`` on the main parser's subparsers."""
+    b = subparsers.add_parser(
+        "bridge", help="BLE sensor bridge: scan, run (sensor -> MQTT), record to a file",
+        description="Talk to a back-worn IMU over Bluetooth LE (bleak). Sensor profiles and their "
+                    "packet layouts: docs/gatt-profile.md.",
+    )
+    sub = b.add_subparsers(dest="bridge_command", required=True, metavar="SUBCOMMAND")
+
+    s = sub.add_parser(
+        "scan", help="list advertising sensors",
+        description="Scan for BLE devices and list those matching a known sensor profile.",
+        epilog="example: spinewatch bridge scan --timeout 10",
+    )
+    s.add_argument("--timeout", type=float, default=5.0, metavar="S", help="scan duration (default 5 s)")
+    s.add_argument("--all", action="store_true", help="also list devices of no known profile")
+    s.set_defaults(func=lambda a: asyncio.run(_scan(a)))
+
+    r = sub.add_parser(
+        "run", help="stream a sensor through the posture filter to MQTT",
+        description="Connect to a sensor (reconnecting forever), compute trunk flexion and slouch "
+                    "episodes, publish posture, events and device status to MQTT "
+                    "(SPINEWATCH_MQTT_URL), apply the patient's retained config live and buzz the "
+                    "sensor on confirmed slouches.",
+        epilog="example: SPINEWATCH_MQTT_URL=mqtt://127.0.0.1:1883 spinewatch bridge run "
+               "--device SpineWatch-3F2A --profile spinewatch --patient p-0042",
+    )
+    _source_args(r, replay=True)
+    r.add_argument("--patient", required=True, metavar="ID", help="pseudonymous patient id (topic level)")
+    r.add_argument("--device-id", default="", metavar="ID",
+                   help="pseudonymous device id for topics (default: derived from --device)")
+    r.add_argument("--publish-interval", type=float, default=1.0, metavar="S",
+                   help="seconds of samples per posture message (default 1)")
+    r.add_argument("--status-interval", type=float, default=10.0, metavar="S",
+                   help="publish device status every S seconds (default 10)")
+    r.set_defaults(func=lambda a: asyncio.run(_run(a)))
+
+    c = sub.add_parser(
+        "record", help="record a sensor's body-frame samples to CSV or .npz",
+        description="Record decoded, remapped and timed samples (what the filter sees) to FILE; "
+                    "columns and units are documented in spinewatch.firmware_bridge.replay. "
+                    "Replay with 'spinewatch bridge run --replay FILE'.",
+        epilog="example: spinewatch bridge record session.npz --device AA:BB:CC:DD:EE:FF --duration 10m",
+    )
+    c.add_argument("file", metavar="FILE", help="output file, .csv or .npz")
+    _source_args(c, replay=False)
+    c.add_argument("--duration", type=_duration, default=None, metavar="DUR",
+                   help="stop after this much sensor time (e.g. 90s, 10m, 2h); default: until Ctrl-C")
+    c.set_defaults(func=lambda a: asyncio.run(_record(a)))

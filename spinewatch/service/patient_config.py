@@ -1,0 +1,206 @@
+"""Per-patient settings (the retained ``config`` topic): dataclass, JSON codec, validation.
+
+The therapist side publishes one retained JSON object per patient and device on
+``spinewatch/v1/{patient}/{device}/config``; the bridge applies it live. Every key is
+optional (missing keys keep their defaults); unknown keys are refused so that a typo
+does not silently do nothing::
+
+    {"v": 1, "threshold_deg": 20, "hysteresis_deg": 5, "min_duration_s": 30,
+     "haptic": {"enabled": true, "delay_s": 10, "pattern": "double", "intensity_pct": 60,
+                "duration_ms": 400, "min_interval_s": 120},
+     "quiet_hours": [["22:00", "07:00"]], "timezone": "Europe/Berlin",
+     "alerts_off_activities": ["lying", "upright_moving"]}
+
+| key | unit | default | meaning |
+|---|---|---|---|
+| ``threshold_deg`` | degrees | 20 | flexion above neutral that starts a slouch |
+| ``hysteresis_deg`` | degrees | 5 | the slouch ends below threshold minus this |
+| ``min_duration_s`` | s | 30 | a slouch is confirmed after this long |
+| ``haptic.enabled`` | — | true | buzz at all |
+| ``haptic.delay_s`` | s | 0 | extra time a confirmed slouch must last before the buzz |
+| ``haptic.pattern`` | — | ``double`` | ``off``, ``short``, ``double``, ``long``, ``ramp`` |
+| ``haptic.intensity_pct`` | % | 60 | 0..100 |
+| ``haptic.duration_ms`` | ms | 400 | 0..65535 (0 = the pattern's default) |
+| ``haptic.min_interval_s`` | s | 60 | least time between two buzzes |
+| ``quiet_hours`` | HH:MM | [] | local-time windows without buzzing; ``["22:00", "07:00"]`` spans midnight |
+| ``timezone`` | IANA name | ``UTC`` | the patient's time zone for quiet hours |
+| ``alerts_off_activities`` | — | [] | any of ``lying``, ``upright_still``, ``upright_moving``, ``unknown`` |
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from spinewatch.errors import ConfigError
+from spinewatch.firmware_bridge.haptics import HapticSettings
+from spinewatch.signal import Activity
+
+__all__ = ["HapticConfig", "PatientConfig", "decode_patient_config", "encode_patient_config", "in_quiet_hours"]
+
+VERSION: Final = 1
+PATTERNS: Final = ("off", "short", "double", "long", "ramp")
+ACTIVITY_NAMES: Final = {a.name.lower(): int(a) for a in Activity}
+MAX_PAYLOAD_BYTES: Final = 16_384  # a config is a few hundred bytes; refuse anything huge
+
+
+@dataclass(frozen=True, slots=True)
+class HapticConfig:
+    """The ``haptic`` object (see the module table)."""
+
+    enabled: bool = True
+    delay_s: float = 0.0
+    pattern: str = "double"
+    intensity_pct: int = 60
+    duration_ms: int = 400
+    min_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _bool("haptic.enabled", self.enabled)
+        _num("haptic.delay_s", self.delay_s, 0.0, 3600.0)
+        _num("haptic.min_interval_s", self.min_interval_s, 0.0, 86_400.0)
+        if self.pattern not in PATTERNS:
+            raise ConfigError("haptic.pattern", self.pattern, f"one of {', '.join(PATTERNS)}")
+        _int("haptic.intensity_pct", self.intensity_pct, 0, 100)
+        _int("haptic.duration_ms", self.duration_ms, 0, 65_535)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientConfig:
+    """One patient's settings, validated (see the module table)."""
+
+    threshold_deg: float = 20.0
+    hysteresis_deg: float = 5.0
+    min_duration_s: float = 30.0
+    haptic: HapticConfig = field(default_factory=HapticConfig)
+    quiet_hours: tuple[tuple[str, str], ...] = ()
+    timezone: str = "UTC"
+    alerts_off_activities: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _num("threshold_deg", self.threshold_deg, 0.0, 90.0, low_open=True, high_open=True)
+        _num("hysteresis_deg", self.hysteresis_deg, 0.0, 90.0)
+        if not self.hysteresis_deg < self.threshold_deg:
+            raise ConfigError("hysteresis_deg", self.hysteresis_deg, f"less than threshold_deg ({self.threshold_deg})")
+        _num("min_duration_s", self.min_duration_s, 0.0, 3600.0)
+        for i, win in enumerate(self.quiet_hours):
+            if not (isinstance(win, (tuple, list)) and len(win) == 2):
+                raise ConfigError(f"quiet_hours[{i}]", win, 'a pair ["HH:MM", "HH:MM"]')
+            for t in win:
+                _hhmm(f"quiet_hours[{i}]", t)
+        object.__setattr__(self, "quiet_hours", tuple((str(a), str(b)) for a, b in self.quiet_hours))
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ConfigError("timezone", self.timezone, "an IANA time zone name such as Europe/Berlin") from None
+        for a in self.alerts_off_activities:
+            if a not in ACTIVITY_NAMES:
+                raise ConfigError("alerts_off_activities", a, f"any of {', '.join(ACTIVITY_NAMES)}")
+        object.__setattr__(self, "alerts_off_activities", tuple(self.alerts_off_activities))
+
+    def haptic_settings(self) -> HapticSettings:
+        h = self.haptic
+        return HapticSettings(
+            enabled=h.enabled and h.pattern != "off", delay_s=h.delay_s, min_interval_s=h.min_interval_s,
+            pattern=h.pattern, intensity_pct=h.intensity_pct, duration_ms=h.duration_ms,
+            muted_activities=frozenset(ACTIVITY_NAMES[a] for a in self.alerts_off_activities),
+        )
+
+
+def _bool(key: str, v: object) -> None:
+    if not isinstance(v, bool):
+        raise ConfigError(key, v, "true or false")
+
+
+def _num(key: str, v: object, lo: float, hi: float, low_open: bool = False, high_open: bool = False) -> None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if ok:
+        ok = (v > lo if low_open else v >= lo) and (v < hi if high_open else v <= hi)  # type: ignore[operator]
+    if not ok:
+        raise ConfigError(key, v, f"a number in {'(' if low_open else '['}{lo:g}, {hi:g}{')' if high_open else ']'}")
+
+
+def _int(key: str, v: object, lo: int, hi: int) -> None:
+    if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi):
+        raise ConfigError(key, v, f"an integer in [{lo}, {hi}]")
+
+
+def _hhmm(key: str, t: object) -> _dt.time:
+    try:
+        h, m = str(t).split(":")
+        if len(h) != 2 or len(m) != 2:
+            raise ValueError
+        return _dt.time(int(h), int(m))
+    except ValueError:
+        raise ConfigError(key, t, "a time HH:MM (00:00-23:59)") from None
+
+
+def in_quiet_hours(cfg: PatientConfig, utc_ns: int) -> bool:
+    """Whether UTC time ``utc_ns`` falls in one of the patient's quiet-hour windows."""
+    if not cfg.quiet_hours:
+        return False
+    local = _dt.datetime.fromtimestamp(utc_ns / 1e9, tz=ZoneInfo(cfg.timezone)).time()
+    for a, b in cfg.quiet_hours:
+        start, end = _hhmm("quiet_hours", a), _hhmm("quiet_hours", b)
+        if start <= end:
+            if start <= local < end:
+                return True
+        elif local >= start or local < end:  # spans midnight
+            return True
+    return False
+
+
+_TOP_KEYS: Final = {"v", "threshold_deg", "hysteresis_deg", "min_duration_s", "haptic", "quiet_hours",
+                    "timezone", "alerts_off_activities"}
+_HAPTIC_KEYS: Final = {"enabled", "delay_s", "pattern", "intensity_pct", "duration_ms", "min_interval_s"}
+
+
+def decode_patient_config(payload: bytes | str) -> PatientConfig:
+    """Parse and validate a ``config`` message.
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed (bad JSON, version,
+            unknown key, wrong type or range).
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ConfigError("config", f"{len(payload)} bytes", f"at most {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        obj = json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", str(payload[:60]), f"a JSON object ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError("config", obj, "a JSON object")
+    if obj.get("v", VERSION) != VERSION:
+        raise ConfigError("v", obj.get("v"), f"{VERSION}")
+    unknown = set(obj) - _TOP_KEYS
+    if unknown:
+        k = min(unknown)
+        raise ConfigError(k, obj[k], f"a known key: {', '.join(sorted(_TOP_KEYS))}")
+    h = obj.get("haptic", {})
+    if not isinstance(h, dict):
+        raise ConfigError("haptic", h, "a JSON object")
+    unknown = set(h) - _HAPTIC_KEYS
+    if unknown:
+        k = min(unknown)
+        raise ConfigError(f"haptic.{k}", h[k], f"a known key: {', '.join(sorted(_HAPTIC_KEYS))}")
+    qh = obj.get("quiet_hours", [])
+    if not isinstance(qh, list):
+        raise ConfigError("quiet_hours", qh, 'a list of ["HH:MM", "HH:MM"] pairs')
+    acts = obj.get("alerts_off_activities", [])
+    if not isinstance(acts, list):
+        raise ConfigError("alerts_off_activities", acts, "a list of activity names")
+    top = {k: v for k, v in obj.items() if k in ("threshold_deg", "hysteresis_deg", "min_duration_s", "timezone")}
+    return PatientConfig(haptic=HapticConfig(**h), quiet_hours=tuple(tuple(w) if isinstance(w, list) else w for w in qh),
+                         alerts_off_activities=tuple(acts), **top)
+
+
+def encode_patient_config(cfg: PatientConfig) -> bytes:
+    """The JSON for ``cfg`` (what the therapist side publishes, retained)."""
+    d: dict[str, Any] = asdict(cfg)
+    d["quiet_hours"] = [list(w) for w in cfg.quiet_hours]
+    d["alerts_off_activities"] = list(cfg.alerts_off_activities)
+    return json.dumps({"v": VERSION, **d}, separators=(",", ":")).encode()
