@@ -117,7 +117,7 @@ def wait_for(
             last_exc = exc
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}") from last_exc
-        time.sleep(interval)
+        time.sleep(interval)  # sync-ok: poll interval of a loop with a deadline
 
 
 def tcp_connectable(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -421,7 +421,7 @@ class _ServerBase:
                     f"{self.display_name} not ready after {self.startup_timeout:.0f}s "
                     f"(ports {self.ports}).\n{self.log_tail()}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.05)  # sync-ok: poll interval of a loop with a deadline
         self.startup_seconds = time.monotonic() - t0
 
     def _looks_like_bind_failure(self) -> bool:

@@ -110,7 +110,7 @@ def _wait_listening(proc: subprocess.Popen[bytes], b: Broker) -> None:
             client.close()
         if time.monotonic() > deadline:
             raise RuntimeError(f"mosquitto did not accept CONNECT:\n{b.log_path.read_text()}")
-        time.sleep(0.02)  # poll interval between attempts, not synchronisation
+        time.sleep(0.02)  # sync-ok: poll interval between attempts, not synchronisation
 
 
 @pytest.fixture()

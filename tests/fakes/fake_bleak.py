@@ -278,7 +278,7 @@ class FakeBleakClient(BaseBleakClient):
         return s.name if s else self.address
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sync-ok: yield to the event loop, no waiting
         sensor = self.radio.get(self.address)
         if sensor is None:
             raise BleakDeviceNotFoundError(self.address, f"Device with address {self.address} was not found.")
@@ -331,14 +331,14 @@ class FakeBleakClient(BaseBleakClient):
         return self._sensor
 
     async def read_gatt_char(self, characteristic: BleakGATTCharacteristic, **kwargs: Any) -> bytearray:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sync-ok: yield to the event loop, no waiting
         return bytearray(self._require().read(characteristic.uuid))
 
     async def read_gatt_descriptor(self, descriptor: BleakGATTDescriptor, **kwargs: Any) -> bytearray:
         raise BleakError("descriptors are not simulated")
 
     async def write_gatt_char(self, characteristic: BleakGATTCharacteristic, data: Any, response: bool) -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # sync-ok: yield to the event loop, no waiting
         self._require().write(characteristic.uuid, bytes(data))
 
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
