@@ -101,7 +101,7 @@ def write_report_png(
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig = plt.figure(figsize=(11.69, 8.27), dpi=110)
-    gs = fig.add_gridspec(3, 1, height_ratios=[0.5, 2.2, 1.3], hspace=0.45)
+    gs = fig.add_gridspec(3, 1, height_ratios=[0.45, 2.2, 1.3], hspace=0.45, top=0.95, bottom=0.08)
     ax_t = fig.add_subplot(gs[0])
     ax_t.axis("off")
     first = _utc(int(minutes.t_ns[0])) if len(minutes.t_ns) else None
