@@ -12,10 +12,11 @@ from typing import Final
 
 import paho.mqtt.client as paho
 
-from spinewatch.errors import ConnectionFailed, DecodeError
+from spinewatch.errors import ConfigError, ConnectionFailed, DecodeError
 from spinewatch.service import wire
 from spinewatch.service.config import IngestConfig, MqttConfig
 from spinewatch.service.mqtt import Protocol, connect, make_client
+from spinewatch.service.patient_config import decode_patient_config
 from spinewatch.service.lineprotocol import warm_up
 from spinewatch.service.retry import backoff_s
 from spinewatch.service.storage import Store, StoreRejected
@@ -59,6 +60,20 @@ class _Incoming:
     arrived_s: float  # monotonic clock, for batching and lag
     arrived_utc_ns: int  # wall clock: the time of a status that carries none
     retained: bool
+
+
+def _config_msg(patient: str, device: str, payload: bytes, now_ns: int) -> wire.ConfigMsg:
+    """Audit point of a patient's settings, from a live ``config`` message."""
+    try:
+        cfg = decode_patient_config(payload)
+    except ConfigError as exc:
+        raise DecodeError("bad_config", str(exc)) from exc
+    fields = {
+        "threshold_deg": float(cfg.threshold_deg), "hysteresis_deg": float(cfg.hysteresis_deg),
+        "min_duration_s": float(cfg.min_duration_s), "haptic_enabled": float(cfg.haptic.enabled),
+        "haptic_delay_s": float(cfg.haptic.delay_s),
+    }
+    return wire.ConfigMsg(patient, device, cfg.set_ns or now_ns, fields, cfg.author)
 
 
 class IngestWorker:
@@ -145,7 +160,7 @@ class IngestWorker:
             self._last_reject_log[reason] = now
             _LOGGER.warning("ingest: rejected message on %s: %s (%s)", m.topic[:120], reason, detail[:200])
 
-    def _decode(self, m: _Incoming) -> wire.PostureMsg | wire.EventMsg | wire.StatusMsg | None:
+    def _decode(self, m: _Incoming) -> wire.PostureMsg | wire.EventMsg | wire.StatusMsg | wire.ConfigMsg | None:
         try:
             patient, device, kind = wire.parse_topic(m.topic)
             if kind == "posture":
@@ -156,6 +171,8 @@ class IngestWorker:
             # arrival time would fake a "last seen".
             if kind == "status" and not m.retained:
                 return wire.decode_status(patient, device, m.payload, m.arrived_utc_ns)
+            if kind == "config" and not m.retained:
+                return _config_msg(patient, device, m.payload, m.arrived_utc_ns)
         except DecodeError as exc:
             self._reject(m, exc.reason, exc.detail)
             return None
@@ -172,7 +189,7 @@ class IngestWorker:
             self.stats.acked += len(items)
             self.stats.lock.notify_all()
 
-    def _write_with_retry(self, msgs: list[wire.PostureMsg | wire.EventMsg | wire.StatusMsg]) -> int:
+    def _write_with_retry(self, msgs: list[wire.PostureMsg | wire.EventMsg | wire.StatusMsg | wire.ConfigMsg]) -> int:
         attempt = 0
         while True:
             try:
@@ -194,7 +211,7 @@ class IngestWorker:
                     raise
 
     def _flush(self, batch: list[_Incoming]) -> None:
-        decoded: list[tuple[_Incoming, wire.PostureMsg | wire.EventMsg | wire.StatusMsg]] = []
+        decoded: list[tuple[_Incoming, wire.PostureMsg | wire.EventMsg | wire.StatusMsg | wire.ConfigMsg]] = []
         for m in batch:
             d = self._decode(m)
             if d is not None:

@@ -9,7 +9,7 @@ from typing import Final
 import numba as nb
 import numpy as np
 
-from spinewatch.service.wire import EventMsg, PostureMsg, StatusMsg
+from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, StatusMsg
 
 
 @nb.njit(cache=True)
@@ -183,7 +183,15 @@ def device_line(m: StatusMsg) -> str:
     return f"device,device={m.device},patient={m.patient} {fields} {m.t_ns}"
 
 
-def to_lines(msgs: Iterable[PostureMsg | EventMsg | StatusMsg]) -> list[str]:
+def config_line(m: ConfigMsg) -> str:
+    """Measurement ``patient_config`` (audit of settings): float fields and ``author``."""
+    fields = [f"{k}={v!r}" for k, v in sorted(m.fields.items())]
+    author = m.author.replace("\\", "\\\\").replace('"', '\\"')
+    fields.append(f'author="{author}"')
+    return f"patient_config,device={m.device},patient={m.patient} {','.join(fields)} {m.t_ns}"
+
+
+def to_lines(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg]) -> list[str]:
     """Every line of ``msgs`` as strings (readable; see :func:`to_bytes` for the fast path)."""
     out: list[str] = []
     for m in msgs:
@@ -192,12 +200,14 @@ def to_lines(msgs: Iterable[PostureMsg | EventMsg | StatusMsg]) -> list[str]:
         elif isinstance(m, StatusMsg):
             if m.fields:
                 out.append(device_line(m))
+        elif isinstance(m, ConfigMsg):
+            out.append(config_line(m))
         else:
             out.append(slouch_line(m))
     return out
 
 
-def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg]) -> tuple[bytes, int]:
+def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg]) -> tuple[bytes, int]:
     """Line protocol of ``msgs`` as one newline-terminated block, and the number of points."""
     parts: list[bytes] = []
     points = 0
@@ -210,6 +220,9 @@ def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg]) -> tuple[bytes, 
             if m.fields:
                 parts.append(device_line(m).encode() + b"\n")
                 points += 1
+        elif isinstance(m, ConfigMsg):
+            parts.append(config_line(m).encode() + b"\n")
+            points += 1
         else:
             parts.append(slouch_line(m).encode() + b"\n")
             points += 1

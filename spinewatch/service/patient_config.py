@@ -80,9 +80,15 @@ class PatientConfig:
     quiet_hours: tuple[tuple[str, str], ...] = ()
     timezone: str = "UTC"
     alerts_off_activities: tuple[str, ...] = ()
+    author: str = ""  # audit: pseudonymous id of who set it (no personal data)
+    set_ns: int = 0  # audit: UTC ns when it was set; 0 = unknown
 
     def __post_init__(self) -> None:
         _num("threshold_deg", self.threshold_deg, 0.0, 90.0, low_open=True, high_open=True)
+        if not isinstance(self.author, str) or len(self.author) > 64:
+            raise ConfigError("author", self.author, "a pseudonymous id of at most 64 characters")
+        if not isinstance(self.set_ns, int) or isinstance(self.set_ns, bool) or self.set_ns < 0:
+            raise ConfigError("set_ns", self.set_ns, "UTC nanoseconds, an integer >= 0")
         _num("hysteresis_deg", self.hysteresis_deg, 0.0, 90.0)
         if not self.hysteresis_deg < self.threshold_deg:
             raise ConfigError("hysteresis_deg", self.hysteresis_deg, f"less than threshold_deg ({self.threshold_deg})")
@@ -155,7 +161,7 @@ def in_quiet_hours(cfg: PatientConfig, utc_ns: int) -> bool:
 
 
 _TOP_KEYS: Final = {"v", "threshold_deg", "hysteresis_deg", "min_duration_s", "haptic", "quiet_hours",
-                    "timezone", "alerts_off_activities"}
+                    "timezone", "alerts_off_activities", "author", "set_ns"}
 _HAPTIC_KEYS: Final = {"enabled", "delay_s", "pattern", "intensity_pct", "duration_ms", "min_interval_s"}
 
 
@@ -193,7 +199,8 @@ def decode_patient_config(payload: bytes | str) -> PatientConfig:
     acts = obj.get("alerts_off_activities", [])
     if not isinstance(acts, list):
         raise ConfigError("alerts_off_activities", acts, "a list of activity names")
-    top = {k: v for k, v in obj.items() if k in ("threshold_deg", "hysteresis_deg", "min_duration_s", "timezone")}
+    top = {k: v for k, v in obj.items()
+           if k in ("threshold_deg", "hysteresis_deg", "min_duration_s", "timezone", "author", "set_ns")}
     return PatientConfig(haptic=HapticConfig(**h), quiet_hours=tuple(tuple(w) if isinstance(w, list) else w for w in qh),
                          alerts_off_activities=tuple(acts), **top)
 

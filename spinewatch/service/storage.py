@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
 from spinewatch.service.lineprotocol import to_bytes
-from spinewatch.service.wire import EventMsg, PostureMsg, StatusMsg
+from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, StatusMsg
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _LOGGER = logging.getLogger(__name__)
 HTTP_TIMEOUT_S: Final = 30.0
 NS_PER_MIN: Final = 60 * 10**9
 
-Message = PostureMsg | EventMsg | StatusMsg
+Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg
 
 
 class StoreRejected(SpineWatchError):
@@ -283,6 +283,10 @@ class SqliteStore:
                 patient TEXT NOT NULL, device TEXT NOT NULL, ts_ns INTEGER NOT NULL,
                 fields TEXT NOT NULL,  -- JSON object of numeric status fields
                 PRIMARY KEY (patient, device, ts_ns)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS patient_config (
+                patient TEXT NOT NULL, device TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+                fields TEXT NOT NULL,  -- JSON: settings and author (audit)
+                PRIMARY KEY (patient, device, ts_ns)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS slouch (
                 patient TEXT NOT NULL, device TEXT NOT NULL, start_ns INTEGER NOT NULL,
                 end_ns INTEGER NOT NULL, duration_s REAL, peak_deg REAL, mean_deg REAL,
@@ -294,10 +298,13 @@ class SqliteStore:
         rows = []
         events = []
         statuses = []
+        configs = []
         points = 0
         for m in msgs:
             if isinstance(m, StatusMsg):
                 statuses.append((m.patient, m.device, m.t_ns, json.dumps(m.fields, sort_keys=True)))
+            elif isinstance(m, ConfigMsg):
+                configs.append((m.patient, m.device, m.t_ns, json.dumps({**m.fields, "author": m.author})))
             elif isinstance(m, PostureMsg):
                 rows.append((
                     m.patient, m.device, m.t0_ns, m.dt_ns, len(m),
@@ -313,7 +320,8 @@ class SqliteStore:
             self._db.executemany("INSERT OR REPLACE INTO posture VALUES (?,?,?,?,?,?,?,?,?)", rows)
             self._db.executemany("INSERT OR REPLACE INTO slouch VALUES (?,?,?,?,?,?,?)", events)
             self._db.executemany("INSERT OR REPLACE INTO device VALUES (?,?,?,?)", statuses)
-        return points + len(events) + len(statuses)
+            self._db.executemany("INSERT OR REPLACE INTO patient_config VALUES (?,?,?,?)", configs)
+        return points + len(events) + len(statuses) + len(configs)
 
     def _chunks(self, patient: str, start_ns: int, end_ns: int) -> list[tuple[Any, ...]]:
         # a chunk starting before start_ns may reach into the period: look back one hour

@@ -308,3 +308,14 @@ def decode_status(patient: str, device: str, payload: bytes, now_ns: int) -> Sta
         if len(fields) >= MAX_STATUS_FIELDS:
             break
     return StatusMsg(patient, device, t, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMsg:
+    """A patient's settings as set (audit): numeric fields, author, at ``t_ns``."""
+
+    patient: str
+    device: str
+    t_ns: int
+    fields: dict[str, float]
+    author: str

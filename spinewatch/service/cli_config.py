@@ -1,0 +1,173 @@
+"""``spinewatch config get|set``: a patient's settings on the retained MQTT ``config`` topic."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import json
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from spinewatch.errors import ConfigError, ConnectionFailed
+from spinewatch.service import wire
+from spinewatch.service.patient_config import PatientConfig, decode_patient_config, encode_patient_config
+
+# key=value names accepted by `config set`, and where each goes in PatientConfig
+_TOP = ("threshold_deg", "hysteresis_deg", "min_duration_s", "timezone")
+_HAPTIC = {"delay_s": "delay_s", "pattern": "pattern", "intensity_pct": "intensity_pct",
+           "duration_ms": "duration_ms", "min_interval_s": "min_interval_s"}
+KEYS = (*_TOP, "haptic", *_HAPTIC, "quiet_hours", "alerts_off")
+
+
+def _mqtt(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from spinewatch.service.config import Config  # noqa: PLC0415
+    from spinewatch.service.mqtt import resolve_protocol  # noqa: PLC0415
+
+    cfg = Config.load(path=args.config)
+    if not cfg.mqtt.url:
+        raise ConfigError("SPINEWATCH_MQTT_URL", "", "the broker the bridges use, e.g. mqtt://127.0.0.1:1883")
+    return cfg.mqtt, resolve_protocol(cfg.mqtt)
+
+
+def read_config(mqtt_cfg: Any, protocol: str, patient: str, device: str, timeout_s: float) -> PatientConfig | None:
+    """The retained config of a patient's device, or None if none is set."""
+    from spinewatch.service.mqtt import connect, make_client  # noqa: PLC0415
+
+    topic = wire.topic(patient, device, "config")
+    client, props = make_client(mqtt_cfg, f"config-cli-{uuid.uuid4().hex[:8]}", protocol)  # type: ignore[arg-type]
+    if props is not None:
+        props.SessionExpiryInterval = 0  # a one-shot CLI leaves no session behind
+    got: list[bytes] = []
+    done = threading.Event()
+    subscribed = threading.Event()
+    client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda *a: subscribed.set()
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        got.append(bytes(msg.payload))
+        done.set()
+
+    client.on_message = on_message
+    connect(client, mqtt_cfg, props, protocol)  # type: ignore[arg-type]
+    try:
+        if not subscribed.wait(timeout_s):
+            raise ConnectionFailed(mqtt_cfg.address, "no answer to the subscription")
+        # a retained message arrives right after the SUBACK; give it a moment
+        done.wait(min(timeout_s, 1.0))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if not got or not got[-1]:
+        return None
+    return decode_patient_config(got[-1])
+
+
+def apply_changes(cfg: PatientConfig, pairs: list[str]) -> PatientConfig:
+    """``key=value`` changes on top of ``cfg``, validated (ConfigError names the key)."""
+    top: dict[str, Any] = {}
+    haptic: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in KEYS:
+            raise ConfigError(key or pair, value, f"key=value with key one of {', '.join(KEYS)}")
+        try:
+            if key in ("threshold_deg", "hysteresis_deg", "min_duration_s"):
+                top[key] = float(value)
+            elif key == "timezone":
+                top[key] = value
+            elif key == "haptic":
+                if value not in ("on", "off"):
+                    raise ConfigError(key, value, "on or off")
+                haptic["enabled"] = value == "on"
+            elif key in ("intensity_pct", "duration_ms"):
+                haptic[_HAPTIC[key]] = int(value)
+            elif key == "pattern":
+                haptic["pattern"] = value
+            elif key in _HAPTIC:
+                haptic[_HAPTIC[key]] = float(value)
+            elif key == "quiet_hours":
+                wins = [w.split("-") for w in value.split(",") if w]
+                if any(len(w) != 2 for w in wins):
+                    raise ConfigError(key, value, "HH:MM-HH:MM[,HH:MM-HH:MM...]")
+                top["quiet_hours"] = tuple((a, b) for a, b in wins)
+            elif key == "alerts_off":
+                top["alerts_off_activities"] = tuple(a for a in value.split(",") if a)
+        except ValueError as exc:
+            raise ConfigError(key, value, "a number") from exc
+    new_haptic = dataclasses.replace(cfg.haptic, **haptic)
+    return dataclasses.replace(cfg, haptic=new_haptic, **top)
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    mqtt_cfg, protocol = _mqtt(args)
+    cfg = read_config(mqtt_cfg, protocol, args.patient, args.device, args.timeout)
+    if cfg is None:
+        print(f"no config set for {args.patient}/{args.device}; the defaults apply:", file=sys.stderr)
+        cfg = PatientConfig()
+    print(json.dumps(json.loads(encode_patient_config(cfg)), indent=2))
+    return 0
+
+
+def _cmd_set(args: argparse.Namespace) -> int:
+    from spinewatch.service.mqtt import connect, make_client  # noqa: PLC0415
+
+    wire.check_id("patient", args.patient)
+    wire.check_id("device", args.device)
+    mqtt_cfg, protocol = _mqtt(args)
+    current = read_config(mqtt_cfg, protocol, args.patient, args.device, args.timeout) or PatientConfig()
+    new = apply_changes(current, args.changes)
+    new = dataclasses.replace(new, author=args.author, set_ns=time.time_ns())
+    payload = encode_patient_config(new)
+    decode_patient_config(payload)  # what the bridge will parse: refuse here, not there
+    client, props = make_client(mqtt_cfg, f"config-cli-{uuid.uuid4().hex[:8]}", protocol)
+    if props is not None:
+        props.SessionExpiryInterval = 0  # a one-shot CLI leaves no session behind
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    connect(client, mqtt_cfg, props, protocol)
+    try:
+        if not connected.wait(args.timeout):
+            raise ConnectionFailed(mqtt_cfg.address, "no connection")
+        info = client.publish(wire.topic(args.patient, args.device, "config"), payload, qos=1, retain=True)
+        info.wait_for_publish(args.timeout)
+        if not info.is_published():
+            raise ConnectionFailed(mqtt_cfg.address, "the broker did not acknowledge the config")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print(f"config of {args.patient}/{args.device} set by {args.author}: " + " ".join(args.changes))
+    return 0
+
+
+def add_config_commands(subparsers: Any) -> None:
+    """Add ``config get`` and ``config set`` to the ``spinewatch`` command line."""
+    c = subparsers.add_parser("config", help="a patient's settings (retained on MQTT, applied live)")
+    c_sub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--patient", required=True, metavar="ID", help="pseudonymous patient id")
+    common.add_argument("--device", required=True, metavar="ID", help="pseudonymous device id")
+    common.add_argument("--timeout", type=float, default=5.0, metavar="S", help="broker timeout (default 5)")
+    g = c_sub.add_parser(
+        "get", parents=[common], help="print the settings in force",
+        description="Print a patient's settings as the bridge applies them (the retained config "
+                    "topic), or the defaults if none were set. Reads SPINEWATCH_MQTT_URL.",
+        epilog="example: spinewatch config get --patient p-042 --device d-7",
+    )
+    g.set_defaults(func=_cmd_get)
+    s = c_sub.add_parser(
+        "set", parents=[common], help="change settings; the bridge applies them live",
+        description="Change a patient's settings: validated, published retained (QoS 1) on "
+                    "spinewatch/v1/{patient}/{device}/config, applied by the bridge without a restart, "
+                    "and stored with time and author in InfluxDB by the ingest worker (measurement "
+                    f"patient_config). Keys: {', '.join(KEYS)} (haptic=on|off, quiet_hours=22:00-07:00, "
+                    "alerts_off=lying,upright_moving).",
+        epilog="example: spinewatch config set --patient p-042 --device d-7 threshold_deg=25 delay_s=60 haptic=on",
+    )
+    s.add_argument("--author", default=getpass.getuser(), metavar="ID",
+                   help="pseudonymous id of who sets it, kept for the audit (default: the login name)")
+    s.add_argument("changes", nargs="+", metavar="KEY=VALUE")
+    s.set_defaults(func=_cmd_set)
