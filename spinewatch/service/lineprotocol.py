@@ -191,24 +191,12 @@ def config_line(m: ConfigMsg) -> str:
     return f"patient_config,device={m.device},patient={m.patient} {','.join(fields)} {m.t_ns}"
 
 
-def to_lines(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg]) -> list[str]:
-    """Every line of ``msgs`` as strings (readable; see :func:`to_bytes` for the fast path)."""
-    out: list[str] = []
-    for m in msgs:
-        if isinstance(m, PostureMsg):
-            out.extend(posture_lines(m))
-        elif isinstance(m, StatusMsg):
-            if m.fields:
-                out.append(device_line(m))
-        elif isinstance(m, ConfigMsg):
-            out.append(config_line(m))
-        else:
-            out.append(slouch_line(m))
-    return out
-
-
 def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg]) -> tuple[bytes, int]:
-    """Line protocol of ``msgs`` as one newline-terminated block, and the number of points."""
+    """Line protocol of ``msgs`` as one newline-terminated block, and the number of points.
+
+    Posture samples come from the Numba kernel (:func:`posture_bytes`); :func:`posture_lines`
+    is the readable reference the tests compare it with.
+    """
     parts: list[bytes] = []
     points = 0
     for m in msgs:
