@@ -109,10 +109,18 @@ class FakeSensor:
     def lose_in_air(self, k: int) -> None:
         self._lose += k
 
-    def drop_link(self) -> None:
-        """Link loss: the central sees an unsolicited disconnect."""
+    def drop_link(self, away_samples: int = 0) -> None:
+        """Link loss: the central sees an unsolicited disconnect.
+
+        ``away_samples``: the sensor's clock jumps ahead by this many samples at once, as if
+        the link had stayed down that long, so the samples lost on reconnect do not depend on
+        how fast the central happens to reconnect.
+        """
         client = self.client
         self._detach()
+        if away_samples and self._t0 is not None:
+            self._t0 -= away_samples / (self.speed * self.rate_hz)
+            self.next_sample += away_samples
         if client is not None:
             client._link_lost()
 
