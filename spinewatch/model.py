@@ -112,3 +112,49 @@ class SlouchEvent:
     @property
     def duration_s(self) -> float:
         return (self.end_ns - self.start_ns) / NS_PER_S
+
+
+@dataclass(frozen=True, slots=True)
+class HapticAlert:
+    """One haptic alert and how the patient responded.
+
+    Attributes:
+        t_ns: UTC ns when the buzz was sent.
+        flexion_deg: flexion relative to neutral when it fired, degrees.
+        corrected: whether flexion fell below threshold - hysteresis within the response
+            window after the buzz.
+        response_s: buzz to correction, seconds; None if not corrected.
+    """
+
+    patient: str
+    device: str
+    t_ns: int
+    flexion_deg: float
+    corrected: bool
+    response_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A neutral-posture calibration (``spinewatch calibrate``).
+
+    Attributes:
+        t_ns: UTC ns at the end of the capture.
+        up_sensor: (3,) unit vector, the neutral "up" direction in the sensor frame.
+        mount_yaw_deg: the sensor's rotation about the body's up axis, degrees, from the
+            guided forward bend; None when no bend was captured.
+        gyr_rms_deg_s: RMS angular rate during the neutral capture, deg/s (stillness).
+        acc_std_m_s2: standard deviation of the acceleration norm during the capture, m/s^2.
+        duration_s: length of the neutral capture, seconds.
+        author: pseudonymous id of who ran it.
+    """
+
+    patient: str
+    device: str
+    t_ns: int
+    up_sensor: tuple[float, float, float]
+    mount_yaw_deg: float | None
+    gyr_rms_deg_s: float
+    acc_std_m_s2: float
+    duration_s: float
+    author: str = ""

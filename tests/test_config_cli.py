@@ -45,7 +45,8 @@ def test_get_without_a_config_prints_the_defaults(broker_env, capsys):
 
 @pytest.mark.parametrize(("change", "key"), [("threshold_deg=95", "threshold_deg"), ("threshold_deg=abc", "threshold_deg"),
                                              ("colour=red", "colour"), ("haptic=maybe", "haptic"),
-                                             ("hysteresis_deg=30", "hysteresis_deg")])
+                                             ("hysteresis_deg=30", "hysteresis_deg"),
+                                             ("severe_deg=15", "severe_deg")])
 def test_a_bad_value_is_one_line_and_nothing_is_published(broker_env, capsys, change, key):
     assert main(["config", "set", "--patient", "p1", "--device", "d1", change]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -64,12 +65,14 @@ def test_ingest_keeps_an_audit_of_every_change(broker_env, influxdb1, capsys):
     assert w.subscribed.wait(10)
     try:
         main(["config", "set", "--patient", "p1", "--device", "d1", "--author", "t-01", "threshold_deg=25"])
-        main(["config", "set", "--patient", "p1", "--device", "d1", "--author", "t-02", "threshold_deg=22"])
+        main(["config", "set", "--patient", "p1", "--device", "d1", "--author", "t-02", "threshold_deg=22",
+              "severe_deg=35", "timezone=Europe/Berlin"])
 
         def rows():
-            return influxdb1.points('SELECT threshold_deg, author FROM patient_config', db)
+            return influxdb1.points('SELECT threshold_deg, severe_deg, timezone, author FROM patient_config', db)
 
         wait_until(lambda: len(rows()) == 2, what="two audit points")
-        assert [(r["threshold_deg"], r["author"]) for r in rows()] == [(25.0, "t-01"), (22.0, "t-02")]
+        assert [(r["threshold_deg"], r["severe_deg"], r["timezone"], r["author"]) for r in rows()] == [
+            (25.0, 30.0, "UTC", "t-01"), (22.0, 35.0, "Europe/Berlin", "t-02")]
     finally:
         w.stop()

@@ -227,3 +227,33 @@ def test_device_status_is_stored_but_a_replayed_retained_one_is_not(mosquitto, i
         pub.client.publish(wire.topic("p7", "d7", "status"), b"", qos=1, retain=True).wait_for_publish(5)
         w.stop()
         pub.close()
+
+
+def test_alert_and_calibration_events_are_stored_and_read_back_by_both_stores(mosquitto, influxdb1, tmp_path):
+    """Alerts and calibrations go through the real worker into InfluxDB and SQLite alike."""
+    from spinewatch.model import Calibration, HapticAlert
+    from spinewatch.service.storage import SqliteStore
+
+    db = f"ev_{uuid.uuid4().hex[:6]}"
+    influx = Influx1Store(influxdb1.url, db)
+    influx.ensure_database()
+    sqlite = SqliteStore(tmp_path / "s.db")
+    alert = HapticAlert("p8", "d8", T0, 27.5, True, 4.25)
+    ignored = HapticAlert("p8", "d8", T0 + 60 * 10**9, 31.0, False, None)
+    cal = Calibration("p8", "d8", T0 + 120 * 10**9, (0.0, 0.6, 0.8), -12.5, 0.8, 0.05, 10.0, "pt-1")
+    for store in (influx, sqlite):
+        w = worker(mosquitto, store)
+        pub = broker_client(mosquitto)
+        try:
+            for payload in (wire.encode_alert(alert), wire.encode_alert(ignored), wire.encode_calibration(cal)):
+                pub.publish(wire.topic("p8", "d8", "event"), payload)
+            assert w.wait_written(3, 20), w.stats.snapshot()
+        finally:
+            w.stop()
+            pub.close()
+        alerts = store.records("alert", "p8", T0, T0 + 3600 * 10**9)
+        assert [(a.t_ns, a.device, a.fields["flexion_deg"], a.fields["corrected"], a.fields.get("response_s"))
+                for a in alerts] == [(T0, "d8", 27.5, 1, 4.25), (T0 + 60 * 10**9, "d8", 31.0, 0, None)]
+        (c,) = store.records("calibration", "p8", T0, T0 + 3600 * 10**9)
+        assert (c.fields["up_y"], c.fields["up_z"], c.fields["mount_yaw_deg"], c.fields["author"]) == (0.6, 0.8, -12.5, "pt-1")
+        assert store.records("alert", "p8", T0 + 1, T0 + 60 * 10**9) == []  # [start, end)

@@ -151,3 +151,45 @@ def test_status_keeps_numbers_and_flags_and_drops_strings():
         wire.decode_status("p1", "d1", json.dumps({"v": 1}).encode(), now_ns=T0)
     timed = wire.decode_status("p1", "d1", json.dumps({"v": 1, "online": False, "t_ns": T0 + 5}).encode(), 0)
     assert timed.t_ns == T0 + 5
+
+
+# ------------------------------------------------------------------ alert and calibration events
+
+def test_alert_event_round_trips_and_its_outcome_is_checked():
+    from spinewatch.model import HapticAlert
+
+    t = 1_764_057_600 * 10**9
+    m = wire.decode_event("p", "d", wire.encode_alert(HapticAlert("p", "d", t, 25.123, True, 3.5)))
+    assert m.measurement == "alert" and m.t_ns == t
+    assert m.fields == {"flexion_deg": 25.12, "corrected": 1, "response_s": 3.5}
+    m = wire.decode_event("p", "d", wire.encode_alert(HapticAlert("p", "d", t, 25.0, False, None)))
+    assert m.fields == {"flexion_deg": 25.0, "corrected": 0}
+    for bad, reason in ((b'{"v":1,"kind":"alert","t_ns":%d,"flexion_deg":20,"corrected":1}' % t, "bad_type"),
+                        (b'{"v":1,"kind":"alert","t_ns":%d,"flexion_deg":20,"corrected":true,"response_s":-1}' % t,
+                         "out_of_range"),
+                        (b'{"v":1,"kind":"alert","flexion_deg":20,"corrected":true}', "missing_field")):
+        with pytest.raises(DecodeError) as e:
+            wire.decode_event("p", "d", bad)
+        assert e.value.reason == reason
+
+
+def test_calibration_event_round_trips_and_needs_a_unit_up_vector():
+    from spinewatch.model import Calibration
+
+    t = 1_764_057_600 * 10**9
+    c = Calibration("p", "d", t, (0.0, 0.6, 0.8), None, 0.5, 0.02, 10.0, "pt-7")
+    m = wire.decode_event("p", "d", wire.encode_calibration(c))
+    assert m.measurement == "calibration"
+    assert m.fields == {"up_x": 0.0, "up_y": 0.6, "up_z": 0.8, "gyr_rms_deg_s": 0.5, "acc_std_m_s2": 0.02,
+                        "duration_s": 10.0, "author": "pt-7"}
+    with pytest.raises(DecodeError) as e:
+        wire.decode_event("p", "d", wire.encode_calibration(
+            Calibration("p", "d", t, (0.0, 0.0, 2.0), None, 0.5, 0.02, 10.0)))
+    assert e.value.reason == "out_of_range"
+
+
+def test_record_lines_keep_one_type_per_field():
+    from spinewatch.service.lineprotocol import record_line
+
+    m = wire.RecordMsg("alert", "p", "d", 5, {"corrected": 1, "flexion_deg": 20.0, "who": 'a"b'})
+    assert record_line(m) == 'alert,device=d,patient=p corrected=1i,flexion_deg=20.0,who="a\\"b" 5'

@@ -17,7 +17,7 @@ from spinewatch.service import wire
 from spinewatch.service.patient_config import PatientConfig, decode_patient_config, encode_patient_config
 
 # key=value names accepted by `config set`, and where each goes in PatientConfig
-_TOP = ("threshold_deg", "hysteresis_deg", "min_duration_s", "timezone")
+_TOP = ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone")
 _HAPTIC = {"delay_s": "delay_s", "pattern": "pattern", "intensity_pct": "intensity_pct",
            "duration_ms": "duration_ms", "min_interval_s": "min_interval_s"}
 KEYS = (*_TOP, "haptic", *_HAPTIC, "quiet_hours", "alerts_off")
@@ -75,7 +75,7 @@ def apply_changes(cfg: PatientConfig, pairs: list[str]) -> PatientConfig:
         if not sep or key not in KEYS:
             raise ConfigError(key or pair, value, f"key=value with key one of {', '.join(KEYS)}")
         try:
-            if key in ("threshold_deg", "hysteresis_deg", "min_duration_s"):
+            if key in ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s"):
                 top[key] = float(value)
             elif key == "timezone":
                 top[key] = value

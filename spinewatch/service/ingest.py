@@ -71,9 +71,9 @@ def _config_msg(patient: str, device: str, payload: bytes, now_ns: int) -> wire.
     fields = {
         "threshold_deg": float(cfg.threshold_deg), "hysteresis_deg": float(cfg.hysteresis_deg),
         "min_duration_s": float(cfg.min_duration_s), "haptic_enabled": float(cfg.haptic.enabled),
-        "haptic_delay_s": float(cfg.haptic.delay_s),
+        "haptic_delay_s": float(cfg.haptic.delay_s), "severe_deg": float(cfg.severe_deg),
     }
-    return wire.ConfigMsg(patient, device, cfg.set_ns or now_ns, fields, cfg.author)
+    return wire.ConfigMsg(patient, device, cfg.set_ns or now_ns, fields, cfg.author, cfg.timezone)
 
 
 class IngestWorker:
@@ -160,7 +160,7 @@ class IngestWorker:
             self._last_reject_log[reason] = now
             _LOGGER.warning("ingest: rejected message on %s: %s (%s)", m.topic[:120], reason, detail[:200])
 
-    def _decode(self, m: _Incoming) -> wire.PostureMsg | wire.EventMsg | wire.StatusMsg | wire.ConfigMsg | None:
+    def _decode(self, m: _Incoming) -> wire.Inbound | None:
         try:
             patient, device, kind = wire.parse_topic(m.topic)
             if kind == "posture":
@@ -189,7 +189,7 @@ class IngestWorker:
             self.stats.acked += len(items)
             self.stats.lock.notify_all()
 
-    def _write_with_retry(self, msgs: list[wire.PostureMsg | wire.EventMsg | wire.StatusMsg | wire.ConfigMsg]) -> int:
+    def _write_with_retry(self, msgs: list[wire.Inbound]) -> int:
         attempt = 0
         while True:
             try:
@@ -211,7 +211,7 @@ class IngestWorker:
                     raise
 
     def _flush(self, batch: list[_Incoming]) -> None:
-        decoded: list[tuple[_Incoming, wire.PostureMsg | wire.EventMsg | wire.StatusMsg | wire.ConfigMsg]] = []
+        decoded: list[tuple[_Incoming, wire.Inbound]] = []
         for m in batch:
             d = self._decode(m)
             if d is not None:

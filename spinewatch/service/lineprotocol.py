@@ -9,7 +9,7 @@ from typing import Final
 import numba as nb
 import numpy as np
 
-from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, StatusMsg
+from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, RecordMsg, StatusMsg
 
 
 @nb.njit(cache=True)
@@ -183,15 +183,32 @@ def device_line(m: StatusMsg) -> str:
     return f"device,device={m.device},patient={m.patient} {fields} {m.t_ns}"
 
 
+def _string_field(v: str) -> str:
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def config_line(m: ConfigMsg) -> str:
-    """Measurement ``patient_config`` (audit of settings): float fields and ``author``."""
+    """Measurement ``patient_config`` (audit of settings): float fields, ``author`` and ``timezone``."""
     fields = [f"{k}={v!r}" for k, v in sorted(m.fields.items())]
-    author = m.author.replace("\\", "\\\\").replace('"', '\\"')
-    fields.append(f'author="{author}"')
+    fields.append(f"author={_string_field(m.author)}")
+    fields.append(f"timezone={_string_field(m.timezone)}")
     return f"patient_config,device={m.device},patient={m.patient} {','.join(fields)} {m.t_ns}"
 
 
-def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg]) -> tuple[bytes, int]:
+def record_line(m: RecordMsg) -> str:
+    """Measurement ``m.measurement`` (``alert``, ``calibration``): float, integer and string fields."""
+    fields = []
+    for k, v in sorted(m.fields.items()):
+        if isinstance(v, str):
+            fields.append(f"{k}={_string_field(v)}")
+        elif isinstance(v, int):
+            fields.append(f"{k}={v}i")
+        else:
+            fields.append(f"{k}={float(v)!r}")
+    return f"{m.measurement},device={m.device},patient={m.patient} {','.join(fields)} {m.t_ns}"
+
+
+def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg]) -> tuple[bytes, int]:
     """Line protocol of ``msgs`` as one newline-terminated block, and the number of points.
 
     Posture samples come from the Numba kernel (:func:`posture_bytes`); :func:`posture_lines`
@@ -210,6 +227,9 @@ def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg]) -> t
                 points += 1
         elif isinstance(m, ConfigMsg):
             parts.append(config_line(m).encode() + b"\n")
+            points += 1
+        elif isinstance(m, RecordMsg):
+            parts.append(record_line(m).encode() + b"\n")
             points += 1
         else:
             parts.append(slouch_line(m).encode() + b"\n")

@@ -5,7 +5,7 @@ The therapist side publishes one retained JSON object per patient and device on
 optional (missing keys keep their defaults); unknown keys are refused so that a typo
 does not silently do nothing::
 
-    {"v": 1, "threshold_deg": 20, "hysteresis_deg": 5, "min_duration_s": 30,
+    {"v": 1, "threshold_deg": 20, "severe_deg": 30, "hysteresis_deg": 5, "min_duration_s": 30,
      "haptic": {"enabled": true, "delay_s": 10, "pattern": "double", "intensity_pct": 60,
                 "duration_ms": 400, "min_interval_s": 120},
      "quiet_hours": [["22:00", "07:00"]], "timezone": "Europe/Berlin",
@@ -13,7 +13,8 @@ does not silently do nothing::
 
 | key | unit | default | meaning |
 |---|---|---|---|
-| ``threshold_deg`` | degrees | 20 | flexion above neutral that starts a slouch |
+| ``threshold_deg`` | degrees | 20 | flexion above neutral that starts a slouch (and the mild zone) |
+| ``severe_deg`` | degrees | 30 | flexion above neutral where the severe zone starts (> threshold_deg) |
 | ``hysteresis_deg`` | degrees | 5 | the slouch ends below threshold minus this |
 | ``min_duration_s`` | s | 30 | a slouch is confirmed after this long |
 | ``haptic.enabled`` | — | true | buzz at all |
@@ -74,6 +75,7 @@ class PatientConfig:
     """One patient's settings, validated (see the module table)."""
 
     threshold_deg: float = 20.0
+    severe_deg: float = 30.0
     hysteresis_deg: float = 5.0
     min_duration_s: float = 30.0
     haptic: HapticConfig = field(default_factory=HapticConfig)
@@ -89,6 +91,9 @@ class PatientConfig:
             raise ConfigError("author", self.author, "a pseudonymous id of at most 64 characters")
         if not isinstance(self.set_ns, int) or isinstance(self.set_ns, bool) or self.set_ns < 0:
             raise ConfigError("set_ns", self.set_ns, "UTC nanoseconds, an integer >= 0")
+        _num("severe_deg", self.severe_deg, 0.0, 90.0, low_open=True, high_open=True)
+        if not self.severe_deg > self.threshold_deg:
+            raise ConfigError("severe_deg", self.severe_deg, f"more than threshold_deg ({self.threshold_deg})")
         _num("hysteresis_deg", self.hysteresis_deg, 0.0, 90.0)
         if not self.hysteresis_deg < self.threshold_deg:
             raise ConfigError("hysteresis_deg", self.hysteresis_deg, f"less than threshold_deg ({self.threshold_deg})")
@@ -160,7 +165,7 @@ def in_quiet_hours(cfg: PatientConfig, utc_ns: int) -> bool:
     return False
 
 
-_TOP_KEYS: Final = {"v", "threshold_deg", "hysteresis_deg", "min_duration_s", "haptic", "quiet_hours",
+_TOP_KEYS: Final = {"v", "threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "haptic", "quiet_hours",
                     "timezone", "alerts_off_activities", "author", "set_ns"}
 _HAPTIC_KEYS: Final = {"enabled", "delay_s", "pattern", "intensity_pct", "duration_ms", "min_interval_s"}
 
@@ -200,7 +205,7 @@ def decode_patient_config(payload: bytes | str) -> PatientConfig:
     if not isinstance(acts, list):
         raise ConfigError("alerts_off_activities", acts, "a list of activity names")
     top = {k: v for k, v in obj.items()
-           if k in ("threshold_deg", "hysteresis_deg", "min_duration_s", "timezone", "author", "set_ns")}
+           if k in ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone", "author", "set_ns")}
     return PatientConfig(haptic=HapticConfig(**h), quiet_hours=tuple(tuple(w) if isinstance(w, list) else w for w in qh),
                          alerts_off_activities=tuple(acts), **top)
 

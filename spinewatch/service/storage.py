@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
 from spinewatch.service.lineprotocol import to_bytes
-from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, StatusMsg
+from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, RecordMsg, StatusMsg
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ _LOGGER = logging.getLogger(__name__)
 HTTP_TIMEOUT_S: Final = 30.0
 NS_PER_MIN: Final = 60 * 10**9
 
-Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg
+Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg
 
 
 class StoreRejected(SpineWatchError):
@@ -68,6 +68,23 @@ class SlouchRow:
     mean_deg: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One point of a small measurement: time (UTC ns), device, fields by name."""
+
+    t_ns: int
+    device: str
+    fields: dict[str, Any]
+
+
+RECORD_MEASUREMENTS: Final = ("alert", "calibration", "patient_config", "device")
+
+
+def _check_measurement(measurement: str) -> None:
+    if measurement not in RECORD_MEASUREMENTS:
+        raise ValueError(f"measurement must be one of {', '.join(RECORD_MEASUREMENTS)}, got {measurement!r}")
+
+
 class Store(Protocol):
     """What the ingest worker and the report need from a database."""
 
@@ -86,6 +103,9 @@ class Store(Protocol):
     def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]: ...
 
     def count_posture(self, patient: str) -> int: ...
+
+    def records(self, measurement: str, patient: str, start_ns: int, end_ns: int) -> list[Record]:
+        """Points of ``alert``, ``calibration``, ``patient_config`` or ``device`` in [start, end)."""
 
     def close(self) -> None: ...
 
@@ -169,6 +189,22 @@ class _InfluxHttp:
             f'SELECT count("flexion_deg") FROM "posture" WHERE "patient" = {_q(patient)}'
         )
         return int(series[0]["values"][0][1]) if series else 0
+
+    def records(self, measurement: str, patient: str, start_ns: int, end_ns: int) -> list[Record]:
+        _check_measurement(measurement)
+        series = self.query(
+            f'SELECT * FROM "{measurement}" WHERE "patient" = {_q(patient)} '
+            f"AND time >= {start_ns} AND time < {end_ns} ORDER BY time"
+        )
+        out: list[Record] = []
+        for s in series:
+            cols = s["columns"]
+            for row in s["values"]:
+                d = {c: v for c, v in zip(cols, row) if v is not None}
+                t = int(d.pop("time"))
+                d.pop("patient", None)
+                out.append(Record(t, str(d.pop("device", "")), d))
+        return out
 
 
 class Influx1Store(_InfluxHttp):
@@ -287,6 +323,11 @@ class SqliteStore:
                 patient TEXT NOT NULL, device TEXT NOT NULL, ts_ns INTEGER NOT NULL,
                 fields TEXT NOT NULL,  -- JSON: settings and author (audit)
                 PRIMARY KEY (patient, device, ts_ns)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS record (
+                measurement TEXT NOT NULL,  -- alert, calibration
+                patient TEXT NOT NULL, device TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+                fields TEXT NOT NULL,  -- JSON object
+                PRIMARY KEY (measurement, patient, device, ts_ns)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS slouch (
                 patient TEXT NOT NULL, device TEXT NOT NULL, start_ns INTEGER NOT NULL,
                 end_ns INTEGER NOT NULL, duration_s REAL, peak_deg REAL, mean_deg REAL,
@@ -299,12 +340,16 @@ class SqliteStore:
         events = []
         statuses = []
         configs = []
+        records = []
         points = 0
         for m in msgs:
             if isinstance(m, StatusMsg):
                 statuses.append((m.patient, m.device, m.t_ns, json.dumps(m.fields, sort_keys=True)))
             elif isinstance(m, ConfigMsg):
-                configs.append((m.patient, m.device, m.t_ns, json.dumps({**m.fields, "author": m.author})))
+                configs.append((m.patient, m.device, m.t_ns,
+                                json.dumps({**m.fields, "author": m.author, "timezone": m.timezone})))
+            elif isinstance(m, RecordMsg):
+                records.append((m.measurement, m.patient, m.device, m.t_ns, json.dumps(m.fields, sort_keys=True)))
             elif isinstance(m, PostureMsg):
                 rows.append((
                     m.patient, m.device, m.t0_ns, m.dt_ns, len(m),
@@ -321,7 +366,8 @@ class SqliteStore:
             self._db.executemany("INSERT OR REPLACE INTO slouch VALUES (?,?,?,?,?,?,?)", events)
             self._db.executemany("INSERT OR REPLACE INTO device VALUES (?,?,?,?)", statuses)
             self._db.executemany("INSERT OR REPLACE INTO patient_config VALUES (?,?,?,?)", configs)
-        return points + len(events) + len(statuses) + len(configs)
+            self._db.executemany("INSERT OR REPLACE INTO record VALUES (?,?,?,?,?)", records)
+        return points + len(events) + len(statuses) + len(configs) + len(records)
 
     def _chunks(self, patient: str, start_ns: int, end_ns: int) -> list[tuple[Any, ...]]:
         # a chunk starting before start_ns may reach into the period: look back one hour
@@ -373,6 +419,18 @@ class SqliteStore:
             int(np.count_nonzero(~(np.isnan(np.frombuffer(f, "<f4")) & np.isnan(np.frombuffer(la, "<f4")))))
             for f, la in rows
         )
+
+    def records(self, measurement: str, patient: str, start_ns: int, end_ns: int) -> list[Record]:
+        _check_measurement(measurement)
+        if measurement in ("patient_config", "device"):
+            sql = f"SELECT ts_ns, device, fields FROM {measurement} WHERE patient = ?"
+            args: tuple[Any, ...] = (patient, start_ns, end_ns)
+        else:
+            sql = "SELECT ts_ns, device, fields FROM record WHERE measurement = ? AND patient = ?"
+            args = (measurement, patient, start_ns, end_ns)
+        with self._lock:
+            rows = self._db.execute(sql + " AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns", args).fetchall()
+        return [Record(int(t), str(d), json.loads(f)) for t, d, f in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import orjson
 
 from spinewatch.errors import DecodeError
-from spinewatch.model import PostureBatch, SlouchEvent
+from spinewatch.model import Calibration, HapticAlert, PostureBatch, SlouchEvent
 
 WIRE_VERSION: Final = 1
 TOPIC_ROOT: Final = "spinewatch/v1"
@@ -124,6 +124,44 @@ def encode_event(e: SlouchEvent) -> bytes:
         "mean_deg": round(float(e.mean_deg), ANGLE_DECIMALS),
     }
     return orjson.dumps(msg)
+
+
+def encode_alert(a: HapticAlert) -> bytes:
+    """JSON payload of a haptic alert event (sent once its outcome is known)."""
+    msg: dict[str, object] = {
+        "v": WIRE_VERSION, "kind": "alert", "t_ns": int(a.t_ns),
+        "flexion_deg": round(float(a.flexion_deg), ANGLE_DECIMALS), "corrected": bool(a.corrected),
+    }
+    if a.response_s is not None:
+        msg["response_s"] = round(float(a.response_s), 3)
+    return orjson.dumps(msg)
+
+
+def encode_calibration(c: Calibration) -> bytes:
+    """JSON payload of a calibration event."""
+    msg: dict[str, object] = {
+        "v": WIRE_VERSION, "kind": "calibration", "t_ns": int(c.t_ns),
+        "up_sensor": [round(float(x), 6) for x in c.up_sensor],
+        "mount_yaw_deg": None if c.mount_yaw_deg is None else round(float(c.mount_yaw_deg), ANGLE_DECIMALS),
+        "gyr_rms_deg_s": round(float(c.gyr_rms_deg_s), 4), "acc_std_m_s2": round(float(c.acc_std_m_s2), 4),
+        "duration_s": round(float(c.duration_s), 3), "author": c.author,
+    }
+    return orjson.dumps(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMsg:
+    """One point of a small measurement (``alert``, ``calibration``): fields at ``t_ns``.
+
+    Field values are float, int or str; a field keeps one type for good (InfluxDB refuses a
+    type change), so ints are only used for counts and flags.
+    """
+
+    measurement: str
+    patient: str
+    device: str
+    t_ns: int
+    fields: dict[str, float | int | str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,15 +283,71 @@ def decode_posture(patient: str, device: str, payload: bytes) -> PostureMsg:
     )
 
 
-def decode_event(patient: str, device: str, payload: bytes) -> EventMsg:
-    """Decode and validate an event payload (only ``kind == "slouch"`` is known in v1).
+def _number(obj: dict[str, object], key: str, limit: float, *, optional: bool = False) -> float | None:
+    v = obj.get(key)
+    if v is None and optional:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not abs(v) <= limit:
+        raise DecodeError("bad_type", f"{key} must be a number within +/-{limit:g}")
+    return float(v)
+
+
+def _decode_alert(patient: str, device: str, obj: dict[str, object]) -> RecordMsg:
+    t = _time(obj, "t_ns")
+    corrected = obj.get("corrected")
+    if not isinstance(corrected, bool):
+        raise DecodeError("bad_type", "corrected must be true or false")
+    fields: dict[str, float | int | str] = {
+        "flexion_deg": _number(obj, "flexion_deg", 360.0) or 0.0, "corrected": int(corrected)}
+    response = _number(obj, "response_s", 86_400.0, optional=True)
+    if response is not None:
+        if response < 0:
+            raise DecodeError("out_of_range", "response_s must be >= 0")
+        fields["response_s"] = response
+    return RecordMsg("alert", patient, device, t, fields)
+
+
+def _decode_calibration(patient: str, device: str, obj: dict[str, object]) -> RecordMsg:
+    t = _time(obj, "t_ns")
+    up = obj.get("up_sensor")
+    if not (isinstance(up, list) and len(up) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in up)):
+        raise DecodeError("bad_type", "up_sensor must be an array of 3 numbers")
+    norm = math.sqrt(sum(float(x) ** 2 for x in up))
+    if not 0.99 <= norm <= 1.01:
+        raise DecodeError("out_of_range", f"up_sensor must be a unit vector (norm {norm:.3f})")
+    fields: dict[str, float | int | str] = {"up_x": float(up[0]), "up_y": float(up[1]), "up_z": float(up[2])}
+    yaw = _number(obj, "mount_yaw_deg", 180.0, optional=True)
+    if yaw is not None:
+        fields["mount_yaw_deg"] = yaw
+    for key, limit in (("gyr_rms_deg_s", 4000.0), ("acc_std_m_s2", 1000.0), ("duration_s", 3600.0)):
+        v = _number(obj, key, limit, optional=True)
+        if v is not None:
+            fields[key] = v
+    author = obj.get("author", "")
+    if not isinstance(author, str) or len(author) > 64:
+        raise DecodeError("bad_type", "author must be a string of at most 64 characters")
+    fields["author"] = author
+    return RecordMsg("calibration", patient, device, t, fields)
+
+
+EVENT_KINDS: Final = ("slouch", "alert", "calibration")
+
+
+def decode_event(patient: str, device: str, payload: bytes) -> EventMsg | RecordMsg:
+    """Decode and validate an event payload: ``kind`` is ``slouch``, ``alert`` or ``calibration``.
 
     Raises:
         DecodeError: as :func:`decode_posture`, plus ``unknown_event``.
     """
     obj = _load(payload)
-    if obj.get("kind") != "slouch":
-        raise DecodeError("unknown_event", repr(obj.get("kind"))[:50])
+    kind = obj.get("kind")
+    if kind == "alert":
+        return _decode_alert(patient, device, obj)
+    if kind == "calibration":
+        return _decode_calibration(patient, device, obj)
+    if kind != "slouch":
+        raise DecodeError("unknown_event", repr(kind)[:50])
     start = _time(obj, "start_ns")
     end = _time(obj, "end_ns")
     if end < start:
@@ -319,3 +413,8 @@ class ConfigMsg:
     t_ns: int
     fields: dict[str, float]
     author: str
+    timezone: str = "UTC"
+
+
+Inbound = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg
+"""Any decoded message the ingest worker stores."""
