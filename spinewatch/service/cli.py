@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from spinewatch import __version__
 from spinewatch.errors import ConfigError, SpineWatchError
@@ -164,6 +165,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _influx2_init(i: Any, args: argparse.Namespace) -> int:
+    from spinewatch.service.retry import retry_until_connected  # noqa: PLC0415
+    from spinewatch.service.schema_v2 import Influx2Admin, Influx2Schema, apply_influx2_schema  # noqa: PLC0415
+
+    try:
+        schema = Influx2Schema(i.bucket, args.raw_retention)
+    except ValueError as exc:
+        raise ConfigError("--raw-retention", args.raw_retention, str(exc)) from exc
+    admin = Influx2Admin(i.url, i.token)
+    retry_until_connected(lambda: apply_influx2_schema(admin, i.org, schema, backfill=args.backfill), "InfluxDB")
+    return 0
+
+
 def _cmd_influx_init(args: argparse.Namespace) -> int:
     from spinewatch.service.config import Config  # noqa: PLC0415
     from spinewatch.service.retry import retry_until_connected  # noqa: PLC0415
@@ -172,12 +186,10 @@ def _cmd_influx_init(args: argparse.Namespace) -> int:
 
     cfg = Config.load(path=args.config)
     i = cfg.influx
-    if i.kind != "v1":
-        raise ConfigError(
-            "SPINEWATCH_INFLUX_DB", i.db,
-            "a database name with SPINEWATCH_INFLUX_URL: `influx init` sets up InfluxDB 1.x; for "
-            "2.x/3.x create the bucket and its DBRP mapping as docs/storage.md shows",
-        )
+    if i.kind == "none":
+        raise ConfigError("SPINEWATCH_INFLUX_URL", i.url, "the InfluxDB to set up, e.g. http://127.0.0.1:8086")
+    if i.kind == "v2":
+        return _influx2_init(i, args)
     try:
         schema = Influx1Schema(i.db, args.raw_retention)
     except ValueError as exc:
@@ -255,11 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     init = inf_sub.add_parser(
         "init", help="create the database, retention policies and downsampling",
         description=(
-            "Set up an InfluxDB 1.x database for SpineWatch: retention policy 'raw' (default; "
-            "100 Hz posture samples and slouch episodes, kept --raw-retention) and 'trend' "
-            "(forever: per-minute posture means in posture_1m and a copy of every slouch "
-            "episode), filled by continuous queries. Idempotent: run it again to change the "
-            "retention. Reads SPINEWATCH_INFLUX_URL and SPINEWATCH_INFLUX_DB (and _USERNAME/_PASSWORD)."
+            "Set up InfluxDB for SpineWatch: raw 100 Hz posture samples and slouch episodes, kept "
+            "--raw-retention, and trend data kept forever (per-minute posture means in posture_1m "
+            "and a copy of every slouch episode), filled every minute. On 1.x "
+            "(SPINEWATCH_INFLUX_URL + SPINEWATCH_INFLUX_DB, and _USERNAME/_PASSWORD): retention "
+            "policies 'raw' (default) and 'trend' with continuous queries. On 2.x/Cloud "
+            "(SPINEWATCH_INFLUX_URL + _ORG + _BUCKET + _TOKEN, an operator token): buckets BUCKET and "
+            "BUCKET_trend, the DBRP mappings BUCKET/raw and BUCKET/trend that let the InfluxQL "
+            "dashboards and reports run, and two Flux tasks. Idempotent: run it again to change the "
+            "retention."
         ),
         epilog="example: SPINEWATCH_INFLUX_URL=http://127.0.0.1:8086 SPINEWATCH_INFLUX_DB=spinewatch "
                "spinewatch influx init --raw-retention 90d --backfill",

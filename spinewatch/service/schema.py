@@ -19,6 +19,22 @@ from typing import Final
 
 _DURATION_RE: Final = re.compile(r"^(INF|\d+[hdw])$")
 
+_UNIT_S: Final = {"h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def parse_retention_s(duration: str) -> int:
+    """Seconds in an InfluxQL retention duration (``90d``, ``12w``, ``2160h``); ``INF`` is 0 (forever).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not _DURATION_RE.match(duration):
+        raise ValueError(f"raw_retention must look like 90d, 12w, 2160h or INF, got {duration!r}")
+    if duration == "INF":
+        return 0
+    return int(duration[:-1]) * _UNIT_S[duration[-1]]
+
+
 # Per-minute aggregates of the 100 Hz series: what trend dashboards and long reports read.
 POSTURE_1M_SELECT: Final = (
     'SELECT mean("flexion_deg") AS "flexion_deg", mean("lateral_deg") AS "lateral_deg", '
@@ -48,8 +64,7 @@ class Influx1Schema:
     def __post_init__(self) -> None:
         if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", self.db):
             raise ValueError(f"db must be 1-64 characters of A-Z a-z 0-9 _ . -, got {self.db!r}")
-        if not _DURATION_RE.match(self.raw_retention):
-            raise ValueError(f"raw_retention must look like 90d, 12w, 2160h or INF, got {self.raw_retention!r}")
+        parse_retention_s(self.raw_retention)
 
     def statements(self, existing_policies: frozenset[str] = frozenset()) -> list[str]:
         """InfluxQL to create the layout, or update it (``existing_policies`` already there)."""
