@@ -140,6 +140,22 @@ def test_a_silent_sensor_is_recycled_and_streams_again():
     assert_samples_are_the_sensors(out, sensor)
 
 
+def test_the_battery_level_is_read_again_while_connected():
+    radio, sensor = make()
+
+    def drain(out):
+        if n_samples(out) >= 50:
+            sensor.battery_pct = 41  # the cell drained during the session
+
+    async def main():
+        async with source(radio, battery_interval_s=0.2) as src:
+            await collect(src, lambda o: src.battery_pct == 41, drain)
+            return src
+
+    src = asyncio.run(main())
+    assert src.status()["battery_pct"] == 41 and src.connects == 1  # no reconnect needed
+
+
 def test_notification_bursts_lose_nothing():
     radio, sensor = make()
     sensor.burst = 12

@@ -456,10 +456,14 @@ class BleSource:
         self._connected.set()
         _LOGGER.info("%s: connected (%s, connection %d)", dev.address, self.profile.name, self.connects)
 
+    async def _read_battery(self, client: BleakClient) -> None:
+        """Battery level from the standard Battery Service, %; a failed read keeps the last value."""
+        with contextlib.suppress(BleakError, TimeoutError, ValueError, IndexError, EOFError):
+            self.battery_pct = int((await client.read_gatt_char(BATTERY_LEVEL_CHAR_UUID))[0])
+
     async def _read_sensor_info(self, client: BleakClient) -> None:
         if self.profile.has_battery_service:
-            with contextlib.suppress(BleakError, TimeoutError, ValueError):
-                self.battery_pct = int((await client.read_gatt_char(BATTERY_LEVEL_CHAR_UUID))[0])
+            await self._read_battery(client)
         if self.profile.name == "spinewatch" and self.connects == 0:
             from spinewatch.firmware_bridge.profiles.spinewatch import (
                 CONFIG_CHAR_UUID,
@@ -486,9 +490,12 @@ class BleSource:
                 await client.disconnect()
 
     async def _watch(self) -> BaseException:
-        """Wait while the link is healthy; return why it ended."""
+        """Wait while the link is healthy (re-reading the battery now and then); return why it ended."""
         silence_ns = int(self.config.silence_timeout_s * 1e9)
-        check_s = max(0.05, self.config.silence_timeout_s / 4) if silence_ns else None
+        battery_s = self.config.battery_interval_s if self.profile.has_battery_service else 0.0
+        periods = [p for p in (max(0.05, self.config.silence_timeout_s / 4) if silence_ns else 0.0, battery_s) if p]
+        check_s = min(periods) if periods else None
+        next_battery = time.monotonic() + battery_s
         while True:
             try:
                 async with asyncio.timeout(check_s):
@@ -499,6 +506,10 @@ class BleSource:
                 if silence_ns and quiet >= silence_ns:
                     self.silent_recycles += 1
                     return SilentLink(self.address or "?", quiet / 1e9)
+                client = self._client
+                if battery_s and time.monotonic() >= next_battery and client is not None:
+                    next_battery = time.monotonic() + battery_s
+                    await self._read_battery(client)
 
     async def _link_loop(self) -> None:
         attempt = 0

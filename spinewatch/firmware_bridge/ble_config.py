@@ -31,6 +31,9 @@ class BleConfig:
         backoff_cap_s: longest wait between reconnect attempts, s.
         decode_log_interval_s: decode errors are logged at most this often (each
             is counted regardless), s.
+        battery_interval_s: how often the battery level is read again on a connected link
+            (Battery Service sensors), s; 0 = only at connect. A coin cell drains over
+            hours, so 5 minutes keeps "battery low" timely at one GATT read.
     """
 
     scan_timeout_s: float = 10.0
@@ -44,13 +47,14 @@ class BleConfig:
     status_interval_s: float = 10.0
     backoff_cap_s: float = 60.0
     decode_log_interval_s: float = 30.0
+    battery_interval_s: float = 300.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"BleConfig.{f.name} must be a finite number, got {v!r}")
-            if v < 0 or (v == 0 and f.name not in ("silence_timeout_s", "reorder_packets")):
+            if v < 0 or (v == 0 and f.name not in ("silence_timeout_s", "reorder_packets", "battery_interval_s")):
                 raise ValueError(f"BleConfig.{f.name} must be > 0, got {v!r}")
         if self.connect_attempts < 1 or self.queue_packets < 1:
             raise ValueError("BleConfig.connect_attempts and queue_packets must be >= 1")
