@@ -28,6 +28,7 @@ import atexit
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -88,8 +89,33 @@ class ServerStartError(ServerError):
 # --------------------------------------------------------------------------- helpers
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """Return a port that was free on ``host`` a moment ago (bind to port 0)."""
+    """Return a port that was free on ``host`` a moment ago.
+
+    Picked below the kernel's ephemeral range when there is room there: outgoing client
+    sockets take their local port from that range, so a port outside it cannot be taken by
+    a client connection while a test has stopped its server for a while (seen in CI: the
+    InfluxDB restarted after a 30 s outage found its RPC port taken).
+    """
+    lo, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    if lo > 11_000:
+        for _ in range(200):
+            port = rng.randrange(10_000, lo)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
@@ -295,7 +321,8 @@ class _ServerBase:
         if self.running:
             return self
         first_start = not all(role in self.ports for role in self.port_roles)
-        attempts = self.start_attempts if first_start and not self._fixed_port else 1
+        # a restart keeps "main" (clients reconnect to it) but may move the other roles
+        attempts = self.start_attempts if (first_start and not self._fixed_port) or len(self.port_roles) > 1 else 1
         last_err: ServerStartError | None = None
         for _ in range(attempts):
             for role in self.port_roles:
@@ -312,7 +339,7 @@ class _ServerBase:
                     raise
                 # the rare race: somebody took our port; pick new ones
                 for role in self.port_roles:
-                    if not (self._fixed_port and role == "main"):
+                    if not ((self._fixed_port or not first_start) and role == "main"):
                         self.ports.pop(role, None)
         assert last_err is not None
         raise last_err
