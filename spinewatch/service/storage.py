@@ -232,6 +232,16 @@ class _InfluxHttp:
         a = np.array([[np.nan if x is None else x for x in row[1:]] for row in v], dtype=np.float64)
         return _merge_minutes(np.array([row[0] for row in v], dtype=np.int64), a)
 
+    def slouches_trend(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
+        """Like :meth:`slouches`, from the copies in ``trend.slouch`` (kept after raw expires)."""
+        series = self.query(
+            'SELECT "duration_s", "peak_deg", "mean_deg" FROM "trend"."slouch" '
+            f'WHERE "patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns}'
+        )
+        if not series:
+            return []
+        return [SlouchRow(int(t), float(d), float(p), m) for t, d, p, m in series[0]["values"]]
+
     def has_patient(self, patient: str) -> bool:
         """Whether any point of ``patient`` is stored (in any measurement)."""
         series = self.query(f'SHOW TAG VALUES WITH KEY = "patient" WHERE "patient" = {_q(patient)}')
