@@ -9,12 +9,12 @@ import pytest
 
 from spinewatch.signal.minute_summary import (
     NS_PER_MIN,
+    baseline,
     day_figures,
     local_day_edges_ns,
     period_figures,
     sitting_bout_starts_ns,
     slouches_by_hour,
-    baseline,
 )
 from spinewatch.signal.rtm import rtm_periods
 
@@ -46,7 +46,7 @@ def test_new_york_days_run_from_local_midnight_and_split_a_session_across_midnig
 
 
 def test_dst_day_has_23_hours():
-    dates, edges = local_day_edges_ns(dt.date(2026, 3, 8), dt.date(2026, 3, 8), "America/New_York")
+    _, edges = local_day_edges_ns(dt.date(2026, 3, 8), dt.date(2026, 3, 8), "America/New_York")
     assert edges[1] - edges[0] == 23 * 3600 * 10**9
 
 
@@ -95,7 +95,7 @@ def test_a_gap_in_the_data_breaks_a_sitting_bout_and_the_bout_starts_at_its_firs
 
 
 def test_slouches_by_local_hour():
-    dates, edges = local_day_edges_ns(D0, D0, "Europe/Berlin")  # UTC+1 in March before DST
+    _, edges = local_day_edges_ns(D0, D0, "Europe/Berlin")  # UTC+1 in March before DST
     m = slouches_by_hour([utc_ns(2026, 3, 1, 8, 10), utc_ns(2026, 3, 1, 8, 50), utc_ns(2026, 3, 2, 9)],
                          edges, "Europe/Berlin")
     assert m.shape == (1, 24) and m[0, 9] == 2 and m.sum() == 2

@@ -39,7 +39,7 @@ class _ProgressBar:
 
 
 def _store(cfg: Any, sqlite: str | None) -> Any:
-    from spinewatch.service.storage import Influx1Store, Influx2Store, SqliteStore  # noqa: PLC0415
+    from spinewatch.service.storage import Influx1Store, Influx2Store, SqliteStore
 
     i = cfg.influx
     if sqlite is None and i.kind == "v1":
@@ -54,10 +54,10 @@ def _store(cfg: Any, sqlite: str | None) -> Any:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from spinewatch.service import wire  # noqa: PLC0415
-    from spinewatch.service.config import Config  # noqa: PLC0415
-    from spinewatch.service.dashboards._common import SEVERE_DEG  # noqa: PLC0415
-    from spinewatch.service.patient_report import (  # noqa: PLC0415
+    from spinewatch.service import wire
+    from spinewatch.service.config import Config
+    from spinewatch.service.dashboards._common import SEVERE_DEG
+    from spinewatch.service.patient_report import (
         build,
         check_range,
         check_tz,
@@ -104,7 +104,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             out.write_text(text + "\n")
             print(f"figures: {out}", file=sys.stderr)
             return 0
-        from spinewatch.service.patient_report_pdf import write_pdf  # noqa: PLC0415
+        from spinewatch.service.patient_report_pdf import write_pdf
 
         assert out is not None  # checked above
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,18 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConfigError, SpineWatchError
-from spinewatch.service.dashboards._common import BASELINE_DAYS, SDC_NEUTRAL_PCT, SDC_SLOUCH_PER_H
-from spinewatch.service.storage import MinuteSeries, Record, SlouchRow, Store, _empty_minutes
+from spinewatch.service.dashboards._common import (
+    BASELINE_DAYS,
+    SDC_NEUTRAL_PCT,
+    SDC_SLOUCH_PER_H,
+)
+from spinewatch.service.storage import (
+    MinuteSeries,
+    Record,
+    SlouchRow,
+    Store,
+    _empty_minutes,
+)
 from spinewatch.signal.minute_summary import (
     DayFigures,
     PeriodFigures,

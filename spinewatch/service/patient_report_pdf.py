@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def _header(fig: Any, r: PatientReport, title: str, page: int) -> None:
 
 
 def _date_axis(ax: Any, dates: list[dt.date]) -> None:
-    import matplotlib.dates as mdates  # noqa: PLC0415
+    import matplotlib.dates as mdates
 
     loc = mdates.AutoDateLocator(minticks=4, maxticks=12)
     ax.xaxis.set_major_locator(loc)
@@ -76,8 +77,7 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
                           top=0.86, bottom=0.08, left=0.06, right=0.97)
     figures = [
         ["Days with data", f"{t.days_with_data} of {len(r.dates)}", f"day with >= {r.min_wear_min:g} min of wear"],
-        ["Wear time", f"{t.wear_time_min / 60:,.1f} h", f"{_fmt(t.wear_time_min / max(1, t.days_with_data) / 60)} h "
-                                                         "per day with data"],
+        ["Wear time", f"{t.wear_time_min / 60:,.1f} h", f"{_fmt(t.wear_time_min / max(1, t.days_with_data) / 60)} h per day with data"],
         ["Time neutral", _fmt(t.time_neutral_pct, 1, " %"), "of worn minutes, mean flexion < threshold"],
         ["Slouch episodes", f"{t.slouch_count}", f"{_fmt(t.slouches_per_hour, 2)} per wear hour"],
         ["Longest slouch", f"{t.longest_slouch_s / 60:.1f} min", ""],
@@ -85,15 +85,16 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
     ]
     _table(fig.add_subplot(gs[0, 0]), figures, ["figure", "value", "meaning"], "Key figures", [0.3, 0.16, 0.54])
     settings = []
-    for s in settings_rows(r):
+    zone = ZoneInfo(r.tz)
+    for rec, s in zip(r.settings, settings_rows(r)):
         settings.append([
-            s["set_utc"].replace("T", " ").replace("Z", " UTC"), str(s.get("author", "")),
+            dt.datetime.fromtimestamp(rec.t_ns / 1e9, zone).strftime("%Y-%m-%d %H:%M"), str(s.get("author", "")),
             _fmt(s.get("threshold_deg", float("nan")), 0, " deg"), _fmt(s.get("severe_deg", float("nan")), 0, " deg"),
             _fmt(s.get("min_duration_s", float("nan")), 0, " s"), str(s.get("timezone", "")),
         ])
     ax_s = fig.add_subplot(gs[0, 1])
-    _table(ax_s, settings[-8:], ["set (UTC)", "by", "slouch from", "severe from", "min slouch", "time zone"],
-           "Settings in force (the one at the start, then each change)", [0.3, 0.12, 0.14, 0.14, 0.12, 0.18], font=8)
+    _table(ax_s, settings[-8:], ["set (local)", "by", "slouch", "severe", "min slouch", "time zone"],
+           "Settings in force (the one at the start, then each change)", [0.25, 0.1, 0.12, 0.12, 0.14, 0.27], font=8)
     if not settings:
         ax_s.text(0, 0.85, f"No settings stored for this patient: the defaults apply\n(slouch from "
                   f"{r.default_threshold_deg:g} deg, severe from {r.default_severe_deg:g} deg).", fontsize=9, va="top")
@@ -108,12 +109,13 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
     ax = fig.add_subplot(gs2[1])
     wear = np.array([d.wear_time_min for d in r.days])
     colors = [COLOR_NEUTRAL if d.has_data else "#999999" for d in r.days]
-    ax.bar(r.dates, wear / 60.0, color=colors, width=0.8)
-    ax.axhline(r.min_wear_min / 60.0, color=COLOR_SEVERE, lw=1, ls="--",
+    scale, unit = (60.0, "h") if wear.max(initial=0.0) >= 120 else (1.0, "min")
+    ax.bar(r.dates, wear / scale, color=colors, width=0.8)
+    ax.axhline(r.min_wear_min / scale, color=COLOR_SEVERE, lw=1, ls="--",
                label=f"day with data from {r.min_wear_min:g} min")
-    ax.set_ylabel("wear time (h per day)")
+    ax.set_ylabel(f"wear time ({unit} per day)")
     ax.set_title("Compliance: wear time per local day (green: day with data)", fontsize=11, loc="left")
-    ax.set_ylim(0, max(1.0, float(wear.max()) / 60.0) * 1.25)
+    ax.set_ylim(0, max(1.0, float(wear.max(initial=0.0)) / scale) * 1.25)
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, axis="y")
     _date_axis(ax, r.dates)
@@ -130,13 +132,15 @@ def _page_zones_trend(fig: Any, r: PatientReport) -> None:
     _header(fig, r, "Daily time in zones and trend", 2)
     gs = fig.add_gridspec(3, 1, hspace=0.5, top=0.87, bottom=0.08, left=0.07, right=0.97)
     ax = fig.add_subplot(gs[0])
-    neu = np.array([d.neutral_min for d in r.days]) / 60.0
-    mild = np.array([d.mild_min for d in r.days]) / 60.0
-    sev = np.array([d.severe_min for d in r.days]) / 60.0
+    worn = np.array([d.worn_min for d in r.days], dtype=float)
+    scale, unit = (60.0, "h") if worn.max(initial=0.0) >= 120 else (1.0, "min")
+    neu = np.array([d.neutral_min for d in r.days]) / scale
+    mild = np.array([d.mild_min for d in r.days]) / scale
+    sev = np.array([d.severe_min for d in r.days]) / scale
     ax.bar(r.dates, neu, color=COLOR_NEUTRAL, width=0.8, label="neutral")
     ax.bar(r.dates, mild, bottom=neu, color=COLOR_MILD, width=0.8, label="mild")
     ax.bar(r.dates, sev, bottom=neu + mild, color=COLOR_SEVERE, width=0.8, label="severe")
-    ax.set_ylabel("worn time (h per day)")
+    ax.set_ylabel(f"worn time ({unit} per day)")
     ax.set_title("Time in zones per day, by each minute's mean flexion (neutral below the slouch threshold, "
                  "severe from the severe threshold in force)", fontsize=10, loc="left")
     ax.set_ylim(0, max(1.0, float((neu + mild + sev).max())) * 1.3)
@@ -152,9 +156,9 @@ def _page_zones_trend(fig: Any, r: PatientReport) -> None:
     ], start=1):
         ax = fig.add_subplot(gs[pos])
         _band(ax, r, centre, sdc, unit)
-        v = np.array(values, dtype=float)
-        ok = np.isfinite(v)
-        ax.plot(np.array(r.dates)[ok], v[ok], marker="o", ms=3, lw=1.2, color=COLOR_LINE, label="day")
+        # only days with data; the line breaks across days without
+        v = np.array([x if d.has_data else np.nan for x, d in zip(values, r.days)], dtype=float)
+        ax.plot(r.dates, v, marker="o", ms=3, lw=1.2, color=COLOR_LINE, label="day with data")
         ax.set_ylabel(ylabel)
         ax.set_title(title + " (a day outside the grey band changed more than day-to-day noise)",
                      fontsize=10, loc="left")
@@ -170,7 +174,7 @@ def _page_hours(fig: Any, r: PatientReport) -> None:
     _header(fig, r, "Slouch timeline by hour of day", 3)
     gs = fig.add_gridspec(1, 2, width_ratios=[2.0, 1.0], wspace=0.25, top=0.87, bottom=0.09, left=0.08, right=0.96)
     ax = fig.add_subplot(gs[0])
-    import matplotlib as mpl  # noqa: PLC0415
+    import matplotlib as mpl
 
     no_data = np.array([not d.has_data for d in r.days])
     m = np.ma.masked_array(r.by_hour, mask=np.repeat(no_data[:, None], 24, axis=1))
@@ -203,11 +207,11 @@ def write_pdf(r: PatientReport, out: Path, progress: Callable[[str, int, int], N
     Files are written under temporary names and renamed at the end, so a failure leaves
     nothing half-written.
     """
-    import matplotlib  # noqa: PLC0415 - heavy, only when a report is drawn
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.backends.backend_pdf import PdfPages  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
 
     pngs = png_paths(out)
     tmp = [p.with_name(f".{p.name}.tmp") for p in [out, *pngs]]

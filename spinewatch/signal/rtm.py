@@ -10,6 +10,7 @@ day threshold from 16. A period that meets the 16+ threshold also meets the 2-15
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -63,7 +64,7 @@ def rtm_periods(dates: Sequence[dt.date], has_data: Sequence[bool],
         raise ValueError(f"dates and has_data differ in length: {len(dates)}, {len(has_data)}")
     if period_days < 1:
         raise ValueError(f"period_days must be >= 1, got {period_days}")
-    for a, b in zip(dates, dates[1:]):
+    for a, b in itertools.pairwise(dates):
         if (b - a).days != 1:
             raise ValueError(f"dates must be consecutive days, got {a} then {b}")
     out = []
