@@ -46,9 +46,9 @@ def _header(fig: Any, r: PatientReport, title: str, page: int) -> None:
 def _date_axis(ax: Any, dates: list[dt.date]) -> None:
     import matplotlib.dates as mdates
 
-    loc = mdates.AutoDateLocator(minticks=4, maxticks=12)
+    loc = mdates.AutoDateLocator(minticks=4, maxticks=12)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))  # type: ignore[no-untyped-call]
     ax.set_xlim(dates[0] - dt.timedelta(days=0.6), dates[-1] + dt.timedelta(days=0.6))
     ax.set_xlabel(f"local date ({dates[0]:%Y})" if dates[0].year == dates[-1].year else "local date")
 

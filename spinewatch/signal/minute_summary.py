@@ -156,7 +156,8 @@ def sitting_bout_starts_ns(
     mean = (c[window_min:] - c[:-window_min]) / window_min  # mean[j]: window ending at minute j + window_min - 1
     ok = mean >= min_share - 1e-9
     first = np.flatnonzero(ok & ~np.concatenate(([False], ok[:-1])))
-    return ((first + m0) * NS_PER_MIN).astype(np.int64)
+    out: npt.NDArray[np.int64] = ((first + m0) * NS_PER_MIN).astype(np.int64)
+    return out
 
 
 def _per_minute(x: FloatOrArray, m: int, name: str) -> npt.NDArray[np.float64]:
