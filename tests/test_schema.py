@@ -27,7 +27,7 @@ def test_init_creates_retention_and_continuous_queries_idempotently(influxdb1, m
     assert rps["trend"]["duration"] == "0s"  # forever
     cqs = influxdb1.query("SHOW CONTINUOUS QUERIES")["results"][0]["series"]
     names = {row[0] for s in cqs if s["name"] == "schema1" for row in s.get("values", [])}
-    assert names == {"posture_1m", "slouch_copy"}
+    assert names == {"posture_1m", "posture_1m_still", "slouch_copy"}
     assert "raw samples kept 12w" in capsys.readouterr().out
 
 
@@ -49,6 +49,7 @@ def test_backfill_downsamples_existing_points_per_minute(influxdb1, monkeypatch)
         store.execute(q)
     rows = influxdb1.points('SELECT * FROM "trend"."posture_1m"', db)
     assert [r["samples"] for r in rows] == [6000, 6000]
+    assert [r["still_samples"] for r in rows] == [6000, 6000]  # merged into the same points
     expected = np.round(flex, 2).reshape(2, 6000).mean(axis=1)
     np.testing.assert_allclose([r["flexion_deg"] for r in rows], expected, atol=1e-9)
     slouch = influxdb1.points('SELECT * FROM "trend"."slouch"', db)

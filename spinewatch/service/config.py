@@ -162,6 +162,23 @@ class BridgeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportConfig:
+    """``spinewatch report`` (docs/reports.md).
+
+    Attributes:
+        min_wear_min: wear time that makes a local day a day with data (RTM), minutes.
+        rate_hz: posture sample rate the sensors stream at, Hz: turns sample counts into wear
+            minutes, as the dashboards' ``rate_hz`` (100) does.
+        sqlite: SQLite store read when no InfluxDB is configured; empty: ``out/spinewatch.sqlite``
+            (the demo's store).
+    """
+
+    min_wear_min: float = 1.0
+    rate_hz: float = 100.0
+    sqlite: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything SpineWatch reads from the outside world, loaded once by the CLI."""
 
@@ -170,6 +187,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     posture: PostureConfig = field(default_factory=PostureConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, path: str | Path | None = None) -> Config:
@@ -260,6 +278,11 @@ class Config:
             raise ConfigError("posture.calibration_s", s.calibration_s, "a number > 0")
         if not self.bridge.outbox_max_mb > 0:
             raise ConfigError("bridge.outbox_max_mb", self.bridge.outbox_max_mb, "a number > 0")
+        r = self.report
+        if not 0 <= r.min_wear_min <= 1440:
+            raise ConfigError("report.min_wear_min", r.min_wear_min, "a number of minutes in [0, 1440]")
+        if not 0 < r.rate_hz <= 10_000:
+            raise ConfigError("report.rate_hz", r.rate_hz, "a sample rate in (0, 10000] Hz")
 
 
 _SECTIONS: Final[dict[str, type]] = {
@@ -268,6 +291,7 @@ _SECTIONS: Final[dict[str, type]] = {
     "ingest": IngestConfig,
     "posture": PostureConfig,
     "bridge": BridgeConfig,
+    "report": ReportConfig,
 }
 
 # Environment variable -> (section, key). These names are a contract (issue #3, #6).

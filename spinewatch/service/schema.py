@@ -5,7 +5,7 @@ InfluxDB 1.x layout (docs/storage.md):
 | retention policy | duration | holds |
 |---|---|---|
 | ``raw`` (default) | ``raw_retention`` (90 days) | ``posture`` (100 Hz samples), ``slouch`` |
-| ``trend`` | forever | ``posture_1m`` (per-minute means), ``slouch`` (copied) |
+| ``trend`` | forever | ``posture_1m`` (per-minute means, counts, upright-still counts), ``slouch`` (copied) |
 
 Continuous queries fill ``trend`` as data arrives; ``--backfill`` runs the same statements
 over data written before they existed.
@@ -40,6 +40,13 @@ POSTURE_1M_SELECT: Final = (
     'SELECT mean("flexion_deg") AS "flexion_deg", mean("lateral_deg") AS "lateral_deg", '
     'count("flexion_deg") AS "samples", mean("state") AS "slouch_fraction" '
     'INTO "{db}"."trend"."posture_1m" FROM "{db}"."raw"."posture" {where}GROUP BY time(1m), *'
+)
+# Upright-still samples per minute (activity 2), into the same points of posture_1m (InfluxDB
+# merges the fields of points with the same series and time): prolonged sitting over weeks.
+# A separate query because InfluxQL 1.x has no conditional aggregate.
+POSTURE_1M_STILL_SELECT: Final = (
+    'SELECT count("activity") AS "still_samples" '
+    'INTO "{db}"."trend"."posture_1m" FROM "{db}"."raw"."posture" WHERE "activity" = 2 {where}GROUP BY time(1m), *'
 )
 # Episodes are kept forever too; 1-s buckets never merge two (they are seconds apart).
 SLOUCH_COPY_SELECT: Final = (
@@ -80,6 +87,9 @@ class Influx1Schema:
             f'DROP CONTINUOUS QUERY "posture_1m" ON "{db}"',
             f'CREATE CONTINUOUS QUERY "posture_1m" ON "{db}" BEGIN '
             + POSTURE_1M_SELECT.format(db=db, where="") + " END",
+            f'DROP CONTINUOUS QUERY "posture_1m_still" ON "{db}"',
+            f'CREATE CONTINUOUS QUERY "posture_1m_still" ON "{db}" BEGIN '
+            + POSTURE_1M_STILL_SELECT.format(db=db, where="") + " END",
             f'DROP CONTINUOUS QUERY "slouch_copy" ON "{db}"',
             f'CREATE CONTINUOUS QUERY "slouch_copy" ON "{db}" RESAMPLE EVERY 1m FOR 1h BEGIN '
             + SLOUCH_COPY_SELECT.format(db=db, where="") + " END",
@@ -89,4 +99,5 @@ class Influx1Schema:
         """Fill ``trend`` from all raw data already stored (run once after ``init``)."""
         where = "WHERE time > 0 "
         return [POSTURE_1M_SELECT.format(db=self.db, where=where),
+                POSTURE_1M_STILL_SELECT.format(db=self.db, where="AND time > 0 "),
                 SLOUCH_COPY_SELECT.format(db=self.db, where=where)]

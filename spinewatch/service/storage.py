@@ -51,6 +51,7 @@ class MinuteSeries:
         lateral_mean_deg: (M,) mean lateral bend, degrees.
         samples: (M,) int64 number of samples in the minute.
         slouch_fraction: (M,) fraction of samples in a confirmed slouch (0..1).
+        still_samples: (M,) int64 samples of the minute with activity "upright still" (2).
     """
 
     t_ns: npt.NDArray[np.int64]
@@ -58,6 +59,7 @@ class MinuteSeries:
     lateral_mean_deg: npt.NDArray[np.float64]
     samples: npt.NDArray[np.int64]
     slouch_fraction: npt.NDArray[np.float64]
+    still_samples: npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,9 @@ class Store(Protocol):
 
     def count_posture(self, patient: str) -> int: ...
 
+    def has_patient(self, patient: str) -> bool:
+        """Whether any point of ``patient`` is stored."""
+
     def records(self, measurement: str, patient: str, start_ns: int, end_ns: int) -> list[Record]:
         """Points of ``alert``, ``calibration``, ``patient_config`` or ``device`` in [start, end)."""
 
@@ -112,7 +117,27 @@ class Store(Protocol):
 
 def _empty_minutes() -> MinuteSeries:
     z = np.zeros(0)
-    return MinuteSeries(np.zeros(0, np.int64), z, z, np.zeros(0, np.int64), z)
+    return MinuteSeries(np.zeros(0, np.int64), z, z, np.zeros(0, np.int64), z, np.zeros(0, np.int64))
+
+
+def _merge_minutes(t_ns: npt.NDArray[np.int64], cols: npt.NDArray[np.float64]) -> MinuteSeries:
+    """One minute series from per-device rows: ``cols`` = (R, 5) flexion mean, lateral mean,
+    samples, slouch fraction, still samples at minute starts ``t_ns`` (R,); devices sharing a
+    minute are combined, weighted by their samples."""
+    if len(t_ns) == 0:
+        return _empty_minutes()
+    uniq, inv = np.unique(t_ns, return_inverse=True)
+    n = np.nan_to_num(cols[:, 2])
+
+    def total(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.bincount(inv, weights=np.nan_to_num(x), minlength=len(uniq))
+
+    n_sum = total(n)
+    w = np.where(n_sum > 0, n_sum, 1.0)
+    return MinuteSeries(
+        uniq.astype(np.int64), total(cols[:, 0] * n) / w, total(cols[:, 1] * n) / w,
+        n_sum.astype(np.int64), total(cols[:, 3] * n) / w, total(cols[:, 4]).astype(np.int64),
+    )
 
 
 # --------------------------------------------------------------------------- InfluxDB (HTTP)
@@ -170,10 +195,57 @@ class _InfluxHttp:
             return _empty_minutes()
         v = series[0]["values"]
         a = np.array([[np.nan if x is None else x for x in row] for row in v], dtype=np.float64)
-        return MinuteSeries(
-            np.array([row[0] for row in v], dtype=np.int64), a[:, 1], a[:, 2],
-            a[:, 3].astype(np.int64), np.nan_to_num(a[:, 4]),
+        t = np.array([row[0] for row in v], dtype=np.int64)
+        still = np.zeros(len(t))
+        s_series = self.query(
+            'SELECT count("activity") FROM "posture" WHERE "activity" = 2 AND '
+            f'"patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns} GROUP BY time(1m) fill(none)'
         )
+        if s_series:
+            sv = s_series[0]["values"]
+            st = np.array([row[0] for row in sv], dtype=np.int64)
+            idx = np.minimum(np.searchsorted(t, st), len(t) - 1)
+            hit = t[idx] == st  # a still minute without a flexion estimate is not a worn minute
+            still[idx[hit]] = np.array([row[1] for row in sv], dtype=np.float64)[hit]
+        return MinuteSeries(t, a[:, 1], a[:, 2], a[:, 3].astype(np.int64), np.nan_to_num(a[:, 4]),
+                            still.astype(np.int64))
+
+    def has_trend(self) -> bool:
+        """Whether retention policy ``trend`` exists (``spinewatch influx init``)."""
+        try:
+            series = self.query(f'SHOW RETENTION POLICIES ON "{self.db}"')
+        except (StoreRejected, ConnectionFailed):
+            return False
+        return bool(series) and any(row[0] == "trend" for row in series[0]["values"])
+
+    def minutes_trend(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries:
+        """Like :meth:`minutes`, from the per-minute points of ``trend.posture_1m`` (filled by the
+        continuous queries of ``spinewatch influx init``): what reports over weeks read."""
+        series = self.query(
+            'SELECT "flexion_deg", "lateral_deg", "samples", "slouch_fraction", "still_samples" '
+            f'FROM "trend"."posture_1m" WHERE "patient" = {_q(patient)} '
+            f"AND time >= {start_ns} AND time < {end_ns}"
+        )
+        if not series:
+            return _empty_minutes()
+        v = series[0]["values"]
+        a = np.array([[np.nan if x is None else x for x in row[1:]] for row in v], dtype=np.float64)
+        return _merge_minutes(np.array([row[0] for row in v], dtype=np.int64), a)
+
+    def slouches_trend(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
+        """Like :meth:`slouches`, from the copies in ``trend.slouch`` (kept after raw expires)."""
+        series = self.query(
+            'SELECT "duration_s", "peak_deg", "mean_deg" FROM "trend"."slouch" '
+            f'WHERE "patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns}'
+        )
+        if not series:
+            return []
+        return [SlouchRow(int(t), float(d), float(p), m) for t, d, p, m in series[0]["values"]]
+
+    def has_patient(self, patient: str) -> bool:
+        """Whether any point of ``patient`` is stored (in any measurement)."""
+        series = self.query(f'SHOW TAG VALUES WITH KEY = "patient" WHERE "patient" = {_q(patient)}')
+        return any(s.get("values") for s in series)
 
     def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
         series = self.query(
@@ -373,7 +445,7 @@ class SqliteStore:
         # a chunk starting before start_ns may reach into the period: look back one hour
         with self._lock:
             return self._db.execute(
-                "SELECT t0_ns, dt_ns, n, flexion_deg, lateral_deg, state FROM posture"
+                "SELECT t0_ns, dt_ns, n, flexion_deg, lateral_deg, state, activity FROM posture"
                 " WHERE patient = ? AND t0_ns >= ? AND t0_ns < ? ORDER BY t0_ns",
                 (patient, start_ns - 3600 * 10**9, end_ns),
             ).fetchall()
@@ -388,8 +460,11 @@ class SqliteStore:
         state = np.concatenate([
             np.zeros(r[2], np.int8) if r[5] is None else np.frombuffer(r[5], np.int8) for r in rows
         ]).astype(np.float64)
+        still = np.concatenate([
+            np.zeros(r[2], np.int8) if r[6] is None else np.frombuffer(r[6], np.int8) for r in rows
+        ]) == 2
         keep = (t >= start_ns) & (t < end_ns) & ~np.isnan(flex)
-        t, flex, lat, state = t[keep], flex[keep], lat[keep], state[keep]
+        t, flex, lat, state, still = t[keep], flex[keep], lat[keep], state[keep], still[keep]
         if len(t) == 0:
             return _empty_minutes()
         minute = t // NS_PER_MIN
@@ -399,7 +474,16 @@ class SqliteStore:
             return np.bincount(inv, weights=x, minlength=len(uniq)) / counts
 
         return MinuteSeries(uniq * NS_PER_MIN, mean(flex), mean(np.nan_to_num(lat)),
-                            counts.astype(np.int64), mean(state))
+                            counts.astype(np.int64), mean(state),
+                            np.bincount(inv, weights=still, minlength=len(uniq)).astype(np.int64))
+
+    def has_patient(self, patient: str) -> bool:
+        """Whether any posture, slouch or settings row of ``patient`` is stored."""
+        with self._lock:
+            return any(
+                self._db.execute(f"SELECT 1 FROM {table} WHERE patient = ? LIMIT 1", (patient,)).fetchone()
+                for table in ("posture", "slouch", "patient_config")
+            )
 
     def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
         with self._lock:
