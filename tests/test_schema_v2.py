@@ -152,7 +152,7 @@ def test_the_posture_task_mirrors_the_1x_continuous_query():
     """Same aggregates and names as POSTURE_1M_SELECT: the trend dashboards read either."""
     flux = Influx2Schema("sw").posture_flux()
     for piece in ('r._field == "flexion_deg"', 'r._field == "lateral_deg"', "fn: mean", "fn: count",
-                  '"slouch_fraction"', '_field: "samples"', 'value: "posture_1m"', 'timeSrc: "_start"'):
+                  '"slouch_fraction"', '_field: "samples"', '_field: "still_samples"', "r._value == 2", 'value: "posture_1m"', 'timeSrc: "_start"'):
         assert piece in flux
 
 

@@ -7,7 +7,7 @@ parts so that the InfluxQL of the dashboards and reports runs unchanged through 
 |---|---|
 | database ``{bucket}``, RP ``raw`` (default) | bucket ``{bucket}`` (retention ``raw_retention``), DBRP ``{bucket}``/``raw``, default |
 | RP ``trend`` (forever) | bucket ``{bucket}_trend`` (no expiry), DBRP ``{bucket}``/``trend`` |
-| continuous query ``posture_1m`` | task ``spinewatch_posture_1m`` (Flux, every minute) |
+| continuous queries ``posture_1m``, ``posture_1m_still`` | task ``spinewatch_posture_1m`` (Flux, every minute) |
 | continuous query ``slouch_copy`` | task ``spinewatch_slouch_copy`` (Flux, every minute, last hour) |
 
 Everything goes through the documented HTTP API (``/api/v2/orgs``, ``/buckets``, ``/dbrps``,
@@ -59,7 +59,8 @@ class Influx2Schema:
         return parse_retention_s(self.raw_retention)
 
     def posture_flux(self, start: str = "-5m") -> str:
-        """Per-minute means, sample counts and slouch fraction of ``posture`` into ``posture_1m``.
+        """Per-minute means, sample counts, upright-still counts (``still_samples``) and slouch
+        fraction of ``posture`` into ``posture_1m``, as the 1.x continuous queries do.
 
         Each run re-aggregates the last few minutes (``start``), so a minute that was still
         filling at the previous run, or late data, is rewritten with the complete figures
@@ -76,7 +77,11 @@ samples = data
     |> filter(fn: (r) => r._field == "flexion_deg")
     |> aggregateWindow(every: 1m, fn: count, createEmpty: false, timeSrc: "_start")
     |> map(fn: (r) => ({{r with _field: "samples"}}))
-union(tables: [means, samples])
+still = data
+    |> filter(fn: (r) => r._field == "activity" and r._value == 2)
+    |> aggregateWindow(every: 1m, fn: count, createEmpty: false, timeSrc: "_start")
+    |> map(fn: (r) => ({{r with _field: "still_samples"}}))
+union(tables: [means, samples, still])
     |> set(key: "_measurement", value: "posture_1m")
     |> to(bucket: "{self.trend_bucket}")
 '''
