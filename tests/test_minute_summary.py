@@ -107,12 +107,13 @@ def test_baseline_is_the_ratio_over_the_first_days():
 
 
 @pytest.mark.parametrize(("n_days", "low", "high"), [(0, False, False), (1, False, False), (2, True, False),
-                                                     (15, True, False), (16, True, True), (30, True, True)])
+                                                     (15, True, False), (16, False, True), (30, False, True)])
 def test_rtm_thresholds(n_days, low, high):
     dates = [D0 + dt.timedelta(days=k) for k in range(30)]
     (p,) = rtm_periods(dates, [k < n_days for k in range(30)])
     assert (p.days_with_data, p.meets_2_to_15_days, p.meets_16_plus_days) == (n_days, low, high)
     assert p.band == ("16+" if high else "2-15" if low else "none")
+    assert not (low and high), "the code families are exclusive"
 
 
 def test_rtm_periods_are_30_days_from_the_first_day_and_the_last_may_be_shorter():

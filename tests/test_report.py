@@ -217,7 +217,7 @@ def test_rtm_periods_with_exactly_15_and_16_days(stored, monkeypatch, capsys):
         {"start": "2026-01-01", "end": "2026-01-30", "days": 30, "days_with_data": 15,
          "meets_2_to_15_days": True, "meets_16_plus_days": False, "band": "2-15"},
         {"start": "2026-01-31", "end": "2026-03-01", "days": 30, "days_with_data": 16,
-         "meets_2_to_15_days": True, "meets_16_plus_days": True, "band": "16+"},
+         "meets_2_to_15_days": False, "meets_16_plus_days": True, "band": "16+"},
     ]
 
 

@@ -102,7 +102,8 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
         ax_s.text(0, 0.0, f"{len(settings) - 8} earlier changes not shown (see --format json).", fontsize=8)
     gs2 = gs[1, :].subgridspec(1, 2, width_ratios=[1.3, 2.0], wspace=0.15)
     rtm = [[f"{p.start:%Y-%m-%d}", f"{p.end:%Y-%m-%d}", f"{p.days}", f"{p.days_with_data}",
-            "met" if p.meets_2_to_15_days else "not met", "met" if p.meets_16_plus_days else "not met"]
+            "met" if p.meets_2_to_15_days else ("16+" if p.meets_16_plus_days else "not met"),
+            "met" if p.meets_16_plus_days else "not met"]
            for p in r.rtm]
     _table(fig.add_subplot(gs2[0]), rtm[:6], ["from", "to", "days", "with data", "2-15 d", "16+ d"],
            "RTM 30-day periods (days with data)", [0.22, 0.22, 0.1, 0.16, 0.15, 0.15], font=8)

@@ -2,9 +2,10 @@
 
 Pure. The definitions are the compliance dashboard's (docs/dashboards.md): a period is 30
 consecutive days starting at the report's first day (a 30-day period, not a calendar month;
-the last one may be shorter); the 2-15 day threshold is met from 2 days with data, the 16+
-day threshold from 16. A period that meets the 16+ threshold also meets the 2-15 one;
-``band`` names the single code family a period qualifies for.
+the last one may be shorter). The two device-supply code families are exclusive: a period
+with 2 to 15 days with data meets the 2-15 day threshold, one with 16 or more meets the 16+
+day threshold (and is billed with that code instead, so it does not also "meet 2-15");
+``band`` names the family: ``16+``, ``2-15`` or ``none``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class RtmPeriod:
         end: last local date (inclusive).
         days: its length in days (30, or fewer for the last period of a range).
         days_with_data: days of the period with data.
-        meets_2_to_15_days: at least 2 days with data.
+        meets_2_to_15_days: 2 to 15 days with data (inclusive).
         meets_16_plus_days: at least 16 days with data.
     """
 
@@ -72,5 +73,5 @@ def rtm_periods(dates: Sequence[dt.date], has_data: Sequence[bool],
         n = sum(bool(x) for x in has_data[i:i + period_days])
         chunk = dates[i:i + period_days]
         out.append(RtmPeriod(chunk[0], chunk[-1], len(chunk), n,
-                             n >= RTM_MIN_DAYS_LOW, n >= RTM_MIN_DAYS_HIGH))
+                             RTM_MIN_DAYS_LOW <= n < RTM_MIN_DAYS_HIGH, n >= RTM_MIN_DAYS_HIGH))
     return out
