@@ -129,6 +129,39 @@ def test_a_patient_who_never_complies_is_refused_after_every_attempt(behaviour, 
     assert not [p for p in prompts if p.kind == "accepted"]
 
 
+def test_samples_lost_over_bluetooth_during_the_capture_refuse_it():
+    """A real BleSource on the fake radio; the sensor loses notifications mid-capture."""
+    from spinewatch.firmware_bridge.ble import BleSource
+    from spinewatch.firmware_bridge.ble_config import BleConfig
+    from spinewatch.firmware_bridge.profiles import get_profile
+
+    plan = dataclasses.replace(PLAN, bend=False)
+    radio = FakeRadio()
+    addr = "C0:FF:EE:00:00:C2"
+    sensor = radio.add(FakeSensor(addr, get_profile("spinewatch"), speed=20.0,
+                                  script=PostureScript((Segment("sit", 0, 120),))))
+    src = BleSource(get_profile("spinewatch"), addr, config=BleConfig(scan_timeout_s=2.0),
+                    client_backend=radio.client_backend, scanner_backend=radio.scanner_backend,
+                    backoff=lambda a, e: 0.0)
+    prompts: list[Prompt] = []
+    lost: list[bool] = []
+
+    def on_prompt(p: Prompt) -> None:
+        prompts.append(p)
+        if p.kind == "progress" and p.value > 0.3 and not lost:  # a third into the first capture
+            sensor.lose_in_air(4)  # 4 notifications of 5 samples never arrive
+            lost.append(True)
+
+    async def go():
+        async with src, asyncio.timeout(30):
+            return await run_calibration(src, "p-1", "d-1", plan, on_prompt)
+
+    res = asyncio.run(go())
+    rejected = [p.text for p in prompts if p.kind == "rejected"]
+    assert len(rejected) == 1 and "samples were lost" in rejected[0]
+    assert res.attempts == 2 and src.counters.samples_lost >= 20
+
+
 def test_no_bend_gives_no_yaw():
     res = calibrate_sim("still", plan=dataclasses.replace(PLAN, bend=False))
     assert res.calibration.mount_yaw_deg is None and res.bend is None
