@@ -22,7 +22,11 @@ import numpy as np
 
 from spinewatch.firmware_bridge.calibration_sim import calibration_script
 from spinewatch.firmware_bridge.simulator import Mounting, SimulatedPatient
-from spinewatch.service.calibrate import CalibrationPlan, CalibrationRejected, run_calibration
+from spinewatch.service.calibrate import (
+    CalibrationPlan,
+    CalibrationRejected,
+    run_calibration,
+)
 from spinewatch.signal.angles import neutral_alignment, trunk_angles_deg, yaw_rotation
 
 SLOUCH_DEG = 30.0  # the check posture: a straight 30 deg forward slouch

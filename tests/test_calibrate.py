@@ -323,6 +323,15 @@ def test_calibrate_stores_the_result_in_the_config_and_ingest_stores_the_event(b
     assert got["mount_yaw_deg"] == pytest.approx(r["mount_yaw_deg"], abs=0.01) and got["calibrated_ns"] > 0
 
 
+def test_calibrate_has_help_with_an_example(capsys):
+    from spinewatch.service.cli import main
+
+    with pytest.raises(SystemExit) as ei:
+        main(["calibrate", "--help"])
+    out = capsys.readouterr().out
+    assert ei.value.code == 0 and "example: " in out and "--simulate" in out and "--no-bend" in out
+
+
 @pytest.mark.network
 @pytest.mark.parametrize(("behaviour", "says"), [("fidgeting", "moved"), ("lying", "lying")])
 def test_a_refused_calibration_exits_non_zero_and_publishes_nothing(broker_env, capsys, behaviour, says):

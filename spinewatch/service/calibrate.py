@@ -14,7 +14,6 @@ bend captures of ``bend_s`` until one is usable (at most ``attempts``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -186,11 +185,16 @@ async def run_calibration(
     """
     plan = plan or CalibrationPlan()
     say = on_prompt or (lambda p: None)
-    async with contextlib.aclosing(source.batches()) as batches:
+    batches = source.batches()
+    try:
         feed = _Feed(batches)
         rate = await feed.rate_hz()
         neutral, t_ns, attempts = await _neutral(feed, rate, plan, say, clock_utc_ns)
         bend = await _bend(feed, rate, plan, neutral, say) if plan.bend else None
+    finally:
+        aclose = getattr(batches, "aclose", None)  # async generators: release the source's iterator now
+        if aclose is not None:
+            await aclose()
     cal = Calibration(
         patient=patient, device=device, t_ns=t_ns, up_sensor=neutral.up_sensor,
         mount_yaw_deg=None if bend is None else bend.mount_yaw_deg,

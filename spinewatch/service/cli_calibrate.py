@@ -192,10 +192,8 @@ def _make_calibration_source(args: argparse.Namespace, plan: Any) -> Any:
 
 async def _session(args: argparse.Namespace, source: Any, plan: Any) -> Any:
     from spinewatch.service.calibrate import run_calibration
-    from spinewatch.service.cli_bridge import _stop_on_signals
 
-    async with source:
-        _stop_on_signals(source)
+    async with source:  # Ctrl-C cancels the session: nothing is published, the link is closed
         wait = getattr(source, "wait_connected", None)
         if wait is not None:
             print(f"connecting to the sensor ({args.address or 'the first ' + args.profile + ' sensor'}) ...",

@@ -139,12 +139,14 @@ def neutral_up(acc_m_s2: npt.ArrayLike) -> Float1D:
     n = float(np.linalg.norm(m))
     if n < 0.5:
         raise ValueError("the accelerations point in all directions: no up direction")
-    return m / n
+    up: Float1D = m / n
+    return up
 
 
 def _angle_deg(a: Float2D, b: Float1D) -> Float1D:
     an = a / np.linalg.norm(a, axis=-1, keepdims=True)
-    return np.degrees(np.arccos(np.clip(an @ b, -1.0, 1.0)))
+    deg: Float1D = np.degrees(np.arccos(np.clip(an @ b, -1.0, 1.0)))
+    return deg
 
 
 def assess_neutral(
