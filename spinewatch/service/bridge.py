@@ -3,8 +3,8 @@
 Optionally (keyword arguments of :func:`run_bridge`) the loop also
 
 - applies the patient's config live (:class:`ConfigSubscriber` reads the retained
-  ``config`` topic with its own paho client; thresholds go into the running tracker,
-  haptic settings into the trigger) without restarting the stream;
+  ``config`` topic with its own paho client; thresholds and a stored calibration go into
+  the running tracker, haptic settings into the trigger) without restarting the stream;
 - buzzes the sensor when a confirmed slouch has lasted the patient's haptic delay
   (:class:`~spinewatch.firmware_bridge.haptics.HapticTrigger`; the write is started
   as soon as the batch that completes the delay has been processed);
@@ -127,7 +127,11 @@ class HapticEvent:
 
 
 def apply_posture_config(tracker: PostureTracker, cfg: PatientConfig) -> None:
-    """Put the patient's thresholds into a running tracker (its state is kept)."""
+    """Put the patient's thresholds into a running tracker (its state is kept), and their
+    stored calibration, if any (it replaces the auto-captured neutral from the next
+    sample on; a config without one leaves the tracker's neutral as it is)."""
+    if cfg.neutral_up_sensor is not None:
+        tracker.set_neutral(cfg.neutral_up_sensor, cfg.mount_yaw_deg)
     tracker.params = dataclasses.replace(
         tracker.params, threshold_deg=cfg.threshold_deg, hysteresis_deg=cfg.hysteresis_deg,
         min_duration_s=cfg.min_duration_s)

@@ -287,11 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=_cmd_influx_init)
 
     from spinewatch.service.cli_bridge import add_bridge_commands  # noqa: PLC0415
+    from spinewatch.service.cli_calibrate import add_calibrate_command
     from spinewatch.service.cli_config import add_config_commands  # noqa: PLC0415
     from spinewatch.service.cli_report import add_report_commands  # noqa: PLC0415
     from spinewatch.service.grafana_push import add_grafana_commands  # noqa: PLC0415
 
     add_bridge_commands(sub)
+    add_calibrate_command(sub)
     add_config_commands(sub)
     add_grafana_commands(sub)
     add_report_commands(sub)

@@ -21,8 +21,10 @@ from spinewatch.errors import ConfigError
 __all__ = ["add_bridge_commands"]
 
 
-def _source_args(p: argparse.ArgumentParser, *, replay: bool) -> None:
-    p.add_argument("--device", default="", metavar="ADDR|NAME|UUID",
+def _source_args(p: argparse.ArgumentParser, *, replay: bool, address_flag: str = "--device") -> None:
+    """Sensor options (read by :func:`_make_source`); the sensor's address goes to
+    ``args.address`` whatever ``address_flag`` is (``calibrate`` calls it ``--sensor``)."""
+    p.add_argument(address_flag, dest="address", default="", metavar="ADDR|NAME|UUID",
                    help="sensor address (AA:BB:CC:DD:EE:FF), advertised name prefix or service UUID; "
                         "default: the first sensor advertising the profile")
     p.add_argument("--profile", default="spinewatch", metavar="NAME",
@@ -59,7 +61,7 @@ def _make_source(args: argparse.Namespace) -> Any:
         mount = MountAlignment.parse(args.mount) if args.mount else None
     except ValueError as exc:
         raise ConfigError("--mount", args.mount, str(exc)) from None
-    return BleSource(profile, args.device, mount=mount, rate_hz=args.rate_hz or profile.default_rate_hz,
+    return BleSource(profile, args.address, mount=mount, rate_hz=args.rate_hz or profile.default_rate_hz,
                      config=BleConfig(silence_timeout_s=args.silence_timeout))
 
 
@@ -114,7 +116,7 @@ async def _run(args: argparse.Namespace) -> int:
     cfg = Config.load(path=args.config)
     if not cfg.mqtt.url:
         raise ConfigError("SPINEWATCH_MQTT_URL", "", "the broker to publish to, e.g. mqtt://127.0.0.1:1883")
-    device_id = args.device_id or _pseudonym(args.device or args.replay or args.profile)
+    device_id = args.device_id or _pseudonym(args.address or args.replay or args.profile)
     try:
         wire.check_id("patient", args.patient)
         wire.check_id("device", device_id)
@@ -127,7 +129,7 @@ async def _run(args: argparse.Namespace) -> int:
     rate_hz = source.rate_hz  # BLE: --rate-hz or the profile's default; the sensor's config is checked on connect
     tracker = PostureTracker(rate_hz, PostureParams(p.threshold_deg, p.hysteresis_deg, p.min_duration_s,
                                                     p.calibration_s))
-    print(f"bridge: {args.replay or args.device or args.profile} -> {cfg.mqtt.address} "
+    print(f"bridge: {args.replay or args.address or args.profile} -> {cfg.mqtt.address} "
           f"as {args.patient}/{device_id} (Ctrl-C to stop)", file=sys.stderr)
 
     def on_event(ev: Any) -> None:

@@ -26,6 +26,12 @@ does not silently do nothing::
 | ``quiet_hours`` | HH:MM | [] | local-time windows without buzzing; ``["22:00", "07:00"]`` spans midnight |
 | ``timezone`` | IANA name | ``UTC`` | the patient's time zone for quiet hours |
 | ``alerts_off_activities`` | — | [] | any of ``lying``, ``upright_still``, ``upright_moving``, ``unknown`` |
+| ``neutral_up_sensor`` | unit vector, sensor frame | null | stored neutral posture (``spinewatch calibrate``); null = the bridge's auto-capture |
+| ``mount_yaw_deg`` | degrees | null | the sensor's turn about the spine from the guided bend; null = 0 (needs ``neutral_up_sensor``) |
+| ``calibrated_ns`` | UTC ns | 0 | when the stored calibration was captured; 0 = none |
+
+``spinewatch calibrate`` writes the last three; ``config set`` keeps them (and calibrate keeps
+the other settings): both read the retained config, change their keys, and publish it again.
 """
 
 from __future__ import annotations
@@ -82,6 +88,9 @@ class PatientConfig:
     quiet_hours: tuple[tuple[str, str], ...] = ()
     timezone: str = "UTC"
     alerts_off_activities: tuple[str, ...] = ()
+    neutral_up_sensor: tuple[float, float, float] | None = None  # calibration: unit vector, sensor frame
+    mount_yaw_deg: float | None = None  # calibration: turn about the spine, degrees, (-180, 180]
+    calibrated_ns: int = 0  # calibration: UTC ns of the capture; 0 = none
     author: str = ""  # audit: pseudonymous id of who set it (no personal data)
     set_ns: int = 0  # audit: UTC ns when it was set; 0 = unknown
 
@@ -112,6 +121,13 @@ class PatientConfig:
             if a not in ACTIVITY_NAMES:
                 raise ConfigError("alerts_off_activities", a, f"any of {', '.join(ACTIVITY_NAMES)}")
         object.__setattr__(self, "alerts_off_activities", tuple(self.alerts_off_activities))
+        if self.neutral_up_sensor is not None:
+            object.__setattr__(self, "neutral_up_sensor", _unit_vector("neutral_up_sensor", self.neutral_up_sensor))
+        if self.mount_yaw_deg is not None:
+            _num("mount_yaw_deg", self.mount_yaw_deg, -180.0, 180.0, low_open=True)
+            if self.neutral_up_sensor is None:
+                raise ConfigError("mount_yaw_deg", self.mount_yaw_deg, "only together with neutral_up_sensor")
+        _int("calibrated_ns", self.calibrated_ns, 0, 2**63 - 1)
 
     def haptic_settings(self) -> HapticSettings:
         h = self.haptic
@@ -133,6 +149,17 @@ def _num(key: str, v: object, lo: float, hi: float, low_open: bool = False, high
         ok = (v > lo if low_open else v >= lo) and (v < hi if high_open else v <= hi)  # type: ignore[operator]
     if not ok:
         raise ConfigError(key, v, f"a number in {'(' if low_open else '['}{lo:g}, {hi:g}{')' if high_open else ']'}")
+
+
+def _unit_vector(key: str, v: object) -> tuple[float, float, float]:
+    """``v`` as a unit vector of 3 floats (a norm within 1 % of 1 is renormalised)."""
+    ok = isinstance(v, (tuple, list)) and len(v) == 3 and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    norm = math.sqrt(sum(float(x) ** 2 for x in v)) if ok else 0.0  # type: ignore[union-attr]
+    if not ok or not 0.99 <= norm <= 1.01:
+        raise ConfigError(key, v, "a unit vector [x, y, z] (sensor frame)")
+    x, y, z = (float(c) / norm for c in v)  # type: ignore[union-attr]
+    return (x, y, z)
 
 
 def _int(key: str, v: object, lo: int, hi: int) -> None:
@@ -166,7 +193,8 @@ def in_quiet_hours(cfg: PatientConfig, utc_ns: int) -> bool:
 
 
 _TOP_KEYS: Final = {"v", "threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "haptic", "quiet_hours",
-                    "timezone", "alerts_off_activities", "author", "set_ns"}
+                    "timezone", "alerts_off_activities", "author", "set_ns",
+                    "neutral_up_sensor", "mount_yaw_deg", "calibrated_ns"}
 _HAPTIC_KEYS: Final = {"enabled", "delay_s", "pattern", "intensity_pct", "duration_ms", "min_interval_s"}
 
 
@@ -205,7 +233,8 @@ def decode_patient_config(payload: bytes | str) -> PatientConfig:
     if not isinstance(acts, list):
         raise ConfigError("alerts_off_activities", acts, "a list of activity names")
     top = {k: v for k, v in obj.items()
-           if k in ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone", "author", "set_ns")}
+           if k in ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone", "author", "set_ns",
+                    "neutral_up_sensor", "mount_yaw_deg", "calibrated_ns")}
     return PatientConfig(haptic=HapticConfig(**h), quiet_hours=tuple(tuple(w) if isinstance(w, list) else w for w in qh),
                          alerts_off_activities=tuple(acts), **top)
 
@@ -215,4 +244,6 @@ def encode_patient_config(cfg: PatientConfig) -> bytes:
     d: dict[str, Any] = asdict(cfg)
     d["quiet_hours"] = [list(w) for w in cfg.quiet_hours]
     d["alerts_off_activities"] = list(cfg.alerts_off_activities)
+    if cfg.neutral_up_sensor is not None:
+        d["neutral_up_sensor"] = [round(x, 6) for x in cfg.neutral_up_sensor]
     return json.dumps({"v": VERSION, **d}, separators=(",", ":")).encode()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from spinewatch.signal.activity import Activity, ActivityClassifier
-from spinewatch.signal.angles import neutral_alignment, trunk_angles_deg, up_in_sensor, yaw_rotation
+from spinewatch.signal.angles import (
+    neutral_alignment,
+    trunk_angles_deg,
+    up_in_sensor,
+    yaw_rotation,
+)
 from spinewatch.signal.orientation import OrientationFilter, OrientationParams
 from spinewatch.signal.slouch import SlouchDetector
 
@@ -83,7 +88,8 @@ class PostureTracker:
     During the first ``calibration_s`` seconds the neutral up direction is the running mean
     of the estimated up direction (the patient sits upright and still); after that it is
     fixed, and angles are relative to it. Slouches are not detected during calibration or
-    while lying.
+    while lying. A stored calibration (:meth:`set_neutral`) replaces the auto-capture, also
+    in the middle of a stream.
 
     Args:
         rate_hz: sample rate, Hz.
@@ -107,6 +113,7 @@ class PostureTracker:
         self._cal_sum = np.zeros(3)
         self._cal_n = 0
         self._r_sensor_to_body: Float2D | None = None
+        self._fixed = False
 
     @property
     def calibrated(self) -> bool:
@@ -118,6 +125,32 @@ class PostureTracker:
         if self._cal_n == 0:
             return np.array([0.0, 0.0, 1.0])
         return self._cal_sum / np.linalg.norm(self._cal_sum)
+
+    @property
+    def neutral_fixed(self) -> bool:
+        """True once :meth:`set_neutral` installed a stored calibration."""
+        return self._fixed
+
+    def set_neutral(self, up_sensor: npt.ArrayLike, mount_yaw_deg: float | None = None) -> None:
+        """Use a stored calibration (``spinewatch calibrate``) instead of the auto-capture.
+
+        From the next sample on, angles are relative to ``up_sensor`` turned by
+        ``mount_yaw_deg``; an auto-capture still running ends (slouch detection starts).
+        May be called again at any time (a new calibration arrives live).
+
+        Args:
+            up_sensor: (3,) neutral up direction, sensor frame, any norm > 0.
+            mount_yaw_deg: the sensor's turn about the spine, degrees in (-180, 180];
+                None means no guided bend was done (0: trust the profile's mounting).
+        """
+        yaw = 0.0 if mount_yaw_deg is None else float(mount_yaw_deg)
+        r = neutral_alignment(up_sensor)  # validates
+        self.params = replace(self.params, mount_yaw_deg=yaw)  # validates the yaw
+        u = np.asarray(up_sensor, dtype=np.float64)
+        self._cal_sum = u / np.linalg.norm(u)
+        self._cal_n = self._cal_samples
+        self._r_sensor_to_body = yaw_rotation(yaw) @ r
+        self._fixed = True
 
     def reset_motion(self) -> None:
         """Call after a gap in the data: the orientation filter restarts its motion state."""
