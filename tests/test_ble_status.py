@@ -62,3 +62,4 @@ def test_status_reports_a_lost_sensor_then_its_return(fresh_mosquitto):
         watcher.close()
     assert away["online"] is True and away["connected"] is False and away["samples_received"] == 0
     assert back["battery_pct"] == 87 and back["rssi_dbm"] == -60 and back["packets_lost_pct"] == 0.0
+    assert back["remount_suspected"] is False  # the tracker's remount watch rides along

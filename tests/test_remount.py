@@ -66,3 +66,23 @@ def test_reset_forgets_the_evidence_and_bad_shapes_are_refused():
         det.update(tilted_up[:, :2], walking_acc, [0, 0, 1])
     with pytest.raises(ValueError, match="remount_deg"):
         RemountParams(remount_deg=0)
+
+
+def test_the_tracker_reports_a_remount_and_a_new_calibration_clears_it():
+    from spinewatch.signal import PostureTracker
+
+    g1, a1 = day(Mounting(pitch_deg=6.0, roll_deg=-4.0), 1)
+    g2, a2 = day(Mounting(pitch_deg=-30.0, roll_deg=25.0), 2)
+    half = len(g1) // 2
+    tr = PostureTracker(RATE_HZ)
+
+    def feed(g: np.ndarray, a: np.ndarray) -> None:
+        for i in range(0, len(g), 500):
+            tr.update(g[i:i + 500], a[i:i + 500])
+
+    feed(g1[:half], a1[:half])
+    assert not tr.remount.suspected
+    feed(g2[:half], a2[:half])
+    assert tr.remount.suspected and tr.remount.walking_tilt_deg > 30.0
+    tr.set_neutral([0.0, 0.0, 1.0])
+    assert not tr.remount.suspected

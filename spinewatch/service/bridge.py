@@ -330,12 +330,27 @@ async def run_bridge(
         if on_event is not None:
             on_event(ev)
 
+    def remount_status() -> dict[str, Any]:
+        """``remount_suspected`` and the last walking tilt from neutral (degrees), for the status."""
+        r = tracker.remount
+        out: dict[str, Any] = {"remount_suspected": r.suspected}
+        if math.isfinite(r.walking_tilt_deg):
+            out["walking_tilt_deg"] = round(r.walking_tilt_deg, 1)
+        if r.suspected and not warned_remount:
+            warned_remount.append(True)
+            _LOGGER.warning("%s/%s: the sensor looks re-attached at another tilt (walking %.0f deg from "
+                            "neutral): run spinewatch calibrate", publisher.patient, publisher.device,
+                            r.walking_tilt_deg)
+        return out
+
+    warned_remount: list[bool] = []
+
     async def report_status() -> None:
         # its own task, so a disconnected sensor (no batches) is still reported
         assert status_fn is not None and status_interval_s
         while True:
             await asyncio.sleep(status_interval_s)  # sync-ok: the status period
-            publisher.publish_status(online=True, **status_fn())
+            publisher.publish_status(online=True, **status_fn(), **remount_status())
 
     helpers = []
     if config_updates is not None:
@@ -351,7 +366,7 @@ async def run_bridge(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if status_fn is not None and status_interval_s:
-            publisher.publish_status(online=True, **status_fn())
+            publisher.publish_status(online=True, **status_fn(), **remount_status())
         if background:
             await asyncio.gather(*background, return_exceptions=True)
     for ep in tracker.flush():

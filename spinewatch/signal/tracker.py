@@ -15,6 +15,7 @@ from spinewatch.signal.angles import (
     yaw_rotation,
 )
 from spinewatch.signal.orientation import OrientationFilter, OrientationParams
+from spinewatch.signal.remount import RemountDetector
 from spinewatch.signal.slouch import SlouchDetector
 
 Float1D = npt.NDArray[np.float64]
@@ -113,6 +114,8 @@ class PostureTracker:
         self._cal_sum = np.zeros(3)
         self._cal_n = 0
         self._r_sensor_to_body: Float2D | None = None
+        self.remount = RemountDetector(rate_hz)
+        """Watches for a sensor stuck back on at another tilt (``remount.suspected``)."""
         self._fixed = False
 
     @property
@@ -151,6 +154,7 @@ class PostureTracker:
         self._cal_n = self._cal_samples
         self._r_sensor_to_body = yaw_rotation(yaw) @ r
         self._fixed = True
+        self.remount.reset()  # a new calibration answers a suspected remount
 
     def reset_motion(self) -> None:
         """Call after a gap in the data: the orientation filter restarts its motion state."""
@@ -190,6 +194,7 @@ class PostureTracker:
                 )
             f, la = trunk_angles_deg(up[i:] @ self._r_sensor_to_body.T)
             flex[i:], lat[i:] = f, la
+            self.remount.update(up[i:], np.asarray(acc_m_s2, dtype=np.float64)[i:], self.neutral_up_sensor)
         # inclination of the trunk from vertical: angle of up_body from body z
         incl = np.degrees(np.arccos(np.clip(np.cos(np.radians(flex)) * np.cos(np.radians(lat)), -1, 1)))
         act = self.activity.update(np.asarray(acc_m_s2, dtype=np.float64), incl)
