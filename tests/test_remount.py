@@ -20,16 +20,13 @@ def day(mounting: Mounting, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rec.gyr_rad_s, rec.acc_m_s2
 
 
-def run(gyr: np.ndarray, acc: np.ndarray, chunk: int = 1000) -> tuple[RemountDetector, int | None]:
+def run(gyr: np.ndarray, acc: np.ndarray, chunk: int = 7) -> tuple[RemountDetector, int | None]:
     up = up_in_sensor(estimate_orientation(gyr, acc, RATE_HZ))
     neutral = up[200:1000].mean(axis=0)  # the script starts with a calibration, sitting upright
     det = RemountDetector(RATE_HZ)
-    first = None
     for i in range(0, len(up), chunk):
-        k = det.update(up[i:i + chunk], acc[i:i + chunk], neutral)
-        if k >= 0 and first is None:
-            first = i + k
-    return det, first
+        det.update(up[i:i + chunk], acc[i:i + chunk], neutral)
+    return det, (det.reported_at_sample if det.reported_at_sample >= 0 else None)
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -59,7 +56,8 @@ def test_reset_forgets_the_evidence_and_bad_shapes_are_refused():
     n = 500
     walking_acc = np.column_stack([rng.normal(0, 2, n), rng.normal(0, 2, n), 9.8 + rng.normal(0, 2, n)])
     tilted_up = np.tile([np.sin(np.radians(50)), 0.0, np.cos(np.radians(50))], (n, 1))
-    assert det.update(tilted_up, walking_acc, [0, 0, 1]) >= 0 and det.suspected
+    assert det.update(tilted_up, walking_acc, [0, 0, 1]) is True and det.suspected
+    assert 99 <= det.reported_at_sample < 150  # at the 100th walking sample (the motion average warms up first)
     det.reset()
     assert not det.suspected and np.isnan(det.walking_tilt_deg)
     with pytest.raises(ValueError, match="shape"):

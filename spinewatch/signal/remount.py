@@ -60,23 +60,35 @@ class RemountDetector:
         # lying_deg=180 and a zero tilt: the classifier then labels motion only
         self._motion = ActivityClassifier(rate_hz, lying_deg=180.0, moving_std_m_s2=self.params.moving_std_m_s2)
         self._window_n = max(1, int(round(self.params.window_s * rate_hz)))
+        # Chunks are held and processed a second at a time: the bridge updates every few
+        # samples, and per-call overhead would otherwise cost more than the detection itself.
+        self._block_n = max(1, int(round(rate_hz)))
+        self._held: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+        self._held_n = 0
+        self._seen = 0
         self._sum = np.zeros(3)
         self._n = 0
         self._far = 0
         self.suspected = False
+        self.reported_at_sample = -1
+        """Samples seen (since construction) when the remount was reported; -1 if not."""
         self.walking_tilt_deg = math.nan
         """Angle between the last walking window's mean up direction and neutral, degrees."""
 
     def reset(self) -> None:
         """Forget the evidence (after a new calibration)."""
+        self._seen += self._held_n
+        self._held.clear()
+        self._held_n = 0
         self._sum[:] = 0.0
         self._n = 0
         self._far = 0
         self.suspected = False
+        self.reported_at_sample = -1
         self.walking_tilt_deg = math.nan
 
-    def update(self, up_sensor: npt.ArrayLike, acc_m_s2: npt.ArrayLike, neutral_up_sensor: npt.ArrayLike) -> int:
-        """Process a chunk.
+    def update(self, up_sensor: npt.ArrayLike, acc_m_s2: npt.ArrayLike, neutral_up_sensor: npt.ArrayLike) -> bool:
+        """Take a chunk (held by reference, so the caller must not modify it afterwards).
 
         Args:
             up_sensor: (N, 3) estimated up direction in the sensor frame (unit vectors).
@@ -84,17 +96,30 @@ class RemountDetector:
             neutral_up_sensor: (3,) the calibrated neutral up direction in the sensor frame.
 
         Returns:
-            Index in this chunk of the sample at which a remount was first reported, or -1.
+            True when this call reported a remount (``suspected`` turned true).
         """
         up = np.asarray(up_sensor, dtype=np.float64)
         acc = np.asarray(acc_m_s2, dtype=np.float64)
         if up.ndim != 2 or up.shape[1] != 3 or acc.shape != up.shape:
             raise ValueError(f"up_sensor and acc_m_s2 must both have shape (N, 3), got {up.shape}, {acc.shape}")
+        self._held.append((up, acc))
+        self._held_n += len(up)
+        if self._held_n < self._block_n:
+            return False
+        ups, accs = zip(*self._held, strict=True)
+        self._held.clear()
+        self._held_n = 0
+        return self._process(np.concatenate(ups), np.concatenate(accs), neutral_up_sensor)
+
+    def _process(self, up: npt.NDArray[np.float64], acc: npt.NDArray[np.float64],
+                 neutral_up_sensor: npt.ArrayLike) -> bool:
         neutral = np.asarray(neutral_up_sensor, dtype=np.float64)
         neutral = neutral / np.linalg.norm(neutral)
         walking = self._motion.update(acc, np.zeros(len(up))) == Activity.UPRIGHT_MOVING
         rows = np.flatnonzero(walking & np.all(np.isfinite(up), axis=1))
-        reported = -1
+        base = self._seen
+        self._seen += len(up)
+        reported = False
         start = 0
         while start < len(rows):
             take = min(len(rows) - start, self._window_n - self._n)
@@ -110,5 +135,6 @@ class RemountDetector:
             self._n = 0
             if self._far >= self.params.confirm_windows and not self.suspected:
                 self.suspected = True
-                reported = int(rows[start - 1])
+                self.reported_at_sample = base + int(rows[start - 1])
+                reported = True
         return reported
