@@ -36,7 +36,7 @@ def _fmt(x: float, nd: int = 1, unit: str = "") -> str:
 
 def _header(fig: Any, r: PatientReport, title: str, page: int) -> None:
     fig.text(0.04, 0.965, f"SpineWatch posture report - patient {r.patient}", fontsize=15, weight="bold", va="top")
-    fig.text(0.04, 0.925, f"{r.first:%d %b %Y} to {r.last:%d %b %Y} ({len(r.dates)} days; days and hours in "
+    fig.text(0.04, 0.925, f"{r.first:%d %b %Y} to {r.last:%d %b %Y} ({len(r.dates)} day{'s' if len(r.dates) != 1 else ''}; days and hours in "
              f"{r.tz}, from {r.tz_source})    {title}", fontsize=10, va="top")
     fig.text(0.04, 0.015, f"Page {page} of {PAGES}. Angles: trunk flexion relative to the calibrated neutral posture "
              f"(forward +), degrees. Data: {r.source}. Definitions: docs/reports.md.",
@@ -46,10 +46,15 @@ def _header(fig: Any, r: PatientReport, title: str, page: int) -> None:
 def _date_axis(ax: Any, dates: list[dt.date]) -> None:
     import matplotlib.dates as mdates
 
-    loc = mdates.AutoDateLocator(minticks=4, maxticks=12)  # type: ignore[no-untyped-call]
+    # one tick per day, or every k-th day on long ranges (an auto locator puts hourly ticks,
+    # all labelled with the same date, on a report of a day or two)
+    loc = mdates.DayLocator(interval=max(1, -(-len(dates) // 12)))  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(loc)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))  # type: ignore[no-untyped-call]
-    ax.set_xlim(dates[0] - dt.timedelta(days=0.6), dates[-1] + dt.timedelta(days=0.6))
+    # datetimes, not dates: date - timedelta(days=0.6) drops the fraction and a one-day
+    # report would get identical limits
+    first, last = (dt.datetime.combine(d, dt.time()) for d in (dates[0], dates[-1]))
+    ax.set_xlim(first - dt.timedelta(hours=14), last + dt.timedelta(hours=14))
     ax.set_xlabel(f"local date ({dates[0]:%Y})" if dates[0].year == dates[-1].year else "local date")
 
 
@@ -105,7 +110,7 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
             "met" if p.meets_2_to_15_days else ("16+" if p.meets_16_plus_days else "not met"),
             "met" if p.meets_16_plus_days else "not met"]
            for p in r.rtm]
-    _table(fig.add_subplot(gs2[0]), rtm[:6], ["from", "to", "days", "with data", "2-15 d", "16+ d"],
+    _table(fig.add_subplot(gs2[0]), rtm[:6], ["from", "to", "days", "w/ data", "2-15 d", "16+ d"],
            "RTM 30-day periods (days with data)", [0.22, 0.22, 0.1, 0.16, 0.15, 0.15], font=8)
     ax = fig.add_subplot(gs2[1])
     wear = np.array([d.wear_time_min for d in r.days])
