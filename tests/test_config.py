@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,9 @@ def test_bad_environment_values_name_key_value_and_allowed(env, key):
         ("[ingest]\nmax_unacked = 0\n", "ingest.max_unacked"),
         ("[posture]\nthreshold_deg = 95\n", "posture.threshold_deg"),
         ("[posture]\nhysteresis_deg = 30\n", "posture.hysteresis_deg"),
+        ("[ble]\nscan_timeout_s = 0\n", "ble.scan_timeout_s"),
+        ("[ble]\nconnect_attempts = 0\n", "ble.connect_attempts"),
+        ("[ble]\nsilence_timeout_s = -1\n", "ble.silence_timeout_s"),
     ],
 )
 def test_bad_toml_values_name_the_key(tmp_path, toml, key):
@@ -79,3 +83,19 @@ def test_cli_stops_at_start_with_one_line_naming_the_key(capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "SPINEWATCH_MQTT_URL='tcp://nowhere'" in err[0] and "mqtt://host" in err[0]
+
+
+def test_the_ble_section_reaches_the_bridge_source(tmp_path):
+    import argparse
+
+    from spinewatch.service.cli_bridge import _make_source
+
+    f = tmp_path / "c.toml"
+    f.write_text("[ble]\nsilence_timeout_s = 7.5\nbattery_interval_s = 60\n")
+    cfg = Config.load({}, f)
+    assert (cfg.ble.silence_timeout_s, cfg.ble.battery_interval_s) == (7.5, 60.0)
+    args = argparse.Namespace(config=str(f), replay=None, profile="spinewatch", mount=None, rate_hz=None,
+                              silence_timeout=None, address="C0:FF:EE:00:00:01")
+    assert _make_source(args).config.silence_timeout_s == 7.5
+    args.silence_timeout = 1.0  # the command-line option wins
+    assert _make_source(args).config == dataclasses.replace(cfg.ble, silence_timeout_s=1.0)

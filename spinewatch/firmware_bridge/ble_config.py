@@ -1,9 +1,11 @@
-"""Typed settings of the BLE bridge (to be folded into the one ``Config`` by the CLI owner)."""
+"""Typed settings of the BLE bridge: section ``[ble]`` of the one ``Config`` (spinewatch/service/config.py)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+
+from spinewatch.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +52,14 @@ class BleConfig:
     battery_interval_s: float = 300.0
 
     def __post_init__(self) -> None:
+        zero_ok = ("silence_timeout_s", "reorder_packets", "battery_interval_s")
         for f in fields(self):
             v = getattr(self, f.name)
+            allowed = f"a finite number {'>= 0' if f.name in zero_ok else '> 0'}"
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"BleConfig.{f.name} must be a finite number, got {v!r}")
-            if v < 0 or (v == 0 and f.name not in ("silence_timeout_s", "reorder_packets", "battery_interval_s")):
-                raise ValueError(f"BleConfig.{f.name} must be > 0, got {v!r}")
-        if self.connect_attempts < 1 or self.queue_packets < 1:
-            raise ValueError("BleConfig.connect_attempts and queue_packets must be >= 1")
+                raise ConfigError(f"ble.{f.name}", v, allowed)
+            if v < 0 or (v == 0 and f.name not in zero_ok):
+                raise ConfigError(f"ble.{f.name}", v, allowed)
+        for name in ("connect_attempts", "queue_packets"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ble.{name}", getattr(self, name), "an integer >= 1")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import signal as _signal
 import sys
@@ -35,8 +36,9 @@ def _source_args(p: argparse.ArgumentParser, *, replay: bool, address_flag: str 
     p.add_argument("--rate-hz", type=float, default=None, metavar="HZ",
                    help="sample rate the filter runs at (default: the profile's, 100); a SpineWatch "
                         "sensor whose config says otherwise is reported at connect")
-    p.add_argument("--silence-timeout", type=float, default=3.0, metavar="S",
-                   help="recycle the link after S seconds without notifications (default 3; 0 = never)")
+    p.add_argument("--silence-timeout", type=float, default=None, metavar="S",
+                   help="recycle the link after S seconds without notifications (default: config "
+                        "ble.silence_timeout_s, 3; 0 = never)")
     if replay:
         p.add_argument("--replay", metavar="FILE", default=None,
                        help="use a recording (.csv/.npz, see spinewatch.firmware_bridge.replay) instead of BLE")
@@ -46,10 +48,10 @@ def _source_args(p: argparse.ArgumentParser, *, replay: bool, address_flag: str 
 
 def _make_source(args: argparse.Namespace) -> Any:
     from spinewatch.firmware_bridge.ble import BleSource
-    from spinewatch.firmware_bridge.ble_config import BleConfig
     from spinewatch.firmware_bridge.profiles import get_profile
     from spinewatch.firmware_bridge.remap import MountAlignment
     from spinewatch.firmware_bridge.replay import ReplaySource
+    from spinewatch.service.config import Config
 
     if getattr(args, "replay", None):
         return ReplaySource(args.replay, speed=args.speed or None)
@@ -61,8 +63,11 @@ def _make_source(args: argparse.Namespace) -> Any:
         mount = MountAlignment.parse(args.mount) if args.mount else None
     except ValueError as exc:
         raise ConfigError("--mount", args.mount, str(exc)) from None
+    ble = Config.load(path=getattr(args, "config", None)).ble  # [ble] of the TOML file
+    if args.silence_timeout is not None:
+        ble = dataclasses.replace(ble, silence_timeout_s=args.silence_timeout)  # validates
     return BleSource(profile, args.address, mount=mount, rate_hz=args.rate_hz or profile.default_rate_hz,
-                     config=BleConfig(silence_timeout_s=args.silence_timeout))
+                     config=ble)
 
 
 def _stop_on_signals(source: Any) -> None:
@@ -143,7 +148,8 @@ async def _run(args: argparse.Namespace) -> int:
             _stop_on_signals(source)
             totals = await run_bridge(source, tracker, pub, time.time_ns(), publish_interval_s=args.publish_interval,
                                       on_event=on_event, config_updates=sub, on_haptic=on_haptic,
-                                      status_interval_s=args.status_interval)
+                                      status_interval_s=(cfg.ble.status_interval_s if args.status_interval is None
+                                                         else args.status_interval))
         await loop.run_in_executor(None, pub.wait_all_acked, 10.0)
     status = source.status() if hasattr(source, "status") else {}
     print(f"bridge stopped: {totals.samples:,} samples, {totals.posture_messages:,} posture messages, "
@@ -215,8 +221,8 @@ def add_bridge_commands(subparsers: Any) -> None:
                    help="pseudonymous device id for topics (default: derived from --device)")
     r.add_argument("--publish-interval", type=float, default=1.0, metavar="S",
                    help="seconds of samples per posture message (default 1)")
-    r.add_argument("--status-interval", type=float, default=10.0, metavar="S",
-                   help="publish device status every S seconds (default 10)")
+    r.add_argument("--status-interval", type=float, default=None, metavar="S",
+                   help="publish device status every S seconds (default: config ble.status_interval_s, 10)")
     r.set_defaults(func=lambda a: asyncio.run(_run(a)))
 
     c = sub.add_parser(

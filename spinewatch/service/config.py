@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, get_args, get_type_hints
 
 from spinewatch.errors import ConfigError
+from spinewatch.firmware_bridge.ble_config import BleConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     posture: PostureConfig = field(default_factory=PostureConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    ble: BleConfig = field(default_factory=BleConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
     @classmethod
@@ -291,6 +293,7 @@ _SECTIONS: Final[dict[str, type]] = {
     "ingest": IngestConfig,
     "posture": PostureConfig,
     "bridge": BridgeConfig,
+    "ble": BleConfig,
     "report": ReportConfig,
 }
 
