@@ -7,7 +7,11 @@ Optionally (keyword arguments of :func:`run_bridge`) the loop also
   haptic settings into the trigger) without restarting the stream;
 - buzzes the sensor when a confirmed slouch has lasted the patient's haptic delay
   (:class:`~spinewatch.firmware_bridge.haptics.HapticTrigger`; the write is started
-  as soon as the batch that completes the delay has been processed);
+  as soon as the batch that completes the delay has been processed), follows each buzz
+  until the slouch ends or the patient's ``haptic.response_window_s`` runs out
+  (:class:`~spinewatch.firmware_bridge.alert_outcome.AlertOutcomes`) and then publishes
+  it as an ``alert`` event (corrected or not, response time) through the outbox; alerts
+  still open when the stream ends are published as not corrected;
 - publishes the source's device status (connected, RSSI, battery, loss counters) to
   the retained ``status`` topic every ``status_interval_s``.
 """
@@ -29,9 +33,10 @@ import numpy.typing as npt
 import paho.mqtt.client as paho
 
 from spinewatch.errors import ConfigError
+from spinewatch.firmware_bridge.alert_outcome import AlertOutcome, AlertOutcomes
 from spinewatch.firmware_bridge.haptics import HapticTrigger
 from spinewatch.firmware_bridge.source import ImuSource
-from spinewatch.model import NS_PER_S, PostureBatch, SlouchEvent
+from spinewatch.model import NS_PER_S, HapticAlert, PostureBatch, SlouchEvent
 from spinewatch.service import wire
 from spinewatch.service.config import MqttConfig
 from spinewatch.service.mqtt import Protocol as MqttProtocol
@@ -169,7 +174,8 @@ class BridgeTotals:
     posture_messages: int = 0
     events: int = 0
     neutral_samples: int = 0
-    haptics: int = 0
+    haptics: int = 0  # buzzes started
+    alerts: int = 0  # alert events published (buzzes with a known outcome)
     configs_applied: int = 0
     configs_rejected: int = 0
 
@@ -219,6 +225,7 @@ async def run_bridge(
     on_config: Callable[[PatientConfig], None] | None = None,
     haptics: bool = True,
     on_haptic: Callable[[HapticEvent], None] | None = None,
+    on_alert: Callable[[HapticAlert], None] | None = None,
     status_interval_s: float | None = None,
 ) -> BridgeTotals:
     """Stream ``source`` through ``tracker`` and publish until the source ends.
@@ -236,6 +243,7 @@ async def run_bridge(
         haptics: buzz the sensor on confirmed slouches when the source can
             (``source.buzz``) and the patient config enables it.
         on_haptic: called for each buzz started.
+        on_alert: called for each alert event published (once its outcome is known).
         status_interval_s: publish ``source.status()`` (if the source has one) this often.
 
     Returns:
@@ -244,6 +252,7 @@ async def run_bridge(
     totals = BridgeTotals()
     current: dict[str, PatientConfig] = {}
     trigger = HapticTrigger()
+    outcomes = AlertOutcomes()
     buzz: Callable[[str, int, int], Awaitable[bool]] | None = getattr(source, "buzz", None) if haptics else None
     status_fn: Callable[[], dict[str, Any]] | None = getattr(source, "status", None)
     background: set[asyncio.Task[Any]] = set()
@@ -273,12 +282,23 @@ async def run_bridge(
 
     def maybe_buzz(b: Any, out: TrackerOutput) -> None:
         cfg = current.get("cfg")
-        if buzz is None or cfg is None:
-            return
-        settings = cfg.haptic_settings()
-        quiet = in_quiet_hours(cfg, start_utc_ns + b.t0_ns)
-        for k in trigger.update(out.state, out.activity, b.t0_ns, b.dt_ns, settings, quiet):
-            start_buzz(b.t0_ns + k * b.dt_ns, settings)
+        if buzz is not None and cfg is not None:
+            settings = cfg.haptic_settings()
+            quiet = in_quiet_hours(cfg, start_utc_ns + b.t0_ns)
+            for k in trigger.update(out.state, out.activity, b.t0_ns, b.dt_ns, settings, quiet):
+                t_k = b.t0_ns + k * b.dt_ns
+                start_buzz(t_k, settings)
+                outcomes.add(t_k, float(out.flexion_deg[k]), cfg.haptic.response_window_s)
+        for o in outcomes.update(out.state, b.t0_ns, b.dt_ns):
+            publish_alert(o)
+
+    def publish_alert(o: AlertOutcome) -> None:
+        alert = HapticAlert(publisher.patient, publisher.device, start_utc_ns + o.t_sensor_ns, o.flexion_deg,
+                            o.corrected, o.response_s)
+        publisher.publish_alert(alert)
+        totals.alerts += 1
+        if on_alert is not None:
+            on_alert(alert)
 
     def start_buzz(t_sensor_ns: int, settings: Any) -> None:
         assert buzz is not None
@@ -287,6 +307,13 @@ async def run_bridge(
                                    name="bridge.haptic")
         background.add(task)
         task.add_done_callback(background.discard)
+
+        def not_delivered(t: asyncio.Task[bool]) -> None:
+            # a buzz that never reached the patient is no alert (if its outcome is still open)
+            if t.cancelled() or t.exception() is not None or t.result() is False:
+                outcomes.cancel(t_sensor_ns)
+
+        task.add_done_callback(not_delivered)
         totals.haptics += 1
         if on_haptic is not None:
             on_haptic(ev)
@@ -352,11 +379,13 @@ async def run_bridge(
             await asyncio.gather(*background, return_exceptions=True)
     for ep in tracker.flush():
         emit(ep)
+    for o in outcomes.flush():  # the stream ended before these were decided
+        publish_alert(o)
     if pend.n:
         publish(pend.n)
     hand_over()
-    _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events",
-                 totals.samples, totals.posture_messages, totals.events)
+    _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events, %d alerts",
+                 totals.samples, totals.posture_messages, totals.events, totals.alerts)
     return totals
 
 
