@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from spinewatch.firmware_bridge.alert_outcome import AlertOutcome, AlertOutcomes
-from spinewatch.firmware_bridge.simulator import PostureScript, Segment, SimulatedPatient
+from spinewatch.firmware_bridge.simulator import (
+    PostureScript,
+    Segment,
+    SimulatedPatient,
+)
 from spinewatch.service.bridge import run_bridge
 from spinewatch.service.config import Config
 from spinewatch.service.ingest import IngestWorker
