@@ -20,6 +20,7 @@ from spinewatch.service.dashboards import (
     Frame,
     evaluate,
     expand,
+    resolve_query_variables,
     variable_defaults,
     visible,
 )
@@ -138,7 +139,7 @@ def _draw_timeseries(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]]
     if "UPPER" in band and "LOWER" in band:
         u, lw = band["UPPER"], band["LOWER"]
         ax.fill_between(_times(u.t_ns), lw.v, u.v, color="grey", alpha=0.25, lw=0,
-                        label="baseline ± smallest real change", step=None)
+                        label="baseline ± SDC95", step=None)
         if len(u.v) == 1:  # one day: show the band as a bar
             ax.errorbar(_times(u.t_ns), (u.v + lw.v) / 2, yerr=(u.v - lw.v) / 2, color="grey", capsize=12, lw=6,
                         alpha=0.4)
@@ -293,7 +294,8 @@ def render_dashboard(dash: dict[str, Any], store: _InfluxHttp, start_ns: int, en
         dash: a dashboard model from :data:`spinewatch.service.dashboards.DASHBOARDS`.
         store: an InfluxDB reader (its ``query`` runs InfluxQL, returning series with ns times).
         start_ns, end_ns: the time range, UTC ns.
-        values: template variable values (patient, device; defaults fill the rest).
+        values: template variable values (patient, device); the custom and constant variables'
+            defaults and the query variables (the patient's zone thresholds) fill the rest.
         path: PNG file to write.
     """
     import matplotlib
@@ -301,7 +303,8 @@ def render_dashboard(dash: dict[str, Any], store: _InfluxHttp, start_ns: int, en
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    vals = {**variable_defaults(dash), **values}
+    vals = resolve_query_variables(dash, {**variable_defaults(dash), **values}, store.query,
+                                   start_ns // 10**6, end_ns // 10**6)
     range_s = (end_ns - start_ns) / 1e9
     rows = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in dash["panels"])
     height_in = rows * ROW_IN + HEADER_IN
