@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -395,12 +397,16 @@ def test_trend_band_is_the_smallest_detectable_change_of_the_baseline_days(influ
     store.execute('CREATE RETENTION POLICY "trend" ON "sdc" DURATION INF REPLICATION 1')
     day0_ns = int(dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()) * 10**9
     neutral_pct = [60, 70, 65, 75, 70, 60, 90, 40, 95, 68]  # per day, 100 worn minutes each
+    slouches = [12, 10, 11, 9, 10, 12, 8, 15, 6, 10]  # per day
     lines = []
-    for day, pct in enumerate(neutral_pct):
+    for day, (pct, n) in enumerate(zip(neutral_pct, slouches, strict=True)):
         for m in range(100):
             flex = 5.0 if m < pct else 40.0
             t = day0_ns + day * 86_400 * 10**9 + (8 * 60 + m) * 60 * 10**9
             lines.append(f"posture_1m,patient=p-sdc,device=d flexion_deg={flex},samples=6000i {t}")
+        for k in range(n):
+            t = day0_ns + day * 86_400 * 10**9 + (8 * 60 + 5 * k) * 60 * 10**9
+            lines.append(f"slouch,patient=p-sdc,device=d duration_s=60,peak_deg=40,mean_deg=35 {t}")
     req = urllib.request.Request(f"{influxdb1.url}/write?db=sdc&rp=trend", data="\n".join(lines).encode(), method="POST")
     urllib.request.urlopen(req).read()
     dash = _dash("patient-trends")
@@ -419,3 +425,12 @@ def test_trend_band_is_the_smallest_detectable_change_of_the_baseline_days(influ
     assert outside == [40, 95]
     # SDC95 estimated from the mean absolute deviation is close to 1.96 * sqrt(2) * SD for these days
     assert sdc == pytest.approx(1.96 * np.sqrt(2) * base.std(ddof=1), rel=0.15)
+    per_hour = evaluate(_panel(dash, "Daily slouches per hour"),
+                        lambda q: store.query(expand(q, vals, start_ms, end_ms, "1d")))
+    assert per_hour["A"][0].v.tolist() == pytest.approx([n / (100 / 60) for n in slouches])
+    if os.environ.get("SPINEWATCH_PREVIEW_DIR"):  # the band as a therapist sees it, for docs/dashboards.md
+        from spinewatch.service.dashboard_render import render_dashboard
+
+        render_dashboard(dash, store, day0_ns, day0_ns + 10 * 86_400 * 10**9,
+                         {**vals, "severe_deg": "30"},
+                         Path(os.environ["SPINEWATCH_PREVIEW_DIR"]) / "patient-trends-10-days.png")

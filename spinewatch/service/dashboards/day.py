@@ -120,7 +120,15 @@ def build() -> dict[str, Any]:
         [target("A", f'SELECT "duration_s" AS "duration (s)", "peak_deg" AS "peak (deg)", '
                      f'"mean_deg" AS "mean (deg)" FROM "slouch" WHERE {F}', "table")],
         decimals=1,
-    ), 24, 8)
+    ), 14, 8)
+    lay.add(panel(
+        "table", "Haptic alerts",
+        "One row per alert: time of the buzz, flexion then (deg), corrected (1 yes, 0 no) and the time to "
+        "correct (s, empty if not corrected)." + outcome,
+        [target("A", f'SELECT "flexion_deg" AS "flexion (deg)", "corrected" AS "corrected (1 yes, 0 no)", '
+                     f'"response_s" AS "time to correct (s)" FROM "alert" WHERE {F}', "table")],
+        decimals=0,
+    ), 10, 8)
     extra = [constant("sit_bout_min", SIT_BOUT_MIN, "Sitting bout length that counts as prolonged, minutes.")]
     return dashboard(
         "spinewatch-patient-day", "SpineWatch - Patient day",
