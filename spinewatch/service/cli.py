@@ -121,7 +121,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           f"{result.alerts} haptic alerts via {result.broker}; {result.points_written:,} points written to "
           f"{result.store}")
     print(f"wear {s.wear_time_min:.0f} min, neutral {s.time_neutral_pct:.1f} %, "
-          f"{s.slouch_count} slouches ({s.slouches_per_hour:.1f}/h), longest {s.longest_slouch_s:.0f} s")
+          f"{s.slouch_count} slouches ({s.slouches_per_hour:.1f}/h), longest {s.longest_slouch_s:.0f} s, "
+          f"{s.alerts} haptic alerts ({s.alerts_corrected} corrected)")
     print(f"report: {result.report_png}\nevents: {result.events_csv}")
     return 0
 
