@@ -64,13 +64,12 @@ def test_outcome_table(buzzes, window_s, decided, open_after, chunk):
     assert tr.pending == open_after
 
 
-def test_flush_closes_open_alerts_as_not_corrected_and_cancel_forgets_one():
+def test_flush_closes_open_alerts_as_not_corrected():
     tr = AlertOutcomes()
     tr.add(0, 31.5, 60.0)
     tr.add(DT_NS, 32.0, 60.0)
     assert tr.update(np.ones(10, np.int8), 0, DT_NS) == []
-    assert tr.cancel(DT_NS) and not tr.cancel(DT_NS)
-    assert tr.flush() == [AlertOutcome(0, 31.5, False, None, 60.0)]
+    assert tr.flush() == [AlertOutcome(0, 31.5, False, None, 60.0), AlertOutcome(DT_NS, 32.0, False, None, 60.0)]
     assert tr.pending == 0 and tr.flush() == []
 
 
@@ -86,6 +85,7 @@ HYSTERESIS_DEG = 5.0
 MIN_DURATION_S = 2.0
 DELAY_S = 1.0
 WINDOW_S = 10.0
+PATIENT = "p-alert"
 SCRIPT = PostureScript((
     Segment("calibrate", 0.0, 4.0),
     Segment("sit", 4.0, 10.0),
@@ -119,12 +119,17 @@ def _expected():
     return out
 
 
-@pytest.mark.network
-def test_alerts_in_influxdb_match_the_script(mosquitto, influxdb1):
-    expected = _expected()
-    assert [c for _, _, c, _ in expected] == [True, False, True, False]
+class MotorlessPatient(SimulatedPatient):
+    """A simulated sensor without a vibration motor: every haptic write fails."""
+
+    async def buzz(self, pattern: str, intensity_pct: int, duration_ms: int) -> bool:
+        await super().buzz(pattern, intensity_pct, duration_ms)
+        return False
+
+
+def _through_servers(mosquitto, influxdb1, source_cls=SimulatedPatient):
+    """SCRIPT through the bridge (buzzing), real Mosquitto, real ingest, real InfluxDB."""
     db = f"alerts_{uuid.uuid4().hex[:8]}"
-    patient, device = "p-alert", "d-alert"
     cfg = Config.load({"SPINEWATCH_MQTT_URL": mosquitto.url, "SPINEWATCH_WORKER_ID": f"w-{uuid.uuid4().hex[:8]}"})
     store = Influx1Store(influxdb1.url, db)
     store.ensure_database()
@@ -132,16 +137,25 @@ def test_alerts_in_influxdb_match_the_script(mosquitto, influxdb1):
     worker.start()
     try:
         assert worker.subscribed.wait(10), "ingest did not subscribe"
-        source = SimulatedPatient(SCRIPT, rate_hz=100.0, batch_samples=25, start_utc_ns=1_700_000_000 * 10**9)
+        source = source_cls(SCRIPT, rate_hz=100.0, batch_samples=25, start_utc_ns=1_700_000_000 * 10**9)
         pcfg = PatientConfig(threshold_deg=THRESHOLD_DEG, hysteresis_deg=HYSTERESIS_DEG, min_duration_s=MIN_DURATION_S,
                              haptic=HapticConfig(delay_s=DELAY_S, min_interval_s=0.0, response_window_s=WINDOW_S))
         tracker = PostureTracker(100.0, PostureParams(calibration_s=2.0))
-        with Publisher(cfg.mqtt, patient, device, "5") as pub:
+        with Publisher(cfg.mqtt, PATIENT, "d-alert", "5") as pub:
             totals = asyncio.run(run_bridge(source, tracker, pub, source.start_utc_ns, patient_config=pcfg))
             assert pub.wait_all_acked(30)
         assert worker.wait_written(totals.posture_messages + totals.events + totals.alerts, 60)
     finally:
         worker.stop()
+    return source, totals, store
+
+
+@pytest.mark.network
+def test_alerts_in_influxdb_match_the_script(mosquitto, influxdb1):
+    expected = _expected()
+    assert [c for _, _, c, _ in expected] == [True, False, True, False]
+    patient = PATIENT
+    source, totals, store = _through_servers(mosquitto, influxdb1)
     assert totals.alerts == totals.haptics == len(source.buzzes) == len(expected)
     rows = store.query(f"SELECT flexion_deg, corrected, response_s FROM alert WHERE patient = '{patient}'")
     got = [dict(zip(s["columns"], v, strict=True)) for s in rows for v in s["values"]]
@@ -161,3 +175,11 @@ def test_alerts_in_influxdb_match_the_script(mosquitto, influxdb1):
         if row["corrected"]:
             end = row["time"] + round(row["response_s"] * 1e9)
             assert any(abs(end - e) < 2_000_000 for _, e in ends), (end, ends)
+
+
+@pytest.mark.network
+def test_a_buzz_that_failed_is_no_alert(mosquitto, influxdb1):
+    source, totals, store = _through_servers(mosquitto, influxdb1, MotorlessPatient)
+    assert len(source.buzzes) == totals.haptics == totals.haptic_failures == len(_expected())
+    assert totals.alerts == 0 and totals.events >= 3  # the slouches are still reported
+    assert store.query(f"SELECT count(corrected) FROM alert WHERE patient = '{PATIENT}'") == []

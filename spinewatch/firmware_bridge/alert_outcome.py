@@ -68,16 +68,6 @@ class AlertOutcomes:
             raise ValueError(f"window_s must be > 0, got {window_s!r}")
         self._open.append(_Open(int(t_sensor_ns), float(flexion_deg), round(window_s * NS_PER_S), float(window_s)))
 
-    def cancel(self, t_sensor_ns: int) -> bool:
-        """Stop following the open alert of the buzz at ``t_sensor_ns`` (the write failed).
-
-        Returns:
-            True if it was open (its outcome had not been decided yet).
-        """
-        n = len(self._open)
-        self._open = [a for a in self._open if a.t_sensor_ns != t_sensor_ns]
-        return len(self._open) < n
-
     def update(self, state: npt.NDArray[np.int8], t0_ns: int, dt_ns: int) -> list[AlertOutcome]:
         """Outcomes decided by this chunk of tracker output (in buzz order).
 

@@ -10,8 +10,9 @@ Optionally (keyword arguments of :func:`run_bridge`) the loop also
   as soon as the batch that completes the delay has been processed), follows each buzz
   until the slouch ends or the patient's ``haptic.response_window_s`` runs out
   (:class:`~spinewatch.firmware_bridge.alert_outcome.AlertOutcomes`) and then publishes
-  it as an ``alert`` event (corrected or not, response time) through the outbox; alerts
-  still open when the stream ends are published as not corrected;
+  it as an ``alert`` event (corrected or not, response time) through the outbox once the
+  write has succeeded (a failed buzz is counted, not reported); alerts still open when the
+  stream ends are published as not corrected;
 - publishes the source's device status (connected, RSSI, battery, loss counters) to
   the retained ``status`` topic every ``status_interval_s``.
 """
@@ -176,6 +177,7 @@ class BridgeTotals:
     neutral_samples: int = 0
     haptics: int = 0  # buzzes started
     alerts: int = 0  # alert events published (buzzes with a known outcome)
+    haptic_failures: int = 0  # buzzes whose write failed (no alert event: the patient felt nothing)
     configs_applied: int = 0
     configs_rejected: int = 0
 
@@ -253,6 +255,7 @@ async def run_bridge(
     current: dict[str, PatientConfig] = {}
     trigger = HapticTrigger()
     outcomes = AlertOutcomes()
+    buzz_tasks: dict[int, asyncio.Task[bool]] = {}  # sensor time of the buzz -> its write
     buzz: Callable[[str, int, int], Awaitable[bool]] | None = getattr(source, "buzz", None) if haptics else None
     status_fn: Callable[[], dict[str, Any]] | None = getattr(source, "status", None)
     background: set[asyncio.Task[Any]] = set()
@@ -290,7 +293,21 @@ async def run_bridge(
                 start_buzz(t_k, settings)
                 outcomes.add(t_k, float(out.flexion_deg[k]), cfg.haptic.response_window_s)
         for o in outcomes.update(out.state, b.t0_ns, b.dt_ns):
-            publish_alert(o)
+            report_alert(o)
+
+    def report_alert(o: AlertOutcome) -> None:
+        """Publish a decided alert once its write has succeeded (a failed buzz is no alert)."""
+        task = buzz_tasks.pop(o.t_sensor_ns, None)
+        if task is None or task.done():
+            publish_if_delivered(o, task)
+        else:  # decided before the write finished (a stream replayed faster than real time)
+            task.add_done_callback(lambda t, o=o: publish_if_delivered(o, t))
+
+    def publish_if_delivered(o: AlertOutcome, task: asyncio.Task[bool] | None) -> None:
+        if task is not None and (task.cancelled() or task.exception() is not None or task.result() is False):
+            totals.haptic_failures += 1
+            return
+        publish_alert(o)
 
     def publish_alert(o: AlertOutcome) -> None:
         alert = HapticAlert(publisher.patient, publisher.device, start_utc_ns + o.t_sensor_ns, o.flexion_deg,
@@ -307,13 +324,7 @@ async def run_bridge(
                                    name="bridge.haptic")
         background.add(task)
         task.add_done_callback(background.discard)
-
-        def not_delivered(t: asyncio.Task[bool]) -> None:
-            # a buzz that never reached the patient is no alert (if its outcome is still open)
-            if t.cancelled() or t.exception() is not None or t.result() is False:
-                outcomes.cancel(t_sensor_ns)
-
-        task.add_done_callback(not_delivered)
+        buzz_tasks[t_sensor_ns] = task
         totals.haptics += 1
         if on_haptic is not None:
             on_haptic(ev)
@@ -380,7 +391,7 @@ async def run_bridge(
     for ep in tracker.flush():
         emit(ep)
     for o in outcomes.flush():  # the stream ended before these were decided
-        publish_alert(o)
+        report_alert(o)
     if pend.n:
         publish(pend.n)
     hand_over()
