@@ -45,7 +45,9 @@ def test_every_target_is_raw_influxql_with_grafana_macros_or_an_expression(name)
         for t in panel["targets"]:
             if t["datasource"]["type"] == "influxdb":
                 assert t["rawQuery"] is True and t["datasource"]["uid"] == "spinewatch-influxdb"
-                assert "$timeFilter" in t["query"] and "/^$patient$/" in t["query"] and "/^$device$/" in t["query"]
+                # settings in force at the end of the range were set at any time before it
+                bound = "time <= ${__to}ms" if 'FROM "patient_config"' in t["query"] else "$timeFilter"
+                assert bound in t["query"] and "/^$patient$/" in t["query"] and "/^$device$/" in t["query"]
             else:  # a server-side expression may only use targets defined before it
                 assert t["datasource"]["type"] == "__expr__" and t["type"] in ("math", "reduce")
                 used = re.findall(r"\$(\w+)", t["expression"]) if t["type"] == "math" else [t["expression"]]
@@ -58,10 +60,35 @@ def test_every_target_is_raw_influxql_with_grafana_macros_or_an_expression(name)
 def test_every_variable_and_macro_in_a_query_has_a_value():
     for d in BOARDS.values():
         values = {"patient": "p", "device": "d", **variable_defaults(d)}
+        values |= {v["name"]: "25" for v in d["templating"]["list"] if v["name"] not in values}
         for _, t in iter_queries(d):
             q = expand(t["query"], values, 1_700_000_000_000, 1_700_003_600_000, "1m")
             assert "$" not in q.replace("$/", "/"), q
-            assert "time >= 1700000000000ms and time <= 1700003600000ms" in q
+            assert ("time >= 1700000000000ms and time <= 1700003600000ms" in q
+                    or ('FROM "patient_config"' in q and "time <= 1700003600000ms" in q)), q
+        for v in d["templating"]["list"]:  # variable queries too, in dashboard order
+            if v["type"] == "query":
+                q = expand(v["query"], values, 1_700_000_000_000, 1_700_003_600_000, "1m")
+                assert "$" not in q.replace("$/", "/"), q
+
+
+@pytest.mark.parametrize("name", ["patient-live.json", "patient-day.json", "patient-trends.json"])
+def test_patient_dashboards_take_the_zones_from_the_patients_settings(name):
+    """threshold_deg and severe_deg are query variables: the stored setting, else the default."""
+    by_name = {v["name"]: v for v in BOARDS[name]["templating"]["list"]}
+    for field, default in (("threshold_deg", "20"), ("severe_deg", "30")):
+        helper, var = by_name[f"cfg_{field}"], by_name[field]
+        assert helper["type"] == var["type"] == "query" and helper["hide"] == 2
+        assert f'last("{field}") FROM "patient_config"' in helper["query"]
+        assert f"'$cfg_{field}'" in var["query"] and f"+ {default} AS" in var["query"]
+        names = list(by_name)
+        assert names.index(f"cfg_{field}") < names.index(field)  # Grafana resolves the helper first
+
+
+@pytest.mark.parametrize("name", ["clinic-overview.json", "rtm-compliance.json"])
+def test_multi_patient_dashboards_use_the_default_zones(name):
+    by_name = {v["name"]: v for v in BOARDS[name]["templating"]["list"]}
+    assert by_name["threshold_deg"]["type"] == "custom" and by_name["threshold_deg"]["current"]["value"] == "20"
 
 
 def test_expand_substitutes_like_grafana():

@@ -32,6 +32,13 @@ def test_demo_command_writes_report_csv_and_summary(tmp_path, capsys, monkeypatc
     assert set(rows[0]) == {"start_utc", "end_utc", "duration_s", "peak_deg", "mean_deg"}
     assert summary["slouch_count"] == len(rows) >= len(truth)
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the simulated sensor is buzzed once per confirmed slouch (default settings: no delay, 60 s between
+    # buzzes, which the >= 25 s of sitting between scripted slouches never hits); corrected when the
+    # slouch ends within 60 s of the buzz, i.e. it lasted at most 30 + 60 s
+    assert f"{summary['alerts']} haptic alerts" in out and summary["alerts"] == len(rows)
+    durations = [float(r["duration_s"]) for r in rows]
+    assert all(abs(d - 90.0) > 0.5 for d in durations), "keep the script away from the window's edge"
+    assert summary["alerts_corrected"] == sum(d <= 90.0 for d in durations)
 
 
 def test_demo_runs_on_the_pure_python_broker_too(tmp_path):
@@ -40,8 +47,8 @@ def test_demo_runs_on_the_pure_python_broker_too(tmp_path):
     assert result.broker.startswith("embedded amqtt")
     store = SqliteStore(tmp_path / "spinewatch.sqlite")
     assert result.samples == 18_000 and store.count_posture("p-demo") == 18_000
-    # the rest are the slouch events and the bridge's "online" status
-    assert result.points_written - 18_000 - result.events in (1, 2)
+    # the rest are the slouch and alert events, the patient's config (audit) and the bridge's "online" status
+    assert result.points_written - 18_000 - result.events - result.alerts - 1 in (1, 2)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("8h", 28800), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("45", 45), ("1d", 86400)])

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
 from spinewatch.service.config import Config
+from spinewatch.service.patient_config import HapticConfig, PatientConfig
 from spinewatch.service.pipeline import run_demo
 
 pytestmark = pytest.mark.network
@@ -17,7 +20,13 @@ pytestmark = pytest.mark.network
 DURATION_S = 25 * 60.0
 SEED = 1
 RATE_HZ = 100.0
-THRESHOLD_DEG = 20.0
+# The patient's stored settings differ from the defaults (20, 30 deg, 60 s), so the dashboards must follow
+# them: slouches and zones from 22 deg, severe from 35 deg, an alert counts as corrected within 120 s.
+THRESHOLD_DEG = 22.0
+HYSTERESIS_DEG = 5.0
+SEVERE_DEG = 35.0
+RESPONSE_WINDOW_S = 120.0
+DEFAULT_THRESHOLD_DEG = 20.0  # what the multi-patient clinic overview applies to everyone
 MIN_DURATION_S = 30.0
 
 
@@ -29,9 +38,14 @@ def demo_run(mosquitto, influxdb1, tmp_path_factory):
         "SPINEWATCH_INFLUX_DB": "e2e",
     })
     out = tmp_path_factory.mktemp("e2e")
-    result = asyncio.run(run_demo(cfg, DURATION_S, None, out, patient="p-e2e", device="d-e2e", seed=SEED))
     script = PostureScript.day(DURATION_S, seed=SEED)
     start_ns = SimulatedPatient(script).start_utc_ns
+    pcfg = PatientConfig(threshold_deg=THRESHOLD_DEG, severe_deg=SEVERE_DEG, hysteresis_deg=HYSTERESIS_DEG,
+                         min_duration_s=MIN_DURATION_S, haptic=HapticConfig(response_window_s=RESPONSE_WINDOW_S),
+                         author="e2e", set_ns=start_ns)
+    result = asyncio.run(run_demo(cfg, DURATION_S, None, out, patient="p-e2e", device="d-e2e", seed=SEED,
+                                  patient_config=pcfg))
+    assert SimulatedPatient(script).start_utc_ns == start_ns, "the test ran across midnight UTC: run it again"
     return result, script, start_ns, influxdb1
 
 
@@ -91,7 +105,7 @@ def test_report_summarises_the_same_period(demo_run):
 
 # -- dashboards: every query, as Grafana sends it, against the ingested day --------------------------
 
-WAITING_FOR_DATA = {"alert", "device", "patient_config"}  # measurements not written yet (docs/storage.md)
+WAITING_FOR_DATA = {"device"}  # measurements the demo does not write (its simulated sensor has no status)
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +128,19 @@ def dash_data(demo_run):
     return result, script, start_ns, store
 
 
-def _run(store, dash, query, start_ns, interval="1m", **values):
-    from spinewatch.service.dashboards import expand, variable_defaults
+def _variables(store, dash, start_ns, end_ns=None, **values):
+    """Every variable as Grafana sets it: the given ones, the defaults, then the query variables."""
+    from spinewatch.service.dashboards import resolve_query_variables, variable_defaults
 
+    end_ns = start_ns + int(DURATION_S * 1e9) if end_ns is None else end_ns
     vals = {"patient": "p-e2e", "device": "d-e2e", **variable_defaults(dash), **{k: str(v) for k, v in values.items()}}
+    return resolve_query_variables(dash, vals, store.query, start_ns // 10**6, end_ns // 10**6)
+
+
+def _run(store, dash, query, start_ns, interval="1m", **values):
+    from spinewatch.service.dashboards import expand
+
+    vals = _variables(store, dash, start_ns, **values)
     q = expand(query, vals, start_ns // 10**6, (start_ns + int(DURATION_S * 1e9)) // 10**6, interval)
     return store.query(q)  # raises StoreRejected on any InfluxQL error
 
@@ -204,7 +227,10 @@ def test_zone_minutes_per_hour_match_the_script(dash_data):
     _, script, start_ns, store = dash_data
     d = _dash("patient-day")
     flex = _script_minutes(script)[:, 0]
-    truth = {"neutral": np.sum(flex < 20), "mild": np.sum((flex >= 20) & (flex < 30)), "severe": np.sum(flex >= 30)}
+    t, sev = THRESHOLD_DEG, SEVERE_DEG  # the patient's stored settings, not the defaults
+    truth = {"neutral": np.sum(flex < t), "mild": np.sum((flex >= t) & (flex < sev)), "severe": np.sum(flex >= sev)}
+    at_defaults = {"neutral": np.sum(flex < 20), "mild": np.sum((flex >= 20) & (flex < 30)), "severe": np.sum(flex >= 30)}
+    assert truth != at_defaults, "the script must tell the patient's zones from the default ones"
     assert truth["neutral"] > 0 and truth["mild"] > 0 and truth["severe"] > 0
     per_hour = _eval(store, d, "Worn minutes per hour by zone", start_ns, interval="1h")
     total = _eval(store, d, "Worn time by zone", start_ns)
@@ -233,19 +259,18 @@ def test_prolonged_sitting_matches_the_script(dash_data):
 
 
 def test_trend_and_compliance_queries_match_the_script(dash_data):
-    from spinewatch.service.dashboards._common import SDC_NEUTRAL_PCT, SDC_SLOUCH_PER_H
-
     result, script, start_ns, store = dash_data
     truth_neutral_pct = 100 * np.mean(_script_minutes(script)[:, 0] < THRESHOLD_DEG)
     tr = _dash("patient-trends")
-    for title, truth, sdc in (("Daily time neutral", truth_neutral_pct, SDC_NEUTRAL_PCT),
-                              ("Daily slouches per hour", result.events / (DURATION_S / 3600), SDC_SLOUCH_PER_H)):
+    for title, truth in (("Daily time neutral", truth_neutral_pct),
+                         ("Daily slouches per hour", result.events / (DURATION_S / 3600))):
         r = _eval(store, tr, title, start_ns, interval="1d")
         assert len(r["A"]) == 1 and r["A"][0].v.size == 1  # one UTC day
         value = r["A"][0].v[0]
         assert abs(value - truth) < 1.0 if "neutral" in title else value == pytest.approx(truth, rel=0.01)
-        # The baseline is the first 7 days of the range: here the same day.
-        assert r["UPPER"][0].v[0] == pytest.approx(value + sdc) and r["LOWER"][0].v[0] == pytest.approx(value - sdc)
+        # The baseline is the first 7 days of the range: here the same single day, too few for a band.
+        assert _number(r, "B") == pytest.approx(value) and _number(r, "N0") == 1
+        assert np.isnan(r["UPPER"][0].v).all() and np.isnan(r["LOWER"][0].v).all()
     rtm = _dash("rtm-compliance")
     for title in ("Days with data", "2-15 day threshold", "16+ day threshold"):
         assert _number(_eval(store, rtm, title, start_ns)) == 1
@@ -270,10 +295,13 @@ def test_clinic_overview_row_matches_the_script(dash_data):
                 row["last_seen_ns"] = s["values"][0][0]
     assert row["wear_min"] == pytest.approx(DURATION_S / 60, abs=0.01)
     assert row["slouches"] == result.events
-    truth_neutral = np.mean(_script_minutes(script)[:, 0] < THRESHOLD_DEG)
+    # one table for all patients: the default threshold for everyone (documented), the patient's own shown beside
+    truth_neutral = np.mean(_script_minutes(script)[:, 0] < DEFAULT_THRESHOLD_DEG)
     assert abs(row["neutral_min"] / row["worn_min"] - truth_neutral) < 0.01  # the calculateField transformation
+    assert row["threshold_deg"] == THRESHOLD_DEG
     assert start_ns + DURATION_S * 1e9 - 20e6 < row["last_seen_ns"] < start_ns + DURATION_S * 1e9
-    assert "alerts" not in row and "battery_pct" not in row  # waiting for data
+    assert row["alerts"] == result.alerts == 2
+    assert "battery_pct" not in row  # the simulated sensor reports no device status
 
 
 def test_dashboard_previews_render_from_the_same_queries(dash_data, tmp_path):
@@ -304,3 +332,105 @@ def test_report_and_dashboards_agree_on_time_neutral(demo_run):
     per_minute = script.flexion_deg_at(t_s).reshape(-1, 6000).mean(axis=1)
     truth_pct = 100 * np.mean(per_minute < THRESHOLD_DEG)
     assert abs(result.summary.time_neutral_pct - truth_pct) <= 1.0
+
+
+# -- per-patient zones, alert panels and the trend band -------------------------------------------------
+
+
+def test_zone_variables_follow_the_stored_settings_and_fall_back_to_the_defaults(dash_data):
+    _, _, start_ns, store = dash_data
+    for name in ("patient-live", "patient-day", "patient-trends"):
+        d = _dash(name)
+        now = _variables(store, d, start_ns)
+        assert (now["threshold_deg"], now["severe_deg"]) == ("22", "35")
+        # a range that ends before the settings were stored (set_ns = the day's start): the defaults applied
+        before = _variables(store, d, start_ns - 3600 * 10**9, end_ns=start_ns - 1)
+        assert (before["cfg_threshold_deg"], before["threshold_deg"], before["severe_deg"]) == ("", "20", "30")
+    angles = _eval(store, _dash("patient-live"), "Trunk angles", start_ns, interval="10s")
+    assert np.unique(angles["C"][0].v[~np.isnan(angles["C"][0].v)]).tolist() == [THRESHOLD_DEG]
+    assert np.unique(angles["D"][0].v[~np.isnan(angles["D"][0].v)]).tolist() == [SEVERE_DEG]
+
+
+def _script_alerts(script):
+    """(buzz s, corrected, response s) per scripted slouch: the buzz comes when the slouch is confirmed
+    (min_duration_s after flexion passed the threshold; haptic delay 0), the correction when flexion falls
+    below threshold - hysteresis."""
+    starts = script.slouch_episodes(THRESHOLD_DEG, MIN_DURATION_S)
+    ends = script.slouch_episodes(THRESHOLD_DEG - HYSTERESIS_DEG, MIN_DURATION_S)
+    out = []
+    for (t0, _, _), (_, t1, _) in zip(starts, ends, strict=True):
+        buzz = t0 + MIN_DURATION_S
+        assert abs(t1 - buzz - RESPONSE_WINDOW_S) > 5, "keep the script away from the window's edge"
+        out.append((buzz, t1 - buzz <= RESPONSE_WINDOW_S, t1 - buzz))
+    return out
+
+
+def test_alert_panels_match_the_script(dash_data):
+    result, script, start_ns, store = dash_data
+    truth = _script_alerts(script)
+    assert [c for _, c, _ in truth] == [True, False]  # one slouch corrected within 120 s, one not
+    assert result.alerts == len(truth)
+    d = _dash("patient-day")
+    per_hour = _eval(store, d, "Haptic alerts per hour", start_ns, interval="1h")["A"]
+    got = {f.name: f.v.sum() for f in per_hour}
+    assert got == {"corrected": 1, "not corrected": 1}
+    assert _number(_eval(store, d, "Alerts corrected", start_ns)) == pytest.approx(50.0)
+    median = _number(_eval(store, d, "Time to correct (median)", start_ns))
+    assert abs(median - truth[0][2]) < 0.5, (median, truth[0][2])
+    stored = store.query("SELECT corrected, response_s FROM alert WHERE patient = 'p-e2e'")[0]["values"]
+    for (t_ns, corrected, response), (buzz_s, want_corrected, _) in zip(stored, truth, strict=True):
+        assert abs((t_ns - start_ns) / 1e9 - buzz_s) < 0.5 and corrected == int(want_corrected)
+        assert (response is None) != want_corrected
+
+
+def test_trend_band_is_the_smallest_detectable_change_of_the_baseline_days(influxdb1):
+    """Ten days of per-minute trend data whose daily % neutral is known: band = baseline mean +/- SDC95."""
+    import datetime as dt
+    import urllib.request
+
+    from spinewatch.service.dashboards import evaluate, expand, variable_defaults
+    from spinewatch.service.dashboards._common import SDC95_PER_MAD
+    from spinewatch.service.storage import Influx1Store
+
+    store = Influx1Store(influxdb1.url, "sdc")
+    store.ensure_database()
+    store.execute('CREATE RETENTION POLICY "trend" ON "sdc" DURATION INF REPLICATION 1')
+    day0_ns = int(dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()) * 10**9
+    neutral_pct = [60, 70, 65, 75, 70, 60, 90, 40, 95, 68]  # per day, 100 worn minutes each
+    slouches = [12, 10, 11, 9, 10, 12, 8, 15, 6, 10]  # per day
+    lines = []
+    for day, (pct, n) in enumerate(zip(neutral_pct, slouches, strict=True)):
+        for m in range(100):
+            flex = 5.0 if m < pct else 40.0
+            t = day0_ns + day * 86_400 * 10**9 + (8 * 60 + m) * 60 * 10**9
+            lines.append(f"posture_1m,patient=p-sdc,device=d flexion_deg={flex},samples=6000i {t}")
+        for k in range(n):
+            t = day0_ns + day * 86_400 * 10**9 + (8 * 60 + 5 * k) * 60 * 10**9
+            lines.append(f"slouch,patient=p-sdc,device=d duration_s=60,peak_deg=40,mean_deg=35 {t}")
+    req = urllib.request.Request(f"{influxdb1.url}/write?db=sdc&rp=trend", data="\n".join(lines).encode(), method="POST")
+    urllib.request.urlopen(req).read()
+    dash = _dash("patient-trends")
+    vals = {**variable_defaults(dash), "patient": "p-sdc", "device": "d", "threshold_deg": "20"}
+    start_ms, end_ms = day0_ns // 10**6, (day0_ns + 10 * 86_400 * 10**9) // 10**6
+    r = evaluate(_panel(dash, "Daily time neutral"),
+                 lambda q: store.query(expand(q, vals, start_ms, end_ms, "1d")))
+    assert r["A"][0].v.tolist() == pytest.approx(neutral_pct)
+    base = np.array(neutral_pct[:7], float)  # baseline_days = 7
+    sdc = SDC95_PER_MAD * np.mean(np.abs(base - base.mean()))
+    assert _number(r, "B") == pytest.approx(base.mean()) and _number(r, "N0") == 7
+    assert r["UPPER"][0].v.tolist() == pytest.approx([base.mean() + sdc] * 10)
+    assert r["LOWER"][0].v.tolist() == pytest.approx([base.mean() - sdc] * 10)
+    # which days changed by more than the patient's own day-to-day variation
+    outside = [p for p in neutral_pct[7:] if abs(p - base.mean()) > sdc]
+    assert outside == [40, 95]
+    # SDC95 estimated from the mean absolute deviation is close to 1.96 * sqrt(2) * SD for these days
+    assert sdc == pytest.approx(1.96 * np.sqrt(2) * base.std(ddof=1), rel=0.15)
+    per_hour = evaluate(_panel(dash, "Daily slouches per hour"),
+                        lambda q: store.query(expand(q, vals, start_ms, end_ms, "1d")))
+    assert per_hour["A"][0].v.tolist() == pytest.approx([n / (100 / 60) for n in slouches])
+    if os.environ.get("SPINEWATCH_PREVIEW_DIR"):  # the band as a therapist sees it, for docs/dashboards.md
+        from spinewatch.service.dashboard_render import render_dashboard
+
+        render_dashboard(dash, store, day0_ns, day0_ns + 10 * 86_400 * 10**9,
+                         {**vals, "severe_deg": "30"},
+                         Path(os.environ["SPINEWATCH_PREVIEW_DIR"]) / "patient-trends-10-days.png")

@@ -75,7 +75,7 @@ def test_haptic_trigger_table(settings, activity, quiet, hits, chunk):
 
 
 def test_patient_config_round_trips_and_defaults():
-    cfg = PatientConfig(threshold_deg=15.0, haptic=HapticConfig(delay_s=5.0, pattern="long"),
+    cfg = PatientConfig(threshold_deg=15.0, haptic=HapticConfig(delay_s=5.0, pattern="long", response_window_s=90.0),
                         quiet_hours=(("22:00", "07:00"),), timezone="Europe/Berlin",
                         alerts_off_activities=("lying",))
     assert decode_patient_config(encode_patient_config(cfg)) == cfg
@@ -98,6 +98,8 @@ def test_patient_config_round_trips_and_defaults():
         (b'{"haptic": {"intensity_pct": 101}}', "haptic.intensity_pct"),
         (b'{"haptic": {"enabled": 1}}', "haptic.enabled"),
         (b'{"haptic": {"volume": 1}}', "haptic.volume"),
+        (b'{"haptic": {"response_window_s": 0}}', "haptic.response_window_s"),
+        (b'{"haptic": {"response_window_s": 3601}}', "haptic.response_window_s"),
         (b'{"quiet_hours": [["25:00", "07:00"]]}', "quiet_hours[0]"),
         (b'{"timezone": "Mars/Olympus"}', "timezone"),
         (b'{"alerts_off_activities": ["sleeping"]}', "alerts_off_activities"),

@@ -1152,6 +1152,7 @@ class SimulatedPatient:
         self.speed = speed
         self.start_utc_ns = _today_0800_utc_ns() if start_utc_ns is None else int(start_utc_ns)
         self._open = False
+        self.buzzes: list[tuple[str, int, int]] = []  # (pattern, intensity_pct, duration_ms) of each buzz
 
     @property
     def rate_hz(self) -> float:
@@ -1173,6 +1174,15 @@ class SimulatedPatient:
         tb: TracebackType | None,
     ) -> None:
         self._open = False
+
+    async def buzz(self, pattern: str, intensity_pct: int, duration_ms: int) -> bool:
+        """A simulated haptic write: recorded in ``buzzes``, nothing physical happens.
+
+        The scripted patient does not react to it: the script alone decides when each
+        slouch ends, so an alert's outcome is what the script implies.
+        """
+        self.buzzes.append((pattern, int(intensity_pct), int(duration_ms)))
+        return True
 
     async def batches(self) -> AsyncIterator[ImuBatch]:
         """The script's samples as :class:`ImuBatch` es, from sensor time 0 to the end.

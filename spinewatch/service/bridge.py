@@ -7,7 +7,12 @@ Optionally (keyword arguments of :func:`run_bridge`) the loop also
   the running tracker, haptic settings into the trigger) without restarting the stream;
 - buzzes the sensor when a confirmed slouch has lasted the patient's haptic delay
   (:class:`~spinewatch.firmware_bridge.haptics.HapticTrigger`; the write is started
-  as soon as the batch that completes the delay has been processed);
+  as soon as the batch that completes the delay has been processed), follows each buzz
+  until the slouch ends or the patient's ``haptic.response_window_s`` runs out
+  (:class:`~spinewatch.firmware_bridge.alert_outcome.AlertOutcomes`) and then publishes
+  it as an ``alert`` event (corrected or not, response time) through the outbox once the
+  write has succeeded (a failed buzz is counted, not reported); alerts still open when the
+  stream ends are published as not corrected;
 - publishes the source's device status (connected, RSSI, battery, loss counters) to
   the retained ``status`` topic every ``status_interval_s``.
 """
@@ -29,9 +34,10 @@ import numpy.typing as npt
 import paho.mqtt.client as paho
 
 from spinewatch.errors import ConfigError
+from spinewatch.firmware_bridge.alert_outcome import AlertOutcome, AlertOutcomes
 from spinewatch.firmware_bridge.haptics import HapticTrigger
 from spinewatch.firmware_bridge.source import ImuSource
-from spinewatch.model import NS_PER_S, PostureBatch, SlouchEvent
+from spinewatch.model import NS_PER_S, HapticAlert, PostureBatch, SlouchEvent
 from spinewatch.service import wire
 from spinewatch.service.config import MqttConfig
 from spinewatch.service.mqtt import Protocol as MqttProtocol
@@ -173,7 +179,9 @@ class BridgeTotals:
     posture_messages: int = 0
     events: int = 0
     neutral_samples: int = 0
-    haptics: int = 0
+    haptics: int = 0  # buzzes started
+    alerts: int = 0  # alert events published (buzzes with a known outcome)
+    haptic_failures: int = 0  # buzzes whose write failed (no alert event: the patient felt nothing)
     configs_applied: int = 0
     configs_rejected: int = 0
 
@@ -223,6 +231,7 @@ async def run_bridge(
     on_config: Callable[[PatientConfig], None] | None = None,
     haptics: bool = True,
     on_haptic: Callable[[HapticEvent], None] | None = None,
+    on_alert: Callable[[HapticAlert], None] | None = None,
     status_interval_s: float | None = None,
 ) -> BridgeTotals:
     """Stream ``source`` through ``tracker`` and publish until the source ends.
@@ -240,6 +249,7 @@ async def run_bridge(
         haptics: buzz the sensor on confirmed slouches when the source can
             (``source.buzz``) and the patient config enables it.
         on_haptic: called for each buzz started.
+        on_alert: called for each alert event published (once its outcome is known).
         status_interval_s: publish ``source.status()`` (if the source has one) this often.
 
     Returns:
@@ -248,6 +258,8 @@ async def run_bridge(
     totals = BridgeTotals()
     current: dict[str, PatientConfig] = {}
     trigger = HapticTrigger()
+    outcomes = AlertOutcomes()
+    buzz_tasks: dict[int, asyncio.Task[bool]] = {}  # sensor time of the buzz -> its write
     buzz: Callable[[str, int, int], Awaitable[bool]] | None = getattr(source, "buzz", None) if haptics else None
     status_fn: Callable[[], dict[str, Any]] | None = getattr(source, "status", None)
     background: set[asyncio.Task[Any]] = set()
@@ -277,12 +289,37 @@ async def run_bridge(
 
     def maybe_buzz(b: Any, out: TrackerOutput) -> None:
         cfg = current.get("cfg")
-        if buzz is None or cfg is None:
+        if buzz is not None and cfg is not None:
+            settings = cfg.haptic_settings()
+            quiet = in_quiet_hours(cfg, start_utc_ns + b.t0_ns)
+            for k in trigger.update(out.state, out.activity, b.t0_ns, b.dt_ns, settings, quiet):
+                t_k = b.t0_ns + k * b.dt_ns
+                start_buzz(t_k, settings)
+                outcomes.add(t_k, float(out.flexion_deg[k]), cfg.haptic.response_window_s)
+        for o in outcomes.update(out.state, b.t0_ns, b.dt_ns):
+            report_alert(o)
+
+    def report_alert(o: AlertOutcome) -> None:
+        """Publish a decided alert once its write has succeeded (a failed buzz is no alert)."""
+        task = buzz_tasks.pop(o.t_sensor_ns, None)
+        if task is None or task.done():
+            publish_if_delivered(o, task)
+        else:  # decided before the write finished (a stream replayed faster than real time)
+            task.add_done_callback(lambda t, o=o: publish_if_delivered(o, t))
+
+    def publish_if_delivered(o: AlertOutcome, task: asyncio.Task[bool] | None) -> None:
+        if task is not None and (task.cancelled() or task.exception() is not None or task.result() is False):
+            totals.haptic_failures += 1
             return
-        settings = cfg.haptic_settings()
-        quiet = in_quiet_hours(cfg, start_utc_ns + b.t0_ns)
-        for k in trigger.update(out.state, out.activity, b.t0_ns, b.dt_ns, settings, quiet):
-            start_buzz(b.t0_ns + k * b.dt_ns, settings)
+        publish_alert(o)
+
+    def publish_alert(o: AlertOutcome) -> None:
+        alert = HapticAlert(publisher.patient, publisher.device, start_utc_ns + o.t_sensor_ns, o.flexion_deg,
+                            o.corrected, o.response_s)
+        publisher.publish_alert(alert)
+        totals.alerts += 1
+        if on_alert is not None:
+            on_alert(alert)
 
     def start_buzz(t_sensor_ns: int, settings: Any) -> None:
         assert buzz is not None
@@ -291,6 +328,7 @@ async def run_bridge(
                                    name="bridge.haptic")
         background.add(task)
         task.add_done_callback(background.discard)
+        buzz_tasks[t_sensor_ns] = task
         totals.haptics += 1
         if on_haptic is not None:
             on_haptic(ev)
@@ -371,11 +409,13 @@ async def run_bridge(
             await asyncio.gather(*background, return_exceptions=True)
     for ep in tracker.flush():
         emit(ep)
+    for o in outcomes.flush():  # the stream ended before these were decided
+        report_alert(o)
     if pend.n:
         publish(pend.n)
     hand_over()
-    _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events",
-                 totals.samples, totals.posture_messages, totals.events)
+    _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events, %d alerts",
+                 totals.samples, totals.posture_messages, totals.events, totals.alerts)
     return totals
 
 

@@ -117,10 +117,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     s = result.summary
     print(f"\nsimulated {_fmt_hms(args.duration)} ({result.samples:,} samples) in "
           f"{result.wall_s:.1f} s: {result.samples_per_s:,.0f} samples/s")
-    print(f"published {result.posture_messages:,} posture messages and {result.events} slouch events "
-          f"via {result.broker}; {result.points_written:,} points written to {result.store}")
+    print(f"published {result.posture_messages:,} posture messages, {result.events} slouch events and "
+          f"{result.alerts} haptic alerts via {result.broker}; {result.points_written:,} points written to "
+          f"{result.store}")
     print(f"wear {s.wear_time_min:.0f} min, neutral {s.time_neutral_pct:.1f} %, "
-          f"{s.slouch_count} slouches ({s.slouches_per_hour:.1f}/h), longest {s.longest_slouch_s:.0f} s")
+          f"{s.slouch_count} slouches ({s.slouches_per_hour:.1f}/h), longest {s.longest_slouch_s:.0f} s, "
+          f"{s.alerts} haptic alerts ({s.alerts_corrected} corrected)")
     print(f"report: {result.report_png}\nevents: {result.events_csv}")
     return 0
 
@@ -227,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="simulated patient through the whole pipeline, ending with a report",
         description=(
             "Run a simulated patient's posture day through the real pipeline: Numba filter, "
-            "slouch detector, MQTT publisher, broker, ingest worker and storage, then write a "
+            "slouch detector, simulated haptic alerts (a buzz that does nothing physical; its outcome is "
+            "what the script implies), MQTT publisher, broker, ingest worker and storage, then write a "
             "therapist report (PNG) and a CSV of slouch episodes. With no SPINEWATCH_MQTT_URL a "
             "private broker is started (mosquitto if installed, else the in-process amqtt); with "
             "no SPINEWATCH_INFLUX_URL points go to SQLite in --out."

@@ -19,7 +19,8 @@ from spinewatch.service.patient_config import PatientConfig, decode_patient_conf
 # key=value names accepted by `config set`, and where each goes in PatientConfig
 _TOP = ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone")
 _HAPTIC = {"delay_s": "delay_s", "pattern": "pattern", "intensity_pct": "intensity_pct",
-           "duration_ms": "duration_ms", "min_interval_s": "min_interval_s"}
+           "duration_ms": "duration_ms", "min_interval_s": "min_interval_s",
+           "response_window_s": "response_window_s"}
 KEYS = (*_TOP, "haptic", *_HAPTIC, "quiet_hours", "alerts_off")
 
 

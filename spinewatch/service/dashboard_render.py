@@ -20,6 +20,7 @@ from spinewatch.service.dashboards import (
     Frame,
     evaluate,
     expand,
+    resolve_query_variables,
     variable_defaults,
     visible,
 )
@@ -94,7 +95,8 @@ def _mapping(panel: dict[str, Any], v: float) -> dict[str, Any] | None:
 
 
 def _draw_timeseries(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]], interval_s: int,
-                     span: tuple[int, int]) -> None:
+                     span: tuple[int, int], marks: list[tuple[str, str, list[int]]] = ()) -> None:  # type: ignore[assignment]
+    """One time series panel; ``marks``: (name, colour, UTC ns) of annotations, drawn as vertical lines."""
     d = panel["fieldConfig"]["defaults"]
     custom = d.get("custom", {})
     steps = d.get("thresholds", {}).get("steps", [])
@@ -135,15 +137,26 @@ def _draw_timeseries(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]]
                         marker="o" if points == "always" or len(f.v) == 1 else None, ms=5,
                         ls="--" if "custom.lineStyle" in props else "-")
             drawn += 1
-    if "UPPER" in band and "LOWER" in band:
+    if "UPPER" in band and not np.isfinite(band["UPPER"].v).any():
+        ax.text(0.99, 0.95, "no band: fewer than 3 baseline days with data", transform=ax.transAxes, ha="right",
+                va="top", color="grey", fontsize=8)
+    elif "UPPER" in band and "LOWER" in band:
         u, lw = band["UPPER"], band["LOWER"]
         ax.fill_between(_times(u.t_ns), lw.v, u.v, color="grey", alpha=0.25, lw=0,
-                        label="baseline ± smallest real change", step=None)
+                        label="baseline ± SDC95", step=None)
         if len(u.v) == 1:  # one day: show the band as a bar
             ax.errorbar(_times(u.t_ns), (u.v + lw.v) / 2, yerr=(u.v - lw.v) / 2, color="grey", capsize=12, lw=6,
                         alpha=0.4)
+    for name, color, times in marks:
+        for i, t in enumerate(times):
+            ax.axvline(_times([t])[0], color=_color(color), lw=1.2, ls=":", alpha=0.9, label=name if i == 0 else None)
+            drawn += 1
     if lo is not None or hi is not None:
         ax.set_ylim(lo, hi)
+    if d.get("decimals") == 0 and custom.get("drawStyle") == "bars":  # counts: whole-number ticks
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     unit = d.get("unit", "")
     ax.set_ylabel(UNITS.get(unit, unit).strip() or "")
     _time_axis(ax, span, interval_s)
@@ -272,7 +285,8 @@ def _draw_table(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]], now
         for f in frames[:1]:
             for i, t in enumerate(f.t_ns if f.t_ns is not None else []):
                 body.append(([f"{_times([t])[0]:%H:%M:%S}"] if show_time else []) + [f.labels.get(k, "") for k in tags]
-                            + [f"{g.v[i]:.{dec}f}" for g in frames if g.labels == f.labels])
+                            + [f"{g.v[i]:.{dec}f}" if np.isfinite(g.v[i]) else "" for g in frames
+                               if g.labels == f.labels])
         for f in frames[1:]:  # one series per tag value (GROUP BY tag)
             if tags and f.name == frames[0].name:
                 body.append(([f"{_times([f.t_ns[0]])[0]:%H:%M:%S}"] if show_time else [])
@@ -293,7 +307,8 @@ def render_dashboard(dash: dict[str, Any], store: _InfluxHttp, start_ns: int, en
         dash: a dashboard model from :data:`spinewatch.service.dashboards.DASHBOARDS`.
         store: an InfluxDB reader (its ``query`` runs InfluxQL, returning series with ns times).
         start_ns, end_ns: the time range, UTC ns.
-        values: template variable values (patient, device; defaults fill the rest).
+        values: template variable values (patient, device); the custom and constant variables'
+            defaults and the query variables (the patient's zone thresholds) fill the rest.
         path: PNG file to write.
     """
     import matplotlib
@@ -301,14 +316,24 @@ def render_dashboard(dash: dict[str, Any], store: _InfluxHttp, start_ns: int, en
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    vals = {**variable_defaults(dash), **values}
+    vals = resolve_query_variables(dash, {**variable_defaults(dash), **values}, store.query,
+                                   start_ns // 10**6, end_ns // 10**6)
+    marks = []  # annotations: Grafana draws them on every time series panel
+    for a in dash["annotations"]["list"]:
+        if a.get("datasource", {}).get("type") == "influxdb":
+            series = store.query(expand(a["query"], vals, start_ns // 10**6, end_ns // 10**6, "1m"))
+            marks.append((a["name"], a.get("iconColor", "red"), [int(row[0]) for s in series for row in s["values"]]))
     range_s = (end_ns - start_ns) / 1e9
     rows = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in dash["panels"])
     height_in = rows * ROW_IN + HEADER_IN
     fig = plt.figure(figsize=(WIDTH_IN, height_in), dpi=90)
-    who = ", ".join(f"{k} {v}" for k, v in values.items())
-    fig.suptitle(f"{dash['title']} - {who} - {dt.datetime.fromtimestamp(start_ns / 1e9, tz=dt.UTC):%Y-%m-%d %H:%M}"
-                 f" to {dt.datetime.fromtimestamp(end_ns / 1e9, tz=dt.UTC):%H:%M} UTC", fontsize=13, weight="bold")
+    who = ", ".join(f"{k} {v}" for k, v in values.items() if k in ("patient", "device"))
+    if any(v["name"] == "cfg_threshold_deg" for v in dash["templating"]["list"]):
+        stored = "stored" if vals.get("cfg_threshold_deg") else "defaults"
+        who += f" - zones from {vals['threshold_deg']} / {vals['severe_deg']} deg ({stored})"
+    t0, t1 = (dt.datetime.fromtimestamp(t / 1e9, tz=dt.UTC) for t in (start_ns, end_ns))
+    end = f"{t1:%H:%M}" if t1.date() == t0.date() else f"{t1:%Y-%m-%d %H:%M}"
+    fig.suptitle(f"{dash['title']} - {who} - {t0:%Y-%m-%d %H:%M} to {end} UTC", fontsize=13, weight="bold")
     for panel in dash["panels"]:
         g = panel["gridPos"]
         left = 0.05 + 0.94 * g["x"] / 24
@@ -326,7 +351,7 @@ def render_dashboard(dash: dict[str, Any], store: _InfluxHttp, start_ns: int, en
         res = visible(panel, evaluate(panel, run))
         kind = panel["type"]
         if kind == "timeseries":
-            _draw_timeseries(ax, panel, res, _seconds(interval), (start_ns, end_ns))
+            _draw_timeseries(ax, panel, res, _seconds(interval), (start_ns, end_ns), marks)
         elif kind == "stat":
             _draw_stat(ax, panel, res)
         elif kind == "state-timeline":

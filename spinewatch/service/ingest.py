@@ -72,6 +72,7 @@ def _config_msg(patient: str, device: str, payload: bytes, now_ns: int) -> wire.
         "threshold_deg": float(cfg.threshold_deg), "hysteresis_deg": float(cfg.hysteresis_deg),
         "min_duration_s": float(cfg.min_duration_s), "haptic_enabled": float(cfg.haptic.enabled),
         "haptic_delay_s": float(cfg.haptic.delay_s), "severe_deg": float(cfg.severe_deg),
+        "haptic_response_window_s": float(cfg.haptic.response_window_s),
     }
     return wire.ConfigMsg(patient, device, cfg.set_ns or now_ns, fields, cfg.author, cfg.timezone)
 

@@ -7,7 +7,7 @@ does not silently do nothing::
 
     {"v": 1, "threshold_deg": 20, "severe_deg": 30, "hysteresis_deg": 5, "min_duration_s": 30,
      "haptic": {"enabled": true, "delay_s": 10, "pattern": "double", "intensity_pct": 60,
-                "duration_ms": 400, "min_interval_s": 120},
+                "duration_ms": 400, "min_interval_s": 120, "response_window_s": 60},
      "quiet_hours": [["22:00", "07:00"]], "timezone": "Europe/Berlin",
      "alerts_off_activities": ["lying", "upright_moving"]}
 
@@ -23,6 +23,7 @@ does not silently do nothing::
 | ``haptic.intensity_pct`` | % | 60 | 0..100 |
 | ``haptic.duration_ms`` | ms | 400 | 0..65535 (0 = the pattern's default) |
 | ``haptic.min_interval_s`` | s | 60 | least time between two buzzes |
+| ``haptic.response_window_s`` | s | 60 | an alert counts as corrected if the slouch ends within this time after the buzz (0, 3600] |
 | ``quiet_hours`` | HH:MM | [] | local-time windows without buzzing; ``["22:00", "07:00"]`` spans midnight |
 | ``timezone`` | IANA name | ``UTC`` | the patient's time zone for quiet hours |
 | ``alerts_off_activities`` | — | [] | any of ``lying``, ``upright_still``, ``upright_moving``, ``unknown`` |
@@ -65,9 +66,11 @@ class HapticConfig:
     intensity_pct: int = 60
     duration_ms: int = 400
     min_interval_s: float = 60.0
+    response_window_s: float = 60.0  # a patient who straightens up within a minute responded to the buzz
 
     def __post_init__(self) -> None:
         _bool("haptic.enabled", self.enabled)
+        _num("haptic.response_window_s", self.response_window_s, 0.0, 3600.0, low_open=True)
         _num("haptic.delay_s", self.delay_s, 0.0, 3600.0)
         _num("haptic.min_interval_s", self.min_interval_s, 0.0, 86_400.0)
         if self.pattern not in PATTERNS:
@@ -195,7 +198,8 @@ def in_quiet_hours(cfg: PatientConfig, utc_ns: int) -> bool:
 _TOP_KEYS: Final = {"v", "threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "haptic", "quiet_hours",
                     "timezone", "alerts_off_activities", "author", "set_ns",
                     "neutral_up_sensor", "mount_yaw_deg", "calibrated_ns"}
-_HAPTIC_KEYS: Final = {"enabled", "delay_s", "pattern", "intensity_pct", "duration_ms", "min_interval_s"}
+_HAPTIC_KEYS: Final = {"enabled", "delay_s", "pattern", "intensity_pct", "duration_ms", "min_interval_s",
+                        "response_window_s"}
 
 
 def decode_patient_config(payload: bytes | str) -> PatientConfig:

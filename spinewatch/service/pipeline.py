@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
-from spinewatch.model import NS_PER_S, SlouchEvent
+from spinewatch.model import NS_PER_S, HapticAlert, SlouchEvent
+from spinewatch.service import wire
 from spinewatch.service.bridge import LiveStatus, run_bridge
 from spinewatch.service.broker import BrokerPreference, EmbeddedBroker
-from spinewatch.service.config import Config
+from spinewatch.service.config import Config, MqttConfig
 from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.mqtt import Protocol, resolve_protocol
+from spinewatch.service.mqtt import Protocol, connect, make_client, resolve_protocol
 from spinewatch.service.outbox import Outbox
+from spinewatch.service.patient_config import PatientConfig, encode_patient_config
 from spinewatch.service.publisher import Publisher
-from spinewatch.service.retry import retry_until_connected
 from spinewatch.service.report import SessionSummary, build_report
+from spinewatch.service.retry import retry_until_connected
 from spinewatch.service.storage import Influx1Store, Influx2Store, SqliteStore, Store
 from spinewatch.signal import PostureParams, PostureTracker
 
@@ -33,6 +35,7 @@ DEMO_RATE_HZ = 100.0
 # How long to wait for the broker to acknowledge and the ingest to write the tail of the
 # stream after the simulated day ends; generous, since a remote broker may be slow.
 DRAIN_TIMEOUT_S = 300.0
+DEMO_AUTHOR = "demo"  # audit author of the demo patient's settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class DemoResult:
     samples: int
     posture_messages: int
     events: int
+    alerts: int
     points_written: int
     wall_s: float
     broker: str
@@ -71,6 +75,40 @@ def _remove_sqlite(path: Path) -> None:
             os.remove(f"{path}{suffix}")
 
 
+def demo_patient_config(cfg: Config, set_ns: int) -> PatientConfig:
+    """The demo patient's settings: the posture config's thresholds, default haptics
+    (buzz as soon as a slouch is confirmed, 60 s response window)."""
+    p = cfg.posture
+    severe = max(PatientConfig().severe_deg, p.threshold_deg + 10.0)  # the severe zone starts above the threshold
+    return PatientConfig(threshold_deg=p.threshold_deg, severe_deg=min(severe, 89.9), hysteresis_deg=p.hysteresis_deg,
+                         min_duration_s=p.min_duration_s, author=DEMO_AUTHOR, set_ns=set_ns)
+
+
+def publish_config_once(mqtt_cfg: MqttConfig, protocol: Protocol, patient: str, device: str,
+                        pcfg: PatientConfig, timeout_s: float = 30.0) -> bool:
+    """Publish a patient's settings once on their ``config`` topic, QoS 1, not retained.
+
+    The demo's stand-in for the therapist's ``spinewatch config set``: the ingest worker stores
+    it in ``patient_config`` (the dashboards' per-patient zones), and nothing is left retained
+    on a shared broker. Returns whether the broker acknowledged it within ``timeout_s``.
+    """
+    client, props = make_client(mqtt_cfg, f"demo-config-{os.getpid()}", protocol)
+    if props is not None:
+        props.SessionExpiryInterval = 0  # one message, no session left behind
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    connect(client, mqtt_cfg, props, protocol)
+    try:
+        if not connected.wait(timeout_s):
+            return False
+        info = client.publish(wire.topic(patient, device, "config"), encode_patient_config(pcfg), qos=1)
+        info.wait_for_publish(timeout_s)
+        return info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def make_store(cfg: Config, local_path: Path, stop: threading.Event | None = None) -> Store:
     """The configured InfluxDB, or the embedded SQLite store at ``local_path``.
 
@@ -98,6 +136,8 @@ async def run_demo(
     seed: int = 0,
     on_status: Callable[[LiveStatus], None] | None = None,
     on_event: Callable[[SlouchEvent], None] | None = None,
+    on_alert: Callable[[HapticAlert], None] | None = None,
+    patient_config: PatientConfig | None = None,
     on_stage: Callable[[str], None] | None = None,
     embedded_broker: BrokerPreference = "auto",
 ) -> DemoResult:
@@ -111,6 +151,10 @@ async def run_demo(
         out_dir: where the report, the CSV of events and the local store go.
         embedded_broker: which private broker to start when no URL is configured:
             "auto" (mosquitto if installed, else amqtt), "mosquitto" or "amqtt".
+        patient_config: the simulated patient's settings (thresholds, haptics); default
+            :func:`demo_patient_config`. Published once on the config topic at the start of
+            the day (stored in ``patient_config``) and applied by the bridge, which buzzes the
+            simulated sensor (nothing physical) and publishes each alert's outcome.
     """
     stage = on_stage or (lambda s: None)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,17 +202,23 @@ async def run_demo(
             script, rate_hz=DEMO_RATE_HZ, seed=seed,
             batch_samples=10 if speed is not None else 1000, speed=speed,
         )
+        pcfg = patient_config or demo_patient_config(cfg, source.start_utc_ns)
+        configs_sent = int(await loop.run_in_executor(
+            None, publish_config_once, mqtt_cfg, protocol, patient, device, pcfg))
+        if not configs_sent:
+            _LOGGER.warning("the broker did not acknowledge the demo patient's config; dashboards use defaults")
         p = cfg.posture
         tracker = PostureTracker(
             DEMO_RATE_HZ,
-            PostureParams(p.threshold_deg, p.hysteresis_deg, p.min_duration_s, p.calibration_s),
+            PostureParams(pcfg.threshold_deg, pcfg.hysteresis_deg, pcfg.min_duration_s, p.calibration_s),
         )
         stage("streaming the simulated patient")
         totals = await run_bridge(
-            source, tracker, publisher, source.start_utc_ns, on_status=on_status, on_event=on_event
+            source, tracker, publisher, source.start_utc_ns, on_status=on_status, on_event=on_event,
+            patient_config=pcfg, on_alert=on_alert,
         )
         stage("waiting for the broker and the ingest worker to finish")
-        sent = totals.posture_messages + totals.events
+        sent = totals.posture_messages + totals.events + totals.alerts + configs_sent
         if not await loop.run_in_executor(None, publisher.wait_all_acked, DRAIN_TIMEOUT_S):
             _LOGGER.warning("broker did not acknowledge %d messages in time", publisher.unacked)
         if not await loop.run_in_executor(None, ingest.wait_written, sent, DRAIN_TIMEOUT_S):
@@ -178,10 +228,11 @@ async def run_demo(
         start_ns = source.start_utc_ns
         end_ns = start_ns + int(duration_s * NS_PER_S) + NS_PER_S
         summary, png, csv_path = await loop.run_in_executor(
-            None, build_report, store, patient, start_ns, end_ns, DEMO_RATE_HZ, p.threshold_deg, out_dir,
+            None, build_report, store, patient, start_ns, end_ns, DEMO_RATE_HZ, pcfg.threshold_deg, out_dir,
         )
         return DemoResult(
             samples=totals.samples, posture_messages=totals.posture_messages, events=totals.events,
+            alerts=totals.alerts,
             points_written=ingest.stats.written_points, wall_s=wall, broker=broker_desc,
             store=store.address, summary=summary, report_png=png, events_csv=csv_path,
         )

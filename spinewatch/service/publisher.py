@@ -1,4 +1,4 @@
-"""MQTT publisher of the bridge: posture batches, slouch events and retained status, QoS 1.
+"""MQTT publisher of the bridge: posture batches, slouch and alert events and retained status, QoS 1.
 
 Messages go through a disk-backed :class:`~spinewatch.service.outbox.Outbox` first; a pump
 thread hands at most ``max_inflight`` of them to paho at a time, in order, and deletes each
@@ -16,7 +16,7 @@ import time
 
 import paho.mqtt.client as paho
 
-from spinewatch.model import PostureBatch, SlouchEvent
+from spinewatch.model import HapticAlert, PostureBatch, SlouchEvent
 from spinewatch.service import wire
 from spinewatch.service.config import MqttConfig
 from spinewatch.service.mqtt import Protocol, connect, make_client
@@ -144,6 +144,11 @@ class Publisher:
 
     def publish_event(self, event: SlouchEvent) -> None:
         self._enqueue([(wire.topic(self.patient, self.device, "event"), wire.encode_event(event), False)])
+
+    def publish_alert(self, alert: HapticAlert) -> None:
+        """A haptic alert and its outcome, on the ``event`` topic like slouch events (kept when
+        the outbox is full; keyed by ``t_ns``, so a redelivery overwrites its own point)."""
+        self._enqueue([(wire.topic(self.patient, self.device, "event"), wire.encode_alert(alert), False)])
 
     def publish_status(self, online: bool, **fields: object) -> None:
         """Retained device status (QoS 1); sent directly, not through the outbox (it is a

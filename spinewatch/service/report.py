@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinewatch.service.storage import MinuteSeries, SlouchRow, Store
+from spinewatch.service.storage import MinuteSeries, Record, SlouchRow, Store
 
 NS_PER_S = 10**9
 
@@ -28,6 +28,10 @@ class SessionSummary:
         slouches_per_hour: episodes per worn hour.
         longest_slouch_s: longest episode, seconds (0 if none).
         mean_flexion_deg: mean flexion over worn time, degrees.
+        alerts: haptic alerts (buzzes) in the period.
+        alerts_corrected: of those, followed by the end of the slouch within the patient's
+            response window.
+        median_response_s: median buzz-to-correction time of the corrected alerts, s; None if none.
     """
 
     wear_time_min: float
@@ -36,12 +40,16 @@ class SessionSummary:
     slouches_per_hour: float
     longest_slouch_s: float
     mean_flexion_deg: float
+    alerts: int = 0
+    alerts_corrected: int = 0
+    median_response_s: float | None = None
 
 
 def summarize(
-    minutes: MinuteSeries, slouches: list[SlouchRow], rate_hz: float, threshold_deg: float = 20.0
+    minutes: MinuteSeries, slouches: list[SlouchRow], rate_hz: float, threshold_deg: float = 20.0,
+    alerts: list[Record] | None = None,
 ) -> SessionSummary:
-    """Summary figures from per-minute posture and the episode list."""
+    """Summary figures from per-minute posture, the episode list and the ``alert`` points."""
     samples = float(minutes.samples.sum())
     wear_min = samples / rate_hz / 60.0
     if samples > 0:
@@ -50,6 +58,9 @@ def summarize(
         mean_flex = float(np.nansum(minutes.flexion_mean_deg * minutes.samples) / samples)
     else:
         neutral_frac, mean_flex = 1.0, float("nan")
+    alerts = alerts or []
+    responses = [float(a.fields["response_s"]) for a in alerts
+                 if int(a.fields.get("corrected", 0)) and a.fields.get("response_s") is not None]
     return SessionSummary(
         wear_time_min=round(wear_min, 2),
         time_neutral_pct=round(100.0 * neutral_frac, 2),
@@ -57,6 +68,9 @@ def summarize(
         slouches_per_hour=round(len(slouches) / (wear_min / 60.0), 2) if wear_min > 0 else 0.0,
         longest_slouch_s=round(max((s.duration_s for s in slouches), default=0.0), 2),
         mean_flexion_deg=round(mean_flex, 2),
+        alerts=len(alerts),
+        alerts_corrected=sum(int(a.fields.get("corrected", 0)) for a in alerts),
+        median_response_s=round(float(np.median(responses)), 2) if responses else None,
     )
 
 
@@ -91,9 +105,10 @@ def write_events_csv(slouches: list[SlouchRow], path: Path) -> None:
 
 def write_report_png(
     patient: str, minutes: MinuteSeries, slouches: list[SlouchRow], summary: SessionSummary,
-    threshold_deg: float, path: Path,
+    threshold_deg: float, path: Path, alerts: list[Record] | None = None,
 ) -> None:
-    """One A4-landscape page: flexion per minute with slouches shaded, slouch time per hour."""
+    """One A4-landscape page: flexion per minute with slouches shaded and haptic alerts marked,
+    slouch time per hour."""
     import matplotlib  # noqa: PLC0415 - heavy, only when a report is drawn
 
     matplotlib.use("Agg")
@@ -118,6 +133,10 @@ def write_report_png(
         f"Longest {summary.longest_slouch_s / 60:.1f} min    Mean flexion {summary.mean_flexion_deg:.1f} deg"
     )
     ax_t.text(0, -0.1, facts, fontsize=11, va="top")
+    if summary.alerts:
+        median = "" if summary.median_response_s is None else f", median time to correct {summary.median_response_s:.0f} s"
+        ax_t.text(0, -0.55, f"Haptic alerts {summary.alerts}: {summary.alerts_corrected} corrected within the "
+                  f"response window{median}", fontsize=11, va="top")
 
     ax = fig.add_subplot(gs[1])
     if len(minutes.t_ns):
@@ -127,12 +146,19 @@ def write_report_png(
             ax.axvspan(_utc(s.start_ns), _utc(s.start_ns + int(s.duration_s * NS_PER_S)),
                        color="#d9534f", alpha=0.25, lw=0)
         ax.axhline(threshold_deg, color="#d9534f", ls="--", lw=1, label=f"slouch threshold {threshold_deg:g} deg")
+        for i, ok in enumerate((1, 0)):
+            marks = [a for a in alerts or [] if int(a.fields.get("corrected", 0)) == ok]
+            if marks:
+                ax.plot([_utc(a.t_ns) for a in marks], [float(a.fields.get("flexion_deg", 0.0)) + 8 for a in marks],
+                        "v", color="#5cb85c" if ok else "#d9534f", ms=7, mec="black", mew=0.5,
+                        label="haptic alert, corrected" if ok else "haptic alert, not corrected", zorder=3 + i)
         ax.axhspan(-threshold_deg, threshold_deg, color="#5cb85c", alpha=0.08, label="neutral zone")
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
     ax.set_ylabel("flexion (deg, forward +)")
-    ax.set_title("Trunk flexion relative to calibrated neutral; red = slouch episodes", fontsize=11)
+    title = "Trunk flexion relative to calibrated neutral; red = slouch episodes"
+    ax.set_title(title + ("; triangles = haptic alerts" if alerts else ""), fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)  # below neutral: the flexion trace and the alerts are above
 
     ax2 = fig.add_subplot(gs[2])
     if len(minutes.t_ns):
@@ -162,10 +188,11 @@ def build_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     minutes = store.minutes(patient, start_ns, end_ns)
     slouches = store.slouches(patient, start_ns, end_ns)
-    summary = summarize(minutes, slouches, rate_hz, threshold_deg)
+    alerts = store.records("alert", patient, start_ns, end_ns)
+    summary = summarize(minutes, slouches, rate_hz, threshold_deg, alerts)
     png = out_dir / "report.png"
     csv_path = out_dir / "slouch_events.csv"
-    write_report_png(patient, minutes, slouches, summary, threshold_deg, png)
+    write_report_png(patient, minutes, slouches, summary, threshold_deg, png, alerts)
     write_events_csv(slouches, csv_path)
     (out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
     return summary, png, csv_path

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 DATASOURCE: Final = {"type": "influxdb", "uid": "spinewatch-influxdb"}
 
-# Dashboard defaults until each patient's thresholds are stored (measurement `patient_config`,
-# docs/storage.md "Expected measurements"). threshold_deg matches PostureConfig.threshold_deg.
+# Zone defaults for a patient without stored settings (PatientConfig's defaults; threshold_deg also
+# matches PostureConfig.threshold_deg), and on the multi-patient dashboards.
 THRESHOLD_DEG: Final = 20.0  # neutral below, mild from here
 SEVERE_DEG: Final = 30.0  # severe from here
 RATE_HZ: Final = 100  # posture sample rate (docs/wire-format.md): samples -> minutes
 SIT_BOUT_MIN: Final = 30  # a sitting bout longer than this is flagged (prolonged sitting)
-BASELINE_DAYS: Final = 7  # trend band: running mean over this many days with data
-SDC_NEUTRAL_PCT: Final = 10  # smallest real change of daily % neutral, points (placeholder, no test-retest data yet)
-SDC_SLOUCH_PER_H: Final = 1.0  # smallest real change of slouches per hour (placeholder)
+BASELINE_DAYS: Final = 7  # trend band: the first week of the range (therapy start) is the baseline
+MIN_BASELINE_DAYS: Final = 3  # fewer baseline days with data give no estimate of day-to-day variation: no band
+# Smallest detectable change, 95 %: SDC95 = 1.96 * sqrt(2) * SD of the baseline's daily values (Jacobson &
+# Truax 1991, reliable change). Grafana's expressions have no square root, so SD is estimated from the mean
+# absolute deviation about the mean: SD ~= sqrt(pi / 2) * MAD for normally distributed days; so
+# SDC95 ~= 1.96 * sqrt(2) * sqrt(pi / 2) * MAD = 1.96 * sqrt(pi) * MAD.
+SDC95_PER_MAD: Final = 3.474  # 1.96 * sqrt(pi) = 3.4740
 
 # Every posture/slouch query selects one patient's device(s) and the dashboard's time range.
 SERIES_FILTER: Final = '"patient" =~ /^$patient$/ AND "device" =~ /^$device$/ AND $timeFilter'
 
 THRESHOLDS_NOTE: Final = (
-    " Zones use the dashboard variables threshold_deg (default 20 deg) and severe_deg (default 30 deg) "
-    "until each patient's configured thresholds are stored."
+    " Zones use the patient's own threshold_deg and severe_deg: the latest settings stored (spinewatch config "
+    "set, measurement patient_config) up to the end of the range, or the defaults 20 and 30 deg if none are."
+)
+DEFAULTS_NOTE: Final = (
+    " This overview applies the default threshold_deg (20 deg) to every patient: one InfluxQL table cannot "
+    "use each patient's own threshold; the patient dashboards do."
 )
 
 NEUTRAL_DESCRIPTION: Final = (
@@ -122,16 +130,59 @@ def _constant(name: str, value: float, description: str) -> dict[str, Any]:
             "current": {"text": text, "value": text}, "options": [{"text": text, "value": text, "selected": True}]}
 
 
+PATIENT_DEVICE: Final = '"patient" =~ /^$patient$/ AND "device" =~ /^$device$/'
+
+
+def stored_setting(field: str) -> str:
+    """The patient's latest stored ``field`` (patient_config) up to the end of the range; no row if none."""
+    return (f'SELECT last("{field}") FROM "patient_config" WHERE {PATIENT_DEVICE} AND time <= ${{__to}}ms')
+
+
+def setting_or_default(field: str, default: float) -> str:
+    """One value: the stored setting (``$cfg_<field>``) if there is one, else ``default``.
+
+    Grafana turns a variable whose query returns nothing into "None" (empty), and keeps a selected value
+    as long as the options still hold it, so the fallback is done in InfluxQL and the options always hold
+    exactly one value: the second subquery yields ``default`` only when ``$cfg_<field>`` is empty,
+    through a tag that never exists (InfluxQL compares a missing tag as the empty string).
+    """
+    return (f'SELECT "v" FROM (SELECT last("{field}") AS "v" FROM "patient_config" WHERE {PATIENT_DEVICE} '
+            f'AND time <= ${{__to}}ms), (SELECT "flexion_deg" * 0 + {default:g} AS "v" FROM "posture" '
+            f"WHERE {PATIENT_DEVICE} AND \"no_stored_setting\" = '$cfg_{field}' LIMIT 1)")
+
+
+def _setting_vars(field: str, label: str, default: float, what: str) -> list[dict[str, Any]]:
+    cfg = _query_var(f"cfg_{field}", f"Stored {field}", stored_setting(field), False)
+    cfg.update(hide=2, description=f"The patient's stored {field} (empty if none): helper of {field}.")
+    val = _query_var(field, label, setting_or_default(field, default), False)
+    val.update(description=f"{what}, degrees: the patient's latest stored setting up to the end of the range, "
+                           f"or {default:g} if none is stored.")
+    return [cfg, val]
+
+
 def variables(multi_patient: bool = False, extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Template variables: patient and device (from the data), thresholds, sample rate."""
+    """Template variables: patient and device (from the data), zone thresholds, sample rate.
+
+    One patient (``multi_patient`` False): the patient's stored threshold_deg and severe_deg, or the
+    defaults. Several patients: the defaults, selectable.
+    """
+    if multi_patient:
+        zones = [
+            _custom("threshold_deg", "Slouch threshold (deg)", [15, 20, 25, 30], THRESHOLD_DEG,
+                    "Flexion at which mild slouching starts, degrees, for every patient of this overview."),
+            _custom("severe_deg", "Severe from (deg)", [25, 30, 35, 40, 45], SEVERE_DEG,
+                    "Flexion at which severe slouching starts, degrees, for every patient of this overview."),
+        ]
+    else:
+        zones = [*_setting_vars("threshold_deg", "Slouch threshold (deg)", THRESHOLD_DEG,
+                                "Flexion at which mild slouching starts"),
+                 *_setting_vars("severe_deg", "Severe from (deg)", SEVERE_DEG,
+                                "Flexion at which severe slouching starts")]
     return [
         _query_var("patient", "Patient", 'SHOW TAG VALUES FROM "posture" WITH KEY = "patient"', multi_patient),
         _query_var("device", "Device",
                    'SHOW TAG VALUES FROM "posture" WITH KEY = "device" WHERE "patient" =~ /^$patient$/', True),
-        _custom("threshold_deg", "Slouch threshold (deg)", [15, 20, 25, 30], THRESHOLD_DEG,
-                "Flexion at which mild slouching starts, degrees. Dashboard default until patient_config is stored."),
-        _custom("severe_deg", "Severe from (deg)", [25, 30, 35, 40, 45], SEVERE_DEG,
-                "Flexion at which severe slouching starts, degrees. Dashboard default until patient_config is stored."),
+        *zones,
         _constant("rate_hz", RATE_HZ, "Posture sample rate, Hz: turns sample counts into minutes."),
         *(extra or []),
     ]
@@ -257,6 +308,35 @@ def variable_defaults(dash: dict[str, Any]) -> dict[str, str]:
     """Current values of the dashboard's custom and constant variables."""
     return {v["name"]: v["current"]["value"] for v in dash["templating"]["list"]
             if v["type"] in ("custom", "constant")}
+
+
+def _grafana_text(v: object) -> str:
+    """A query result value as Grafana's variable text (JavaScript's number to string)."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def resolve_query_variables(dash: dict[str, Any], values: dict[str, str],
+                            run: Callable[[str], list[dict[str, Any]]], start_ms: int, end_ms: int) -> dict[str, str]:
+    """Values of the query variables not given in ``values``, in dashboard order, as Grafana sets them.
+
+    Grafana's InfluxDB data source takes the values of the first statement's series (column 1 of each
+    row); a single-value variable takes the first, or "None" (empty) when there is none.
+
+    Args:
+        values: known values (patient, device, custom and constant variables).
+        run: executes one expanded InfluxQL statement, returning its series.
+        start_ms, end_ms: the time range, ms since the epoch (UTC).
+    """
+    out = dict(values)
+    for v in dash["templating"]["list"]:
+        if v["type"] != "query" or v["name"] in out:
+            continue
+        series = run(expand(v["query"], out, start_ms, end_ms, "1m"))
+        found = [row[1] for s in series for row in s["values"]]
+        out[v["name"]] = _grafana_text(found[0]) if found else ""
+    return out
 
 
 def expand(query: str, values: dict[str, str], start_ms: int, end_ms: int, interval: str) -> str:

@@ -1,8 +1,9 @@
 """Evaluate a panel's targets the way Grafana does: InfluxQL results into frames, then expressions.
 
 Used by the tests and by the PNG renderer, so both see what Grafana would draw. Covers the subset
-of Grafana's server-side expressions the dashboards use: ``math`` (+ - * / over targets, series
-joined on equal timestamps, numbers broadcast) and ``reduce`` (last, mean, sum, min, max).
+of Grafana's server-side expressions the dashboards use: ``math`` (+ - * / and comparisons, which give
+1 or 0, over targets, series joined on equal timestamps, numbers broadcast; functions ``abs`` and
+``log``) and ``reduce`` (last, mean, sum, min, max, count).
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ def frames_of(series: list[dict[str, Any]]) -> list[Frame]:
 _OPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
 }
+_CMP: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+_FUNCS: dict[str, Callable[[Any], Any]] = {"abs": np.abs, "log": np.log}
 _REDUCERS: dict[str, Callable[[Any], float]] = {
     "last": lambda v: float(v[-1]), "mean": np.nanmean, "sum": np.nansum, "min": np.nanmin, "max": np.nanmax,
+    "count": lambda v: float(np.size(v)),
 }
 
 
@@ -73,6 +80,16 @@ def _math(expression: str, results: dict[str, list[Frame]]) -> list[Frame]:
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             a, b = ev(node.left), ev(node.right)
             return None if a is None or b is None else _binary(_OPS[type(node.op)], a, b)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMP:
+            a, b = ev(node.left), ev(node.comparators[0])
+            cmp = _CMP[type(node.ops[0])]
+            return None if a is None or b is None else _binary(lambda x, y: cmp(x, y).astype(np.float64), a, b)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS
+                and len(node.args) == 1):
+            a = ev(node.args[0])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return None if a is None else Frame(a.name, np.asarray(_FUNCS[node.func.id](a.v), np.float64),
+                                                    a.t_ns, a.labels)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             a = ev(node.operand)
             return None if a is None else Frame(a.name, -a.v, a.t_ns, a.labels)

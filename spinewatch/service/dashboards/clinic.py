@@ -8,6 +8,8 @@ from spinewatch.service.dashboards._common import (
     COLOR_MILD,
     COLOR_NEUTRAL,
     COLOR_SEVERE,
+    DEFAULTS_NOTE,
+    PATIENT_DEVICE,
     SERIES_FILTER,
     Layout,
     dashboard,
@@ -31,11 +33,15 @@ COLUMNS: dict[str, str] = {
     "F": f'SELECT last("battery_pct") AS "battery_pct", last("rssi_dbm") AS "rssi_dbm", '
          f'last("packets_lost_pct") AS "packets_lost_pct" FROM "device" WHERE {F}{BY}',
     "G": zone_minutes(None, "worn_min", BY.strip()),
+    # each patient's stored threshold (the settings in force at the end of the range), to show who differs
+    "H": f'SELECT last("threshold_deg") AS "threshold_deg" FROM "patient_config" WHERE {PATIENT_DEVICE} '
+         f"AND time <= ${{__to}}ms{BY}",
 }
 HEADERS = {
     "patient": "Patient", "wear_min": "Wear today (min)", "neutral_pct": "Neutral (%)",
     "slouches": "Slouches", "alerts": "Alerts sent", "last_seen": "Last seen",
     "battery_pct": "Battery (%)", "rssi_dbm": "Signal (dBm)", "packets_lost_pct": "Packets lost (%)",
+    "threshold_deg": "Own threshold (deg)",
 }
 
 
@@ -55,9 +61,11 @@ def build() -> dict[str, Any]:
     lay.add(panel(
         "table", "Patients today",
         "One row per patient over the selected range (default: today). Wear = minutes with posture data; "
-        "Neutral = share of worn minutes with mean flexion below threshold_deg (as on the patient dashboards); Slouches = episodes started; Alerts sent = "
-        "haptic alerts (empty until alerts are stored); Last seen = time of the newest posture sample; "
-        "Battery, Signal and Packets lost = the device's last status (empty until device status is "
+        "Neutral = share of worn minutes with mean flexion below threshold_deg (as on the patient dashboards);"
+        + DEFAULTS_NOTE + " Own threshold = the patient's stored threshold_deg (empty: the default applies), so "
+        "a patient whose Neutral uses another threshold than their own stands out. Slouches = episodes "
+        "started; Alerts sent = haptic alerts (by time of the buzz); Last seen = time of the newest posture "
+        "sample; Battery, Signal and Packets lost = the device's last status (empty until device status is "
         "stored). Click a column header to sort; click a patient for the patient dashboards.",
         [target(ref, q, "table") for ref, q in COLUMNS.items()],
         transformations=[
@@ -67,12 +75,13 @@ def build() -> dict[str, Any]:
                 "binary": {"left": "neutral_min", "operator": "/", "right": "worn_min"}}},
             {"id": "organize", "options": {
                 "excludeByName": {"Time 1": True, "Time 2": True, "Time 3": True, "Time 4": True,
-                                  "Time 6": True, "Time 7": True, "last_flexion_deg": True,
+                                  "Time 6": True, "Time 7": True, "Time 8": True, "last_flexion_deg": True,
                                   "neutral_min": True, "worn_min": True},
                 "renameByName": {"Time 5": HEADERS["last_seen"],
                                  **{k: v for k, v in HEADERS.items() if k != "last_seen"}},
                 "indexByName": {"patient": 0, "wear_min": 1, "neutral_pct": 2, "slouches": 3, "alerts": 4,
-                                "Time 5": 5, "battery_pct": 6, "rssi_dbm": 7, "packets_lost_pct": 8},
+                                "Time 5": 5, "battery_pct": 6, "rssi_dbm": 7, "packets_lost_pct": 8,
+                                "threshold_deg": 9},
             }},
         ],
         overrides=[
@@ -91,6 +100,7 @@ def build() -> dict[str, Any]:
                       thresholds=_thresholds((COLOR_SEVERE, None), (COLOR_MILD, 20), (COLOR_NEUTRAL, 40))),
             _override(HEADERS["rssi_dbm"], unit="dBm", decimals=0),
             _override(HEADERS["packets_lost_pct"], unit="percent", decimals=1),
+            _override(HEADERS["threshold_deg"], unit="degree", decimals=0),
         ],
         options={"showHeader": True, "sortBy": [{"displayName": HEADERS["patient"], "desc": False}]},
     ), 24, 14)

@@ -90,11 +90,12 @@ def build() -> dict[str, Any]:
         [target("A", f'SELECT count("w") AS "prolonged_min" FROM ({SIT_WINDOW}) WHERE "w" >= 0.95 AND $timeFilter')],
         unit="m", decimals=0, thresholds=[(COLOR_NEUTRAL, None), (COLOR_MILD, 1)], no_value="0",
     ), 8, 7)
-    waiting = " Waits for the alert measurement (docs/storage.md); empty until haptic alerts are stored."
+    outcome = (" An alert is corrected when the slouch ends (flexion below threshold_deg - hysteresis_deg, or "
+               "lying down) within the patient's response window (haptic.response_window_s, default 60 s) "
+               "after the buzz; alerts are counted by the time of the buzz.")
     lay.add(panel(
         "timeseries", "Haptic alerts per hour",
-        "Vibration alerts sent to the patient per hour, split into corrected (flexion back below the "
-        "threshold within the response window) and not corrected." + waiting,
+        "Vibration alerts sent to the patient per hour, split into corrected and not corrected." + outcome,
         [target("A", f'SELECT sum("corrected") AS "corrected", count("corrected") - sum("corrected") '
                      f'AS "not corrected" FROM "alert" WHERE {F} GROUP BY time(1h) fill(0)')],
         unit="none", decimals=0, min_=0, custom=bars(stacked=True), interval="1h",
@@ -102,14 +103,14 @@ def build() -> dict[str, Any]:
     ), 12, 7)
     lay.add(panel(
         "stat", "Time to correct (median)",
-        "Median time from a haptic alert to flexion back below the threshold, seconds, over corrected "
-        "alerts." + waiting,
+        "Median time from a haptic alert to the end of the slouch, seconds, over the corrected alerts (so at "
+        "most the response window)." + outcome,
         [target("A", f'SELECT median("response_s") AS "median_response_s" FROM "alert" WHERE {F}')],
         unit="s", decimals=0,
     ), 6, 7)
     lay.add(panel(
         "stat", "Alerts corrected",
-        "Share of haptic alerts after which the patient corrected their posture, %." + waiting,
+        "Share of haptic alerts after which the patient corrected their posture, %." + outcome,
         [target("A", f'SELECT 100 * mean("corrected") AS "corrected_pct" FROM "alert" WHERE {F}')],
         unit="percent", decimals=0, min_=0, max_=100,
     ), 6, 7)
@@ -119,7 +120,15 @@ def build() -> dict[str, Any]:
         [target("A", f'SELECT "duration_s" AS "duration (s)", "peak_deg" AS "peak (deg)", '
                      f'"mean_deg" AS "mean (deg)" FROM "slouch" WHERE {F}', "table")],
         decimals=1,
-    ), 24, 8)
+    ), 14, 8)
+    lay.add(panel(
+        "table", "Haptic alerts",
+        "One row per alert: time of the buzz, flexion then (deg), corrected (1 yes, 0 no) and the time to "
+        "correct (s, empty if not corrected)." + outcome,
+        [target("A", f'SELECT "flexion_deg" AS "flexion (deg)", "corrected" AS "corrected (1 yes, 0 no)", '
+                     f'"response_s" AS "time to correct (s)" FROM "alert" WHERE {F}', "table")],
+        decimals=0,
+    ), 10, 8)
     extra = [constant("sit_bout_min", SIT_BOUT_MIN, "Sitting bout length that counts as prolonged, minutes.")]
     return dashboard(
         "spinewatch-patient-day", "SpineWatch - Patient day",

@@ -11,8 +11,7 @@ from spinewatch.service.dashboards._common import (
     DATASOURCE,
     NEUTRAL_DESCRIPTION,
     SERIES_FILTER,
-    SEVERE_DEG,
-    THRESHOLD_DEG,
+    THRESHOLDS_NOTE,
     Layout,
     dashboard,
     nav_links,
@@ -42,23 +41,25 @@ def build() -> dict[str, Any]:
     lay.add(panel(
         "timeseries", "Trunk angles",
         "Flexion (forward bend, positive) and lateral bend (to the right, positive) relative to the "
-        "patient's calibrated neutral posture, degrees, averaged per display interval. Background bands: "
-        "green neutral, yellow mild (20-30 deg), red severe (above 30 deg) at the dashboard defaults; the "
-        "dashed line is the patient's configured threshold once patient_config is stored.",
+        "patient's calibrated neutral posture, degrees, averaged per display interval. Dashed lines: the "
+        "patient's slouch threshold (yellow: mild zone above it) and severe zone (red), drawn where there is "
+        "data. Blue marks: haptic alerts (annotation)." + THRESHOLDS_NOTE,
         [
             target("A", f'SELECT mean("flexion_deg") AS "flexion" FROM "posture" WHERE {F} '
                         "GROUP BY time($__interval) fill(null)"),
             target("B", f'SELECT mean("lateral_deg") AS "lateral" FROM "posture" WHERE {F} '
                         "GROUP BY time($__interval) fill(null)"),
-            target("C", f'SELECT last("threshold_deg") AS "configured threshold" FROM "patient_config" '
-                        f"WHERE {F} GROUP BY time($__interval) fill(previous)"),
+            # Grafana thresholds cannot take variables: the patient's zone limits are drawn as series
+            target("C", f'SELECT mean("flexion_deg") * 0 + $threshold_deg AS "slouch threshold" FROM "posture" '
+                        f"WHERE {F} GROUP BY time($__interval) fill(null)"),
+            target("D", f'SELECT mean("flexion_deg") * 0 + $severe_deg AS "severe from" FROM "posture" '
+                        f"WHERE {F} GROUP BY time($__interval) fill(null)"),
         ],
         unit="degree", decimals=0, min_=-90, max_=90,
-        thresholds=[(COLOR_NEUTRAL, None), (COLOR_MILD, THRESHOLD_DEG), (COLOR_SEVERE, SEVERE_DEG)],
-        custom={"thresholdsStyle": {"mode": "area"}, "spanNulls": False, "lineWidth": 1, "fillOpacity": 0},
+        custom={"spanNulls": False, "lineWidth": 1, "fillOpacity": 0},
         overrides=[override_color("flexion", "#1F60C4", lineWidth=2), override_color("lateral", "#8F8F8F"),
-                   override_color("configured threshold", "red",
-                                  lineStyle={"fill": "dash", "dash": [10, 10]})],
+                   override_color("slouch threshold", COLOR_MILD, lineStyle={"fill": "dash", "dash": [10, 10]}),
+                   override_color("severe from", COLOR_SEVERE, lineStyle={"fill": "dash", "dash": [10, 10]})],
         options={"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
     ), 24, 10)
     lay.add(panel(
@@ -116,8 +117,13 @@ def build() -> dict[str, Any]:
         "query": f'SELECT "duration_s", "peak_deg" FROM "slouch" WHERE {F}',
         "textColumn": "duration_s", "tagsColumn": "", "titleColumn": "",
     }
+    alerts = {
+        "name": "Haptic alerts", "datasource": DATASOURCE, "enable": True, "iconColor": "blue",
+        "query": f'SELECT "corrected", "response_s" FROM "alert" WHERE {F}',
+        "textColumn": "response_s", "tagsColumn": "", "titleColumn": "",
+    }
     return dashboard(
         "spinewatch-patient-live", "SpineWatch - Patient live",
         "One patient's posture, live: angles with zone bands, slouch episodes, activity.",
-        lay.panels, variables(), "now-1h", refresh="10s", annotations=[annotation], links=nav_links(),
+        lay.panels, variables(), "now-1h", refresh="10s", annotations=[annotation, alerts], links=nav_links(),
     )

@@ -8,8 +8,8 @@ from spinewatch.service.dashboards._common import (
     BASELINE_DAYS,
     COLOR_NEUTRAL,
     COLOR_SEVERE,
-    SDC_NEUTRAL_PCT,
-    SDC_SLOUCH_PER_H,
+    MIN_BASELINE_DAYS,
+    SDC95_PER_MAD,
     SERIES_FILTER,
     THRESHOLDS_NOTE,
     Layout,
@@ -36,21 +36,28 @@ SLOUCHES = f'SELECT count("duration_s") AS "slouches" FROM "trend"."slouch" WHER
 WEAR_H = f'SELECT sum("samples") / (3600 * $rate_hz) AS "wear_h" FROM {P1M} WHERE {F}'
 
 
-def ratio_with_band(name: str, num: str, den: str, scale: str, sdc: float) -> list[dict[str, Any]]:
-    """Daily ``scale * num / den`` (target A) and the baseline band (targets UPPER, LOWER).
+def ratio_with_band(num: str, den: str, scale: str) -> list[dict[str, Any]]:
+    """Daily ``scale * num / den`` (target A) and the band of the smallest detectable change (UPPER, LOWER).
 
-    The band is the same ratio over the first baseline_days days of the range, +/- ``sdc``.
+    Baseline: the daily values of the days with data among the first baseline_days days of the range.
+    Band: their mean (B) +/- SDC95, SDC95 = SDC95_PER_MAD x their mean absolute deviation about B (see
+    ``_common.SDC95_PER_MAD``); no band (NaN) with fewer than MIN_BASELINE_DAYS baseline days.
     """
     return [
         target("NUM", f"{num} GROUP BY time(1d) fill(0)", hide=True),
         target("DEN", f"{den} GROUP BY time(1d) fill(none)", hide=True),
         math("A", f"{scale}$NUM / $DEN"),
-        target("NUM0", num + BASELINE, hide=True),
-        target("DEN0", den + BASELINE, hide=True),
-        math("BASE", f"{scale}$NUM0 / $DEN0", hide=True),
-        reduce("B", "BASE", "last"),
-        math("UPPER", f"$A * 0 + $B + {sdc:g}"),
-        math("LOWER", f"$A * 0 + $B - {sdc:g}"),
+        target("NUM0", f"{num}{BASELINE} GROUP BY time(1d) fill(0)", hide=True),
+        target("DEN0", f"{den}{BASELINE} GROUP BY time(1d) fill(none)", hide=True),
+        math("DAY0", f"{scale}$NUM0 / $DEN0", hide=True),
+        reduce("B", "DAY0", "mean"),
+        reduce("N0", "DAY0", "count"),
+        math("DEV0", "abs($DAY0 - $B)", hide=True),
+        reduce("MAD", "DEV0", "mean"),
+        # 0 * log(1) = 0; 0 * log(0) = NaN: no band without enough baseline days
+        math("SDC", f"{SDC95_PER_MAD:g} * $MAD + 0 * log($N0 >= {MIN_BASELINE_DAYS})", hide=True),
+        math("UPPER", "$A * 0 + $B + $SDC"),
+        math("LOWER", "$A * 0 + $B - $SDC"),
     ]
 
 
@@ -60,11 +67,11 @@ def band_overrides(name: str, color: str) -> list[dict[str, Any]]:
             {"id": "custom.hideFrom", "value": {"legend": True, "tooltip": False, "viz": False}}]
     return [
         {"matcher": {"id": "byFrameRefID", "options": "UPPER"},
-         "properties": [*band, {"id": "displayName", "value": "baseline + smallest real change"},
-                        {"id": "custom.fillBelowTo", "value": "baseline - smallest real change"},
+         "properties": [*band, {"id": "displayName", "value": "baseline + SDC95"},
+                        {"id": "custom.fillBelowTo", "value": "baseline - SDC95"},
                         {"id": "custom.fillOpacity", "value": 30}]},
         {"matcher": {"id": "byFrameRefID", "options": "LOWER"},
-         "properties": [*band, {"id": "displayName", "value": "baseline - smallest real change"}]},
+         "properties": [*band, {"id": "displayName", "value": "baseline - SDC95"}]},
         {"matcher": {"id": "byFrameRefID", "options": "A"},
          "properties": [{"id": "displayName", "value": name},
                         {"id": "color", "value": {"mode": "fixed", "fixedColor": color}},
@@ -75,25 +82,25 @@ def band_overrides(name: str, color: str) -> list[dict[str, Any]]:
 def build() -> dict[str, Any]:
     """The "Patient trends" dashboard model."""
     lay = Layout()
-    band_note = (" Grey band: the same figure over the first baseline_days days (default 7) of the selected range "
-                 "(start the range when therapy starts), plus and minus the smallest real change; a day outside "
-                 "the band differs from the baseline by more than day-to-day noise. The smallest real change is "
-                 "a placeholder constant until measured in a test-retest study. Days are UTC days.")
-    neutral = ratio_with_band("time neutral", NEUTRAL_MIN, WORN_MIN, "100 * ", SDC_NEUTRAL_PCT)
+    band_note = (f" Grey band: the smallest detectable change (SDC95) around the baseline, the mean of the daily "
+                 f"values of the first baseline_days days (default {BASELINE_DAYS}) of the selected range: start "
+                 f"the range when therapy starts. SDC95 = 1.96 x sqrt(2) x the standard deviation of the baseline "
+                 f"days (estimated as sqrt(pi/2) x their mean absolute deviation): a day outside the band differs "
+                 f"from the baseline by more than this patient's own day-to-day variation (95 %). No band with "
+                 f"fewer than {MIN_BASELINE_DAYS} baseline days with data. Days are UTC days.")
+    neutral = ratio_with_band(NEUTRAL_MIN, WORN_MIN, "100 * ")
     lay.add(panel(
         "timeseries", "Daily time neutral",
         "Per day, the share of worn minutes whose mean flexion is below threshold_deg, % (the definition of "
-        "the Patient day dashboard)." + band_note + f" Smallest real change: {SDC_NEUTRAL_PCT} points."
-        + THRESHOLDS_NOTE,
+        "the Patient day dashboard)." + band_note + THRESHOLDS_NOTE,
         neutral, unit="percent", decimals=0, min_=0, max_=100, interval="1d",
         custom={"spanNulls": True, "fillOpacity": 0}, overrides=band_overrides("time neutral", COLOR_NEUTRAL),
         options={"legend": {"displayMode": "list", "placement": "bottom"}},
     ), 24, 9)
     lay.add(panel(
         "timeseries", "Daily slouches per hour",
-        "Per day, slouch episodes (by start time) divided by wear hours." + band_note
-        + f" Smallest real change: {SDC_SLOUCH_PER_H:g} per hour.",
-        ratio_with_band("slouches per hour", SLOUCHES, WEAR_H, "", SDC_SLOUCH_PER_H),
+        "Per day, slouch episodes (by start time) divided by wear hours." + band_note,
+        ratio_with_band(SLOUCHES, WEAR_H, ""),
         unit="none", decimals=1, min_=0, interval="1d",
         custom={"spanNulls": True, "fillOpacity": 0}, overrides=band_overrides("slouches per hour", COLOR_SEVERE),
         options={"legend": {"displayMode": "list", "placement": "bottom"}},
@@ -116,6 +123,6 @@ def build() -> dict[str, Any]:
     return dashboard(
         "spinewatch-patient-trends", "SpineWatch - Patient trends",
         "One patient over weeks to months: daily % neutral and slouches per hour against a band of the "
-        "smallest real change. Reads retention policy trend (spinewatch influx init --backfill).",
+        "smallest detectable change. Reads retention policy trend (spinewatch influx init --backfill).",
         lay.panels, variables(extra=extra), "now-90d", links=nav_links(),
     )
