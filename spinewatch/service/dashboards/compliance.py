@@ -18,21 +18,30 @@ from spinewatch.service.dashboards._common import (
     target,
     variables,
 )
+from spinewatch.signal.rtm import RTM_MIN_DAYS_HIGH, RTM_MIN_DAYS_LOW
 
 F = SERIES_FILTER
 # Minutes with posture data per UTC day, from RP "trend" (samples of each stored minute / rate).
 WEAR_MIN_DAILY = (f'SELECT sum("samples") / (60 * $rate_hz) AS "wear_min" FROM "trend"."posture_1m" '
                   f"WHERE {F} GROUP BY time(1d)")
 DAYS_WITH_DATA = f'SELECT count("wear_min") AS "days" FROM ({WEAR_MIN_DAILY}) WHERE "wear_min" >= 1 AND {OUTER_TF_DAY}'
-MIN_DAYS_LOW = 2  # RTM device-supply threshold for 2-15 days in a 30-day period
-MIN_DAYS_HIGH = 16  # RTM device-supply threshold for 16 or more days
+# The report's definitions (spinewatch/signal/rtm.py): 2-15 and 16+ are exclusive code families.
+MIN_DAYS_LOW = RTM_MIN_DAYS_LOW  # 2: device-supply code for 2-15 days in a 30-day period
+MIN_DAYS_HIGH = RTM_MIN_DAYS_HIGH  # 16: device-supply code for 16 or more days
 
 
-def _met(threshold: int) -> list[dict[str, Any]]:
-    return [{"type": "range", "options": {"from": 0, "to": threshold - 0.5,
-                                           "result": {"text": "not met", "color": COLOR_SEVERE}}},
-            {"type": "range", "options": {"from": threshold - 0.5, "to": 1e9,
-                                           "result": {"text": "met", "color": COLOR_NEUTRAL}}}]
+def _met(threshold: int, below_next: int | None = None) -> list[dict[str, Any]]:
+    """Value mappings: "not met" below ``threshold``, "met" from it (up to ``below_next`` - 1,
+    above which the next code family applies instead)."""
+    top = 1e9 if below_next is None else below_next - 0.5
+    out = [{"type": "range", "options": {"from": 0, "to": threshold - 0.5,
+                                          "result": {"text": "not met", "color": COLOR_SEVERE}}},
+           {"type": "range", "options": {"from": threshold - 0.5, "to": top,
+                                          "result": {"text": "met", "color": COLOR_NEUTRAL}}}]
+    if below_next is not None:
+        out.append({"type": "range", "options": {"from": top, "to": 1e9,
+                                                 "result": {"text": f"{below_next}+ instead", "color": COLOR_NEUTRAL}}})
+    return out
 
 
 def build() -> dict[str, Any]:
@@ -48,9 +57,10 @@ def build() -> dict[str, Any]:
     ), 8, 5)
     lay.add(panel(
         "stat", "2-15 day threshold",
-        f"Met when the period has at least {MIN_DAYS_LOW} days with data (the RTM device-supply code for "
-        "2-15 days)." + definition,
-        [target("A", DAYS_WITH_DATA)], decimals=0, mappings=_met(MIN_DAYS_LOW),
+        f"Met when the period has {MIN_DAYS_LOW} to {MIN_DAYS_HIGH - 1} days with data (the RTM device-supply "
+        f"code for 2-15 days); from {MIN_DAYS_HIGH} days the 16+ code applies instead (the two are exclusive, "
+        "as in `spinewatch report`)." + definition,
+        [target("A", DAYS_WITH_DATA)], decimals=0, mappings=_met(MIN_DAYS_LOW, MIN_DAYS_HIGH),
     ), 8, 5)
     lay.add(panel(
         "stat", "16+ day threshold",
