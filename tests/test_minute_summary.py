@@ -101,6 +101,18 @@ def test_slouches_by_local_hour():
     assert m.shape == (1, 24) and m[0, 9] == 2 and m.sum() == 2
 
 
+def test_trend_band_is_the_dashboards_sdc95_over_the_baseline_days_with_data():
+    from spinewatch.signal.minute_summary import SDC95_PER_MAD, baseline_band
+
+    nan = float("nan")
+    centre, sdc = baseline_band([50, 60, nan, 70, 80, nan, nan, 5, 5], 7)  # days 8-9 are after the baseline
+    assert centre == 65.0 and sdc == pytest.approx(SDC95_PER_MAD * 10.0)  # MAD (15+5+5+15)/4
+    assert SDC95_PER_MAD == pytest.approx(1.96 * np.sqrt(2) * np.sqrt(np.pi / 2))
+    c2, s2 = baseline_band([40, nan, 42], 7)  # two days with data: no estimate of day-to-day spread
+    assert c2 == 41.0 and np.isnan(s2)
+    assert all(np.isnan(baseline_band([nan] * 7, 7)))
+
+
 def test_baseline_is_the_ratio_over_the_first_days():
     assert baseline([10, 30, 99], [20, 20, 1], 2) == 1.0
     assert np.isnan(baseline([0], [0], 7))

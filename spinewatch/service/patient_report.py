@@ -19,11 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConfigError, SpineWatchError
-from spinewatch.service.dashboards._common import (
-    BASELINE_DAYS,
-    SDC_NEUTRAL_PCT,
-    SDC_SLOUCH_PER_H,
-)
+from spinewatch.service.dashboards._common import BASELINE_DAYS
 from spinewatch.service.storage import (
     MinuteSeries,
     Record,
@@ -34,7 +30,7 @@ from spinewatch.service.storage import (
 from spinewatch.signal.minute_summary import (
     DayFigures,
     PeriodFigures,
-    baseline,
+    baseline_band,
     day_figures,
     local_day_edges_ns,
     period_figures,
@@ -238,17 +234,17 @@ def build(
         start_ns, np.array([s.duration_s for s in slouches]),
         rate_hz=rate_hz, threshold_deg=thr, severe_deg=sev, min_wear_min=min_wear_min,
     )
+    nan = float("nan")
+    neutral_band = baseline_band([d.time_neutral_pct if d.has_data else nan for d in days], BASELINE_DAYS)
+    slouch_band = baseline_band([d.slouches_per_hour if d.has_data else nan for d in days], BASELINE_DAYS)
     return PatientReport(
         patient=patient, first=first, last=last, tz=tz, tz_source=tz_source, dates=dates, day_edges_ns=edges,
         minutes=minutes, slouches=slouches, source=source_name, store=store.address, rate_hz=rate_hz,
         min_wear_min=min_wear_min, settings=_in_force(records, int(edges[0]), int(edges[-1])),
         days=days, totals=period_figures(days), rtm=rtm_periods(dates, [d.has_data for d in days]),
         by_hour=slouches_by_hour(start_ns, edges, tz), baseline_days=BASELINE_DAYS,
-        baseline_neutral_pct=100.0 * baseline([d.neutral_min for d in days], [d.worn_min for d in days],
-                                              BASELINE_DAYS),
-        baseline_slouches_per_hour=60.0 * baseline([d.slouch_count for d in days],
-                                                   [d.wear_time_min for d in days], BASELINE_DAYS),
-        sdc_neutral_pct=float(SDC_NEUTRAL_PCT), sdc_slouches_per_hour=float(SDC_SLOUCH_PER_H),
+        baseline_neutral_pct=neutral_band[0], sdc_neutral_pct=neutral_band[1],
+        baseline_slouches_per_hour=slouch_band[0], sdc_slouches_per_hour=slouch_band[1],
         default_threshold_deg=default_threshold_deg, default_severe_deg=default_severe_deg,
     )
 
@@ -290,9 +286,9 @@ def to_json(r: PatientReport) -> dict[str, Any]:
                   "sitting_bouts_over_30min": d.sitting_bouts_over_30min,
                   "mean_flexion_deg": _num(d.mean_flexion_deg), "has_data": d.has_data} for d in r.days],
         "trend": {"baseline_days": r.baseline_days,
-                  "time_neutral_pct": {"baseline": _num(r.baseline_neutral_pct), "sdc": r.sdc_neutral_pct},
+                  "time_neutral_pct": {"baseline": _num(r.baseline_neutral_pct), "sdc": _num(r.sdc_neutral_pct)},
                   "slouches_per_hour": {"baseline": _num(r.baseline_slouches_per_hour),
-                                        "sdc": r.sdc_slouches_per_hour}},
+                                        "sdc": _num(r.sdc_slouches_per_hour)}},
         "slouches_by_hour_of_day": r.by_hour.sum(axis=0).tolist(),
         "settings": settings_rows(r),
     }

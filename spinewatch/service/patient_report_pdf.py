@@ -128,10 +128,14 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
 
 
 def _band(ax: Any, r: PatientReport, centre: float, sdc: float, unit: str) -> None:
-    if math.isfinite(centre):
+    if math.isfinite(centre) and math.isfinite(sdc):
         ax.axhspan(centre - sdc, centre + sdc, color=BAND_GREY, alpha=0.45, lw=0,
-                   label=f"baseline (first {r.baseline_days} days) +/- smallest real change ({sdc:g}{unit})")
+                   label=f"baseline (first {r.baseline_days} days) +/- smallest detectable change "
+                         f"(SDC95 {sdc:.1f}{unit})")
         ax.axhline(centre, color="gray", lw=0.8)
+    elif math.isfinite(centre):
+        ax.axhline(centre, color="gray", lw=0.8, label=f"baseline (first {r.baseline_days} days; fewer than 3 "
+                                                       "days with data: no band)")
 
 
 def _page_zones_trend(fig: Any, r: PatientReport) -> None:
@@ -168,8 +172,8 @@ def _page_zones_trend(fig: Any, r: PatientReport) -> None:
         ax.set_ylabel(ylabel)
         ax.set_title(title + " (a day outside the grey band changed more than day-to-day noise)",
                      fontsize=10, loc="left")
-        top = 130.0 if pos == 1 else max(1.0, float(np.nanmax(v, initial=0.0)), centre + sdc if math.isfinite(centre)
-                                          else 0.0) * 1.4
+        band_top = centre + sdc if math.isfinite(centre + sdc) else 0.0
+        top = 130.0 if pos == 1 else max(1.0, float(np.nanmax(v, initial=0.0)), band_top) * 1.4
         ax.set_ylim(0, top)
         ax.legend(fontsize=8, loc="upper left", ncols=2)
         ax.grid(alpha=0.3)

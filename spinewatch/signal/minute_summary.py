@@ -19,6 +19,8 @@ UTC day:
 
 from __future__ import annotations
 
+import math
+
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -306,3 +308,29 @@ def baseline(num: Sequence[float], den: Sequence[float], baseline_days: int) -> 
     """
     d = float(np.nansum(np.asarray(den[:baseline_days], dtype=np.float64)))
     return float(np.nansum(np.asarray(num[:baseline_days], dtype=np.float64))) / d if d > 0 else float("nan")
+
+
+SDC95_PER_MAD: Final = 1.96 * math.sqrt(math.pi)  # 3.474: SDC95 = 1.96 sqrt(2) SD, SD ~= sqrt(pi/2) MAD
+MIN_BASELINE_DAYS: Final = 3  # fewer baseline days with data give no estimate of day-to-day variation
+
+
+def baseline_band(daily: Sequence[float], baseline_days: int) -> tuple[float, float]:
+    """Centre and half-width of the smallest-detectable-change band (the dashboards' definition).
+
+    Baseline: the days with data (finite values) among the first ``baseline_days`` days.
+    Centre: their mean. Half-width: SDC95 = 1.96 x sqrt(2) x SD of those days (Jacobson & Truax
+    1991), with SD estimated as sqrt(pi/2) x their mean absolute deviation about the mean, as the
+    Patient trends dashboard must (Grafana expressions have no square root), so both agree.
+
+    Returns:
+        ``(centre, sdc95)``; ``sdc95`` is NaN with fewer than MIN_BASELINE_DAYS baseline days,
+        ``centre`` NaN without any.
+    """
+    v = np.asarray(daily[:baseline_days], dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    centre = float(v.mean())
+    if v.size < MIN_BASELINE_DAYS:
+        return centre, float("nan")
+    return centre, SDC95_PER_MAD * float(np.abs(v - centre).mean())
