@@ -272,11 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from spinewatch.service.cli_bridge import add_bridge_commands  # noqa: PLC0415
     from spinewatch.service.cli_config import add_config_commands  # noqa: PLC0415
+    from spinewatch.service.cli_doctor import add_doctor_commands  # noqa: PLC0415
+    from spinewatch.service.cli_export import add_export_commands  # noqa: PLC0415
     from spinewatch.service.grafana_push import add_grafana_commands  # noqa: PLC0415
 
     add_bridge_commands(sub)
     add_config_commands(sub)
     add_grafana_commands(sub)
+    add_export_commands(sub)
+    add_doctor_commands(sub)
     return p
 
 
