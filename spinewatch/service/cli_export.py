@@ -28,7 +28,7 @@ def open_store(cfg: Config, sqlite: str | None) -> Store:
 
     A SQLite file must exist: reading never creates an empty database.
     """
-    from spinewatch.service.storage import Influx1Store, Influx2Store, SqliteStore  # noqa: PLC0415
+    from spinewatch.service.storage import Influx1Store, Influx2Store, SqliteStore
 
     i = cfg.influx
     if sqlite is None and i.kind == "v1":
@@ -105,8 +105,8 @@ class Progress:
         self.shown = True
         frac = min(1.0, max(0.0, frac))
         bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-        eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
-        eta_txt = f"{int(eta) // 60:d}:{int(eta) % 60:02d}" if eta == eta else "?"
+        eta_s = elapsed * (1 - frac) / frac if frac > 0 else None
+        eta_txt = "?" if eta_s is None else f"{int(eta_s) // 60:d}:{int(eta_s) % 60:02d}"
         line = (f"{self.what} [{bar}] {100 * frac:5.1f} %  {rows:,} rows  "
                 f"{rows / elapsed / 1e3:,.0f} k rows/s  ETA {eta_txt}")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=self.stream, flush=True)
@@ -117,8 +117,8 @@ class Progress:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from spinewatch.service import wire  # noqa: PLC0415
-    from spinewatch.service.export import FORMATS, export, export_paths, require_pyarrow  # noqa: PLC0415
+    from spinewatch.service import wire
+    from spinewatch.service.export import FORMATS, export, export_paths, require_pyarrow
 
     fmt = args.format.lower()
     if fmt not in FORMATS:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import os
 import re
 import time
@@ -70,8 +71,8 @@ class ExportError(SpineWatchError):
 def require_pyarrow() -> Any:
     """``pyarrow`` (the optional extra ``spinewatch[parquet]``), or ExportError naming the pip command."""
     try:
-        import pyarrow  # noqa: PLC0415
-        import pyarrow.parquet  # noqa: F401, PLC0415
+        import pyarrow
+        import pyarrow.parquet
     except ImportError as exc:
         raise ExportError(PARQUET_INSTALL_HINT) from exc
     return pyarrow
@@ -112,7 +113,7 @@ def _angle_text(x: npt.NDArray[np.float64]) -> list[str]:
     """Degrees with the wire's 0.01 resolution; NaN -> empty."""
     x = np.round(x, 2) + 0.0  # + 0.0: no "-0.00"
     if np.isnan(x).any():
-        return ["" if v != v else f"{v:.2f}" for v in x.tolist()]
+        return ["" if math.isnan(v) else f"{v:.2f}" for v in x.tolist()]
     return [f"{v:.2f}" for v in x.tolist()]
 
 
@@ -166,7 +167,7 @@ class ParquetWriter:
 
     def __init__(self, posture_path: Path, episodes_path: Path, metadata: dict[str, str]) -> None:
         pa = require_pyarrow()
-        import pyarrow.parquet as pq  # noqa: PLC0415
+        import pyarrow.parquet as pq
 
         self._pa, self._pq = pa, pq
         ts = pa.timestamp("ns", tz="UTC")

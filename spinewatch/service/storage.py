@@ -301,7 +301,7 @@ class _InfluxHttp:
 
     def _query_stream(self, influxql: str) -> Iterator[dict[str, Any]]:
         """Run a SELECT with InfluxDB's chunked responses; yield each series piece as it arrives."""
-        import orjson  # noqa: PLC0415 - a core dependency (wire.py), only needed here
+        import orjson  # a core dependency (wire.py), only needed here
 
         qs = urllib.parse.urlencode({**self._params, "db": self.db, "q": influxql, "epoch": "ns",
                                      "chunked": "true", "chunk_size": str(INFLUX_CHUNK_ROWS)})
