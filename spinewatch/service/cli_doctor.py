@@ -8,14 +8,19 @@ import os
 from typing import Any
 
 from spinewatch.errors import ConfigError
-from spinewatch.service.doctor import CHECKS, DEFAULT_SYSTEM_BUS, DEFAULT_TIMEOUT_S, Check
+from spinewatch.service.doctor import (
+    CHECKS,
+    DEFAULT_SYSTEM_BUS,
+    DEFAULT_TIMEOUT_S,
+    Check,
+)
 
 
 def run_checks(args: argparse.Namespace) -> list[Check]:
     """Every check not skipped, in order; a broken config skips the broker and InfluxDB checks."""
-    from spinewatch.service import doctor  # noqa: PLC0415
-    from spinewatch.service.config import Config  # noqa: PLC0415
-    from spinewatch.service.dashboards import DATASOURCE  # noqa: PLC0415
+    from spinewatch.service import doctor
+    from spinewatch.service.config import Config
+    from spinewatch.service.dashboards import DATASOURCE
 
     skip = set(args.skip or ())
     t = args.timeout

@@ -98,7 +98,7 @@ def check_config(error: Exception | None, source: str) -> Check:
 
 def _connack(cfg: MqttConfig, v5: bool, timeout_s: float) -> tuple[int | None, str]:
     """CONNECT with the configured login and TLS; (CONNACK reason code or None if none came, detail)."""
-    import paho.mqtt.client as mqtt  # noqa: PLC0415
+    import paho.mqtt.client as mqtt
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"spinewatch-doctor-{uuid.uuid4().hex[:10]}",
                          protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
@@ -360,13 +360,13 @@ def check_grafana(url: str, token: str, datasource_uid: str, timeout_s: float = 
 
 
 async def _bluez(bus_address: str, timeout_s: float) -> list[Check]:
-    from dbus_fast import BusType, Message, MessageType  # noqa: PLC0415
-    from dbus_fast.aio import MessageBus  # noqa: PLC0415
+    from dbus_fast import AuthError, BusType, InvalidAddressError, Message, MessageType
+    from dbus_fast.aio import MessageBus
 
     try:
         async with asyncio.timeout(timeout_s):
             bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-    except (OSError, TimeoutError, Exception) as exc:  # dbus-fast raises its own AuthError etc. too
+    except (OSError, TimeoutError, AuthError, InvalidAddressError) as exc:
         return [Check("bluetooth", "FAIL", bus_address, f"D-Bus system bus not reachable: {_reason(exc)}",
                       "BlueZ is reached over D-Bus: apt install dbus bluez && systemctl start dbus bluetooth "
                       "(in a container: mount the host's /run/dbus)")]
