@@ -362,3 +362,10 @@ def test_progress_appears_only_after_a_second(monkeypatch):
     assert "50.0 %" in tty.text and "3,000,000 rows" in tty.text and "ETA 0:01" in tty.text
     p.done()
     assert tty.text.endswith("\n")
+
+
+def test_activity_names_are_the_signal_packages_names():
+    from spinewatch.service.export import ACTIVITY_NAMES
+    from spinewatch.signal.activity import Activity
+
+    assert ACTIVITY_NAMES == {int(a): a.name.lower() for a in Activity}

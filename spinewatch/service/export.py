@@ -46,9 +46,14 @@ import numpy.typing as npt
 
 from spinewatch.errors import SpineWatchError
 from spinewatch.service.storage import EXPORT_WINDOW_NS, Episode, PostureChunk, Store
-from spinewatch.signal.activity import Activity
 
 FORMATS: Final = ("csv", "parquet")
+# spinewatch.signal.activity.Activity's names (a test checks they agree); not imported from
+# there, because importing spinewatch.signal loads Numba (~70 MB) that an export never uses.
+ACTIVITY_NAMES: Final = {0: "unknown", 1: "lying", 2: "upright_still", 3: "upright_moving"}
+# CSV rows formatted per block: Python strings cost ~60 bytes each, 8 per row; a block of
+# 32,768 rows keeps that near 20 MB whatever the window holds.
+CSV_BLOCK_ROWS: Final = 32_768
 POSTURE_COLUMNS: Final = ("time_utc", "time_utc_ns", "device", "flexion_deg", "lateral_deg",
                           "state", "activity", "activity_name")
 EPISODE_COLUMNS: Final = ("device", "start_utc", "end_utc", "start_utc_ns", "end_utc_ns",
@@ -60,8 +65,7 @@ _PLAIN_ID: Final = re.compile(r"^[A-Za-z0-9_.-]*$")
 
 # int8 code (offset by 1 so that -1, "not sent", is index 0) -> CSV text / activity name
 _CODE_TEXT: Final = np.array([""] + [str(i) for i in range(128)], dtype=object)
-_ACTIVITY_NAME: Final = np.array([""] + [Activity(i).name.lower() if i in Activity._value2member_map_ else str(i)
-                                         for i in range(128)], dtype=object)
+_ACTIVITY_NAME: Final = np.array([""] + [ACTIVITY_NAMES.get(i, str(i)) for i in range(128)], dtype=object)
 
 
 class ExportError(SpineWatchError):
@@ -133,9 +137,13 @@ class CsvWriter:
         self._pw.writerow(POSTURE_COLUMNS)
         csv.writer(self._ef, lineterminator="\n").writerow(EPISODE_COLUMNS)
 
-    def posture(self, c: PostureChunk) -> None:
-        if not len(c):
-            return
+    def posture(self, chunk: PostureChunk) -> None:
+        for i in range(0, len(chunk), CSV_BLOCK_ROWS):
+            self._block(chunk, slice(i, i + CSV_BLOCK_ROWS))
+
+    def _block(self, chunk: PostureChunk, rows: slice) -> None:
+        c = PostureChunk(chunk.end_ns, chunk.t_ns[rows], chunk.device[rows], chunk.flexion_deg[rows],
+                         chunk.lateral_deg[rows], chunk.state[rows], chunk.activity[rows])
         cols = (
             iso_utc_ms(c.t_ns).tolist(), [str(t) for t in c.t_ns.tolist()], c.device.tolist(),
             _angle_text(c.flexion_deg), _angle_text(c.lateral_deg),

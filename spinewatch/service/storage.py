@@ -25,7 +25,6 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
-from spinewatch.service.lineprotocol import to_bytes
 from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, RecordMsg, StatusMsg
 
 _LOGGER = logging.getLogger(__name__)
@@ -136,8 +135,10 @@ def _posture_chunk(end_ns: int, parts: list[tuple[Any, ...]]) -> PostureChunk:
         return PostureChunk(end_ns, np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0),
                             np.zeros(0, np.int8), np.zeros(0, np.int8))
     cols = [np.concatenate([p[k] for p in parts]) for k in range(6)]
-    order = np.lexsort((cols[1], cols[0])) if len(parts) > 1 else np.arange(len(cols[0]))
-    t, dev, flex, lat, state, act = (c[order] for c in cols)
+    if not np.all(np.diff(cols[0]) > 0):  # one device's rows come sorted; several interleave
+        order = np.lexsort((cols[1], cols[0]))
+        cols = [c[order] for c in cols]
+    t, dev, flex, lat, state, act = cols
     return PostureChunk(end_ns, t.astype(np.int64), dev.astype(object), flex.astype(np.float64),
                         lat.astype(np.float64), state.astype(np.int8), act.astype(np.int8))
 
@@ -387,6 +388,9 @@ class Influx1Store(_InfluxHttp):
             raise StoreRejected(f"InfluxQL error: {res['error']}: {influxql}")
 
     def write(self, msgs: Sequence[Message]) -> int:
+        # imported here: the Numba kernels behind it cost ~70 MB that readers (report, export) don't need
+        from spinewatch.service.lineprotocol import to_bytes  # noqa: PLC0415
+
         body, points = to_bytes(msgs)
         if points:
             self._request("/write", {"db": self.db, "precision": "ns"}, body)
@@ -415,6 +419,8 @@ class Influx2Store(_InfluxHttp):
 
     def write(self, msgs: Sequence[Message]) -> int:
         from influxdb_client.rest import ApiException  # noqa: PLC0415
+
+        from spinewatch.service.lineprotocol import to_bytes  # noqa: PLC0415
 
         body, points = to_bytes(msgs)
         if not points:
