@@ -412,3 +412,10 @@ def test_no_system_bus_fails_with_how_to_install_it(tmp_path, monkeypatch, capsy
     line = lines["bluetooth"][0]
     assert "D-Bus system bus not reachable: no such file or directory" in line
     assert "apt install dbus bluez && systemctl start dbus bluetooth" in line
+
+
+def test_help_has_an_example(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["doctor", "--help"])
+    assert exit_.value.code == 0
+    assert "spinewatch doctor --skip bluetooth" in capsys.readouterr().out

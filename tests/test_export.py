@@ -369,3 +369,10 @@ def test_activity_names_are_the_signal_packages_names():
     from spinewatch.signal.activity import Activity
 
     assert ACTIVITY_NAMES == {int(a): a.name.lower() for a in Activity}
+
+
+def test_help_has_an_example(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--help"])
+    assert exit_.value.code == 0
+    assert "example: spinewatch export --patient" in capsys.readouterr().out
