@@ -593,20 +593,39 @@ class SqliteStore:
         with self._lock:
             return self._db.execute("SELECT 1 FROM posture WHERE patient = ? LIMIT 1", (patient,)).fetchone() is not None
 
+    def devices(self, patient: str) -> list[str]:
+        """The patient's device ids, found by index seeks (one per device), not a scan."""
+        with self._lock:
+            rows = self._db.execute(
+                "WITH RECURSIVE d(dev) AS ("
+                " SELECT (SELECT min(device) FROM posture WHERE patient = ?1)"
+                " UNION ALL SELECT (SELECT min(device) FROM posture WHERE patient = ?1 AND device > d.dev)"
+                " FROM d WHERE d.dev IS NOT NULL) SELECT dev FROM d WHERE dev IS NOT NULL",
+                (patient,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def posture_chunks(self, patient: str, start_ns: int, end_ns: int,
                        window_ns: int = EXPORT_WINDOW_NS) -> Iterator[PostureChunk]:
         """Rows (messages) are read by start time ``t0_ns``, one window at a time; samples of a
         message reaching past its window are carried into the next one, so every chunk holds
         exactly the samples of its window, in time order."""
+        # one query per device and window: the primary key (patient, device, t0_ns) then
+        # serves the time range; with the device left open SQLite would scan every row of
+        # the patient for every window
         sql = ("SELECT device, t0_ns, dt_ns, n, flexion_deg, lateral_deg, state, activity FROM posture"
-               " WHERE patient = ? AND t0_ns >= ? AND t0_ns < ? AND t0_ns + dt_ns * n > ? ORDER BY t0_ns")
+               " WHERE patient = ? AND device = ? AND t0_ns >= ? AND t0_ns < ? AND t0_ns + dt_ns * n > ?"
+               " ORDER BY t0_ns")
+        devices = self.devices(patient)
         carry: list[tuple[Any, ...]] = []
         first = True
         for a, b in _windows(start_ns, end_ns, window_ns):
             lo = a - SQLITE_LOOKBACK_NS if first else a
             first = False
+            rows = []
             with self._lock:
-                rows = self._db.execute(sql, (patient, lo, b, a)).fetchall()
+                for dev in devices:
+                    rows += self._db.execute(sql, (patient, dev, lo, b, a)).fetchall()
             parts = carry
             carry = []
             for dev, t0, dt, n, f, la, st, ac in rows:
