@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import signal
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -376,3 +378,36 @@ def test_help_has_an_example(capsys):
         main(["export", "--help"])
     assert exit_.value.code == 0
     assert "example: spinewatch export --patient" in capsys.readouterr().out
+
+
+def test_a_terminated_export_leaves_no_half_file(tmp_path):
+    """SIGTERM (systemd stop, kill) mid-export: the .part files are removed, as on Ctrl-C."""
+    from _waiting import wait_until
+
+    from spinewatch.service.wire import PostureMsg
+
+    store = SqliteStore(tmp_path / "big.sqlite")
+    n = 100
+    flex = np.round(np.linspace(0, 30, n), 2)
+    for hour in range(6):  # 6 h at 100 Hz: 2.16 M samples, several seconds to export
+        base = T_START + hour * 3600 * NS
+        store.write([PostureMsg(PATIENT, "d1", base + k * NS, NS // 100, flex, flex, np.zeros(n, np.int8),
+                                np.full(n, 2, np.int8)) for k in range(3600)])
+    store.close()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spinewatch", "export", "--patient", PATIENT, "--from", "2026-03-01",
+         "--to", "2026-03-03", "--sqlite", str(tmp_path / "big.sqlite"), "--out", str(out / "big")],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (out / "big.posture.csv.part").exists() and (out / "big.posture.csv.part").stat().st_size
+                   or proc.poll() is not None, what="the export to start writing")
+        assert proc.poll() is None, "the export finished before it could be terminated"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "spinewatch: interrupted"
+    assert not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,10 @@ class Progress:
             print(file=self.stream)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from spinewatch.service import wire
     from spinewatch.service.export import FORMATS, export, export_paths, require_pyarrow
@@ -151,9 +156,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             prefix = str(Path(args.out) / _SAFE.sub("-", f"{args.patient}_{getattr(args, 'from')}_{args.to}"))
         paths = export_paths(prefix, fmt)
         progress = Progress(f"export {args.patient}")
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # clean up the .part files, as on Ctrl-C
         try:
             result = export(store, args.patient, start_ns, end_ns, paths, fmt, on_progress=progress)
         finally:
+            signal.signal(signal.SIGTERM, previous)
             progress.done()
     finally:
         store.close()
