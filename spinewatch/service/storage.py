@@ -633,9 +633,10 @@ class SqliteStore:
                 cols = (t, np.full(n, dev, dtype=object), np.frombuffer(f, "<f4"), np.frombuffer(la, "<f4"),
                         np.full(n, -1, np.int8) if st is None else np.frombuffer(st, np.int8),
                         np.full(n, -1, np.int8) if ac is None else np.frombuffer(ac, np.int8))
-                inside = (t >= a) & (t < b)
+                # a sample with neither angle is no point in InfluxDB either (line protocol skips it)
+                inside = (t >= a) & (t < b) & ~(np.isnan(cols[2]) & np.isnan(cols[3]))
                 if not inside.all():
-                    later = (t >= b) & (t < end_ns)
+                    later = (t >= b) & (t < end_ns) & ~(np.isnan(cols[2]) & np.isnan(cols[3]))
                     if later.any():
                         carry.append(tuple(c[later] for c in cols))
                     cols = tuple(c[inside] for c in cols)
