@@ -166,7 +166,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         store.close()
     print(f"{result.posture_rows:,} posture samples -> {result.paths.posture}")
     print(f"{result.episodes:,} slouch episodes -> {result.paths.episodes}")
-    print(f"period [{start.isoformat()}, {end.isoformat()}) in {tz.key}; read from {store.address} "
+    zone = "as given" if start_has_tz and end_has_tz and tz_override is None else f"in {tz.key}"
+    print(f"period [{start.isoformat()}, {end.isoformat()}) {zone}; read from {store.address} "
           f"in {result.wall_s:.1f} s ({result.rows_per_s:,.0f} rows/s)", file=sys.stderr)
     return 0
 

@@ -389,7 +389,7 @@ class Influx1Store(_InfluxHttp):
 
     def write(self, msgs: Sequence[Message]) -> int:
         # imported here: the Numba kernels behind it cost ~70 MB that readers (report, export) don't need
-        from spinewatch.service.lineprotocol import to_bytes  # noqa: PLC0415
+        from spinewatch.service.lineprotocol import to_bytes
 
         body, points = to_bytes(msgs)
         if points:
@@ -420,7 +420,7 @@ class Influx2Store(_InfluxHttp):
     def write(self, msgs: Sequence[Message]) -> int:
         from influxdb_client.rest import ApiException  # noqa: PLC0415
 
-        from spinewatch.service.lineprotocol import to_bytes  # noqa: PLC0415
+        from spinewatch.service.lineprotocol import to_bytes
 
         body, points = to_bytes(msgs)
         if not points:
