@@ -180,7 +180,7 @@ def add_export_commands(subparsers: Any) -> None:
             "Write every posture sample (time_utc, time_utc_ns, device, flexion_deg, lateral_deg, state, "
             "activity, activity_name) and every slouch episode (device, start_utc, end_utc, start_utc_ns, "
             "end_utc_ns, duration_s, peak_deg, mean_deg) of a patient in the period [--from, --to) to "
-            "OUT.posture.csv and OUT.episodes.csv (or .parquet). Dates are midnight in the patient's time "
+            "PREFIX.posture.csv and PREFIX.episodes.csv (or .parquet; see --out). Dates are midnight in the patient's time "
             "zone (the timezone of their latest stored config, else UTC; --tz overrides); --to is exclusive. "
             "Reads InfluxDB when SPINEWATCH_INFLUX_URL is set (same variables as `spinewatch ingest`), else "
             "the local SQLite store (--sqlite, default out/spinewatch.sqlite, the demo's). Streams one hour "
