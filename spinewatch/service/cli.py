@@ -293,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     from spinewatch.service.cli_calibrate import add_calibrate_command
     from spinewatch.service.cli_config import add_config_commands  # noqa: PLC0415
     from spinewatch.service.cli_report import add_report_commands  # noqa: PLC0415
+    from spinewatch.service.cli_doctor import add_doctor_commands  # noqa: PLC0415
+    from spinewatch.service.cli_export import add_export_commands  # noqa: PLC0415
     from spinewatch.service.grafana_push import add_grafana_commands  # noqa: PLC0415
 
     add_bridge_commands(sub)
@@ -300,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_commands(sub)
     add_grafana_commands(sub)
     add_report_commands(sub)
+    add_export_commands(sub)
+    add_doctor_commands(sub)
     return p
 
 

@@ -8,6 +8,7 @@ Every store also answers the few read queries the report needs, in InfluxQL for 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -15,7 +16,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -24,7 +25,6 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
-from spinewatch.service.lineprotocol import to_bytes
 from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, RecordMsg, StatusMsg
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,6 +81,85 @@ class Record:
 
 RECORD_MEASUREMENTS: Final = ("alert", "calibration", "patient_config", "device")
 
+# Raw-series export reads one time window per query: an hour of one 100 Hz device is
+# 360,000 samples (~10 MB as arrays), small enough to hold, large enough to amortise a query.
+EXPORT_WINDOW_NS: Final = 3600 * 10**9
+# Rows per piece of InfluxDB's chunked /query response: parsed one piece at a time, so the
+# JSON of a whole window is never held at once.
+INFLUX_CHUNK_ROWS: Final = 20_000
+# How far before a window a SQLite posture row (one message) may start and still reach into
+# it: a message holds at most wire.MAX_SAMPLES samples, a day covers 60,000 samples down to 0.7 Hz.
+SQLITE_LOOKBACK_NS: Final = 86_400 * 10**9
+
+
+@dataclass(frozen=True, slots=True)
+class PostureChunk:
+    """Raw posture samples of one patient in one time window, sorted by (time, device).
+
+    Attributes:
+        end_ns: UTC ns end (exclusive) of the window this chunk covers (for progress).
+        t_ns: (N,) int64 sample time, UTC ns (sensor-derived).
+        device: (N,) object array of device ids (str).
+        flexion_deg: (N,) float64 trunk flexion relative to neutral, degrees (body frame,
+            forward positive); NaN where the sender sent null.
+        lateral_deg: (N,) float64 lateral bend, degrees (right positive); NaN where null.
+        state: (N,) int8 0 neutral, 1 confirmed slouch; -1 where not sent.
+        activity: (N,) int8 1 lying, 2 upright still, 3 upright moving (0 unknown); -1 where not sent.
+    """
+
+    end_ns: int
+    t_ns: npt.NDArray[np.int64]
+    device: npt.NDArray[np.object_]
+    flexion_deg: npt.NDArray[np.float64]
+    lateral_deg: npt.NDArray[np.float64]
+    state: npt.NDArray[np.int8]
+    activity: npt.NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return len(self.t_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One slouch episode with its device and end (UTC ns); durations in s, angles in degrees."""
+
+    device: str
+    start_ns: int
+    end_ns: int
+    duration_s: float
+    peak_deg: float
+    mean_deg: float | None
+
+
+def _posture_chunk(end_ns: int, parts: list[tuple[Any, ...]]) -> PostureChunk:
+    """Concatenate (t, device, flex, lat, state, activity) array tuples; sort by (time, device)."""
+    if not parts:
+        return PostureChunk(end_ns, np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0),
+                            np.zeros(0, np.int8), np.zeros(0, np.int8))
+    cols = [np.concatenate([p[k] for p in parts]) for k in range(6)]
+    if not np.all(np.diff(cols[0]) > 0):  # one device's rows come sorted; several interleave
+        order = np.lexsort((cols[1], cols[0]))
+        cols = [c[order] for c in cols]
+    t, dev, flex, lat, state, act = cols
+    return PostureChunk(end_ns, t.astype(np.int64), dev.astype(object), flex.astype(np.float64),
+                        lat.astype(np.float64), state.astype(np.int8), act.astype(np.int8))
+
+
+def _codes_or_missing(col: Sequence[Any]) -> npt.NDArray[np.int8]:
+    """Integer codes with None -> -1."""
+    a = np.array(col, dtype=np.float64)  # None -> NaN
+    return np.where(np.isnan(a), -1, a).astype(np.int8)
+
+
+def _windows(start_ns: int, end_ns: int, window_ns: int) -> Iterator[tuple[int, int]]:
+    if window_ns <= 0:
+        raise ValueError(f"window_ns must be > 0, got {window_ns}")
+    a = start_ns
+    while a < end_ns:
+        b = min(end_ns, a + window_ns)
+        yield a, b
+        a = b
+
 
 def _check_measurement(measurement: str) -> None:
     if measurement not in RECORD_MEASUREMENTS:
@@ -111,6 +190,17 @@ class Store(Protocol):
 
     def records(self, measurement: str, patient: str, start_ns: int, end_ns: int) -> list[Record]:
         """Points of ``alert``, ``calibration``, ``patient_config`` or ``device`` in [start, end)."""
+
+    def has_patient(self, patient: str) -> bool:
+        """Whether any posture sample of ``patient`` is stored (at any time)."""
+
+    def posture_chunks(self, patient: str, start_ns: int, end_ns: int,
+                       window_ns: int = EXPORT_WINDOW_NS) -> Iterator[PostureChunk]:
+        """Every raw posture sample with time in [start, end), one chunk per ``window_ns`` (UTC ns),
+        in time order; a window without data gives an empty chunk. Memory is bounded by one window."""
+
+    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[Episode]:
+        """Slouch episodes starting in [start, end), by start time (then device)."""
 
     def close(self) -> None: ...
 
@@ -278,6 +368,68 @@ class _InfluxHttp:
                 out.append(Record(t, str(d.pop("device", "")), d))
         return out
 
+    def has_patient(self, patient: str) -> bool:
+        series = self.query(f'SHOW TAG VALUES FROM "posture" WITH KEY = "patient" WHERE "patient" = {_q(patient)}')
+        return bool(series and series[0].get("values"))
+
+    def _query_stream(self, influxql: str) -> Iterator[dict[str, Any]]:
+        """Run a SELECT with InfluxDB's chunked responses; yield each series piece as it arrives."""
+        import orjson  # a core dependency (wire.py), only needed here
+
+        qs = urllib.parse.urlencode({**self._params, "db": self.db, "q": influxql, "epoch": "ns",
+                                     "chunked": "true", "chunk_size": str(INFLUX_CHUNK_ROWS)})
+        req = urllib.request.Request(f"{self.url}/query?{qs}", headers=self._headers)
+        try:
+            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
+                for line in resp:
+                    if not line.strip():
+                        continue
+                    for res in orjson.loads(line).get("results", []):
+                        if "error" in res:
+                            raise StoreRejected(f"InfluxQL error: {res['error']}: {influxql}")
+                        yield from res.get("series", [])
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode(errors="replace")
+            if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                raise StoreRejected(f"{self.url}/query: HTTP {exc.code}: {detail}") from exc
+            raise ConnectionFailed(self.url, f"HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise ConnectionFailed(self.url, str(getattr(exc, "reason", exc))) from exc
+
+    def posture_chunks(self, patient: str, start_ns: int, end_ns: int,
+                       window_ns: int = EXPORT_WINDOW_NS) -> Iterator[PostureChunk]:
+        for a, b in _windows(start_ns, end_ns, window_ns):
+            parts: list[tuple[Any, ...]] = []
+            for series in self._query_stream(
+                'SELECT "flexion_deg", "lateral_deg", "state", "activity" FROM "posture" '
+                f'WHERE "patient" = {_q(patient)} AND time >= {a} AND time < {b} GROUP BY "device"'
+            ):
+                idx = {c: i for i, c in enumerate(series["columns"])}
+                cols = list(zip(*series["values"], strict=True))
+                if not cols:
+                    continue
+                n = len(cols[0])
+                dev = str((series.get("tags") or {}).get("device", ""))
+                parts.append((
+                    np.array(cols[idx["time"]], np.int64), np.full(n, dev, dtype=object),
+                    np.array(cols[idx["flexion_deg"]], np.float64), np.array(cols[idx["lateral_deg"]], np.float64),
+                    _codes_or_missing(cols[idx["state"]]), _codes_or_missing(cols[idx["activity"]]),
+                ))
+            yield _posture_chunk(b, parts)
+
+    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[Episode]:
+        series = self.query(
+            'SELECT "duration_s", "peak_deg", "mean_deg", "end_ns" FROM "slouch" '
+            f'WHERE "patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns} GROUP BY "device"'
+        )
+        out = []
+        for s in series:
+            dev = str((s.get("tags") or {}).get("device", ""))
+            for t, d, p, m, e in s["values"]:
+                end = int(e) if e is not None else int(t) + round(float(d) * 1e9)
+                out.append(Episode(dev, int(t), end, float(d), float(p), m))
+        return sorted(out, key=lambda x: (x.start_ns, x.device))
+
 
 class Influx1Store(_InfluxHttp):
     """InfluxDB 1.x through its plain ``/write`` endpoint (works back to 1.0).
@@ -308,6 +460,9 @@ class Influx1Store(_InfluxHttp):
             raise StoreRejected(f"InfluxQL error: {res['error']}: {influxql}")
 
     def write(self, msgs: Sequence[Message]) -> int:
+        # imported here: the Numba kernels behind it cost ~70 MB that readers (report, export) don't need
+        from spinewatch.service.lineprotocol import to_bytes
+
         body, points = to_bytes(msgs)
         if points:
             self._request("/write", {"db": self.db, "precision": "ns"}, body)
@@ -336,6 +491,8 @@ class Influx2Store(_InfluxHttp):
 
     def write(self, msgs: Sequence[Message]) -> int:
         from influxdb_client.rest import ApiException  # noqa: PLC0415
+
+        from spinewatch.service.lineprotocol import to_bytes
 
         body, points = to_bytes(msgs)
         if not points:
@@ -515,6 +672,72 @@ class SqliteStore:
         with self._lock:
             rows = self._db.execute(sql + " AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns", args).fetchall()
         return [Record(int(t), str(d), json.loads(f)) for t, d, f in rows]
+
+    def has_patient(self, patient: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM posture WHERE patient = ? LIMIT 1", (patient,)).fetchone() is not None
+
+    def devices(self, patient: str) -> list[str]:
+        """The patient's device ids, found by index seeks (one per device), not a scan."""
+        with self._lock:
+            rows = self._db.execute(
+                "WITH RECURSIVE d(dev) AS ("
+                " SELECT (SELECT min(device) FROM posture WHERE patient = ?1)"
+                " UNION ALL SELECT (SELECT min(device) FROM posture WHERE patient = ?1 AND device > d.dev)"
+                " FROM d WHERE d.dev IS NOT NULL) SELECT dev FROM d WHERE dev IS NOT NULL",
+                (patient,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def posture_chunks(self, patient: str, start_ns: int, end_ns: int,
+                       window_ns: int = EXPORT_WINDOW_NS) -> Iterator[PostureChunk]:
+        """Rows (messages) are read by start time ``t0_ns``, one window at a time; samples of a
+        message reaching past its window are carried into the next one, so every chunk holds
+        exactly the samples of its window, in time order."""
+        # one query per device and window: the primary key (patient, device, t0_ns) then
+        # serves the time range; with the device left open SQLite would scan every row of
+        # the patient for every window
+        sql = ("SELECT device, t0_ns, dt_ns, n, flexion_deg, lateral_deg, state, activity FROM posture"
+               " WHERE patient = ? AND device = ? AND t0_ns >= ? AND t0_ns < ? AND t0_ns + dt_ns * n > ?"
+               " ORDER BY t0_ns")
+        devices = self.devices(patient)
+        carry: list[tuple[Any, ...]] = []
+        first = True
+        for a, b in _windows(start_ns, end_ns, window_ns):
+            lo = a - SQLITE_LOOKBACK_NS if first else a
+            first = False
+            rows = []
+            with self._lock:
+                for dev in devices:
+                    rows += self._db.execute(sql, (patient, dev, lo, b, a)).fetchall()
+            parts = carry
+            carry = []
+            for dev, t0, dt, n, f, la, st, ac in rows:
+                t = t0 + dt * np.arange(n, dtype=np.int64)
+                cols = (t, np.full(n, dev, dtype=object), np.frombuffer(f, "<f4"), np.frombuffer(la, "<f4"),
+                        np.full(n, -1, np.int8) if st is None else np.frombuffer(st, np.int8),
+                        np.full(n, -1, np.int8) if ac is None else np.frombuffer(ac, np.int8))
+                # a sample with neither angle is no point in InfluxDB either (line protocol skips it)
+                inside = (t >= a) & (t < b) & ~(np.isnan(cols[2]) & np.isnan(cols[3]))
+                if not inside.all():
+                    later = (t >= b) & (t < end_ns) & ~(np.isnan(cols[2]) & np.isnan(cols[3]))
+                    if later.any():
+                        carry.append(tuple(c[later] for c in cols))
+                    cols = tuple(c[inside] for c in cols)
+                parts.append(cols)
+            chunk = _posture_chunk(b, parts)
+            # float32 on disk: the wire's 0.01 degree values come back exactly when rounded
+            yield dataclasses.replace(chunk, flexion_deg=np.round(chunk.flexion_deg, 2),
+                                      lateral_deg=np.round(chunk.lateral_deg, 2))
+
+    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[Episode]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device, start_ns, end_ns, duration_s, peak_deg, mean_deg FROM slouch"
+                " WHERE patient = ? AND start_ns >= ? AND start_ns < ? ORDER BY start_ns, device",
+                (patient, start_ns, end_ns),
+            ).fetchall()
+        return [Episode(str(d), int(s), int(e), float(du), float(p), m) for d, s, e, du, p, m in rows]
 
     def close(self) -> None:
         with self._lock:
