@@ -199,11 +199,11 @@ def scenario(name: str, target, n_workers: int, mosquitto, influx, items, timeou
     go, stop = ctx.Event(), ctx.Event()
     ids = [f"{db}-w{k}" for k in range(n_workers)]
     # 1) create each worker's persistent session (subscribe once), then leave
+    import threading
+
     import paho.mqtt.client as paho
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
-
-    import threading
 
     for wid in ids:
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=wid, protocol=paho.MQTTv5)

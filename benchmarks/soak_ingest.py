@@ -14,10 +14,10 @@ import argparse
 import json
 import os
 import socket
-import urllib.request
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

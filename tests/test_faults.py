@@ -17,7 +17,6 @@ import uuid
 
 import numpy as np
 import pytest
-
 from _mqtt_helpers import TestClient
 from _waiting import wait_until
 

@@ -7,7 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinewatch.firmware_bridge.simulator import Mounting, PostureScript, Segment, simulate
+from spinewatch.firmware_bridge.simulator import (
+    Mounting,
+    PostureScript,
+    Segment,
+    simulate,
+)
 from spinewatch.signal import (
     Activity,
     PostureParams,

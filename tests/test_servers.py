@@ -11,7 +11,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-
 from servers import (
     InfluxDB1Server,
     MosquittoServer,

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 from spinewatch.errors import DecodeError
 from spinewatch.model import PostureBatch, SlouchEvent
 from spinewatch.service import wire
-from spinewatch.service.lineprotocol import posture_bytes, posture_lines, slouch_line, to_bytes
+from spinewatch.service.lineprotocol import (
+    posture_bytes,
+    posture_lines,
+    slouch_line,
+    to_bytes,
+)
 
 T0 = 1_764_057_600 * 10**9  # 2025-11-25 08:00 UTC
 

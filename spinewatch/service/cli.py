@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -169,7 +169,11 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _influx2_init(i: Any, args: argparse.Namespace) -> int:
     from spinewatch.service.retry import retry_until_connected  # noqa: PLC0415
-    from spinewatch.service.schema_v2 import Influx2Admin, Influx2Schema, apply_influx2_schema  # noqa: PLC0415
+    from spinewatch.service.schema_v2 import (  # noqa: PLC0415
+        Influx2Admin,
+        Influx2Schema,
+        apply_influx2_schema,
+    )
 
     try:
         schema = Influx2Schema(i.bucket, args.raw_retention)
@@ -292,9 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     from spinewatch.service.cli_bridge import add_bridge_commands  # noqa: PLC0415
     from spinewatch.service.cli_calibrate import add_calibrate_command
     from spinewatch.service.cli_config import add_config_commands  # noqa: PLC0415
-    from spinewatch.service.cli_report import add_report_commands  # noqa: PLC0415
     from spinewatch.service.cli_doctor import add_doctor_commands  # noqa: PLC0415
     from spinewatch.service.cli_export import add_export_commands  # noqa: PLC0415
+    from spinewatch.service.cli_report import add_report_commands  # noqa: PLC0415
     from spinewatch.service.grafana_push import add_grafana_commands  # noqa: PLC0415
 
     add_bridge_commands(sub)

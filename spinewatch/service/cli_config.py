@@ -14,7 +14,11 @@ from typing import Any
 
 from spinewatch.errors import ConfigError, ConnectionFailed
 from spinewatch.service import wire
-from spinewatch.service.patient_config import PatientConfig, decode_patient_config, encode_patient_config
+from spinewatch.service.patient_config import (
+    PatientConfig,
+    decode_patient_config,
+    encode_patient_config,
+)
 
 # key=value names accepted by `config set`, and where each goes in PatientConfig
 _TOP = ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone")

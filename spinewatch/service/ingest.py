@@ -15,9 +15,9 @@ import paho.mqtt.client as paho
 from spinewatch.errors import ConfigError, ConnectionFailed, DecodeError
 from spinewatch.service import wire
 from spinewatch.service.config import IngestConfig, MqttConfig
+from spinewatch.service.lineprotocol import warm_up
 from spinewatch.service.mqtt import Protocol, connect, make_client
 from spinewatch.service.patient_config import decode_patient_config
-from spinewatch.service.lineprotocol import warm_up
 from spinewatch.service.retry import backoff_s
 from spinewatch.service.storage import Store, StoreRejected
 

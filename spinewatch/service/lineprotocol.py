@@ -9,7 +9,13 @@ from typing import Final
 import numba as nb
 import numpy as np
 
-from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, RecordMsg, StatusMsg
+from spinewatch.service.wire import (
+    ConfigMsg,
+    EventMsg,
+    PostureMsg,
+    RecordMsg,
+    StatusMsg,
+)
 
 
 @nb.njit(cache=True)

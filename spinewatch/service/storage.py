@@ -25,7 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
-from spinewatch.service.wire import ConfigMsg, EventMsg, PostureMsg, RecordMsg, StatusMsg
+from spinewatch.service.wire import (
+    ConfigMsg,
+    EventMsg,
+    PostureMsg,
+    RecordMsg,
+    StatusMsg,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -190,9 +196,6 @@ class Store(Protocol):
 
     def records(self, measurement: str, patient: str, start_ns: int, end_ns: int) -> list[Record]:
         """Points of ``alert``, ``calibration``, ``patient_config`` or ``device`` in [start, end)."""
-
-    def has_patient(self, patient: str) -> bool:
-        """Whether any posture sample of ``patient`` is stored (at any time)."""
 
     def posture_chunks(self, patient: str, start_ns: int, end_ns: int,
                        window_ns: int = EXPORT_WINDOW_NS) -> Iterator[PostureChunk]:
@@ -367,10 +370,6 @@ class _InfluxHttp:
                 d.pop("patient", None)
                 out.append(Record(t, str(d.pop("device", "")), d))
         return out
-
-    def has_patient(self, patient: str) -> bool:
-        series = self.query(f'SHOW TAG VALUES FROM "posture" WITH KEY = "patient" WHERE "patient" = {_q(patient)}')
-        return bool(series and series[0].get("values"))
 
     def _query_stream(self, influxql: str) -> Iterator[dict[str, Any]]:
         """Run a SELECT with InfluxDB's chunked responses; yield each series piece as it arrives."""
@@ -672,10 +671,6 @@ class SqliteStore:
         with self._lock:
             rows = self._db.execute(sql + " AND ts_ns >= ? AND ts_ns < ? ORDER BY ts_ns", args).fetchall()
         return [Record(int(t), str(d), json.loads(f)) for t, d, f in rows]
-
-    def has_patient(self, patient: str) -> bool:
-        with self._lock:
-            return self._db.execute("SELECT 1 FROM posture WHERE patient = ? LIMIT 1", (patient,)).fetchone() is not None
 
     def devices(self, patient: str) -> list[str]:
         """The patient's device ids, found by index seeks (one per device), not a scan."""

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from spinewatch.signal.activity import Activity, ActivityClassifier
-from spinewatch.signal.angles import neutral_alignment, tilt_deg, trunk_angles_deg, up_in_sensor
+from spinewatch.signal.angles import (
+    neutral_alignment,
+    tilt_deg,
+    trunk_angles_deg,
+    up_in_sensor,
+)
 from spinewatch.signal.orientation import (
     OrientationFilter,
     OrientationFilterBank,

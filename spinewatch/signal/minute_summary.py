@@ -19,9 +19,8 @@ UTC day:
 
 from __future__ import annotations
 
-import math
-
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final

@@ -10,7 +10,11 @@ import math
 
 import numpy as np
 
-from spinewatch.signal.orientation import MAX_ACC_NORM_M_S2, MAX_GYR_NORM_RAD_S, OrientationParams
+from spinewatch.signal.orientation import (
+    MAX_ACC_NORM_M_S2,
+    MAX_GYR_NORM_RAD_S,
+    OrientationParams,
+)
 
 DEG = math.pi / 180.0
 
