@@ -124,6 +124,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           f"{s.slouch_count} slouches ({s.slouches_per_hour:.1f}/h), longest {s.longest_slouch_s:.0f} s, "
           f"{s.alerts} haptic alerts ({s.alerts_corrected} corrected)")
     print(f"report: {result.report_png}\nevents: {result.events_csv}")
+    if result.store.startswith("sqlite:"):
+        import datetime as _dt  # noqa: PLC0415
+
+        day0 = _dt.datetime.fromtimestamp(result.start_utc_ns / 1e9, _dt.UTC).date()
+        day1 = _dt.datetime.fromtimestamp((result.start_utc_ns + args.duration * 1e9) / 1e9, _dt.UTC).date()
+        print(f"the therapist's PDF report of these days: spinewatch report --patient {result.patient} "
+              f"--from {day0} --to {day1} --sqlite {result.store.removeprefix('sqlite:')} "
+              f"--out {Path(args.out) / 'patient-report.pdf'}")
     return 0
 
 

@@ -51,6 +51,8 @@ class DemoResult:
     summary: SessionSummary
     report_png: Path
     events_csv: Path
+    patient: str = "p-demo"
+    start_utc_ns: int = 0
 
     @property
     def samples_per_s(self) -> float:
@@ -235,5 +237,6 @@ async def run_demo(
             alerts=totals.alerts,
             points_written=ingest.stats.written_points, wall_s=wall, broker=broker_desc,
             store=store.address, summary=summary, report_png=png, events_csv=csv_path,
+            patient=patient, start_utc_ns=start_ns,
         )
 
