@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -158,3 +159,12 @@ class Calibration:
     acc_std_m_s2: float
     duration_s: float
     author: str = ""
+
+
+class Activity(enum.IntEnum):
+    """Activity label per sample (stored as int8 on the wire and in InfluxDB)."""
+
+    UNKNOWN = 0
+    LYING = 1
+    UPRIGHT_STILL = 2
+    UPRIGHT_MOVING = 3

@@ -198,17 +198,24 @@ class ParquetWriter:
             return
         pa = self._pa
         act = c.activity.astype(np.int16) + 1
-        names = _ACTIVITY_NAME[act]
-        names[act == 0] = None
+        # Strings are built in Arrow from dictionary codes, not from Python lists of str: an hour
+        # is 360,000 rows, and per-row Python objects made the Parquet export the memory peak.
+        devices, dev_codes = np.unique(c.device, return_inverse=True)
+        device = pa.DictionaryArray.from_arrays(pa.array(dev_codes.astype(np.int32)),
+                                                pa.array(devices.tolist(), pa.string()))
+        names = pa.DictionaryArray.from_arrays(pa.array(act, pa.int16(), mask=act == 0),
+                                               pa.array(_ACTIVITY_NAME.tolist(), pa.string()))
         arrays = [
             pa.array(c.t_ns, pa.int64()).cast(pa.timestamp("ns", tz="UTC")), pa.array(c.t_ns, pa.int64()),
-            pa.array(c.device.tolist(), pa.string()),
+            device.cast(pa.string()),
             pa.array(c.flexion_deg, pa.float64(), from_pandas=True),  # NaN -> null
             pa.array(c.lateral_deg, pa.float64(), from_pandas=True),
             pa.array(c.state, pa.int8(), mask=c.state < 0), pa.array(c.activity, pa.int8(), mask=c.activity < 0),
-            pa.array(names.tolist(), pa.string()),
+            names.cast(pa.string()),
         ]
         self._pw.write_table(pa.Table.from_arrays(arrays, schema=self._psch))
+        del arrays
+        pa.default_memory_pool().release_unused()  # hand freed chunk buffers back between hours
 
     def episodes(self, rows: list[Episode]) -> None:
         self._episodes = rows

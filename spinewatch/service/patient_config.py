@@ -46,7 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.haptics import HapticSettings
-from spinewatch.signal import Activity
+from spinewatch.model import Activity
 
 __all__ = ["HapticConfig", "PatientConfig", "decode_patient_config", "encode_patient_config", "in_quiet_hours"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import math
 
 import numba as nb
@@ -11,16 +10,6 @@ import numpy.typing as npt
 
 from spinewatch.signal._jit import FASTMATH_FLAGS
 from spinewatch.signal._state import StateVector
-
-
-class Activity(enum.IntEnum):
-    """Activity label per sample (stored as int8 on the wire and in InfluxDB)."""
-
-    UNKNOWN = 0
-    LYING = 1
-    UPRIGHT_STILL = 2
-    UPRIGHT_MOVING = 3
-
 
 # State: [0] EMA of |acc| (m/s^2)  [1] EMA of (|acc| - mean)^2 ((m/s^2)^2)  [2] initialised
 _STATE_LEN = 3
