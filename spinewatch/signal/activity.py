@@ -8,8 +8,13 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from spinewatch.model import (
+    Activity,  # re-exported: the label type lives in model.py (crosses boundaries)
+)
 from spinewatch.signal._jit import FASTMATH_FLAGS
 from spinewatch.signal._state import StateVector
+
+__all__ = ["Activity", "ActivityClassifier"]
 
 # State: [0] EMA of |acc| (m/s^2)  [1] EMA of (|acc| - mean)^2 ((m/s^2)^2)  [2] initialised
 _STATE_LEN = 3
