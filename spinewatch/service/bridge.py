@@ -20,6 +20,7 @@ Optionally (keyword arguments of :func:`run_bridge`) the loop also
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import logging
@@ -189,6 +190,36 @@ class BridgeTotals:
 _COLUMNS = ("flexion_deg", "lateral_deg", "state", "activity")
 
 
+class _SampleClock:
+    """Sensor time of the n-th sample fed to the tracker, across gaps.
+
+    The tracker numbers samples 0, 1, 2, ... whatever was lost in between; its slouch episodes
+    are such indices. A run is recorded wherever the sensor time is not the previous run's
+    continuation (a gap, or a change of sample period), so only gaps cost memory.
+    """
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []  # first sample index of each run
+        self._runs: list[tuple[int, int]] = []  # (t0_sensor_ns, dt_ns) of each run
+        self._next_index = 0
+        self._next_t_ns: int | None = None
+        self._dt_ns = 0
+
+    def add(self, t0_ns: int, dt_ns: int, n: int) -> None:
+        """A batch of ``n`` samples from sensor time ``t0_ns`` every ``dt_ns``."""
+        if t0_ns != self._next_t_ns or dt_ns != self._dt_ns:
+            self._starts.append(self._next_index)
+            self._runs.append((t0_ns, dt_ns))
+        self._next_index += n
+        self._next_t_ns, self._dt_ns = t0_ns + n * dt_ns, dt_ns
+
+    def time_ns(self, index: int) -> int:
+        """Sensor time of sample ``index`` (extrapolated past the last sample)."""
+        k = max(0, bisect.bisect_right(self._starts, index) - 1)
+        t0, dt = self._runs[k]
+        return t0 + (index - self._starts[k]) * dt
+
+
 @dataclass
 class _Pending:
     """Tracker output not yet published: evenly spaced samples from ``t0_sensor_ns``."""
@@ -197,8 +228,8 @@ class _Pending:
     dt_ns: int = 0
     cols: list[npt.NDArray[np.generic]] = field(default_factory=list)
     first_t0: int | None = None  # sensor time of the stream's first sample
-    dt0_ns: int = 0  # sample period of the stream's first batch
     outgoing: list[PostureBatch] = field(default_factory=list)  # cut, not yet handed over
+    clock: _SampleClock = field(default_factory=_SampleClock)  # tracker sample index -> sensor time
 
     @property
     def n(self) -> int:
@@ -359,10 +390,10 @@ async def run_bridge(
             pend.outgoing = []
 
     def emit(ep: npt.NDArray[np.float64]) -> None:
-        base = start_utc_ns + (pend.first_t0 or 0)
-        dt_ns = pend.dt0_ns
+        # episode indices count the samples fed to the tracker; lost samples are not counted
         ev = SlouchEvent(publisher.patient, publisher.device,
-                         base + int(ep[0]) * dt_ns, base + int(ep[1]) * dt_ns, float(ep[2]), float(ep[3]))
+                         start_utc_ns + pend.clock.time_ns(int(ep[0])), start_utc_ns + pend.clock.time_ns(int(ep[1])),
+                         float(ep[2]), float(ep[3]))
         publisher.publish_event(ev)
         totals.events += 1
         if on_event is not None:
@@ -427,12 +458,13 @@ async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe
         async for b in source.batches():
             if first:
                 first = False
-                pend.first_t0, pend.dt0_ns = b.t0_ns, b.dt_ns
+                pend.first_t0 = b.t0_ns
                 per_msg = max(1, round(publish_interval_s * NS_PER_S / b.dt_ns))
             if pend.n and (b.gap_before or b.dt_ns != pend.dt_ns):
                 publish(pend.n)  # a posture message covers evenly spaced samples only
             if b.gap_before:
                 tracker.reset_motion()
+            pend.clock.add(b.t0_ns, b.dt_ns, len(b))
             out = tracker.update(b.gyr_rad_s, b.acc_m_s2)
             totals.samples += len(b)
             totals.neutral_samples += int(
