@@ -8,7 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from spinewatch.firmware_bridge.simulator import PostureScript, Segment, SimulatedPatient
+from spinewatch.firmware_bridge.simulator import (
+    PostureScript,
+    Segment,
+    SimulatedPatient,
+)
 from spinewatch.model import ImuBatch, SlouchEvent
 from spinewatch.service.bridge import _SampleClock, run_bridge
 from spinewatch.service.config import Config
