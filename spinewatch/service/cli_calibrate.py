@@ -69,31 +69,12 @@ def bridge_status(mqtt_cfg: Any, protocol: str, patient: str, device: str, timeo
     Raises:
         ConnectionFailed: no SUBACK within ``timeout_s``.
     """
-    from spinewatch.service.mqtt import connect
+    from spinewatch.service.mqtt import read_retained
 
-    topic = wire.topic(patient, device, "status")
-    client, props = _client(mqtt_cfg, protocol)
-    got: list[bytes] = []
-    done = threading.Event()
-    subscribed = threading.Event()
-    client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-    client.on_subscribe = lambda *a: subscribed.set()
-
-    def on_message(c: Any, u: Any, msg: Any) -> None:
-        got.append(bytes(msg.payload))
-        done.set()
-
-    client.on_message = on_message
-    connect(client, mqtt_cfg, props, protocol)  # type: ignore[arg-type]
+    payload = read_retained(mqtt_cfg, protocol, wire.topic(patient, device, "status"), "calibrate",  # type: ignore[arg-type]
+                            timeout_s)
     try:
-        if not subscribed.wait(timeout_s):
-            raise ConnectionFailed(mqtt_cfg.address, "no answer to the subscription")
-        done.wait(min(timeout_s, 1.0))  # a retained message follows the SUBACK at once
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    try:
-        st = json.loads(got[-1]) if got and got[-1] else {}
+        st = json.loads(payload) if payload else {}
     except ValueError:
         return {}
     return st if isinstance(st, dict) else {}

@@ -40,35 +40,11 @@ def _mqtt(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def read_config(mqtt_cfg: Any, protocol: str, patient: str, device: str, timeout_s: float) -> PatientConfig | None:
     """The retained config of a patient's device, or None if none is set."""
-    from spinewatch.service.mqtt import connect, make_client  # noqa: PLC0415
+    from spinewatch.service.mqtt import read_retained  # noqa: PLC0415
 
-    topic = wire.topic(patient, device, "config")
-    client, props = make_client(mqtt_cfg, f"config-cli-{uuid.uuid4().hex[:8]}", protocol)  # type: ignore[arg-type]
-    if props is not None:
-        props.SessionExpiryInterval = 0  # a one-shot CLI leaves no session behind
-    got: list[bytes] = []
-    done = threading.Event()
-    subscribed = threading.Event()
-    client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
-    client.on_subscribe = lambda *a: subscribed.set()
-
-    def on_message(c: Any, u: Any, msg: Any) -> None:
-        got.append(bytes(msg.payload))
-        done.set()
-
-    client.on_message = on_message
-    connect(client, mqtt_cfg, props, protocol)  # type: ignore[arg-type]
-    try:
-        if not subscribed.wait(timeout_s):
-            raise ConnectionFailed(mqtt_cfg.address, "no answer to the subscription")
-        # a retained message arrives right after the SUBACK; give it a moment
-        done.wait(min(timeout_s, 1.0))
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    if not got or not got[-1]:
-        return None
-    return decode_patient_config(got[-1])
+    payload = read_retained(mqtt_cfg, protocol, wire.topic(patient, device, "config"), "config-cli",  # type: ignore[arg-type]
+                            timeout_s)
+    return None if payload is None else decode_patient_config(payload)
 
 
 def apply_changes(cfg: PatientConfig, pairs: list[str]) -> PatientConfig:

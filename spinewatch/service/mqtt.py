@@ -106,3 +106,42 @@ def connect(client: paho.Client, cfg: MqttConfig, props: Properties | None, prot
     else:
         client.connect_async(cfg.host, cfg.port, cfg.keepalive_s)
     client.loop_start()
+
+
+def read_retained(cfg: MqttConfig, protocol: Protocol, topic: str, client_prefix: str, timeout_s: float) -> bytes | None:
+    """The retained message of ``topic`` (None if there is none), from a one-shot client.
+
+    The broker sends a retained message right after the SUBACK; its absence is known
+    within a moment of it. The client keeps no session behind.
+
+    Raises:
+        ConnectionFailed: no SUBACK within ``timeout_s``.
+    """
+    import threading  # noqa: PLC0415
+    import uuid  # noqa: PLC0415
+
+    from spinewatch.errors import ConnectionFailed  # noqa: PLC0415
+
+    client, props = make_client(cfg, f"{client_prefix}-{uuid.uuid4().hex[:8]}", protocol)
+    if props is not None:
+        props.SessionExpiryInterval = 0  # a one-shot client leaves no session behind
+    got: list[bytes] = []
+    done = threading.Event()
+    subscribed = threading.Event()
+    client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda *a: subscribed.set()
+
+    def on_message(c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
+        got.append(bytes(msg.payload))
+        done.set()
+
+    client.on_message = on_message
+    connect(client, cfg, props, protocol)
+    try:
+        if not subscribed.wait(timeout_s):
+            raise ConnectionFailed(cfg.address, "no answer to the subscription")
+        done.wait(min(timeout_s, 1.0))  # a retained message follows the SUBACK at once
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return got[-1] if got and got[-1] else None
