@@ -67,3 +67,40 @@ def test_bad_retention_and_missing_database_are_one_line_errors(influxdb1, monke
     monkeypatch.setenv("SPINEWATCH_INFLUX_TOKEN", "t")
     assert main(["influx", "init"]) != 0  # 2.x settings pointed at a 1.x server
     assert "no InfluxDB 2.x API at" in capsys.readouterr().err
+
+
+def test_late_posture_and_slouches_reach_trend_without_a_backfill(influxdb1):
+    """A bridge flushing its outbox hours later: the continuous queries have long run for
+    those minutes, so the store downsamples what it writes late itself."""
+    db = "schema_late"
+    store = Influx1Store(influxdb1.url, db)
+    store.ensure_database()
+    for q in Influx1Schema(db).statements():
+        if not q.startswith("DROP"):
+            store.execute(q)
+    t_late = (time.time_ns() // (60 * 10**9) - 180) * 60 * 10**9  # three hours ago, a whole minute
+    rng = np.random.default_rng(1)
+    flex = rng.uniform(-10, 40, 12_000)
+    act = np.where(np.arange(12_000) < 9_000, 2, 3).astype(np.int8)
+    msgs = [wire.decode_posture("p2", "d1", wire.encode_posture(
+        PostureBatch("p2", "d1", t_late + k * 10**9, 10**7, flex[k * 100:(k + 1) * 100], np.zeros(100),
+                     np.zeros(100, np.int8), act[k * 100:(k + 1) * 100]))) for k in range(120)]
+    ev = wire.decode_event("p2", "d1", wire.encode_event(
+        SlouchEvent("p2", "d1", t_late + 5 * 10**9, t_late + 65 * 10**9, 33.0, 28.0)))
+    store.write([*msgs, ev])  # no backfill statements run
+    rows = influxdb1.points('SELECT * FROM "trend"."posture_1m" WHERE "patient" = \'p2\'', db)
+    assert [(r["time"], r["samples"], r["still_samples"]) for r in rows] == [
+        (t_late, 6000, 6000), (t_late + 60 * 10**9, 6000, 3000)]
+    np.testing.assert_allclose([r["flexion_deg"] for r in rows],
+                               np.round(flex, 2).reshape(2, 6000).mean(axis=1), atol=1e-9)
+    slouch = influxdb1.points('SELECT * FROM "trend"."slouch" WHERE "patient" = \'p2\'', db)
+    assert [(s["time"], s["duration_s"]) for s in slouch] == [(t_late + 5 * 10**9, 60.0)]
+
+
+def test_posture_queries_look_back_two_minutes_for_stragglers(influxdb1, monkeypatch):
+    monkeypatch.setenv("SPINEWATCH_INFLUX_URL", influxdb1.url)
+    monkeypatch.setenv("SPINEWATCH_INFLUX_DB", "schema_resample")
+    assert main(["influx", "init"]) == 0
+    cqs = influxdb1.query("SHOW CONTINUOUS QUERIES")["results"][0]["series"]
+    text = {row[0]: row[1] for s in cqs if s["name"] == "schema_resample" for row in s.get("values", [])}
+    assert "RESAMPLE FOR 2m" in text["posture_1m"] and "RESAMPLE FOR 2m" in text["posture_1m_still"]

@@ -85,10 +85,10 @@ class Influx1Schema:
             stmts.append(f'CREATE RETENTION POLICY "trend" ON "{db}" DURATION INF REPLICATION 1')
         return stmts + [
             f'DROP CONTINUOUS QUERY "posture_1m" ON "{db}"',
-            f'CREATE CONTINUOUS QUERY "posture_1m" ON "{db}" BEGIN '
+            f'CREATE CONTINUOUS QUERY "posture_1m" ON "{db}" RESAMPLE FOR 2m BEGIN '
             + POSTURE_1M_SELECT.format(db=db, where="") + " END",
             f'DROP CONTINUOUS QUERY "posture_1m_still" ON "{db}"',
-            f'CREATE CONTINUOUS QUERY "posture_1m_still" ON "{db}" BEGIN '
+            f'CREATE CONTINUOUS QUERY "posture_1m_still" ON "{db}" RESAMPLE FOR 2m BEGIN '
             + POSTURE_1M_STILL_SELECT.format(db=db, where="") + " END",
             f'DROP CONTINUOUS QUERY "slouch_copy" ON "{db}"',
             f'CREATE CONTINUOUS QUERY "slouch_copy" ON "{db}" RESAMPLE EVERY 1m FOR 1h BEGIN '

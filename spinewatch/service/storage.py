@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sqlite3
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -39,6 +41,9 @@ _LOGGER = logging.getLogger(__name__)
 # milliseconds; 30 s covers a compaction stall without leaving a dead server undetected.
 HTTP_TIMEOUT_S: Final = 30.0
 NS_PER_MIN: Final = 60 * 10**9
+# Posture older than this when written missed its continuous query: downsample it on the spot.
+LATE_NS: Final = 90 * 10**9
+TREND_RECHECK_S: Final = 600.0
 
 Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg
 
@@ -442,6 +447,8 @@ class Influx1Store(_InfluxHttp):
     def __init__(self, url: str, db: str, username: str = "", password: str = "") -> None:
         params = {"u": username, "p": password} if username else {}
         super().__init__(url, db, {}, params)
+        self._trend = False
+        self._trend_checked_s = -math.inf
 
     def ensure_database(self) -> None:
         self._request("/query", {"q": f'CREATE DATABASE "{self.db}"'}, b"")
@@ -465,7 +472,60 @@ class Influx1Store(_InfluxHttp):
         body, points = to_bytes(msgs)
         if points:
             self._request("/write", {"db": self.db, "precision": "ns"}, body)
+            self._downsample_late(msgs)
         return points
+
+    def _has_trend(self) -> bool:
+        """Whether ``spinewatch influx init`` made RP ``trend`` (asked again every 10 minutes)."""
+        now = time.monotonic()
+        if now - self._trend_checked_s > TREND_RECHECK_S:
+            self._trend_checked_s = now
+            try:
+                self._trend = "trend" in self.retention_policies()
+            except (StoreRejected, ConnectionFailed):
+                self._trend = False
+        return self._trend
+
+    def _downsample_late(self, msgs: Sequence[Message]) -> None:
+        """Downsample into ``trend`` what arrived after its continuous query ran.
+
+        The continuous queries only look at the last few minutes (posture) or the last hour
+        (slouch): a bridge flushing its outbox after a day offline would leave those days out
+        of every trend figure and RTM count. Best effort: the raw points are written already,
+        and ``influx init --backfill`` repairs anything missed here.
+        """
+        from spinewatch.service.schema import (  # noqa: PLC0415
+            POSTURE_1M_SELECT,
+            POSTURE_1M_STILL_SELECT,
+            SLOUCH_COPY_SELECT,
+        )
+
+        late_before = time.time_ns() - LATE_NS
+        spans: dict[tuple[str, str], tuple[int, int]] = {}
+        for m in msgs:
+            if isinstance(m, PostureMsg) and len(m):
+                kind, a, b = "posture", m.t0_ns, m.t0_ns + len(m) * m.dt_ns
+            elif isinstance(m, EventMsg):
+                kind, a, b = "slouch", m.start_ns, m.start_ns + 1
+            else:
+                continue
+            if b < late_before:
+                lo, hi = spans.get((kind, m.patient), (a, b))
+                spans[(kind, m.patient)] = (min(lo, a), max(hi, b))
+        if not spans or not self._has_trend():
+            return
+        for (kind, patient), (a, b) in spans.items():
+            a, b = a // NS_PER_MIN * NS_PER_MIN, -(-b // NS_PER_MIN) * NS_PER_MIN  # whole minutes
+            where = f'"patient" = {_q(patient)} AND time >= {a} AND time < {b} '
+            stmts = ([POSTURE_1M_SELECT.format(db=self.db, where="WHERE " + where),
+                      POSTURE_1M_STILL_SELECT.format(db=self.db, where="AND " + where)] if kind == "posture"
+                     else [SLOUCH_COPY_SELECT.format(db=self.db, where="WHERE " + where)])
+            try:
+                for q in stmts:
+                    self.execute(q)
+            except (StoreRejected, ConnectionFailed) as exc:
+                _LOGGER.warning("late %s of %s not downsampled into trend (run `spinewatch influx init "
+                                "--backfill`): %s", kind, patient, exc)
 
     def close(self) -> None:
         pass
