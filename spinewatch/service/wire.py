@@ -283,13 +283,17 @@ def decode_posture(patient: str, device: str, payload: bytes) -> PostureMsg:
     )
 
 
-def _number(obj: dict[str, object], key: str, limit: float, *, optional: bool = False) -> float | None:
+def _number(obj: dict[str, object], key: str, limit: float) -> float:
+    """``obj[key]`` as a float within +/-``limit`` (DecodeError ``bad_type`` otherwise)."""
     v = obj.get(key)
-    if v is None and optional:
-        return None
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not abs(v) <= limit:
         raise DecodeError("bad_type", f"{key} must be a number within +/-{limit:g}")
     return float(v)
+
+
+def _optional_number(obj: dict[str, object], key: str, limit: float) -> float | None:
+    """As :func:`_number`, but an absent or null ``key`` is None."""
+    return None if obj.get(key) is None else _number(obj, key, limit)
 
 
 def _decode_alert(patient: str, device: str, obj: dict[str, object]) -> RecordMsg:
@@ -298,8 +302,8 @@ def _decode_alert(patient: str, device: str, obj: dict[str, object]) -> RecordMs
     if not isinstance(corrected, bool):
         raise DecodeError("bad_type", "corrected must be true or false")
     fields: dict[str, float | int | str] = {
-        "flexion_deg": _number(obj, "flexion_deg", 360.0) or 0.0, "corrected": int(corrected)}
-    response = _number(obj, "response_s", 86_400.0, optional=True)
+        "flexion_deg": _number(obj, "flexion_deg", 360.0), "corrected": int(corrected)}
+    response = _optional_number(obj, "response_s", 86_400.0)
     if response is not None:
         if response < 0:
             raise DecodeError("out_of_range", "response_s must be >= 0")
@@ -317,11 +321,11 @@ def _decode_calibration(patient: str, device: str, obj: dict[str, object]) -> Re
     if not 0.99 <= norm <= 1.01:
         raise DecodeError("out_of_range", f"up_sensor must be a unit vector (norm {norm:.3f})")
     fields: dict[str, float | int | str] = {"up_x": float(up[0]), "up_y": float(up[1]), "up_z": float(up[2])}
-    yaw = _number(obj, "mount_yaw_deg", 180.0, optional=True)
+    yaw = _optional_number(obj, "mount_yaw_deg", 180.0)
     if yaw is not None:
         fields["mount_yaw_deg"] = yaw
     for key, limit in (("gyr_rms_deg_s", 4000.0), ("acc_std_m_s2", 1000.0), ("duration_s", 3600.0)):
-        v = _number(obj, key, limit, optional=True)
+        v = _optional_number(obj, key, limit)
         if v is not None:
             fields[key] = v
     author = obj.get("author", "")
@@ -329,9 +333,6 @@ def _decode_calibration(patient: str, device: str, obj: dict[str, object]) -> Re
         raise DecodeError("bad_type", "author must be a string of at most 64 characters")
     fields["author"] = author
     return RecordMsg("calibration", patient, device, t, fields)
-
-
-EVENT_KINDS: Final = ("slouch", "alert", "calibration")
 
 
 def decode_event(patient: str, device: str, payload: bytes) -> EventMsg | RecordMsg:
@@ -352,15 +353,9 @@ def decode_event(patient: str, device: str, payload: bytes) -> EventMsg | Record
     end = _time(obj, "end_ns")
     if end < start:
         raise DecodeError("out_of_range", "end_ns before start_ns")
-    peak = obj.get("peak_deg")
-    mean = obj.get("mean_deg")
-    if not isinstance(peak, (int, float)) or isinstance(peak, bool) or not abs(peak) <= 360:
-        raise DecodeError("bad_type", "peak_deg must be a number within +/-360")
-    if mean is not None and (
-        not isinstance(mean, (int, float)) or isinstance(mean, bool) or not abs(mean) <= 360
-    ):
-        raise DecodeError("bad_type", "mean_deg must be a number within +/-360")
-    return EventMsg(patient, device, start, end, float(peak), None if mean is None else float(mean))
+    peak = _number(obj, "peak_deg", 360.0)
+    mean = _optional_number(obj, "mean_deg", 360.0)
+    return EventMsg(patient, device, start, end, peak, mean)
 
 
 @dataclass(frozen=True, slots=True)
