@@ -9,7 +9,6 @@ import pytest
 
 from spinewatch.signal.minute_summary import (
     NS_PER_MIN,
-    baseline,
     day_figures,
     local_day_edges_ns,
     period_figures,
@@ -111,11 +110,6 @@ def test_trend_band_is_the_dashboards_sdc95_over_the_baseline_days_with_data():
     c2, s2 = baseline_band([40, nan, 42], 7)  # two days with data: no estimate of day-to-day spread
     assert c2 == 41.0 and np.isnan(s2)
     assert all(np.isnan(baseline_band([nan] * 7, 7)))
-
-
-def test_baseline_is_the_ratio_over_the_first_days():
-    assert baseline([10, 30, 99], [20, 20, 1], 2) == 1.0
-    assert np.isnan(baseline([0], [0], 7))
 
 
 @pytest.mark.parametrize(("n_days", "low", "high"), [(0, False, False), (1, False, False), (2, True, False),

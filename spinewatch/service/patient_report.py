@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConfigError, SpineWatchError
-from spinewatch.service.dashboards._common import BASELINE_DAYS
 from spinewatch.service.storage import (
     MinuteSeries,
     Record,
@@ -28,6 +27,7 @@ from spinewatch.service.storage import (
     _empty_minutes,
 )
 from spinewatch.signal.minute_summary import (
+    BASELINE_DAYS,
     DayFigures,
     PeriodFigures,
     baseline_band,

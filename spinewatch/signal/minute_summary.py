@@ -299,16 +299,7 @@ def slouches_by_hour(slouch_start_ns: npt.ArrayLike, day_edges_ns: npt.ArrayLike
     return out
 
 
-def baseline(num: Sequence[float], den: Sequence[float], baseline_days: int) -> float:
-    """``sum(num) / sum(den)`` over the first ``baseline_days`` days (NaN if the sum of den is 0).
-
-    The centre of the trend band: the same ratio as the daily figure (e.g. neutral minutes /
-    worn minutes x 100), over the first days of the range (the dashboards' baseline).
-    """
-    d = float(np.nansum(np.asarray(den[:baseline_days], dtype=np.float64)))
-    return float(np.nansum(np.asarray(num[:baseline_days], dtype=np.float64))) / d if d > 0 else float("nan")
-
-
+BASELINE_DAYS: Final = 7  # trend band: the first week of the range (therapy start) is the baseline
 SDC95_PER_MAD: Final = 1.96 * math.sqrt(math.pi)  # 3.474: SDC95 = 1.96 sqrt(2) SD, SD ~= sqrt(pi/2) MAD
 MIN_BASELINE_DAYS: Final = 3  # fewer baseline days with data give no estimate of day-to-day variation
 

@@ -6,6 +6,9 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from spinewatch.signal import minute_summary
+from spinewatch.signal.minute_summary import BASELINE_DAYS, MIN_BASELINE_DAYS  # noqa: F401
+
 DATASOURCE: Final = {"type": "influxdb", "uid": "spinewatch-influxdb"}
 
 # Zone defaults for a patient without stored settings (PatientConfig's defaults; threshold_deg also
@@ -14,13 +17,10 @@ THRESHOLD_DEG: Final = 20.0  # neutral below, mild from here
 SEVERE_DEG: Final = 30.0  # severe from here
 RATE_HZ: Final = 100  # posture sample rate (docs/wire-format.md): samples -> minutes
 SIT_BOUT_MIN: Final = 30  # a sitting bout longer than this is flagged (prolonged sitting)
-BASELINE_DAYS: Final = 7  # trend band: the first week of the range (therapy start) is the baseline
-MIN_BASELINE_DAYS: Final = 3  # fewer baseline days with data give no estimate of day-to-day variation: no band
-# Smallest detectable change, 95 %: SDC95 = 1.96 * sqrt(2) * SD of the baseline's daily values (Jacobson &
-# Truax 1991, reliable change). Grafana's expressions have no square root, so SD is estimated from the mean
-# absolute deviation about the mean: SD ~= sqrt(pi / 2) * MAD for normally distributed days; so
-# SDC95 ~= 1.96 * sqrt(2) * sqrt(pi / 2) * MAD = 1.96 * sqrt(pi) * MAD.
-SDC95_PER_MAD: Final = 3.474  # 1.96 * sqrt(pi) = 3.4740
+# The trend band's baseline and SDC95 estimator are the report's (spinewatch/signal/minute_summary.py):
+# SDC95 = 1.96 * sqrt(2) * SD of the baseline days, SD ~= sqrt(pi / 2) * mean absolute deviation, because
+# Grafana's expressions have no square root.
+SDC95_PER_MAD: Final = round(minute_summary.SDC95_PER_MAD, 3)  # 3.474, as written into the Grafana expression
 
 # Every posture/slouch query selects one patient's device(s) and the dashboard's time range.
 SERIES_FILTER: Final = '"patient" =~ /^$patient$/ AND "device" =~ /^$device$/ AND $timeFilter'
