@@ -217,3 +217,17 @@ def test_yaw_needs_a_real_bend():
 
     with pytest.raises(ValueError, match="15 degrees"):
         mount_yaw_deg([0, 0, 1], [[0.05, 0, 1]])
+
+
+def test_the_signal_package_exports_every_name_and_loads_numba_only_when_needed():
+    import subprocess
+    import sys
+
+    import spinewatch.signal as sig
+
+    assert sorted(sig.__all__) == sorted(sig._MODULE_OF)
+    assert all(getattr(sig, name) is not None for name in sig.__all__)
+    code = ("import sys, spinewatch.signal.minute_summary, spinewatch.signal.rtm; "
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # the report's pure-NumPy arithmetic does not import Numba
