@@ -46,7 +46,9 @@ def _source_args(p: argparse.ArgumentParser, *, replay: bool, address_flag: str 
                        help="replay speed, 1 = real time (default 1); 0 = as fast as possible")
 
 
-def _make_source(args: argparse.Namespace) -> Any:
+def _make_source(args: argparse.Namespace, ble: Any = None) -> Any:
+    """The sensor (or replay) source the options name; ``ble`` is the loaded config's ``[ble]``
+    section (loaded from ``--config`` here when the caller has none)."""
     from spinewatch.firmware_bridge.ble import BleSource
     from spinewatch.firmware_bridge.profiles import get_profile
     from spinewatch.firmware_bridge.remap import MountAlignment
@@ -63,7 +65,8 @@ def _make_source(args: argparse.Namespace) -> Any:
         mount = MountAlignment.parse(args.mount) if args.mount else None
     except ValueError as exc:
         raise ConfigError("--mount", args.mount, str(exc)) from None
-    ble = Config.load(path=getattr(args, "config", None)).ble  # [ble] of the TOML file
+    if ble is None:
+        ble = Config.load(path=getattr(args, "config", None)).ble
     if args.silence_timeout is not None:
         ble = dataclasses.replace(ble, silence_timeout_s=args.silence_timeout)  # validates
     return BleSource(profile, args.address, mount=mount, rate_hz=args.rate_hz or profile.default_rate_hz,
@@ -127,7 +130,7 @@ async def _run(args: argparse.Namespace) -> int:
         wire.check_id("device", device_id)
     except ValueError as exc:
         raise ConfigError("--patient/--device-id", f"{args.patient}/{device_id}", str(exc)) from None
-    source = _make_source(args)
+    source = _make_source(args, cfg.ble)
     loop = asyncio.get_running_loop()
     protocol = await loop.run_in_executor(None, resolve_protocol, cfg.mqtt)
     p = cfg.posture
