@@ -121,6 +121,7 @@ def by_name(fake: FakeInflux2) -> dict[str, dict]:
 
 
 def test_init_makes_raw_and_trend_buckets_the_dbrp_mappings_and_two_tasks(influx2, capsys):
+    """Settings get DBRP "settings", onto the trend bucket: they must outlive the raw retention."""
     assert main(["influx", "init", "--raw-retention", "30d"]) == 0
     b = by_name(influx2)
     assert b["spinewatch"]["retentionRules"] == [{"type": "expire", "everySeconds": 30 * 86400}]
@@ -128,7 +129,8 @@ def test_init_makes_raw_and_trend_buckets_the_dbrp_mappings_and_two_tasks(influx
     assert all(x["orgID"] == ORG_ID for x in b.values())
     maps = {(d["database"], d["retention_policy"]): (d["bucketID"], d["default"]) for d in influx2.dbrps}
     assert maps == {("spinewatch", "raw"): (b["spinewatch"]["id"], True),
-                    ("spinewatch", "trend"): (b["spinewatch_trend"]["id"], False)}
+                    ("spinewatch", "trend"): (b["spinewatch_trend"]["id"], False),
+                    ("spinewatch", "settings"): (b["spinewatch_trend"]["id"], False)}
     tasks = {t["name"]: t for t in influx2.tasks.values()}
     assert set(tasks) == {POSTURE_TASK, SLOUCH_TASK} and all(t["status"] == "active" for t in tasks.values())
     assert 'to(bucket: "spinewatch_trend")' in tasks[POSTURE_TASK]["flux"]
@@ -141,11 +143,12 @@ def test_running_init_again_updates_in_place_without_duplicates(influx2, capsys)
     assert main(["influx", "init", "--raw-retention", "30d"]) == 0
     assert main(["influx", "init", "--raw-retention", "12w", "--backfill"]) == 0
     b = by_name(influx2)
-    assert len(influx2.buckets) == 2 and len(influx2.dbrps) == 2 and len(influx2.tasks) == 2
+    assert len(influx2.buckets) == 2 and len(influx2.dbrps) == 3 and len(influx2.tasks) == 2
     assert b["spinewatch"]["retentionRules"] == [{"type": "expire", "everySeconds": 12 * 7 * 86400}]
     assert [r["method"] for r in influx2.requests if r["path"].startswith("/api/v2/tasks/")] == ["PATCH", "PATCH"]
-    # the backfill runs the tasks' Flux once over all raw data
-    assert len(influx2.queries) == 2 and all("range(start: 0)" in q for q in influx2.queries)
+    # the backfill runs the tasks' Flux once over all raw data, and copies the settings stored so far
+    assert len(influx2.queries) == 3 and all("range(start: 0)" in q for q in influx2.queries)
+    assert 'r._measurement == "patient_config"' in influx2.queries[2] and "spinewatch_trend" in influx2.queries[2]
 
 
 def test_the_posture_task_mirrors_the_1x_continuous_query():

@@ -223,7 +223,7 @@ def _cmd_influx_init(args: argparse.Namespace) -> int:
             store.execute(q)
             print(f"backfilled: {q[:90]}...")
     print(f"InfluxDB {i.url} database {i.db!r}: raw samples kept {args.raw_retention}, "
-          "per-minute trend and slouch episodes kept forever")
+          "per-minute trend, slouch episodes and settings kept forever")
     return 0
 
 
@@ -284,11 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Set up InfluxDB for SpineWatch: raw 100 Hz posture samples and slouch episodes, kept "
             "--raw-retention, and trend data kept forever (per-minute posture means in posture_1m "
-            "and a copy of every slouch episode), filled every minute. On 1.x "
+            "and a copy of every slouch episode), filled every minute, and the patients' settings "
+            "(patient_config, calibration) kept forever. On 1.x "
             "(SPINEWATCH_INFLUX_URL + SPINEWATCH_INFLUX_DB, and _USERNAME/_PASSWORD): retention "
-            "policies 'raw' (default) and 'trend' with continuous queries. On 2.x/Cloud "
+            "policies 'raw' (default), 'trend' with continuous queries, and 'settings'. On 2.x/Cloud "
             "(SPINEWATCH_INFLUX_URL + _ORG + _BUCKET + _TOKEN, an operator token): buckets BUCKET and "
-            "BUCKET_trend, the DBRP mappings BUCKET/raw and BUCKET/trend that let the InfluxQL "
+            "BUCKET_trend, the DBRP mappings BUCKET/raw, BUCKET/trend and BUCKET/settings (to "
+            "BUCKET_trend) that let the InfluxQL "
             "dashboards and reports run, and two Flux tasks. Idempotent: run it again to change the "
             "retention."
         ),
@@ -298,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--raw-retention", default="90d", metavar="D",
                       help="how long raw samples are kept: 90d, 12w, 2160h or INF (default 90d)")
     init.add_argument("--backfill", action="store_true",
-                      help="also downsample data written before the continuous queries existed")
+                      help="also downsample data written before the continuous queries existed, and copy "
+                           "settings stored before 'settings' existed")
     init.set_defaults(func=_cmd_influx_init)
 
     from spinewatch.service.cli_bridge import add_bridge_commands  # noqa: PLC0415

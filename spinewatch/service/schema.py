@@ -6,6 +6,7 @@ InfluxDB 1.x layout (docs/storage.md):
 |---|---|---|
 | ``raw`` (default) | ``raw_retention`` (90 days) | ``posture`` (100 Hz samples), ``slouch`` |
 | ``trend`` | forever | ``posture_1m`` (per-minute means, counts, upright-still counts), ``slouch`` (copied) |
+| ``settings`` | forever | ``patient_config``, ``calibration`` (written by ingest next to the ones in ``raw``) |
 
 Continuous queries fill ``trend`` as data arrives; ``--backfill`` runs the same statements
 over data written before they existed.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Final
+
+from spinewatch.service.storage import SETTINGS_MEASUREMENTS, SETTINGS_RP
 
 _DURATION_RE: Final = re.compile(r"^(INF|\d+[hdw])$")
 
@@ -55,6 +58,11 @@ SLOUCH_COPY_SELECT: Final = (
     'INTO "{db}"."trend"."slouch" FROM "{db}"."raw"."slouch" {where}GROUP BY time(1s), *'
 )
 
+# Settings stored before RP settings existed (written by ingest since): copied as they are.
+SETTINGS_COPY_SELECT: Final = (
+    'SELECT * INTO "{db}"."' + SETTINGS_RP + '"."{m}" FROM "{db}"."raw"."{m}" WHERE time > 0 GROUP BY *'
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Influx1Schema:
@@ -81,8 +89,8 @@ class Influx1Schema:
             f'CREATE DATABASE "{db}"',
             f'{verb} RETENTION POLICY "raw" ON "{db}" DURATION {self.raw_retention} REPLICATION 1 DEFAULT',
         ]
-        if "trend" not in existing_policies:
-            stmts.append(f'CREATE RETENTION POLICY "trend" ON "{db}" DURATION INF REPLICATION 1')
+        stmts += [f'CREATE RETENTION POLICY "{rp}" ON "{db}" DURATION INF REPLICATION 1'
+                  for rp in ("trend", SETTINGS_RP) if rp not in existing_policies]
         return stmts + [
             f'DROP CONTINUOUS QUERY "posture_1m" ON "{db}"',
             f'CREATE CONTINUOUS QUERY "posture_1m" ON "{db}" RESAMPLE FOR 2m BEGIN '
@@ -96,8 +104,9 @@ class Influx1Schema:
         ]
 
     def backfill_statements(self) -> list[str]:
-        """Fill ``trend`` from all raw data already stored (run once after ``init``)."""
+        """Fill ``trend`` and ``settings`` from all raw data already stored (run once after ``init``)."""
         where = "WHERE time > 0 "
         return [POSTURE_1M_SELECT.format(db=self.db, where=where),
                 POSTURE_1M_STILL_SELECT.format(db=self.db, where="AND time > 0 "),
-                SLOUCH_COPY_SELECT.format(db=self.db, where=where)]
+                SLOUCH_COPY_SELECT.format(db=self.db, where=where),
+                *(SETTINGS_COPY_SELECT.format(db=self.db, m=m) for m in SETTINGS_MEASUREMENTS)]

@@ -7,6 +7,7 @@ parts so that the InfluxQL of the dashboards and reports runs unchanged through 
 |---|---|
 | database ``{bucket}``, RP ``raw`` (default) | bucket ``{bucket}`` (retention ``raw_retention``), DBRP ``{bucket}``/``raw``, default |
 | RP ``trend`` (forever) | bucket ``{bucket}_trend`` (no expiry), DBRP ``{bucket}``/``trend`` |
+| RP ``settings`` (forever) | bucket ``{bucket}_trend`` too, DBRP ``{bucket}``/``settings`` (ingest writes settings there) |
 | continuous queries ``posture_1m``, ``posture_1m_still`` | task ``spinewatch_posture_1m`` (Flux, every minute) |
 | continuous query ``slouch_copy`` | task ``spinewatch_slouch_copy`` (Flux, every minute, last hour) |
 
@@ -27,7 +28,12 @@ from typing import Any, Final
 
 from spinewatch.errors import ConnectionFailed
 from spinewatch.service.schema import parse_retention_s
-from spinewatch.service.storage import HTTP_TIMEOUT_S, StoreRejected
+from spinewatch.service.storage import (
+    HTTP_TIMEOUT_S,
+    SETTINGS_MEASUREMENTS,
+    SETTINGS_RP,
+    StoreRejected,
+)
 
 POSTURE_TASK: Final = "spinewatch_posture_1m"
 SLOUCH_TASK: Final = "spinewatch_slouch_copy"
@@ -91,6 +97,15 @@ union(tables: [means, samples, still])
         return f'''from(bucket: "{self.bucket}")
     |> range(start: {start})
     |> filter(fn: (r) => r._measurement == "slouch")
+    |> to(bucket: "{self.trend_bucket}")
+'''
+
+    def settings_flux(self) -> str:
+        """Copy the settings stored before DBRP ``settings`` existed into the trend bucket (backfill)."""
+        wanted = " or ".join(f'r._measurement == "{m}"' for m in SETTINGS_MEASUREMENTS)
+        return f'''from(bucket: "{self.bucket}")
+    |> range(start: 0)
+    |> filter(fn: (r) => {wanted})
     |> to(bucket: "{self.trend_bucket}")
 '''
 
@@ -161,7 +176,8 @@ def apply_influx2_schema(admin: Influx2Admin, org: str, schema: Influx2Schema, *
             made = admin.call("POST", "/api/v2/buckets", body={"orgID": org_id, "name": name, "retentionRules": rules})
             bucket_ids[name] = str(made["id"])
             say(f"ok: bucket {name} (retention {'forever' if not seconds else f'{seconds} s'}, created)")
-    for rp, name, default in (("raw", schema.bucket, True), ("trend", schema.trend_bucket, False)):
+    for rp, name, default in (("raw", schema.bucket, True), ("trend", schema.trend_bucket, False),
+                              (SETTINGS_RP, schema.trend_bucket, False)):
         found = admin.call("GET", "/api/v2/dbrps", {"orgID": org_id, "db": schema.bucket, "rp": rp}).get("content", [])
         if found:
             say(f"ok: DBRP {schema.bucket}/{rp} -> bucket {name} (exists)")
@@ -182,6 +198,6 @@ def apply_influx2_schema(admin: Influx2Admin, org: str, schema: Influx2Schema, *
                 "description": "SpineWatch downsampling (spinewatch influx init)"})
             say(f"ok: task {task} (created)")
     if backfill:
-        for flux in (schema.posture_flux(start="0"), schema.slouch_flux(start="0")):
+        for flux in (schema.posture_flux(start="0"), schema.slouch_flux(start="0"), schema.settings_flux()):
             admin.call("POST", "/api/v2/query", {"orgID": org_id}, {"query": flux, "type": "flux"})
         say("ok: backfill of the trend bucket from all raw data")

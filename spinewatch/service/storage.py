@@ -44,6 +44,12 @@ NS_PER_MIN: Final = 60 * 10**9
 # Posture older than this when written missed its continuous query: downsample it on the spot.
 LATE_NS: Final = 90 * 10**9
 TREND_RECHECK_S: Final = 600.0
+POLICIES_RETRY_S: Final = 60.0
+# Settings in force must outlive the raw retention (a threshold set 120 days ago still applies):
+# ingest writes these measurements to the default RP, like everything else, and a second time to
+# the retention policy ``settings`` (forever), which the readers of settings read too.
+SETTINGS_RP: Final = "settings"
+SETTINGS_MEASUREMENTS: Final = ("patient_config", "calibration")
 
 Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg
 
@@ -172,6 +178,12 @@ def _windows(start_ns: int, end_ns: int, window_ns: int) -> Iterator[tuple[int, 
         a = b
 
 
+def _settings_msgs(msgs: Sequence[Message]) -> list[Message]:
+    """The messages whose points belong to :data:`SETTINGS_MEASUREMENTS` too."""
+    return [m for m in msgs
+            if isinstance(m, ConfigMsg) or (isinstance(m, RecordMsg) and m.measurement in SETTINGS_MEASUREMENTS)]
+
+
 def _check_measurement(measurement: str) -> None:
     if measurement not in RECORD_MEASUREMENTS:
         raise ValueError(f"measurement must be one of {', '.join(RECORD_MEASUREMENTS)}, got {measurement!r}")
@@ -257,6 +269,8 @@ class _InfluxHttp:
         self.db = db
         self._headers = headers
         self._params = params
+        self._policies: frozenset[str] = frozenset()
+        self._policies_checked_s = -math.inf
 
     def _request(self, path: str, params: dict[str, str], body: bytes | None) -> bytes:
         qs = urllib.parse.urlencode({**self._params, **params})
@@ -308,13 +322,33 @@ class _InfluxHttp:
         return MinuteSeries(t, a[:, 1], a[:, 2], a[:, 3].astype(np.int64), np.nan_to_num(a[:, 4]),
                             still.astype(np.int64))
 
+    def retention_policies(self) -> frozenset[str]:
+        """Names of the database's retention policies (its DBRP mappings on 2.x)."""
+        series = self.query(f'SHOW RETENTION POLICIES ON "{self.db}"')
+        return frozenset(row[0] for row in series[0]["values"]) if series else frozenset()
+
+    def _policy_names(self) -> frozenset[str]:
+        """:meth:`retention_policies`, or none if the server can't say."""
+        try:
+            return self.retention_policies()
+        except (StoreRejected, ConnectionFailed):
+            return frozenset()
+
+    def _known_policies(self) -> frozenset[str]:
+        """The database's retention policies, asked again every 10 minutes (the last answer while
+        the server can't say, asked again a minute later)."""
+        now = time.monotonic()
+        if now - self._policies_checked_s > TREND_RECHECK_S:
+            try:
+                self._policies = self.retention_policies()
+                self._policies_checked_s = now
+            except (StoreRejected, ConnectionFailed):
+                self._policies_checked_s = now - TREND_RECHECK_S + POLICIES_RETRY_S
+        return self._policies
+
     def has_trend(self) -> bool:
         """Whether retention policy ``trend`` exists (``spinewatch influx init``)."""
-        try:
-            series = self.query(f'SHOW RETENTION POLICIES ON "{self.db}"')
-        except (StoreRejected, ConnectionFailed):
-            return False
-        return bool(series) and any(row[0] == "trend" for row in series[0]["values"])
+        return "trend" in self._policy_names()
 
     def minutes_trend(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries:
         """Like :meth:`minutes`, from the per-minute points of ``trend.posture_1m`` (filled by the
@@ -361,20 +395,26 @@ class _InfluxHttp:
         return int(series[0]["values"][0][1]) if series else 0
 
     def records(self, measurement: str, patient: str, start_ns: int, end_ns: int) -> list[Record]:
+        """Points of ``measurement`` in [start, end), oldest first; settings also from RP ``settings``,
+        where they outlive the raw retention (a point kept in both is returned once)."""
         _check_measurement(measurement)
+        source = f'"{measurement}"'
+        if measurement in SETTINGS_MEASUREMENTS and SETTINGS_RP in self._policy_names():
+            source += f', "{SETTINGS_RP}"."{measurement}"'
         series = self.query(
-            f'SELECT * FROM "{measurement}" WHERE "patient" = {_q(patient)} '
+            f'SELECT * FROM {source} WHERE "patient" = {_q(patient)} '
             f"AND time >= {start_ns} AND time < {end_ns} ORDER BY time"
         )
-        out: list[Record] = []
+        seen: dict[tuple[int, str], Record] = {}
         for s in series:
             cols = s["columns"]
             for row in s["values"]:
                 d = {c: v for c, v in zip(cols, row) if v is not None}
                 t = int(d.pop("time"))
                 d.pop("patient", None)
-                out.append(Record(t, str(d.pop("device", "")), d))
-        return out
+                device = str(d.pop("device", ""))
+                seen[(t, device)] = Record(t, device, d)
+        return sorted(seen.values(), key=lambda r: (r.t_ns, r.device))
 
     def _query_stream(self, influxql: str) -> Iterator[dict[str, Any]]:
         """Run a SELECT with InfluxDB's chunked responses; yield each series piece as it arrives."""
@@ -447,16 +487,13 @@ class Influx1Store(_InfluxHttp):
     def __init__(self, url: str, db: str, username: str = "", password: str = "") -> None:
         params = {"u": username, "p": password} if username else {}
         super().__init__(url, db, {}, params)
-        self._trend = False
-        self._trend_checked_s = -math.inf
 
     def ensure_database(self) -> None:
+        """Create the database and its retention policy ``settings`` (forever) if missing."""
         self._request("/query", {"q": f'CREATE DATABASE "{self.db}"'}, b"")
-
-    def retention_policies(self) -> frozenset[str]:
-        """Names of the database's retention policies."""
-        series = self.query(f'SHOW RETENTION POLICIES ON "{self.db}"')
-        return frozenset(row[0] for row in series[0]["values"]) if series else frozenset()
+        if SETTINGS_RP not in self.retention_policies():
+            self.execute(f'CREATE RETENTION POLICY "{SETTINGS_RP}" ON "{self.db}" DURATION INF REPLICATION 1')
+        self._policies_checked_s = -math.inf  # ask again at the next write
 
     def execute(self, influxql: str) -> None:
         """Run a statement that changes the server (CREATE, DROP, SELECT INTO), via POST."""
@@ -471,20 +508,16 @@ class Influx1Store(_InfluxHttp):
 
         body, points = to_bytes(msgs)
         if points:
+            if (settings := _settings_msgs(msgs)) and SETTINGS_RP in self._known_policies():
+                # an error in either write fails the batch, whose retry rewrites the same points
+                self._request("/write", {"db": self.db, "rp": SETTINGS_RP, "precision": "ns"}, to_bytes(settings)[0])
             self._request("/write", {"db": self.db, "precision": "ns"}, body)
             self._downsample_late(msgs)
         return points
 
     def _has_trend(self) -> bool:
-        """Whether ``spinewatch influx init`` made RP ``trend`` (asked again every 10 minutes)."""
-        now = time.monotonic()
-        if now - self._trend_checked_s > TREND_RECHECK_S:
-            self._trend_checked_s = now
-            try:
-                self._trend = "trend" in self.retention_policies()
-            except (StoreRejected, ConnectionFailed):
-                self._trend = False
-        return self._trend
+        """Whether ``spinewatch influx init`` made RP ``trend``."""
+        return "trend" in self._known_policies()
 
     def _downsample_late(self, msgs: Sequence[Message]) -> None:
         """Downsample into ``trend`` what arrived after its continuous query ran.
@@ -557,6 +590,9 @@ class Influx2Store(_InfluxHttp):
         if not points:
             return 0
         try:
+            if (settings := _settings_msgs(msgs)) and SETTINGS_RP in self._known_policies():
+                # `influx init` maps DBRP settings to the trend bucket (no expiry)
+                self._write_api.write(bucket=f"{self.bucket}_trend", org=self.org, record=to_bytes(settings)[0])
             self._write_api.write(bucket=self.bucket, org=self.org, record=body)
         except ApiException as exc:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):

@@ -27,7 +27,7 @@ SERIES_FILTER: Final = '"patient" =~ /^$patient$/ AND "device" =~ /^$device$/ AN
 
 THRESHOLDS_NOTE: Final = (
     " Zones use the patient's own threshold_deg and severe_deg: the latest settings stored (spinewatch config "
-    "set, measurement patient_config) up to the end of the range, or the defaults 20 and 30 deg if none are."
+    "set, measurement patient_config, kept forever) up to the end of the range, or the defaults 20 and 30 deg if none are."
 )
 DEFAULTS_NOTE: Final = (
     " This overview applies the default threshold_deg (20 deg) to every patient: one InfluxQL table cannot "
@@ -131,11 +131,14 @@ def _constant(name: str, value: float, description: str) -> dict[str, Any]:
 
 
 PATIENT_DEVICE: Final = '"patient" =~ /^$patient$/ AND "device" =~ /^$device$/'
+# Settings from the default RP and from RP "settings", where ingest keeps them after the raw retention
+# (storage.SETTINGS_RP): the same measurement in two RPs is one series to InfluxQL, so last() is the latest.
+SETTINGS_FROM: Final = '"patient_config", "settings"."patient_config"'
 
 
 def stored_setting(field: str) -> str:
     """The patient's latest stored ``field`` (patient_config) up to the end of the range; no row if none."""
-    return (f'SELECT last("{field}") FROM "patient_config" WHERE {PATIENT_DEVICE} AND time <= ${{__to}}ms')
+    return (f'SELECT last("{field}") FROM {SETTINGS_FROM} WHERE {PATIENT_DEVICE} AND time <= ${{__to}}ms')
 
 
 def setting_or_default(field: str, default: float) -> str:
@@ -146,7 +149,7 @@ def setting_or_default(field: str, default: float) -> str:
     exactly one value: the second subquery yields ``default`` only when ``$cfg_<field>`` is empty,
     through a tag that never exists (InfluxQL compares a missing tag as the empty string).
     """
-    return (f'SELECT "v" FROM (SELECT last("{field}") AS "v" FROM "patient_config" WHERE {PATIENT_DEVICE} '
+    return (f'SELECT "v" FROM (SELECT last("{field}") AS "v" FROM {SETTINGS_FROM} WHERE {PATIENT_DEVICE} '
             f'AND time <= ${{__to}}ms), (SELECT "flexion_deg" * 0 + {default:g} AS "v" FROM "posture" '
             f"WHERE {PATIENT_DEVICE} AND \"no_stored_setting\" = '$cfg_{field}' LIMIT 1)")
 

@@ -11,6 +11,7 @@ from spinewatch.service.dashboards._common import (
     DEFAULTS_NOTE,
     PATIENT_DEVICE,
     SERIES_FILTER,
+    SETTINGS_FROM,
     Layout,
     dashboard,
     nav_links,
@@ -34,7 +35,7 @@ COLUMNS: dict[str, str] = {
          f'last("packets_lost_pct") AS "packets_lost_pct" FROM "device" WHERE {F}{BY}',
     "G": zone_minutes(None, "worn_min", BY.strip()),
     # each patient's stored threshold (the settings in force at the end of the range), to show who differs
-    "H": f'SELECT last("threshold_deg") AS "threshold_deg" FROM "patient_config" WHERE {PATIENT_DEVICE} '
+    "H": f'SELECT last("threshold_deg") AS "threshold_deg" FROM {SETTINGS_FROM} WHERE {PATIENT_DEVICE} '
          f"AND time <= ${{__to}}ms{BY}",
 }
 HEADERS = {
