@@ -694,27 +694,30 @@ class SqliteStore:
         return points + len(events) + len(statuses) + len(configs) + len(records)
 
     def _chunks(self, patient: str, start_ns: int, end_ns: int) -> list[tuple[Any, ...]]:
-        # a chunk starting before start_ns may reach into the period: look back one hour
+        # a chunk starting before start_ns may reach into the period: look back one hour.
+        # One query per device, so the primary key (patient, device, t0_ns) serves the time
+        # range; with the device left open SQLite reads every row the patient ever stored.
+        sql = ("SELECT t0_ns, dt_ns, n, flexion_deg, lateral_deg, state, activity FROM posture"
+               " WHERE patient = ? AND device = ? AND t0_ns >= ? AND t0_ns < ?")
+        devices = self.devices(patient)
         with self._lock:
-            return self._db.execute(
-                "SELECT t0_ns, dt_ns, n, flexion_deg, lateral_deg, state, activity FROM posture"
-                " WHERE patient = ? AND t0_ns >= ? AND t0_ns < ? ORDER BY t0_ns",
-                (patient, start_ns - 3600 * 10**9, end_ns),
-            ).fetchall()
+            rows = [r for dev in devices
+                    for r in self._db.execute(sql, (patient, dev, start_ns - 3600 * 10**9, end_ns)).fetchall()]
+        return sorted(rows, key=lambda r: r[0])
 
     def minutes(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries:
         rows = self._chunks(patient, start_ns, end_ns)
         if not rows:
             return _empty_minutes()
-        t = np.concatenate([t0 + dt * np.arange(n, dtype=np.int64) for t0, dt, n, *_ in rows])
-        flex = np.concatenate([np.frombuffer(r[3], "<f4") for r in rows]).astype(np.float64)
-        lat = np.concatenate([np.frombuffer(r[4], "<f4") for r in rows]).astype(np.float64)
-        state = np.concatenate([
-            np.zeros(r[2], np.int8) if r[5] is None else np.frombuffer(r[5], np.int8) for r in rows
-        ]).astype(np.float64)
-        still = np.concatenate([
-            np.zeros(r[2], np.int8) if r[6] is None else np.frombuffer(r[6], np.int8) for r in rows
-        ]) == 2
+        # whole columns at once (a day is 86,400 rows): per-row NumPy calls would dominate
+        t0, dt, n = (np.fromiter((r[i] for r in rows), np.int64, len(rows)) for i in range(3))
+        first = np.cumsum(n) - n
+        t = np.repeat(t0, n) + np.repeat(dt, n) * (np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first, n))
+        flex = np.frombuffer(b"".join(r[3] for r in rows), "<f4").astype(np.float64)
+        lat = np.frombuffer(b"".join(r[4] for r in rows), "<f4").astype(np.float64)
+        state = np.frombuffer(b"".join(bytes(r[2]) if r[5] is None else r[5] for r in rows), np.int8)
+        state = state.astype(np.float64)
+        still = np.frombuffer(b"".join(bytes(r[2]) if r[6] is None else r[6] for r in rows), np.int8) == 2
         keep = (t >= start_ns) & (t < end_ns) & ~np.isnan(flex)
         t, flex, lat, state, still = t[keep], flex[keep], lat[keep], state[keep], still[keep]
         if len(t) == 0:
