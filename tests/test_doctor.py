@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from _http_fake import JsonApiFake
 from servers import (
     InfluxDB1Server,
     MosquittoServer,
@@ -66,46 +65,21 @@ def closed_port() -> int:
 # ------------------------------------------------------------------------ Grafana stand-in
 
 
-class FakeGrafana:
+class FakeGrafana(JsonApiFake):
     """/api/health, /api/search and /api/datasources/uid/{uid} as Grafana answers them."""
 
     def __init__(self, datasource: bool = True) -> None:
-        has_ds = datasource
+        super().__init__(f"Bearer {GRAFANA_TOKEN}", {"message": "invalid API key"}, frozenset({"/api/health"}))
+        self.datasource = datasource
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, code: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                if self.path == "/api/health":
-                    return self._reply(200, {"commit": "abc", "database": "ok", "version": "11.3.0"})
-                if self.headers.get("Authorization") != f"Bearer {GRAFANA_TOKEN}":
-                    return self._reply(401, {"message": "invalid API key"})
-                if self.path.startswith("/api/search"):
-                    return self._reply(200, [])
-                if self.path == f"/api/datasources/uid/{DATASOURCE['uid']}" and has_ds:
-                    return self._reply(200, {"uid": DATASOURCE["uid"], "type": "influxdb"})
-                return self._reply(404, {"message": "Data source not found"})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeGrafana:  # noqa: PYI034
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def route(self, method: str, path: str, query: dict, body: object) -> tuple[int, object]:
+        if path == "/api/health":
+            return 200, {"commit": "abc", "database": "ok", "version": "11.3.0"}
+        if path == "/api/search":
+            return 200, []
+        if path == f"/api/datasources/uid/{DATASOURCE['uid']}" and self.datasource:
+            return 200, {"uid": DATASOURCE["uid"], "type": "influxdb"}
+        return 404, {"message": "Data source not found"}
 
 
 # ------------------------------------------------------------------------ everything passes

@@ -7,11 +7,9 @@ The answers follow Grafana's HTTP API documentation (folders, data sources, dash
 from __future__ import annotations
 
 import argparse
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from _http_fake import JsonApiFake
 
 pytest.importorskip("grafana_client")
 
@@ -25,46 +23,18 @@ from spinewatch.service.grafana_push import (
 TOKEN = "glsa_test-token-0123456789"
 
 
-class FakeGrafana:
+class FakeGrafana(JsonApiFake):
     """Grafana's folder, data source and dashboard endpoints over an in-memory store; records every request."""
 
     def __init__(self) -> None:
-        self.requests: list[dict] = []
+        super().__init__(f"Bearer {TOKEN}", {"message": "Unauthorized"})
         self.folders: dict[str, dict] = {}
         self.datasources: dict[str, dict] = {}
         self.dashboards: dict[str, dict] = {}
         self.fail_dashboards_with: int = 0
-        fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def _reply(self, code: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n)) if n else None
-                fake.requests.append({"method": self.command, "path": self.path,
-                                      "headers": dict(self.headers), "json": body})
-                if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                    return self._reply(401, {"message": "Unauthorized"})
-                self._reply(*fake.route(self.command, self.path, body))
-
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def route(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
-        parts = path.split("?")[0].strip("/").split("/")
+    def route(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+        parts = path.strip("/").split("/")
         if parts[:2] == ["api", "folders"]:
             if method == "GET" and len(parts) == 3:
                 f = self.folders.get(parts[2])
@@ -109,14 +79,8 @@ class FakeGrafana:
 
 @pytest.fixture
 def grafana():
-    g = FakeGrafana()
-    g.thread.start()
-    try:
+    with FakeGrafana() as g:
         yield g
-    finally:
-        g.server.shutdown()
-        g.server.server_close()
-        g.thread.join()
 
 
 def _args(grafana, **kw) -> argparse.Namespace:

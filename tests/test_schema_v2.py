@@ -8,12 +8,8 @@ run against it.
 
 from __future__ import annotations
 
-import json
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from _http_fake import JsonApiFake
 
 from spinewatch.service.cli import main
 from spinewatch.service.schema_v2 import POSTURE_TASK, SLOUCH_TASK, Influx2Schema
@@ -22,43 +18,15 @@ TOKEN = "operator-token-0123"
 ORG_ID = "0a1b2c3d4e5f6a7b"
 
 
-class FakeInflux2:
+class FakeInflux2(JsonApiFake):
     """The InfluxDB 2.x API calls `influx init` makes, over in-memory state."""
 
     def __init__(self) -> None:
-        self.requests: list[dict] = []
+        super().__init__(f"Token {TOKEN}", {"code": "unauthorized", "message": "unauthorized access"})
         self.buckets: dict[str, dict] = {}
         self.dbrps: list[dict] = []
         self.tasks: dict[str, dict] = {}
         self.queries: list[str] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n)) if n else None
-                url = urllib.parse.urlsplit(self.path)
-                q = dict(urllib.parse.parse_qsl(url.query))
-                fake.requests.append({"method": self.command, "path": url.path, "query": q, "json": body})
-                if self.headers.get("Authorization") != f"Token {TOKEN}":
-                    code, reply = 401, {"code": "unauthorized", "message": "unauthorized access"}
-                else:
-                    code, reply = fake.route(self.command, url.path, q, body)
-                data = json.dumps(reply).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PATCH = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def route(self, method: str, path: str, q: dict, body: dict | None) -> tuple[int, dict]:
         if path == "/api/v2/orgs" and method == "GET":
@@ -102,18 +70,12 @@ class FakeInflux2:
 
 @pytest.fixture
 def influx2(monkeypatch):
-    f = FakeInflux2()
-    f.thread.start()
-    for k, v in {"SPINEWATCH_INFLUX_URL": f.url, "SPINEWATCH_INFLUX_ORG": "clinic",
-                 "SPINEWATCH_INFLUX_BUCKET": "spinewatch", "SPINEWATCH_INFLUX_TOKEN": TOKEN}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("SPINEWATCH_INFLUX_DB", raising=False)
-    try:
+    with FakeInflux2() as f:
+        for k, v in {"SPINEWATCH_INFLUX_URL": f.url, "SPINEWATCH_INFLUX_ORG": "clinic",
+                     "SPINEWATCH_INFLUX_BUCKET": "spinewatch", "SPINEWATCH_INFLUX_TOKEN": TOKEN}.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.delenv("SPINEWATCH_INFLUX_DB", raising=False)
         yield f
-    finally:
-        f.server.shutdown()
-        f.server.server_close()
-        f.thread.join()
 
 
 def by_name(fake: FakeInflux2) -> dict[str, dict]:
