@@ -443,13 +443,14 @@ def broad_inclination_rmse_deg(path: Path, params: OrientationParams | None = No
     not BROAD_DIR.is_dir(),
     reason=f"BROAD data not found at {BROAD_DIR.resolve()}; see shared/data/README.md",
 )
-def test_broad_mean_inclination_rmse_matches_vqf_and_beats_it_with_the_sensor_latency():
+def test_broad_mean_inclination_rmse_meets_the_goal_and_beats_vqf():
     trials = sorted(BROAD_DIR.glob("*.npz"))
     assert len(trials) == 20
     rmse = [broad_inclination_rmse_deg(p) for p in trials]
-    # default (sensor-neutral): vqf 2.1.2 online gets 0.712 deg on the same 20 trials
-    assert np.mean(rmse) <= 0.715, dict(zip([p.stem for p in trials], np.round(rmse, 3)))
+    # default (sensor-neutral): the goal is 0.70 deg (measured 0.671); vqf 2.1.2
+    # online gets 0.712 deg on the same 20 trials
+    assert np.mean(rmse) <= 0.70, dict(zip([p.stem for p in trials], np.round(rmse, 3)))
     assert max(rmse) < 2.0
     # with the recording sensor's measured gyroscope latency, as its profile would set it
     rmse_latency = [broad_inclination_rmse_deg(p, ONE_SAMPLE_LATENCY) for p in trials]
-    assert np.mean(rmse_latency) <= 0.60
+    assert np.mean(rmse_latency) <= 0.56  # measured 0.549
