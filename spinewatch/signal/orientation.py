@@ -6,7 +6,8 @@ Fusion, 2023): the gyroscope is integrated on its own (strapdown) into an "almos
 frame, the accelerometer is rotated into that frame (with the attitude at its sampling
 instant, half a strapdown step back; VQF uses the attitude after the step) and low-pass
 filtered there, and the inclination of the almost-inertial frame is corrected from the
-filtered gravity direction. A rest detector and a Kalman-like estimator track the gyroscope bias at rest and in motion.
+filtered gravity direction. A rest detector and a Kalman-like estimator track the gyroscope
+bias at rest and in motion.
 See ``docs/orientation.md`` for the algorithm in prose and the parameter table.
 
 Quaternions are ``q_sensor_to_earth`` stored as ``[w, x, y, z]`` (a vector ``v_sensor`` is
