@@ -10,6 +10,7 @@ Run the short-input subset without Numba (as coverage does):
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -66,7 +67,12 @@ def static_recording(q_true: np.ndarray, n: int, bias_rad_s=(0.0, 0.0, 0.0), noi
 
 
 def moving_recording(n: int, seed: int = 0, rest_s: float = 3.0, bias_rad_s=(0.0, 0.0, 0.0)):
-    """Smooth random rotation (no linear acceleration) after a rest; returns gyr, acc, q_true."""
+    """Smooth random rotation (no linear acceleration) after a rest; returns gyr, acc, q_true.
+
+    A synchronous IMU with the default latency of half a period: sample i reports the
+    motion at the middle of the period (t_i - ts, t_i], the gyroscope as the rate held over
+    that period and the accelerometer at the attitude half a period before q_true[i].
+    """
     rng = np.random.default_rng(seed)
     t = np.arange(n) / RATE_HZ
     freqs = rng.uniform(0.1, 1.0, (3, 3))
@@ -75,11 +81,13 @@ def moving_recording(n: int, seed: int = 0, rest_s: float = 3.0, bias_rad_s=(0.0
     w = sum(amp_rad_s[k] * np.sin(2 * np.pi * freqs[k] * t[:, None] + phases[k]) for k in range(3))
     w[t < rest_s] = 0.0
     q = np.empty((n, 4))
+    q_mid = np.empty((n, 4))
     r = Rotation.from_rotvec(rng.normal(0, 0.5, 3))
     for i in range(n):
+        q_mid[i] = wxyz_from_scipy(r * Rotation.from_rotvec(0.5 * w[i] / RATE_HZ))
         r = r * Rotation.from_rotvec(w[i] / RATE_HZ)
         q[i] = wxyz_from_scipy(r)
-    acc = scipy_from_wxyz(q).inv().apply([0.0, 0.0, G_M_S2])
+    acc = scipy_from_wxyz(q_mid).inv().apply([0.0, 0.0, G_M_S2])
     return w + np.asarray(bias_rad_s, float), acc, q
 
 
@@ -137,6 +145,31 @@ def test_moving_sensor_without_bias_is_tracked():
     assert np.max(inclination_error_deg(q, q_true)) < 0.2
 
 
+def test_accelerometer_is_rotated_with_the_attitude_at_its_sampling_instant():
+    # A wheel-like spin at 360 deg/s about a horizontal axis, from rest, sampled by a
+    # synchronous IMU (both sensors half a period late, the default latency model). The
+    # strapdown attitude after sample k is half a step ahead of the instant both sensors
+    # sampled; rotating the accelerometer with it (as VQF and the filter before this test
+    # did) tilts the averaged gravity by the half step, |w| ts / 2 = 1.8 deg here, for as
+    # long as the spin lasts (measured: 1.86 deg). With the attitude at the sampling
+    # instant the inclination is exact.
+    n = 3000
+    t = np.arange(n) / RATE_HZ
+    w = np.zeros((n, 3))
+    w[:, 0] = np.radians(360.0) * np.clip(t - 2.0, 0.0, 1.0)  # rest 2 s, spin up in 1 s
+    q_true = np.empty((n, 4))
+    q_sampled = np.empty((n, 4))
+    r = Rotation.identity()
+    for i in range(n):
+        q_sampled[i] = wxyz_from_scipy(r * Rotation.from_rotvec(0.5 * w[i] / RATE_HZ))
+        r = r * Rotation.from_rotvec(w[i] / RATE_HZ)
+        q_true[i] = wxyz_from_scipy(r)
+    acc = scipy_from_wxyz(q_sampled).inv().apply([0.0, 0.0, G_M_S2])
+    q = estimate_orientation(w, acc, RATE_HZ)
+    err_deg = inclination_error_deg(q[-1000:], q_true[-1000:])
+    assert np.max(err_deg) < 0.05, np.max(err_deg)
+
+
 def test_one_sample_latency_predicts_half_a_sample_ahead():
     gyr, acc, _ = moving_recording(800, seed=4, rest_s=0.5)
     q_plain = estimate_orientation(gyr, acc, RATE_HZ)
@@ -188,7 +221,7 @@ def test_streaming_in_any_chunks_equals_batch(cuts):
     batch = estimate_orientation(gyr, acc, RATE_HZ)
     f = OrientationFilter(RATE_HZ)
     edges = [0, *sorted(cuts), len(gyr)]
-    streamed = np.concatenate([f.update(gyr[a:b], acc[a:b]) for a, b in zip(edges[:-1], edges[1:])])
+    streamed = np.concatenate([f.update(gyr[a:b], acc[a:b]) for a, b in itertools.pairwise(edges)])
     assert np.max(np.abs(streamed - batch)) <= 1e-9
     whole = OrientationFilter(RATE_HZ)
     whole.update(gyr, acc)
@@ -410,13 +443,14 @@ def broad_inclination_rmse_deg(path: Path, params: OrientationParams | None = No
     not BROAD_DIR.is_dir(),
     reason=f"BROAD data not found at {BROAD_DIR.resolve()}; see shared/data/README.md",
 )
-def test_broad_mean_inclination_rmse_matches_vqf_and_beats_it_with_the_sensor_latency():
+def test_broad_mean_inclination_rmse_meets_the_goal_and_beats_vqf():
     trials = sorted(BROAD_DIR.glob("*.npz"))
     assert len(trials) == 20
     rmse = [broad_inclination_rmse_deg(p) for p in trials]
-    # default (sensor-neutral): vqf 2.1.2 online gets 0.712 deg on the same 20 trials
-    assert np.mean(rmse) <= 0.715, dict(zip([p.stem for p in trials], np.round(rmse, 3)))
+    # default (sensor-neutral): the issue's goal is 0.70 deg (measured 0.671); vqf 2.1.2
+    # online gets 0.712 deg on the same 20 trials
+    assert np.mean(rmse) <= 0.70, dict(zip([p.stem for p in trials], np.round(rmse, 3)))
     assert max(rmse) < 2.0
     # with the recording sensor's measured gyroscope latency, as its profile would set it
     rmse_latency = [broad_inclination_rmse_deg(p, ONE_SAMPLE_LATENCY) for p in trials]
-    assert np.mean(rmse_latency) <= 0.60
+    assert np.mean(rmse_latency) <= 0.56  # measured 0.549

@@ -3,9 +3,11 @@
 The design follows the structure described by Laidig & Seel, "VQF: Highly accurate IMU
 orientation estimation with bias estimation and magnetic disturbance rejection" (Information
 Fusion, 2023): the gyroscope is integrated on its own (strapdown) into an "almost inertial"
-frame, the accelerometer is rotated into that frame and low-pass filtered there, and the
-inclination of the almost-inertial frame is corrected from the filtered gravity direction.
-A rest detector and a Kalman-like estimator track the gyroscope bias at rest and in motion.
+frame, the accelerometer is rotated into that frame (with the attitude at its sampling
+instant, half a strapdown step back; VQF uses the attitude after the step) and low-pass
+filtered there, and the inclination of the almost-inertial frame is corrected from the
+filtered gravity direction. A rest detector and a Kalman-like estimator track the gyroscope
+bias at rest and in motion.
 See ``docs/orientation.md`` for the algorithm in prose and the parameter table.
 
 Quaternions are ``q_sensor_to_earth`` stored as ``[w, x, y, z]`` (a vector ``v_sensor`` is
@@ -370,6 +372,8 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
         # component check first (false for NaN, no overflow), then the norm
         gyr_ok = abs(wx) <= max_gyr and abs(wy) <= max_gyr and abs(wz) <= max_gyr
         gyr_ok = gyr_ok and wx * wx + wy * wy + wz * wz <= max_gyr2
+        # attitude at the instant the accelerometer sample was taken (see below)
+        mw, mx, my, mz = gw, gx, gy, gz
         if not gyr_ok:
             n_bad_gyr += 1.0
         else:
@@ -397,7 +401,17 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                 mgx, mgy, mgz = lx, ly, lz
 
             # q_gyr <- q_gyr * d, d = rotation by the rotation vector (w - b) ts
-            dw, dx, dy, dz = _rotvec_quat((wx - bx) * ts, (wy - by) * ts, (wz - bz) * ts)
+            ux, uy, uz = (wx - bx) * ts, (wy - by) * ts, (wz - bz) * ts
+            dw, dx, dy, dz = _rotvec_quat(ux, uy, uz)
+            # The rate of sample k is applied over the whole period before it, so q_gyr now
+            # holds the attitude half a period after the instant the rate was sampled at; the
+            # accelerometer, sampled with the gyroscope, is rotated with the attitude at that
+            # instant: q_mid = q_gyr(k-1) * exp(u / 2). (Off the serial chain of q_gyr.)
+            hw, hx, hy, hz = _rotvec_quat(0.5 * ux, 0.5 * uy, 0.5 * uz)
+            mw = gw * hw - gx * hx - gy * hy - gz * hz
+            mx = gw * hx + gx * hw + gy * hz - gz * hy
+            my = gw * hy - gx * hz + gy * hw + gz * hx
+            mz = gw * hz + gx * hy - gy * hx + gz * hw
             nw = gw * dw - gx * dx - gy * dy - gz * dz
             nx = gw * dx + gx * dw + gy * dz - gz * dy
             ny = gw * dy - gx * dz + gy * dw + gz * dx
@@ -435,16 +449,16 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                     if rest_t >= rest_min:
                         rest = True
 
-            # specific force in the almost-inertial frame: R(q_gyr) f
-            r00 = 1.0 - 2.0 * (gy * gy + gz * gz)
-            r01 = 2.0 * (gx * gy - gw * gz)
-            r02 = 2.0 * (gx * gz + gw * gy)
-            r10 = 2.0 * (gx * gy + gw * gz)
-            r11 = 1.0 - 2.0 * (gx * gx + gz * gz)
-            r12 = 2.0 * (gy * gz - gw * gx)
-            r20 = 2.0 * (gx * gz - gw * gy)
-            r21 = 2.0 * (gy * gz + gw * gx)
-            r22 = 1.0 - 2.0 * (gx * gx + gy * gy)
+            # specific force in the almost-inertial frame: R(q_mid) f
+            r00 = 1.0 - 2.0 * (my * my + mz * mz)
+            r01 = 2.0 * (mx * my - mw * mz)
+            r02 = 2.0 * (mx * mz + mw * my)
+            r10 = 2.0 * (mx * my + mw * mz)
+            r11 = 1.0 - 2.0 * (mx * mx + mz * mz)
+            r12 = 2.0 * (my * mz - mw * mx)
+            r20 = 2.0 * (mx * mz - mw * my)
+            r21 = 2.0 * (my * mz + mw * mx)
+            r22 = 1.0 - 2.0 * (mx * mx + my * my)
             ix = r00 * fx + r01 * fy + r02 * fz
             iy = r10 * fx + r11 * fy + r12 * fz
             iz = r20 * fx + r21 * fy + r22 * fz

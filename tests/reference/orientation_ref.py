@@ -99,6 +99,7 @@ class ReferenceOrientationFilter:
         p = self.p
         clip = p.bias_clip_dps * DEG
         gyr_ok = bool(np.all(np.isfinite(gyr))) and np.linalg.norm(gyr) <= MAX_GYR_NORM_RAD_S
+        mid_q = self.gyr_q
         if not gyr_ok:
             self.n_bad_gyr += 1
         else:
@@ -108,7 +109,11 @@ class ReferenceOrientationFilter:
                 if dev @ dev >= (p.rest_th_gyr_dps * DEG) ** 2 or np.any(np.abs(lp) > clip):
                     self.rest_t, self.rest = 0.0, False
                 self.rest_gyr_mean = lp.copy()
-            self.gyr_q = quat_mul(self.gyr_q, quat_from_rotvec((gyr - self.bias) * self.ts))
+            u = (gyr - self.bias) * self.ts
+            # attitude at the sampling instant, half a step into the period (the rate
+            # of sample k is applied over the whole period before it)
+            mid_q = quat_mul(self.gyr_q, quat_from_rotvec(0.5 * u))
+            self.gyr_q = quat_mul(self.gyr_q, quat_from_rotvec(u))
             self.gyr_q /= np.linalg.norm(self.gyr_q)
 
         acc_ok = bool(np.all(np.isfinite(acc))) and 0 < np.linalg.norm(acc) <= MAX_ACC_NORM_M_S2
@@ -124,7 +129,7 @@ class ReferenceOrientationFilter:
                     self.rest_t += self.ts
                     if self.rest_t >= p.rest_min_duration_s:
                         self.rest = True
-            acc_inertial = self.acc_lp(quat_to_matrix(self.gyr_q) @ acc)
+            acc_inertial = self.acc_lp(quat_to_matrix(mid_q) @ acc)
             e = quat_to_matrix(self.corr_q) @ acc_inertial
             if e @ e > 1e-6:
                 e = e / np.linalg.norm(e)
