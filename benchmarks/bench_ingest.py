@@ -12,6 +12,10 @@ run in their own processes, as deployed. Scenarios, in one run:
 - spinewatch: one ``IngestWorker`` (vectorised line protocol, manual acks);
 - spinewatch x2: two workers on a shared subscription.
 
+Then the same into a null ``/write`` sink (counts lines, stores nothing): the workers' own
+ceiling. Each scenario also prints the CPU seconds of every process during the timed phase
+(/proc/PID/stat), to show which one limits the figure on a shared machine.
+
     python benchmarks/bench_ingest.py [--messages 6000] [--patients 20]
 """
 
@@ -275,7 +279,8 @@ def scenario(name: str, target, n_workers: int, mosquitto, influx, items, timeou
     per_point = ", ".join(f"{k} {v * 1e6 / max(n, 1):.2f}" for k, v in cpu.items() if watched[k] is not None)
     print(f"{'':<16} CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if watched[k] is not None)
           + f"  (sum {sum(cpu.values()):.2f} of {2 * dt:.2f} available on 2 cores)")
-    print(f"{'':<16} CPU us/point: {per_point}")
+    workers = sum(v for k, v in cpu.items() if k.startswith("w"))
+    print(f"{'':<16} CPU us/point: {per_point}; all workers {workers * 1e6 / max(n, 1):.2f}")
     return rate
 
 
@@ -300,10 +305,11 @@ def main() -> int:
         nul = _NullSinkClient(port_q.get(timeout=30), sink.pid)
         base_n = scenario("baseline Point null", baseline, 1, mosquitto, nul, items)
         one_n = scenario("spinewatch null", ours, 1, mosquitto, nul, items)
+        two_n = scenario("spinewatch x2 null", ours, 2, mosquitto, nul, items)
         stop.set()
         sink.join(10)
     print(f"\ninto InfluxDB: spinewatch / baseline {one / base:.2f}x, two workers / one {two / one:.2f}x")
-    print(f"null sink:     spinewatch / baseline {one_n / base_n:.2f}x")
+    print(f"null sink:     spinewatch / baseline {one_n / base_n:.2f}x, two workers / one {two_n / one_n:.2f}x")
     print("reproduce: python benchmarks/bench_ingest.py "
           f"--messages {args.messages} --patients {args.patients}")
     return 0
