@@ -102,6 +102,11 @@ class IngestWorker:
     worker retries the same batch with backoff and jitter and receives nothing new beyond
     the MQTT receive maximum (``max_unacked``).
 
+    Threads: paho's network thread queues incoming messages; the worker thread batches and
+    decodes them; ``WRITES_IN_FLIGHT`` writer threads write batches to the store, so the
+    database parses one batch while the next is decoded or written. Batches are acknowledged
+    in the order their messages arrived, whichever write finishes first.
+
     Args:
         mqtt: broker settings.
         ingest: worker settings (id, batching, max unacknowledged).
