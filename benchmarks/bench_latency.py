@@ -21,14 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from spinewatch.model import PostureBatch, SlouchEvent  # noqa: E402
-from spinewatch.service.config import Config  # noqa: E402
-from spinewatch.service.ingest import IngestWorker  # noqa: E402
-from spinewatch.service.publisher import Publisher  # noqa: E402
-from spinewatch.service.storage import Influx1Store  # noqa: E402
-from spinewatch.service.wire import PostureMsg  # noqa: E402
+from spinewatch.model import PostureBatch, SlouchEvent
+from spinewatch.service.config import Config
+from spinewatch.service.ingest import IngestWorker
+from spinewatch.service.publisher import Publisher
+from spinewatch.service.storage import Influx1Store
+from spinewatch.service.wire import EventMsg, PostureMsg
 
 
 class TimedStore(Influx1Store):
@@ -43,9 +43,11 @@ class TimedStore(Influx1Store):
         n = super().write(msgs)
         now = time.perf_counter()
         with self.lock:
-            for m in msgs:
-                key = ("p", m.patient, m.t0_ns) if isinstance(m, PostureMsg) else ("e", m.patient, m.start_ns)
-                self.done.setdefault(key, now)
+            for m in msgs:  # the bridges' status messages are stored too, not timed
+                if isinstance(m, PostureMsg):
+                    self.done.setdefault(("p", m.patient, m.t0_ns), now)
+                elif isinstance(m, EventMsg):
+                    self.done.setdefault(("e", m.patient, m.start_ns), now)
         return n
 
 

@@ -117,6 +117,47 @@ def test_redelivered_messages_overwrite_instead_of_duplicating(mosquitto, influx
         pub.close()
 
 
+def test_a_batch_stored_before_an_earlier_one_waits_for_it_to_be_acknowledged(mosquitto, influxdb1):
+    """Batches are written two at a time (pipelining), but acks keep the order of arrival."""
+    import threading
+
+    db = f"order_{uuid.uuid4().hex[:6]}"
+    first_may_finish, third_writing = threading.Event(), threading.Event()
+    unacked_when_third_written: list[int] = []  # messages received, not acknowledged
+
+    class GatedStore(Influx1Store):
+        def write(self, msgs):  # type: ignore[no-untyped-def]
+            patients = {m.patient for m in msgs}
+            if "p1" in patients:
+                assert first_may_finish.wait(20), "the test never released the first batch"
+            if "p3" in patients:
+                # p2's writer took p3 only after it had finished p2 (two writers, p1 holds the other);
+                # what arrived before p1 (retained messages of earlier tests) may be acked, not p2
+                snap = w.stats.snapshot()
+                unacked_when_third_written.append(int(snap["received"]) - int(snap["acked"]))
+                third_writing.set()
+            return super().write(msgs)
+
+    store = GatedStore(influxdb1.url, db)
+    store.ensure_database()
+    w = worker(mosquitto, store, batch_max_points=1)  # every message is a batch of its own
+    pub = broker_client(mosquitto)
+    try:
+        for i, patient in enumerate(("p1", "p2", "p3")):
+            pub.publish(wire.topic(patient, "d1", "posture"), posture_payload(i))
+        assert third_writing.wait(20), "p2 and p3 were not written while p1 was in flight"
+        assert unacked_when_third_written == [3], "p2 was acknowledged ahead of the unwritten p1"
+        first_may_finish.set()
+        assert w.wait_written(3, 20.0)
+        wait_until(lambda: w.stats.snapshot()["acked"] == w.stats.snapshot()["received"],
+                   what="every message to be acknowledged")
+        assert count(influxdb1, db) == 300
+    finally:
+        first_may_finish.set()
+        w.stop()
+        pub.close()
+
+
 def test_influxdb_outage_is_retried_and_nothing_is_lost(mosquitto, fresh_influxdb1):
     influx = fresh_influxdb1
     db = "outage"

@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Self
 
 import paho.mqtt.client as paho
 
@@ -26,6 +26,10 @@ _LOGGER = logging.getLogger(__name__)
 # A rejected-message log line at most this often per reason: a flood of garbage must not
 # flood the log, but the first of each kind is always shown.
 REJECT_LOG_INTERVAL_S: Final = 10.0
+# Batches being written to the database at once. With two, the database parses one batch
+# while the worker decodes the next and while the other waits for InfluxDB's WAL fsync
+# (benchmarks/README.md, "Ingest throughput"); acknowledgements still go out in message order.
+WRITES_IN_FLIGHT: Final = 2
 
 
 @dataclass
@@ -62,6 +66,17 @@ class _Incoming:
     retained: bool
 
 
+@dataclass(eq=False)
+class _Batch:
+    """Messages handed to a writer thread, acknowledged together once their points are stored."""
+
+    items: list[_Incoming]
+    decoded: list[tuple[_Incoming, wire.Inbound]]
+    oldest_s: float  # monotonic arrival of its first message
+    done: bool = False
+    stored: bool = False  # False when the worker stopped before the database accepted it
+
+
 def _config_msg(patient: str, device: str, payload: bytes, now_ns: int) -> wire.ConfigMsg:
     """Audit point of a patient's settings, from a live ``config`` message."""
     try:
@@ -86,6 +101,11 @@ class IngestWorker:
     acknowledged, so they are never redelivered forever. While the database is down the
     worker retries the same batch with backoff and jitter and receives nothing new beyond
     the MQTT receive maximum (``max_unacked``).
+
+    Threads: paho's network thread queues incoming messages; the worker thread batches and
+    decodes them; ``WRITES_IN_FLIGHT`` writer threads write batches to the store, so the
+    database parses one batch while the next is decoded or written. Batches are acknowledged
+    in the order their messages arrived, whichever write finishes first.
 
     Args:
         mqtt: broker settings.
@@ -113,7 +133,18 @@ class IngestWorker:
         self.connected = False
         self._db_ok = True
         self._last_write_s: float | None = None
-        self._oldest_pending_s: float | None = None
+        # Batches handed to the writers and not yet acknowledged, oldest first; the arrival
+        # of the first message of the batch being filled. Both under _order_lock.
+        self._order_lock = threading.Lock()
+        self._in_flight: collections.deque[_Batch] = collections.deque()
+        self._open_oldest_s: float | None = None
+        self._acks_stopped = False
+        self._slots = threading.Semaphore(WRITES_IN_FLIGHT)
+        self._to_write: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._writers = [
+            threading.Thread(target=self._write_loop, name=f"ingest-write{k}[{self.client_id}]", daemon=True)
+            for k in range(WRITES_IN_FLIGHT)
+        ]
         # Unbounded by design: the broker sends at most max_unacked unacknowledged messages
         # (MQTT 5 receive maximum; mosquitto's max_inflight for 3.1.1), which bounds it.
         self._queue: queue.SimpleQueue[_Incoming | None] = queue.SimpleQueue()
@@ -185,7 +216,6 @@ class IngestWorker:
         for m in items:
             if m.qos > 0:
                 self._client.ack(m.mid, m.qos)
-        self._oldest_pending_s = None
         with self.stats.lock:
             self.stats.acked += len(items)
             self.stats.lock.notify_all()
@@ -211,12 +241,8 @@ class IngestWorker:
                 if self._stop.wait(delay) and attempt > 3:
                     raise
 
-    def _flush(self, batch: list[_Incoming]) -> None:
-        decoded: list[tuple[_Incoming, wire.Inbound]] = []
-        for m in batch:
-            d = self._decode(m)
-            if d is not None:
-                decoded.append((m, d))
+    def _store(self, decoded: list[tuple[_Incoming, wire.Inbound]]) -> None:
+        """Write the decoded messages of one batch (writer thread); isolate what the database refuses."""
         msgs = [d for _, d in decoded]
         try:
             points = self._write_with_retry(msgs) if msgs else 0
@@ -232,17 +258,59 @@ class IngestWorker:
         with self.stats.lock:
             self.stats.written_messages += len(msgs)
             self.stats.written_points += points
-        self._ack(batch)
+
+    def _submit(self, items: list[_Incoming], oldest_s: float) -> None:
+        """Decode a batch and hand it to a writer (worker thread); waits while all writers are busy."""
+        decoded: list[tuple[_Incoming, wire.Inbound]] = []
+        for m in items:
+            d = self._decode(m)
+            if d is not None:
+                decoded.append((m, d))
+        self._slots.acquire()  # released by the writer when the batch is done
+        b = _Batch(items, decoded, oldest_s)
+        with self._order_lock:
+            self._in_flight.append(b)
+            self._open_oldest_s = None
+        self._to_write.put(b)
+
+    def _write_loop(self) -> None:
+        while (b := self._to_write.get()) is not None:
+            try:
+                self._store(b.decoded)
+                b.stored = True
+            except ConnectionFailed:
+                _LOGGER.warning("ingest: stopped while %s is unreachable; unwritten messages stay unacknowledged",
+                                self.store.address)
+            except Exception:  # never die silently: the broker would stop sending (receive maximum)
+                _LOGGER.exception("ingest writer crashed; its messages stay unacknowledged")
+            finally:
+                self._complete(b)
+                self._slots.release()
+
+    def _complete(self, b: _Batch) -> None:
+        """Acknowledge finished batches in the order their messages arrived.
+
+        MQTT wants PUBACKs in the order of the PUBLISHes, and a batch the database never
+        accepted must stay unacknowledged: from the first such batch on, nothing more is
+        acknowledged (the worker is stopping; later batches come back and overwrite).
+        """
+        with self._order_lock:
+            b.done = True
+            while self._in_flight and self._in_flight[0].done:
+                head = self._in_flight.popleft()
+                self._acks_stopped = self._acks_stopped or not head.stored
+                if not self._acks_stopped:
+                    self._ack(head.items)
 
     def _run(self) -> None:
         try:
             self._loop()
-        except ConnectionFailed:
-            _LOGGER.warning("ingest: stopped while %s is unreachable; unwritten messages stay unacknowledged",
-                            self.store.address)
         except Exception:  # never die silently: the broker would stop sending (receive maximum)
             _LOGGER.exception("ingest worker crashed")
             raise
+        finally:
+            for _ in self._writers:
+                self._to_write.put(None)
 
     def _loop(self) -> None:
         batch: list[_Incoming] = []
@@ -259,26 +327,27 @@ class IngestWorker:
             except queue.Empty:
                 item = None
                 if not self._stop.is_set() and batch:
-                    self._flush(batch)
+                    self._submit(batch, oldest)
                     batch, points = [], 0
                 continue
             if item is None:  # stop sentinel: write what we hold, then leave
                 if batch:
-                    self._flush(batch)
+                    self._submit(batch, oldest)
                 return
             with self.stats.lock:
                 self.stats.received += 1
             if not batch:
                 oldest = item.arrived_s
-                self._oldest_pending_s = oldest
+                with self._order_lock:
+                    self._open_oldest_s = oldest
             batch.append(item)
             points += max(1, len(item.payload) // 12)  # rough: ~12 bytes per sample on the wire
             if points >= self.cfg.batch_max_points:
-                self._flush(batch)
+                self._submit(batch, oldest)
                 batch, points = [], 0
 
     # ---------------------------------------------------------------- lifecycle
-    def __enter__(self) -> IngestWorker:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -286,6 +355,8 @@ class IngestWorker:
         self.stop()
 
     def start(self) -> None:
+        for t in self._writers:
+            t.start()
         self._thread.start()
         connect(self._client, self.mqtt_cfg, self._props, self.protocol)
 
@@ -293,7 +364,9 @@ class IngestWorker:
         """Write or leave unacknowledged what the worker holds, then disconnect."""
         self._stop.set()
         self._queue.put(None)
-        self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for t in (self._thread, *self._writers):
+            t.join(max(0.0, deadline - time.monotonic()))
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -304,7 +377,8 @@ class IngestWorker:
         database refuses connections; ``lag_s`` is the age of the oldest message received
         but not yet written (0 when none is pending).
         """
-        oldest = self._oldest_pending_s
+        with self._order_lock:
+            oldest = self._in_flight[0].oldest_s if self._in_flight else self._open_oldest_s
         return {
             "status": "ok" if self.connected and self._db_ok else "degraded",
             "worker_id": self.client_id,
