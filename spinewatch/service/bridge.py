@@ -36,7 +36,7 @@ import paho.mqtt.client as paho
 
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.alert_outcome import AlertOutcome, AlertOutcomes
-from spinewatch.firmware_bridge.haptics import HapticTrigger
+from spinewatch.firmware_bridge.haptics import HapticSettings, HapticTrigger
 from spinewatch.firmware_bridge.source import ImuSource
 from spinewatch.model import NS_PER_S, HapticAlert, PostureBatch, SlouchEvent
 from spinewatch.service import wire
@@ -45,8 +45,8 @@ from spinewatch.service.mqtt import Protocol as MqttProtocol
 from spinewatch.service.mqtt import connect, make_client
 from spinewatch.service.patient_config import (
     PatientConfig,
+    QuietHours,
     decode_patient_config,
-    in_quiet_hours,
 )
 from spinewatch.service.publisher import Publisher
 from spinewatch.signal import Activity, PostureTracker, TrackerOutput
@@ -287,7 +287,7 @@ async def run_bridge(
         Totals of what was processed and published.
     """
     totals = BridgeTotals()
-    current: dict[str, PatientConfig] = {}
+    current: dict[str, Any] = {}  # "cfg": the patient config; "haptic": what maybe_buzz needs of it
     trigger = HapticTrigger()
     outcomes = AlertOutcomes()
     buzz_tasks: dict[int, asyncio.Task[bool]] = {}  # sensor time of the buzz -> its write
@@ -297,6 +297,8 @@ async def run_bridge(
 
     def set_config(cfg: PatientConfig) -> None:
         current["cfg"] = cfg
+        # built once per config, not per batch
+        current["haptic"] = (cfg.haptic_settings(), QuietHours(cfg), cfg.haptic.response_window_s)
         apply_posture_config(tracker, cfg)
         totals.configs_applied += 1
         if on_config is not None:
@@ -319,16 +321,17 @@ async def run_bridge(
             _LOGGER.info("patient config applied: %s", cfg)
 
     def maybe_buzz(b: Any, out: TrackerOutput) -> None:
-        cfg = current.get("cfg")
-        if buzz is not None and cfg is not None:
-            settings = cfg.haptic_settings()
-            quiet = in_quiet_hours(cfg, start_utc_ns + b.t0_ns)
+        haptic: tuple[HapticSettings, QuietHours, float] | None = current.get("haptic")
+        if buzz is not None and haptic is not None:
+            settings, quiet_at, window_s = haptic
+            quiet = quiet_at(start_utc_ns + b.t0_ns)
             for k in trigger.update(out.state, out.activity, b.t0_ns, b.dt_ns, settings, quiet):
                 t_k = b.t0_ns + k * b.dt_ns
                 start_buzz(t_k, settings)
-                outcomes.add(t_k, float(out.flexion_deg[k]), cfg.haptic.response_window_s)
-        for o in outcomes.update(out.state, b.t0_ns, b.dt_ns):
-            report_alert(o)
+                outcomes.add(t_k, float(out.flexion_deg[k]), window_s)
+        if outcomes.pending:
+            for o in outcomes.update(out.state, b.t0_ns, b.dt_ns):
+                report_alert(o)
 
     def report_alert(o: AlertOutcome) -> None:
         """Publish a decided alert once its write has succeeded (a failed buzz is no alert)."""
