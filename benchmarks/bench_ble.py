@@ -74,12 +74,13 @@ def bench_decode(seconds: float = 1.0) -> dict[str, float]:
     return out
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """RSS of this process, MB; ``field`` ``RssAnon`` / ``RssFile`` for its parts."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _thread_ticks() -> dict[str, int]:
@@ -104,8 +105,14 @@ def _quiet_hours_not_now() -> tuple[tuple[str, str], ...]:
     return ((f"{h:02d}:00", f"{(h + 1) % 24:02d}:00"),)
 
 
-async def _fleet(n: int, seconds: float, mqtt_url: str) -> dict[str, Any]:
-    """The bridge process: ``n`` run_bridge loops fed by a RemoteRadio; measures itself."""
+async def _fleet(n: int, seconds: float, mqtt_url: str, prepare: bool = True) -> dict[str, Any]:
+    """The bridge process: ``n`` run_bridge loops fed by a RemoteRadio; measures itself.
+    Prepared like ``spinewatch bridge run`` (spinewatch.service.bridge_memory) unless
+    ``prepare`` is false."""
+    from spinewatch.service.bridge_memory import keep_scipy_out, prepare_bridge_process
+
+    if prepare:
+        keep_scipy_out()  # as bridge run does, before anything imports Numba
     from fakes.remote_radio import RemoteRadio
 
     from spinewatch.firmware_bridge.ble import BleSource
@@ -135,6 +142,8 @@ async def _fleet(n: int, seconds: float, mqtt_url: str) -> dict[str, Any]:
                             quiet_hours=_quiet_hours_not_now(), timezone="Europe/Berlin")
     cfg = Config.load({"SPINEWATCH_MQTT_URL": mqtt_url}).mqtt
     loop = asyncio.get_running_loop()
+    if prepare:
+        prepare_bridge_process(100.0)
     async with RemoteRadio(n, speed=1.0, script="desk") as radio:
         sources = [BleSource(prof, a, config=BleConfig(scan_timeout_s=5.0, status_interval_s=10.0),
                              client_backend=radio.client_backend, scanner_backend=radio.scanner_backend)
@@ -168,7 +177,7 @@ async def _fleet(n: int, seconds: float, mqtt_url: str) -> dict[str, Any]:
         ticks = _thread_ticks()
         n_threads = len(os.listdir("/proc/self/task"))
         samples = sum(s.counters.samples_emitted for s in sources) - samples0
-        rss = _rss_mb()
+        rss, rss_anon, rss_file = _rss_mb(), _rss_mb("RssAnon"), _rss_mb("RssFile")
         for pub in pubs:
             pub.measuring = False
         for s in sources:
@@ -191,7 +200,8 @@ async def _fleet(n: int, seconds: float, mqtt_url: str) -> dict[str, Any]:
     tick_s = os.sysconf("SC_CLK_TCK")
     threads = {k: 100 * (v - ticks0.get(k, 0)) / tick_s / wall for k, v in ticks.items()}
     res: dict[str, Any] = {
-        "cpu_pct_of_one_core": 100 * cpu / wall, "rss_mb": rss, "rss_at_start_mb": rss0,
+        "cpu_pct_of_one_core": 100 * cpu / wall, "rss_mb": rss, "rss_anon_mb": rss_anon, "rss_file_mb": rss_file,
+        "rss_at_start_mb": rss0, "scipy_imported": sys.modules.get("scipy") is not None,
         "threads": n_threads,
         "thread_cpu_pct": {k: round(v, 2) for k, v in threads.items()},
         "samples_per_s": samples / wall,
@@ -213,10 +223,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--skip-fleet", action="store_true")
     ap.add_argument("--skip-decode", action="store_true")
+    ap.add_argument("--no-prepare", action="store_true",
+                    help="skip what bridge run does to stay small (spinewatch.service.bridge_memory): "
+                         "SciPy kept out, LLVM's code pages released; for before/after figures")
     ap.add_argument("--bridge-process", metavar="MQTT_URL", help=argparse.SUPPRESS)  # internal: the measured process
     args = ap.parse_args()
     if args.bridge_process:
-        print(json.dumps(asyncio.run(_fleet(args.sensors, args.seconds, args.bridge_process))))
+        print(json.dumps(asyncio.run(_fleet(args.sensors, args.seconds, args.bridge_process, not args.no_prepare))))
         return 0
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     if not args.skip_decode:
@@ -228,10 +241,12 @@ def main() -> int:
 
     with MosquittoServer() as broker:
         cmd = [sys.executable, __file__, "--sensors", str(args.sensors), "--seconds", str(args.seconds),
-               "--bridge-process", broker.url]
+               "--bridge-process", broker.url, *(["--no-prepare"] if args.no_prepare else [])]
         full = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     print(f"bridge process ({args.sensors} sensors x 100 Hz -> MQTT; sensors in their own process): "
-          f"CPU {full['cpu_pct_of_one_core']:.1f} % of one core, RSS {full['rss_mb']:.0f} MB, "
+          f"CPU {full['cpu_pct_of_one_core']:.1f} % of one core, RSS {full['rss_mb']:.0f} MB "
+          f"(anonymous {full['rss_anon_mb']:.0f}, files {full['rss_file_mb']:.0f}; SciPy "
+          f"{'imported' if full['scipy_imported'] else 'not imported'}), "
           f"{full['threads']} threads, {full['samples_per_s']:.0f} samples/s, "
           f"lost {full['lost']}, dropped {full['dropped']}")
     print("  CPU by thread, % of one core: "
