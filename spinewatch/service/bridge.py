@@ -159,7 +159,8 @@ class LiveStatus:
         slouching: inside a confirmed slouch.
         activity: latest :class:`Activity`.
         slouch_count: episodes closed so far.
-        upright_neutral_pct: share of samples so far that were upright and not slouching, %.
+        upright_neutral_pct: share of the samples published so far that were upright and not
+            slouching, %.
         samples: samples processed so far.
     """
 
@@ -188,6 +189,7 @@ class BridgeTotals:
 
 
 _COLUMNS = ("flexion_deg", "lateral_deg", "state", "activity")
+_UPRIGHT_STILL: Final = int(Activity.UPRIGHT_STILL)
 
 
 class _SampleClock:
@@ -222,30 +224,42 @@ class _SampleClock:
 
 @dataclass
 class _Pending:
-    """Tracker output not yet published: evenly spaced samples from ``t0_sensor_ns``."""
+    """Tracker output not yet published: evenly spaced samples from ``t0_sensor_ns``.
+
+    Chunks are kept as the tracker returned them and joined once per message (not once
+    per batch): a message spans ~20 batches.
+    """
 
     t0_sensor_ns: int = 0
     dt_ns: int = 0
-    cols: list[npt.NDArray[np.generic]] = field(default_factory=list)
+    chunks: list[TrackerOutput] = field(default_factory=list)
+    n: int = 0  # samples held
     first_t0: int | None = None  # sensor time of the stream's first sample
     outgoing: list[PostureBatch] = field(default_factory=list)  # cut, not yet handed over
     clock: _SampleClock = field(default_factory=_SampleClock)  # tracker sample index -> sensor time
 
-    @property
-    def n(self) -> int:
-        return len(self.cols[0]) if self.cols else 0
-
     def add(self, out: TrackerOutput) -> None:
-        new = [getattr(out, c) for c in _COLUMNS]
-        self.cols = [np.concatenate([a, b]) for a, b in zip(self.cols, new)] if self.cols else new
+        self.chunks.append(out)
+        self.n += len(out.state)
 
     def take(self, k: int) -> tuple[int, list[npt.NDArray[np.generic]]]:
         """Remove and return the first ``k`` samples: (t0_sensor_ns, [flex, lat, state, act])."""
         t0 = self.t0_sensor_ns
-        head = [c[:k] for c in self.cols]
-        self.cols = [c[k:] for c in self.cols] if k < self.n else []
+        chunks = self.chunks
+        cols = [np.concatenate([getattr(c, name) for c in chunks]) if len(chunks) > 1 else getattr(chunks[0], name)
+                for name in _COLUMNS]
+        head = [c[:k] for c in cols]
+        if k < self.n:
+            rest = [c[k:] for c in cols]
+            self.chunks = [TrackerOutput(rest[0], rest[1], rest[2], rest[3], _NO_EPISODES)]  # type: ignore[arg-type]
+        else:
+            self.chunks = []
+        self.n -= k
         self.t0_sensor_ns += k * self.dt_ns
         return t0, head
+
+
+_NO_EPISODES: Final = np.empty((0, 4))
 
 
 async def run_bridge(
@@ -367,9 +381,12 @@ async def run_bridge(
         if on_haptic is not None:
             on_haptic(ev)
     pend = _Pending()
+    published = [0]  # samples in posture messages so far
 
     def publish(k: int) -> None:
         t0, (flex, lat, state, act) = pend.take(k)
+        totals.neutral_samples += int(np.count_nonzero((state == 0) & (act >= _UPRIGHT_STILL)))
+        published[0] += k
         batch = PostureBatch(publisher.patient, publisher.device, start_utc_ns + t0, pend.dt_ns,
                              flex, lat, state, act)  # type: ignore[arg-type]
         pend.outgoing.append(batch)
@@ -382,7 +399,7 @@ async def run_bridge(
                 flexion_deg=float(flex[-1]), lateral_deg=float(lat[-1]),
                 slouching=bool(state[-1]), activity=Activity(int(act[-1])),
                 slouch_count=totals.events,
-                upright_neutral_pct=100.0 * totals.neutral_samples / max(1, totals.samples),
+                upright_neutral_pct=100.0 * totals.neutral_samples / max(1, published[0]),
                 samples=totals.samples,
             ))
 
@@ -470,15 +487,13 @@ async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe
             pend.clock.add(b.t0_ns, b.dt_ns, len(b))
             out = tracker.update(b.gyr_rad_s, b.acc_m_s2)
             totals.samples += len(b)
-            totals.neutral_samples += int(
-                np.count_nonzero((out.state == 0) & (out.activity >= Activity.UPRIGHT_STILL))
-            )
             if not pend.n:
                 pend.t0_sensor_ns, pend.dt_ns = b.t0_ns, b.dt_ns
             pend.add(out)
             maybe_buzz(b, out)
-            for ep in out.episodes:
-                emit(ep)
+            if len(out.episodes):
+                for ep in out.episodes:
+                    emit(ep)
             while pend.n >= per_msg:
                 publish(per_msg)
             hand_over()
