@@ -1,5 +1,6 @@
-"""spinewatch.service.bridge_memory: SciPy kept out, LLVM's code pages released, and the
-bridge computes exactly the same afterwards (and can still compile a new kernel).
+"""spinewatch.service.bridge_memory: SciPy kept out, LLVM's code pages released, start-up
+objects frozen, and the bridge computes exactly the same afterwards (and can still compile
+a new kernel).
 
 Each check runs in a fresh interpreter: the steps change process-wide state.
 """
@@ -48,6 +49,8 @@ SCRIPT = textwrap.dedent(
     flex, state = run()
     print("llvm_kb", before_kb, after_kb, llvm_text_kb())
     print("scipy", sys.modules.get("scipy") is not None)
+    import gc
+    print("frozen", gc.get_freeze_count())
     np.save(sys.argv[1], np.c_[flex, state])
     assert numba.njit(lambda x: x * 3 + 1)(2) == 7  # LLVM still compiles after the release
     print("ok")
@@ -76,4 +79,5 @@ def test_prepared_bridge_process_is_smaller_and_computes_the_same(tmp_path):
     before, after, end = (int(x) for x in kb["llvm_kb"].split())
     assert after < before / 4 and end < before / 2, kb["llvm_kb"]  # released, and not all faulted back
     assert kb["scipy"] == "False"
+    assert int(kb["frozen"]) > 10_000  # Numba's objects are out of the collector's reach
     assert (a == b).all()  # bit-identical angles and slouch states
