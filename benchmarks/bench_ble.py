@@ -187,13 +187,14 @@ async def _fleet(n: int, seconds: float, mqtt_url: str, prepare: bool = True) ->
         lat_ms: list[float] = []
         hap_ms: list[float] = []
         for i, (pub, sensor) in enumerate(zip(pubs, radio.sensors_by_index)):
+            first = sensor.first_index or 0  # sample index of stream time 0
             for t_pub_ns, k in pub.handed_at:
-                i0 = k - k % sensor.spp
+                i0 = first + k - k % sensor.spp
                 if i0 in sensor.delivered_at:
                     lat_ms.append((t_pub_ns / 1e9 - sensor.delivered_at[i0]) * 1e3)
             for ev, (write_t, _) in list(zip(haptics[i], sensor.haptic_writes))[n_haptic0[i]:]:
                 k = ev.t_sensor_ns // DT_NS
-                i0 = k - k % sensor.spp
+                i0 = first + k - k % sensor.spp
                 if i0 in sensor.delivered_at:
                     hap_ms.append((write_t - sensor.delivered_at[i0]) * 1e3)
             await loop.run_in_executor(None, pub.close)

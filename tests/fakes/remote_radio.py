@@ -62,7 +62,9 @@ class RemoteSensor:
     Has the attributes and methods of :class:`~fakes.fake_bleak.FakeSensor` that the fake
     bleak backend uses, plus the fault controls ``drop_link``, ``silent``, ``lose_in_air``.
     ``delivered_at`` maps the first sample index of each delivered SpineWatch notification to
-    its delivery time (``time.monotonic()`` s, stamped in the child when the sensor sent it).
+    its delivery time (``time.monotonic()`` s, stamped in the child when the sensor sent it);
+    ``first_index`` is the index of the first one, which BleSource's stream time 0 stands for
+    (it is not 0 when a first connection attempt was dropped after subscribing).
     """
 
     def __init__(self, radio: RemoteRadio, index: int, info: dict[str, Any]) -> None:
@@ -83,6 +85,7 @@ class RemoteSensor:
         self._silent = False
         self.delivered = 0
         self.delivered_at: dict[int, float] = {}
+        self.first_index: int | None = None  # sample index of the first notification delivered (stream time 0)
         self.record_delivery = True
         self.haptic_writes: list[tuple[float, bytes]] = []
         self.haptic_event = asyncio.Event()
@@ -156,7 +159,10 @@ class RemoteSensor:
             return  # sent before the central unsubscribed: lost with the old link
         if self.record_delivery and self.profile.name == "spinewatch":
             (t0_us,) = _SW_T0.unpack_from(data, 2)
-            self.delivered_at[round(t0_us * self.rate_hz / 1e6)] = t_s
+            i0 = round(t0_us * self.rate_hz / 1e6)
+            self.delivered_at[i0] = t_s
+            if self.first_index is None:
+                self.first_index = i0
         self.delivered += 1
         notify(bytearray(data))
 
