@@ -25,6 +25,7 @@ from spinewatch.service.config import Config
 from spinewatch.service.patient_config import (
     HapticConfig,
     PatientConfig,
+    QuietHours,
     decode_patient_config,
     encode_patient_config,
     in_quiet_hours,
@@ -130,6 +131,30 @@ def test_quiet_hours(windows, tz, utc, quiet):
     assert in_quiet_hours(PatientConfig(quiet_hours=windows, timezone=tz), ns) is quiet
 
 
+@pytest.mark.parametrize(
+    ("windows", "tz", "start"),
+    [
+        ((("01:30", "03:00"), ("22:00", "07:00")), "Europe/Berlin", "2026-03-28T23:00:00"),  # DST starts
+        ((("01:30", "03:00"),), "Europe/Berlin", "2026-10-24T22:00:00"),  # DST ends
+        ((("05:45", "06:15"),), "Asia/Kathmandu", "2026-01-01T23:00:00"),  # +05:45
+        ((), "UTC", "2026-01-01T00:00:00"),
+    ],
+)
+def test_quiet_hours_cache_answers_as_in_quiet_hours(windows, tz, start):
+    """QuietHours asks in_quiet_hours once per UTC minute; every answer must still be exact."""
+    import datetime as dt
+
+    cfg = PatientConfig(quiet_hours=windows, timezone=tz)
+    quiet = QuietHours(cfg)
+    t0 = int(dt.datetime.fromisoformat(start).replace(tzinfo=dt.UTC).timestamp()) * 10**9
+    seen = set()
+    for k in range(0, 10 * 3600, 7):  # 10 h in 7-s steps: every minute boundary hit at several phases
+        t = t0 + k * 10**9 + 123_456
+        seen.add(quiet(t))
+        assert quiet(t) is in_quiet_hours(cfg, t), t
+    assert seen == ({True, False} if windows else {False})
+
+
 # ------------------------------------------------------------------ end to end with a real broker
 
 SCRIPT = PostureScript((
@@ -233,3 +258,51 @@ def test_live_config_change_and_haptic_within_100_ms(fresh_mosquitto):
     watcher.close()
     assert status is not None and status["connected"] is True and status["battery_pct"] == 87
     assert status["packets_lost_pct"] == 0.0 and "samples_dropped" in status
+
+
+@pytest.mark.network
+def test_haptic_settings_cached_per_config_follow_a_live_config_change(fresh_mosquitto):
+    """The bridge builds haptic settings and the quiet-hours check once per config: a new
+    config (quiet all day -> no quiet hours, double -> long) takes effect at once."""
+    cfg = Config.load({"SPINEWATCH_MQTT_URL": fresh_mosquitto.url}).mqtt
+    all_day = (("00:00", "12:00"), ("12:00", "00:00"))
+    quiet = PatientConfig(threshold_deg=15.0, hysteresis_deg=5.0, min_duration_s=1.0, quiet_hours=all_day,
+                          haptic=HapticConfig(delay_s=0.5, pattern="double", min_interval_s=0.0))
+    loud = PatientConfig(threshold_deg=15.0, hysteresis_deg=5.0, min_duration_s=1.0,
+                         haptic=HapticConfig(delay_s=0.5, pattern="long", min_interval_s=0.0))
+    radio = FakeRadio()
+    sensor = radio.add(FakeSensor("C0:FF:EE:00:00:43", get_profile("spinewatch"), speed=4.0, script=SCRIPT))
+    src = BleSource(get_profile("spinewatch"), sensor.address, config=BleConfig(scan_timeout_s=2.0),
+                    client_backend=radio.client_backend, scanner_backend=radio.scanner_backend,
+                    backoff=lambda a, e: 0.0)
+    tracker = PostureTracker(100.0, PostureParams(calibration_s=2.0))
+    haptics: list[HapticEvent] = []
+
+    async def main():
+        updates: asyncio.Queue[bytes] = asyncio.Queue()
+        applied: list[PatientConfig] = []
+
+        def on_status(st):
+            # between the two slouches (6-13 s and 18-26 s of sensor time)
+            if st.elapsed_s >= 15.0 and not updates.qsize() and len(applied) == 1:
+                updates.put_nowait(encode_patient_config(loud))
+
+        with Publisher(cfg, "p-hq", "d-hq", "5") as pub:
+            task = asyncio.create_task(run_bridge(
+                src, tracker, pub, 0, patient_config=quiet, config_updates=updates, on_config=applied.append,
+                on_haptic=haptics.append, on_status=on_status))
+            async with asyncio.timeout(20):
+                while not sensor.haptic_writes:
+                    sensor.haptic_event.clear()
+                    await sensor.haptic_event.wait()
+            src.stop()
+            async with asyncio.timeout(10):
+                await task
+        return applied
+
+    applied = asyncio.run(main())
+    assert applied == [quiet, loud]
+    # the first slouch was confirmed inside quiet hours: no buzz; the second buzzed with the new pattern
+    assert [h.pattern for h in haptics] == ["long"]
+    assert 18.0 < haptics[0].t_sensor_ns / 1e9 < 26.0
+    assert [decode_haptic(p)[0] for _, p in sensor.haptic_writes] == ["long"]

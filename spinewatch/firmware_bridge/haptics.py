@@ -72,6 +72,13 @@ class HapticTrigger:
         n = len(state)
         if n == 0:
             return []
+        state = np.asarray(state)
+        # fast paths (most chunks): nothing to decide, and the loop below would change nothing
+        if self._confirmed_since_ns is None:
+            if not state.any():
+                return []
+        elif self._fired_this_episode and state.all():
+            return []
         delay_ns = round(settings.delay_s * 1e9)
         hits: list[int] = []
         # walk episode boundaries only (vectorised scan of transitions)

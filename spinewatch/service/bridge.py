@@ -36,7 +36,7 @@ import paho.mqtt.client as paho
 
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.alert_outcome import AlertOutcome, AlertOutcomes
-from spinewatch.firmware_bridge.haptics import HapticTrigger
+from spinewatch.firmware_bridge.haptics import HapticSettings, HapticTrigger
 from spinewatch.firmware_bridge.source import ImuSource
 from spinewatch.model import NS_PER_S, HapticAlert, PostureBatch, SlouchEvent
 from spinewatch.service import wire
@@ -45,8 +45,8 @@ from spinewatch.service.mqtt import Protocol as MqttProtocol
 from spinewatch.service.mqtt import connect, make_client
 from spinewatch.service.patient_config import (
     PatientConfig,
+    QuietHours,
     decode_patient_config,
-    in_quiet_hours,
 )
 from spinewatch.service.publisher import Publisher
 from spinewatch.signal import Activity, PostureTracker, TrackerOutput
@@ -159,7 +159,8 @@ class LiveStatus:
         slouching: inside a confirmed slouch.
         activity: latest :class:`Activity`.
         slouch_count: episodes closed so far.
-        upright_neutral_pct: share of samples so far that were upright and not slouching, %.
+        upright_neutral_pct: share of the samples published so far that were upright and not
+            slouching, %.
         samples: samples processed so far.
     """
 
@@ -188,6 +189,7 @@ class BridgeTotals:
 
 
 _COLUMNS = ("flexion_deg", "lateral_deg", "state", "activity")
+_UPRIGHT_STILL: Final = int(Activity.UPRIGHT_STILL)
 
 
 class _SampleClock:
@@ -222,30 +224,42 @@ class _SampleClock:
 
 @dataclass
 class _Pending:
-    """Tracker output not yet published: evenly spaced samples from ``t0_sensor_ns``."""
+    """Tracker output not yet published: evenly spaced samples from ``t0_sensor_ns``.
+
+    Chunks are kept as the tracker returned them and joined once per message (not once
+    per batch): a message spans ~20 batches.
+    """
 
     t0_sensor_ns: int = 0
     dt_ns: int = 0
-    cols: list[npt.NDArray[np.generic]] = field(default_factory=list)
+    chunks: list[TrackerOutput] = field(default_factory=list)
+    n: int = 0  # samples held
     first_t0: int | None = None  # sensor time of the stream's first sample
     outgoing: list[PostureBatch] = field(default_factory=list)  # cut, not yet handed over
     clock: _SampleClock = field(default_factory=_SampleClock)  # tracker sample index -> sensor time
 
-    @property
-    def n(self) -> int:
-        return len(self.cols[0]) if self.cols else 0
-
     def add(self, out: TrackerOutput) -> None:
-        new = [getattr(out, c) for c in _COLUMNS]
-        self.cols = [np.concatenate([a, b]) for a, b in zip(self.cols, new)] if self.cols else new
+        self.chunks.append(out)
+        self.n += len(out.state)
 
     def take(self, k: int) -> tuple[int, list[npt.NDArray[np.generic]]]:
         """Remove and return the first ``k`` samples: (t0_sensor_ns, [flex, lat, state, act])."""
         t0 = self.t0_sensor_ns
-        head = [c[:k] for c in self.cols]
-        self.cols = [c[k:] for c in self.cols] if k < self.n else []
+        chunks = self.chunks
+        cols = [np.concatenate([getattr(c, name) for c in chunks]) if len(chunks) > 1 else getattr(chunks[0], name)
+                for name in _COLUMNS]
+        head = [c[:k] for c in cols]
+        if k < self.n:
+            rest = [c[k:] for c in cols]
+            self.chunks = [TrackerOutput(rest[0], rest[1], rest[2], rest[3], _NO_EPISODES)]  # type: ignore[arg-type]
+        else:
+            self.chunks = []
+        self.n -= k
         self.t0_sensor_ns += k * self.dt_ns
         return t0, head
+
+
+_NO_EPISODES: Final = np.empty((0, 4))
 
 
 async def run_bridge(
@@ -287,7 +301,7 @@ async def run_bridge(
         Totals of what was processed and published.
     """
     totals = BridgeTotals()
-    current: dict[str, PatientConfig] = {}
+    current: dict[str, Any] = {}  # "cfg": the patient config; "haptic": what maybe_buzz needs of it
     trigger = HapticTrigger()
     outcomes = AlertOutcomes()
     buzz_tasks: dict[int, asyncio.Task[bool]] = {}  # sensor time of the buzz -> its write
@@ -297,6 +311,8 @@ async def run_bridge(
 
     def set_config(cfg: PatientConfig) -> None:
         current["cfg"] = cfg
+        # built once per config, not per batch
+        current["haptic"] = (cfg.haptic_settings(), QuietHours(cfg), cfg.haptic.response_window_s)
         apply_posture_config(tracker, cfg)
         totals.configs_applied += 1
         if on_config is not None:
@@ -319,16 +335,17 @@ async def run_bridge(
             _LOGGER.info("patient config applied: %s", cfg)
 
     def maybe_buzz(b: Any, out: TrackerOutput) -> None:
-        cfg = current.get("cfg")
-        if buzz is not None and cfg is not None:
-            settings = cfg.haptic_settings()
-            quiet = in_quiet_hours(cfg, start_utc_ns + b.t0_ns)
+        haptic: tuple[HapticSettings, QuietHours, float] | None = current.get("haptic")
+        if buzz is not None and haptic is not None:
+            settings, quiet_at, window_s = haptic
+            quiet = quiet_at(start_utc_ns + b.t0_ns)
             for k in trigger.update(out.state, out.activity, b.t0_ns, b.dt_ns, settings, quiet):
                 t_k = b.t0_ns + k * b.dt_ns
                 start_buzz(t_k, settings)
-                outcomes.add(t_k, float(out.flexion_deg[k]), cfg.haptic.response_window_s)
-        for o in outcomes.update(out.state, b.t0_ns, b.dt_ns):
-            report_alert(o)
+                outcomes.add(t_k, float(out.flexion_deg[k]), window_s)
+        if outcomes.pending:
+            for o in outcomes.update(out.state, b.t0_ns, b.dt_ns):
+                report_alert(o)
 
     def report_alert(o: AlertOutcome) -> None:
         """Publish a decided alert once its write has succeeded (a failed buzz is no alert)."""
@@ -364,9 +381,12 @@ async def run_bridge(
         if on_haptic is not None:
             on_haptic(ev)
     pend = _Pending()
+    published = [0]  # samples in posture messages so far
 
     def publish(k: int) -> None:
         t0, (flex, lat, state, act) = pend.take(k)
+        totals.neutral_samples += int(np.count_nonzero((state == 0) & (act >= _UPRIGHT_STILL)))
+        published[0] += k
         batch = PostureBatch(publisher.patient, publisher.device, start_utc_ns + t0, pend.dt_ns,
                              flex, lat, state, act)  # type: ignore[arg-type]
         pend.outgoing.append(batch)
@@ -379,7 +399,7 @@ async def run_bridge(
                 flexion_deg=float(flex[-1]), lateral_deg=float(lat[-1]),
                 slouching=bool(state[-1]), activity=Activity(int(act[-1])),
                 slouch_count=totals.events,
-                upright_neutral_pct=100.0 * totals.neutral_samples / max(1, totals.samples),
+                upright_neutral_pct=100.0 * totals.neutral_samples / max(1, published[0]),
                 samples=totals.samples,
             ))
 
@@ -467,15 +487,13 @@ async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe
             pend.clock.add(b.t0_ns, b.dt_ns, len(b))
             out = tracker.update(b.gyr_rad_s, b.acc_m_s2)
             totals.samples += len(b)
-            totals.neutral_samples += int(
-                np.count_nonzero((out.state == 0) & (out.activity >= Activity.UPRIGHT_STILL))
-            )
             if not pend.n:
                 pend.t0_sensor_ns, pend.dt_ns = b.t0_ns, b.dt_ns
             pend.add(out)
             maybe_buzz(b, out)
-            for ep in out.episodes:
-                emit(ep)
+            if len(out.episodes):
+                for ep in out.episodes:
+                    emit(ep)
             while pend.n >= per_msg:
                 publish(per_msg)
             hand_over()

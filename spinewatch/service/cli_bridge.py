@@ -114,6 +114,9 @@ async def _scan(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from spinewatch.service.bridge_memory import keep_scipy_out, prepare_bridge_process
+
+    keep_scipy_out()  # before anything imports Numba
     from spinewatch.service import wire
     from spinewatch.service.bridge import ConfigSubscriber, run_bridge
     from spinewatch.service.config import Config
@@ -137,6 +140,7 @@ async def _run(args: argparse.Namespace) -> int:
     rate_hz = source.rate_hz  # BLE: --rate-hz or the profile's default; the sensor's config is checked on connect
     tracker = PostureTracker(rate_hz, PostureParams(p.threshold_deg, p.hysteresis_deg, p.min_duration_s,
                                                     p.calibration_s))
+    prepare_bridge_process(rate_hz)  # load the kernels, then release LLVM's code pages (bridge_memory)
     print(f"bridge: {args.replay or args.address or args.profile} -> {cfg.mqtt.address} "
           f"as {args.patient}/{device_id} (Ctrl-C to stop)", file=sys.stderr)
 

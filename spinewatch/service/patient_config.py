@@ -195,6 +195,32 @@ def in_quiet_hours(cfg: PatientConfig, utc_ns: int) -> bool:
     return False
 
 
+class QuietHours:
+    """:func:`in_quiet_hours` for one config, evaluated at most once per UTC minute.
+
+    The bridge asks for every batch (~20 per second per sensor); the answer can only
+    change at a minute boundary: the windows are whole local minutes (HH:MM), and every
+    zone offset in use since 1972 is a whole number of minutes, changing (DST) at whole
+    UTC minutes. Build a new one when the config changes.
+    """
+
+    __slots__ = ("_minute", "_quiet", "cfg")
+
+    def __init__(self, cfg: PatientConfig) -> None:
+        self.cfg = cfg
+        self._minute: int | None = None
+        self._quiet = False
+
+    def __call__(self, utc_ns: int) -> bool:
+        if not self.cfg.quiet_hours:
+            return False
+        minute = utc_ns // 60_000_000_000
+        if minute != self._minute:
+            self._minute = minute
+            self._quiet = in_quiet_hours(self.cfg, utc_ns)
+        return self._quiet
+
+
 _TOP_KEYS: Final = {"v", "threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "haptic", "quiet_hours",
                     "timezone", "alerts_off_activities", "author", "set_ns",
                     "neutral_up_sensor", "mount_yaw_deg", "calibrated_ns"}

@@ -23,6 +23,7 @@ Float2D = npt.NDArray[np.float64]
 
 # Angle fed to the slouch detector where no slouch may be detected (calibration, lying).
 _NOT_ELIGIBLE_DEG = -1.0e9
+_LYING = int(Activity.LYING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +111,14 @@ class PostureTracker:
         self.orientation = OrientationFilter(rate_hz, orientation_params)
         self.activity = ActivityClassifier(rate_hz, lying_deg=p.lying_deg)
         self.slouch = SlouchDetector(rate_hz, p.threshold_deg, p.hysteresis_deg, p.min_duration_s)
-        self._cal_samples = max(1, int(round(p.calibration_s * rate_hz)))
+        self._cal_samples = max(1, round(p.calibration_s * rate_hz))
         self._cal_sum = np.zeros(3)
         self._cal_n = 0
         self._r_sensor_to_body: Float2D | None = None
         self.remount = RemountDetector(rate_hz)
         """Watches for a sensor stuck back on at another tilt (``remount.suspected``)."""
         self._fixed = False
+        self._neutral_cache: Float1D | None = None  # neutral_up_sensor once calibrated
 
     @property
     def calibrated(self) -> bool:
@@ -153,6 +155,7 @@ class PostureTracker:
         self._cal_sum = u / np.linalg.norm(u)
         self._cal_n = self._cal_samples
         self._r_sensor_to_body = yaw_rotation(yaw) @ r
+        self._neutral_cache = None
         self._fixed = True
         self.remount.reset()  # a new calibration answers a suspected remount
 
@@ -169,9 +172,14 @@ class PostureTracker:
             gyr_rad_s: (N, 3) angular rate, rad/s, sensor frame, raw.
             acc_m_s2: (N, 3) specific force, m/s^2, sensor frame.
         """
-        q = self.orientation.update(gyr_rad_s, acc_m_s2)
+        acc = np.asarray(acc_m_s2, dtype=np.float64)
+        q = self.orientation.update(gyr_rad_s, acc)
         up = up_in_sensor(q)
         n = up.shape[0]
+        if self.calibrated and self._r_sensor_to_body is not None:  # the usual case, in fewer steps
+            flex, lat = trunk_angles_deg(up @ self._r_sensor_to_body.T)
+            self.remount.update(up, acc, self._neutral_up())
+            return self._classify(acc, flex, lat, 0)
         flex = np.empty(n)
         lat = np.empty(n)
         i = 0
@@ -194,14 +202,25 @@ class PostureTracker:
                 )
             f, la = trunk_angles_deg(up[i:] @ self._r_sensor_to_body.T)
             flex[i:], lat[i:] = f, la
-            self.remount.update(up[i:], np.asarray(acc_m_s2, dtype=np.float64)[i:], self.neutral_up_sensor)
+            self.remount.update(up[i:], acc[i:], self._neutral_up())
+        return self._classify(acc, flex, lat, i)
+
+    def _neutral_up(self) -> Float1D:
+        """:attr:`neutral_up_sensor` once calibrated, computed once (it is fixed until set_neutral)."""
+        if self._neutral_cache is None:
+            self._neutral_cache = self.neutral_up_sensor
+        return self._neutral_cache
+
+    def _classify(self, acc: Float2D, flex: Float1D, lat: Float1D, i: int) -> TrackerOutput:
+        """Activity and slouch state of a chunk whose first ``i`` samples are in the calibration window."""
         # inclination of the trunk from vertical: angle of up_body from body z
         incl = np.degrees(np.arccos(np.clip(np.cos(np.radians(flex)) * np.cos(np.radians(lat)), -1, 1)))
-        act = self.activity.update(np.asarray(acc_m_s2, dtype=np.float64), incl)
+        act = self.activity.update(acc, incl)
         angle = flex.copy()
         # A finite "far below" value ends any episode (NaN would mean "no data" and keep it).
-        angle[:i] = _NOT_ELIGIBLE_DEG  # no slouch detection inside the calibration window
-        angle[act == Activity.LYING] = _NOT_ELIGIBLE_DEG
+        if i:
+            angle[:i] = _NOT_ELIGIBLE_DEG  # no slouch detection inside the calibration window
+        angle[act == _LYING] = _NOT_ELIGIBLE_DEG
         episodes, state = self.slouch.update(angle)
         return TrackerOutput(flex, lat, state, act, episodes)
 
