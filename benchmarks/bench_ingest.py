@@ -13,10 +13,14 @@ run in their own processes, as deployed. Scenarios, in one run:
 - spinewatch x2: two workers on a shared subscription.
 
 Then the same into a null ``/write`` sink (counts lines, stores nothing): the workers' own
-ceiling. Each scenario also prints the CPU seconds of every process during the timed phase
+ceiling. On this 2-core machine one unconstrained worker and InfluxDB already keep both cores
+busy, so a second worker has no core to run on; the scale-out of the worker tier is therefore
+also measured with every worker held to the same CPU budget (``--worker-cpu``, a cgroup CPU
+quota per worker process; needs root and the cgroup ``cpu`` controller), as when each worker
+has a core of its own and the workers, not the database, are the limit. Each scenario also prints the CPU seconds of every process during the timed phase
 (/proc/PID/stat), to show which one limits the figure on a shared machine.
 
-    python benchmarks/bench_ingest.py [--messages 6000] [--patients 20]
+    python benchmarks/bench_ingest.py [--messages 6000] [--patients 20] [--worker-cpu 0.25]
 """
 
 from __future__ import annotations
@@ -217,13 +221,33 @@ def _cpu_s(pid: int | None) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")  # fields 14, 15: utime, stime
 
 
+CGROUP_CPU_V1 = Path("/sys/fs/cgroup/cpu")
+
+
+def _limit_cpu(pid: int, cores: float, name: str) -> Path:
+    """Hold process ``pid`` (all its threads, and those it starts later) to ``cores`` of CPU
+    time with a cgroup v1 CPU quota. Returns the cgroup folder (remove it once the process ended).
+
+    Raises:
+        OSError: no writable cgroup ``cpu`` controller (not root, or cgroup v2 only).
+    """
+    group = CGROUP_CPU_V1 / name
+    group.mkdir(exist_ok=True)
+    period_us = int((group / "cpu.cfs_period_us").read_text())
+    (group / "cpu.cfs_quota_us").write_text(str(int(cores * period_us)))
+    (group / "cgroup.procs").write_text(str(pid))
+    return group
+
+
 def _count(influx, db: str) -> int:
     rows = influx.points('SELECT count("flexion_deg") FROM "posture"', db)
     return int(rows[0]["count"]) if rows else 0
 
 
-def scenario(name: str, target, n_workers: int, mosquitto, influx, items, timeout_s: float = 300.0) -> float:
-    """Time one scenario; print points/s and CPU seconds per process during the timed phase."""
+def scenario(name: str, target, n_workers: int, mosquitto, influx, items, timeout_s: float = 300.0,
+             worker_cpu: float = 0.0) -> float:
+    """Time one scenario; print points/s and CPU seconds per process during the timed phase.
+    ``worker_cpu`` > 0 holds each worker process to that many cores (:func:`_limit_cpu`)."""
     db = f"bench_{name.replace(' ', '_')}"
     influx.create_database(db)
     group = f"g{abs(hash(name)) % 10**6}" if n_workers > 1 else ""
@@ -256,9 +280,12 @@ def scenario(name: str, target, n_workers: int, mosquitto, influx, items, timeou
     written = ctx.Value("q", 0)  # points the workers' /write requests had accepted (2xx)
     procs = [ctx.Process(target=target, args=(mosquitto.url, influx.url, db, wid, group, go, stop, written))
              for wid in ids]
-    for p in procs:
+    groups = []
+    for k, p in enumerate(procs):
         p.start()
-    time.sleep(3.0)  # imports done in the workers before the clock starts
+        if worker_cpu > 0:
+            groups.append(_limit_cpu(p.pid, worker_cpu, f"spinewatch-bench-w{k}"))
+    time.sleep(3.0 if worker_cpu <= 0 else 3.0 / worker_cpu)  # imports done in the workers before the clock starts
     watched = {"influxd": getattr(influx, "pid", None), "mosquitto": mosquitto.pid, "driver": os.getpid(),
                **{f"w{k}": p.pid for k, p in enumerate(procs)}}
     cpu0 = {k: _cpu_s(pid) for k, pid in watched.items()}
@@ -274,6 +301,8 @@ def scenario(name: str, target, n_workers: int, mosquitto, influx, items, timeou
     stop.set()
     for p in procs:
         p.join(30)
+    for g in groups:
+        g.rmdir()  # empty once its process has ended
     n = _count(influx, db)  # after the clock: every point must be stored exactly once
     rate = n / dt
     status = "" if n == expected else f"  (STORED {n:,} OF {expected:,})"
@@ -290,6 +319,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=6000, help="1-s posture messages (100 samples each)")
     ap.add_argument("--patients", type=int, default=20)
+    ap.add_argument("--worker-cpu", type=float, default=0.25, metavar="CORES",
+                    help="CPU budget per worker for the scale-out scenarios (cgroup quota; 0 skips them)")
     args = ap.parse_args()
     from servers import InfluxDB1Server, MosquittoServer
 
@@ -300,6 +331,15 @@ def main() -> int:
         base = scenario("baseline Point", baseline, 1, mosquitto, influx, items)
         one = scenario("spinewatch", ours, 1, mosquitto, influx, items)
         two = scenario("spinewatch x2", ours, 2, mosquitto, influx, items)
+        capped = None
+        if args.worker_cpu > 0:
+            c = args.worker_cpu
+            print(f"into InfluxDB 1.6.7, each worker held to {c:g} core (a worker per core, scaled down):")
+            try:
+                capped = (scenario(f"spinewatch {c:g}c", ours, 1, mosquitto, influx, items, worker_cpu=c),
+                          scenario(f"spinewatch x2 {c:g}c", ours, 2, mosquitto, influx, items, worker_cpu=c))
+            except OSError as exc:
+                print(f"  skipped: no writable cgroup cpu controller at {CGROUP_CPU_V1} ({exc}); run as root")
         print("into a null /write sink (the worker's own ceiling, no database):")
         port_q, stop = ctx.Queue(), ctx.Event()
         sink = ctx.Process(target=null_sink, args=(port_q, stop))
@@ -312,8 +352,10 @@ def main() -> int:
         sink.join(10)
     print(f"\ninto InfluxDB: spinewatch / baseline {one / base:.2f}x, two workers / one {two / one:.2f}x")
     print(f"null sink:     spinewatch / baseline {one_n / base_n:.2f}x, two workers / one {two_n / one_n:.2f}x")
+    if capped:
+        print(f"workers held to {args.worker_cpu:g} core each: two workers / one {capped[1] / capped[0]:.2f}x")
     print("reproduce: python benchmarks/bench_ingest.py "
-          f"--messages {args.messages} --patients {args.patients}")
+          f"--messages {args.messages} --patients {args.patients} --worker-cpu {args.worker_cpu:g}")
     return 0
 
 
