@@ -249,6 +249,28 @@ def test_health_endpoint_reports_counters_and_degrades_when_the_database_is_down
         pub.close()
 
 
+def test_an_unexpected_store_error_is_reported_as_failed_and_nothing_is_acknowledged(mosquitto, influxdb1):
+    """A bug or a broken disk in a write: the worker says "failed" (the CLI then exits for its
+    supervisor to restart it) instead of stalling silently at the receive maximum."""
+
+    class BrokenStore(Influx1Store):
+        def write(self, msgs):  # type: ignore[no-untyped-def]
+            raise RuntimeError("disk I/O error")
+
+    w = worker(mosquitto, BrokenStore(influxdb1.url, "broken"), batch_interval_s=0.1)
+    pub = broker_client(mosquitto)
+    try:
+        assert w.health()["status"] != "failed" and w.health()["failure"] is None
+        pub.publish(wire.topic("p1", "d1", "posture"), posture_payload(0))
+        assert w.failed.wait(20), "the failure was not reported"
+        doc = w.health()
+        assert doc["status"] == "failed" and "RuntimeError: disk I/O error" in doc["failure"]
+        assert doc["acked"] == 0 and doc["received"] >= 1  # comes back to the restarted worker
+    finally:
+        w.stop()
+        pub.close()
+
+
 def test_device_status_is_stored_but_a_replayed_retained_one_is_not(mosquitto, influxdb1):
     db = f"st_{uuid.uuid4().hex[:6]}"
     store = Influx1Store(influxdb1.url, db)

@@ -165,13 +165,20 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             host, _, port = cfg.ingest.health_listen.rpartition(":")
             stack.enter_context(HealthServer(host, int(port), worker.health))
             print(f"health: http://{cfg.ingest.health_listen}/healthz and /metrics", file=sys.stderr)
+        next_stats = time.monotonic() + args.stats_interval
         try:
-            while not stop.wait(args.stats_interval):
-                print(f"ingest stats: {worker.stats.snapshot()}", file=sys.stderr)
+            while not stop.wait(0.5) and not worker.failed.is_set():
+                if time.monotonic() >= next_stats:
+                    next_stats += args.stats_interval
+                    print(f"ingest stats: {worker.stats.snapshot()}", file=sys.stderr)
         finally:
             worker.stop()
             store.close()
             print(f"ingest stopped: {worker.stats.snapshot()}", file=sys.stderr)
+    if worker.failed.is_set():
+        print(f"ingest: stopped after an internal error ({worker.failure}); what was not acknowledged "
+              "is redelivered when the worker is restarted", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -139,6 +139,11 @@ class IngestWorker:
         self._in_flight: collections.deque[_Batch] = collections.deque()
         self._open_oldest_s: float | None = None
         self._acks_stopped = False
+        # An unexpected error in the worker or a writer: the worker can no longer acknowledge
+        # anything, so it says so (health "failed") and `spinewatch ingest` exits for its
+        # supervisor to restart it; the broker redelivers what was not acknowledged.
+        self.failure: str | None = None
+        self.failed = threading.Event()
         self._slots = threading.Semaphore(WRITES_IN_FLIGHT)
         self._to_write: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
         self._writers = [
@@ -281,11 +286,17 @@ class IngestWorker:
             except ConnectionFailed:
                 _LOGGER.warning("ingest: stopped while %s is unreachable; unwritten messages stay unacknowledged",
                                 self.store.address)
-            except Exception:  # never die silently: the broker would stop sending (receive maximum)
+            except Exception as exc:  # never die silently: the broker would stop sending (receive maximum)
                 _LOGGER.exception("ingest writer crashed; its messages stay unacknowledged")
+                self._fail(f"writer: {type(exc).__name__}: {exc}")
             finally:
                 self._complete(b)
                 self._slots.release()
+
+    def _fail(self, what: str) -> None:
+        if self.failure is None:
+            self.failure = what[:300]
+        self.failed.set()
 
     def _complete(self, b: _Batch) -> None:
         """Acknowledge finished batches in the order their messages arrived.
@@ -305,8 +316,9 @@ class IngestWorker:
     def _run(self) -> None:
         try:
             self._loop()
-        except Exception:  # never die silently: the broker would stop sending (receive maximum)
+        except Exception as exc:  # never die silently: the broker would stop sending (receive maximum)
             _LOGGER.exception("ingest worker crashed")
+            self._fail(f"worker: {type(exc).__name__}: {exc}")
             raise
         finally:
             for _ in self._writers:
@@ -373,14 +385,17 @@ class IngestWorker:
     def health(self) -> dict[str, object]:
         """Status and counters for the health endpoint.
 
-        ``status`` is ``ok``, or ``degraded`` while the broker is disconnected or the
-        database refuses connections; ``lag_s`` is the age of the oldest message received
-        but not yet written (0 when none is pending).
+        ``status`` is ``ok``; ``degraded`` while the broker is disconnected or the database
+        refuses connections; ``failed`` after an unexpected error stopped the worker from
+        acknowledging (``failure`` says which; restart it). ``lag_s`` is the age of the oldest
+        message received but not yet written (0 when none is pending).
         """
         with self._order_lock:
             oldest = self._in_flight[0].oldest_s if self._in_flight else self._open_oldest_s
+        status = "failed" if self.failed.is_set() else "ok" if self.connected and self._db_ok else "degraded"
         return {
-            "status": "ok" if self.connected and self._db_ok else "degraded",
+            "status": status,
+            "failure": self.failure,
             "worker_id": self.client_id,
             "mqtt_connected": self.connected,
             "subscribed": self.subscribed.is_set(),
