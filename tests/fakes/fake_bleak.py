@@ -50,6 +50,18 @@ _CYCLE_S = 120.0  # simulated samples are generated once for this long, then rep
 _SW_HEADER = struct.Struct("<HIBB")
 
 
+def check_connectable(sensor: Any) -> None:
+    """Raise what BlueZ raises when connecting to ``sensor`` fails: out of range, a scripted
+    transient failure (``connect_failures``), or already connected."""
+    if not sensor.advertising:
+        raise BleakDeviceNotFoundError(sensor.address, f"Device with address {sensor.address} was not found.")
+    if sensor.connect_failures > 0:
+        sensor.connect_failures -= 1
+        raise BleakError("[org.bluez.Error.Failed] le-connection-abort-by-local")
+    if sensor.client is not None:
+        raise BleakError("[org.bluez.Error.InProgress] Operation already in progress")
+
+
 class FakeSensor:
     """One simulated peripheral (see module docstring)."""
 
@@ -139,13 +151,7 @@ class FakeSensor:
         return int((loop.time() - self._t0) * self.speed * self.rate_hz)
 
     def _attach(self, client: FakeBleakClient) -> None:
-        if not self.advertising:
-            raise BleakDeviceNotFoundError(self.address, f"Device with address {self.address} was not found.")
-        if self.connect_failures > 0:
-            self.connect_failures -= 1
-            raise BleakError("[org.bluez.Error.Failed] le-connection-abort-by-local")
-        if self.client is not None:
-            raise BleakError("[org.bluez.Error.InProgress] Operation already in progress")
+        check_connectable(self)
         self.client = client
         self.connect_count += 1
         self.silent = False

@@ -38,9 +38,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from bleak.backends.client import NotifyCallback
-from bleak.exc import BleakDeviceNotFoundError, BleakError
+from bleak.exc import BleakError
 
-from fakes.fake_bleak import FakeBleakClient, FakeRadio
+from fakes.fake_bleak import FakeBleakClient, FakeRadio, check_connectable
 from spinewatch.firmware_bridge.profiles import (
     BATTERY_LEVEL_CHAR_UUID,
     SensorProfile,
@@ -116,13 +116,7 @@ class RemoteSensor:
     # ------------------------------------------------------------------ GATT side (as FakeSensor)
 
     def _attach(self, client: FakeBleakClient) -> None:
-        if not self.advertising:
-            raise BleakDeviceNotFoundError(self.address, f"Device with address {self.address} was not found.")
-        if self.connect_failures > 0:
-            self.connect_failures -= 1
-            raise BleakError("[org.bluez.Error.Failed] le-connection-abort-by-local")
-        if self.client is not None:
-            raise BleakError("[org.bluez.Error.InProgress] Operation already in progress")
+        check_connectable(self)
         self.client = client
         self._silent = False
 
