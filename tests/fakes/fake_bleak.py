@@ -62,7 +62,34 @@ def check_connectable(sensor: Any) -> None:
         raise BleakError("[org.bluez.Error.InProgress] Operation already in progress")
 
 
-class FakeSensor:
+class SensorGatt:
+    """The readable and writable characteristics of a fake sensor (battery, config, haptic);
+    the sensor classes provide ``profile``, ``battery_pct``, ``rate_hz``, ``spp``,
+    ``haptic_writes`` and ``haptic_event``."""
+
+    profile: Any
+    battery_pct: int
+    rate_hz: float
+    spp: int
+    haptic_writes: list[tuple[float, bytes]]
+    haptic_event: asyncio.Event
+
+    def read(self, uuid: str) -> bytes:
+        if uuid == BATTERY_LEVEL_CHAR_UUID:
+            return bytes([self.battery_pct])
+        if uuid == self.profile.config_char_uuid and self.profile.name == "spinewatch":
+            return sw.encode_config(sw.SensorConfig(int(self.rate_hz), samples_per_packet=self.spp))
+        raise BleakError(f"characteristic {uuid} is not readable")
+
+    def write(self, uuid: str, data: bytes) -> None:
+        if uuid == self.profile.haptic_char_uuid:
+            self.haptic_writes.append((asyncio.get_running_loop().time(), bytes(data)))
+            self.haptic_event.set()
+            return
+        raise BleakError(f"characteristic {uuid} is not writable")
+
+
+class FakeSensor(SensorGatt):
     """One simulated peripheral (see module docstring)."""
 
     def __init__(
@@ -162,21 +189,6 @@ class FakeSensor:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-
-    def read(self, uuid: str) -> bytes:
-        if uuid == BATTERY_LEVEL_CHAR_UUID:
-            return bytes([self.battery_pct])
-        if uuid == self.profile.config_char_uuid and self.profile.name == "spinewatch":
-            return sw.encode_config(sw.SensorConfig(int(self.rate_hz), samples_per_packet=self.spp))
-        raise BleakError(f"characteristic {uuid} is not readable")
-
-    def write(self, uuid: str, data: bytes) -> None:
-        if uuid == self.profile.haptic_char_uuid:
-            loop = asyncio.get_running_loop()
-            self.haptic_writes.append((loop.time(), bytes(data)))
-            self.haptic_event.set()
-            return
-        raise BleakError(f"characteristic {uuid} is not writable")
 
     def subscribe(self, uuid: str, callback: NotifyCallback) -> None:
         if uuid != self.profile.imu_char_uuid:

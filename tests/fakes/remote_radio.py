@@ -40,13 +40,11 @@ from typing import Any, Self
 from bleak.backends.client import NotifyCallback
 from bleak.exc import BleakError
 
-from fakes.fake_bleak import FakeBleakClient, FakeRadio, check_connectable
+from fakes.fake_bleak import FakeBleakClient, FakeRadio, SensorGatt, check_connectable
 from spinewatch.firmware_bridge.profiles import (
-    BATTERY_LEVEL_CHAR_UUID,
     SensorProfile,
     get_profile,
 )
-from spinewatch.firmware_bridge.profiles import spinewatch as sw
 
 _FRAME = struct.Struct("<cHHHd")
 _SW_T0 = struct.Struct("<I")  # SpineWatch header: u16 seq, u32 device time of the first sample (us)
@@ -56,7 +54,7 @@ def sensor_address(i: int) -> str:
     return f"C0:FF:EE:00:{i // 256:02X}:{i % 256:02X}"
 
 
-class RemoteSensor:
+class RemoteSensor(SensorGatt):
     """The bridge-side proxy of one simulated sensor of the child process.
 
     Has the attributes and methods of :class:`~fakes.fake_bleak.FakeSensor` that the fake
@@ -125,20 +123,6 @@ class RemoteSensor:
         if self._notify is not None:
             self._notify = None
             self._radio._send(f"unsub {self.index}")
-
-    def read(self, uuid: str) -> bytes:
-        if uuid == BATTERY_LEVEL_CHAR_UUID:
-            return bytes([self.battery_pct])
-        if uuid == self.profile.config_char_uuid and self.profile.name == "spinewatch":
-            return sw.encode_config(sw.SensorConfig(int(self.rate_hz), samples_per_packet=self.spp))
-        raise BleakError(f"characteristic {uuid} is not readable")
-
-    def write(self, uuid: str, data: bytes) -> None:
-        if uuid == self.profile.haptic_char_uuid:
-            self.haptic_writes.append((asyncio.get_running_loop().time(), bytes(data)))
-            self.haptic_event.set()
-            return
-        raise BleakError(f"characteristic {uuid} is not writable")
 
     def subscribe(self, uuid: str, callback: NotifyCallback) -> None:
         if uuid != self.profile.imu_char_uuid:
