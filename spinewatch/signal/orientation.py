@@ -296,6 +296,14 @@ def _svf_at(x, g, d, st, k, first):  # pragma: no cover - jitted
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _quat_matrix(w, x, y, z):  # pragma: no cover - jitted
+    """Rotation matrix of the unit quaternion [w, x, y, z], row by row (r00, r01, ..., r22)."""
+    return (1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y),
+            2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x),
+            2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y))
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _rotvec_quat(ux, uy, uz):  # pragma: no cover - jitted
     """Unit quaternion [w, x, y, z] of the rotation vector u (angle |u| rad about u)."""
     h2 = 0.25 * (ux * ux + uy * uy + uz * uz)  # (half angle)^2
@@ -450,15 +458,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         rest = True
 
             # specific force in the almost-inertial frame: R(q_mid) f
-            r00 = 1.0 - 2.0 * (my * my + mz * mz)
-            r01 = 2.0 * (mx * my - mw * mz)
-            r02 = 2.0 * (mx * mz + mw * my)
-            r10 = 2.0 * (mx * my + mw * mz)
-            r11 = 1.0 - 2.0 * (mx * mx + mz * mz)
-            r12 = 2.0 * (my * mz - mw * mx)
-            r20 = 2.0 * (mx * mz - mw * my)
-            r21 = 2.0 * (my * mz + mw * mx)
-            r22 = 1.0 - 2.0 * (mx * mx + my * my)
+            r00, r01, r02, r10, r11, r12, r20, r21, r22 = _quat_matrix(mw, mx, my, mz)
             ix = r00 * fx + r01 * fy + r02 * fz
             iy = r10 * fx + r11 * fy + r12 * fz
             iz = r20 * fx + r21 * fy + r22 * fz
@@ -531,15 +531,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         qx = cw * gx + cx * gw + cy * gz - cz * gy
                         qy = cw * gy - cx * gz + cy * gw + cz * gx
                         qz = cw * gz + cx * gy - cy * gx + cz * gw
-                        m00 = 1.0 - 2.0 * (qy * qy + qz * qz)
-                        m01 = 2.0 * (qx * qy - qw * qz)
-                        m02 = 2.0 * (qx * qz + qw * qy)
-                        m10 = 2.0 * (qx * qy + qw * qz)
-                        m11 = 1.0 - 2.0 * (qx * qx + qz * qz)
-                        m12 = 2.0 * (qy * qz - qw * qx)
-                        m20 = 2.0 * (qx * qz - qw * qy)
-                        m21 = 2.0 * (qy * qz + qw * qx)
-                        m22 = 1.0 - 2.0 * (qx * qx + qy * qy)
+                        m00, m01, m02, m10, m11, m12, m20, m21, m22 = _quat_matrix(qw, qx, qy, qz)
                         # earth-frame horizontal bias, low-passed with the same filter as the
                         # gravity so the measurement and the prediction share the same delay
                         blx = m00 * bx + m01 * by + m02 * bz
