@@ -178,6 +178,11 @@ def _windows(start_ns: int, end_ns: int, window_ns: int) -> Iterator[tuple[int, 
         a = b
 
 
+def _refused(http_status: int) -> bool:
+    """A 4xx other than timeout (408) and rate limit (429): the server will refuse the request again."""
+    return 400 <= http_status < 500 and http_status not in (408, 429)
+
+
 def _settings_msgs(msgs: Sequence[Message]) -> list[Message]:
     """The messages whose points belong to :data:`SETTINGS_MEASUREMENTS` too."""
     return [m for m in msgs
@@ -281,13 +286,18 @@ class _InfluxHttp:
         try:
             with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
                 return resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode(errors="replace")
-            if 400 <= exc.code < 500 and exc.code not in (408, 429):
-                raise StoreRejected(f"{self.url}{path}: HTTP {exc.code}: {detail}") from exc
-            raise ConnectionFailed(self.url, f"HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise ConnectionFailed(self.url, str(getattr(exc, "reason", exc))) from exc
+            raise self._failure(path, exc) from exc
+
+    def _failure(self, path: str, exc: urllib.error.URLError | OSError) -> SpineWatchError:
+        """What a failed request to ``path`` raises: :class:`StoreRejected` when the server refused
+        it (the same request would be refused again), else :class:`ConnectionFailed` (retry later)."""
+        if isinstance(exc, urllib.error.HTTPError):
+            detail = exc.read()[:300].decode(errors="replace")
+            if _refused(exc.code):
+                return StoreRejected(f"{self.url}{path}: HTTP {exc.code}: {detail}")
+            return ConnectionFailed(self.url, f"HTTP {exc.code}: {detail}")
+        return ConnectionFailed(self.url, str(getattr(exc, "reason", exc)))
 
     def query(self, influxql: str) -> list[dict[str, Any]]:
         """Run InfluxQL; return the ``series`` of the first statement (empty list if none)."""
@@ -432,13 +442,8 @@ class _InfluxHttp:
                         if "error" in res:
                             raise StoreRejected(f"InfluxQL error: {res['error']}: {influxql}")
                         yield from res.get("series", [])
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode(errors="replace")
-            if 400 <= exc.code < 500 and exc.code not in (408, 429):
-                raise StoreRejected(f"{self.url}/query: HTTP {exc.code}: {detail}") from exc
-            raise ConnectionFailed(self.url, f"HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, OSError) as exc:
-            raise ConnectionFailed(self.url, str(getattr(exc, "reason", exc))) from exc
+            raise self._failure("/query", exc) from exc
 
     def posture_chunks(self, patient: str, start_ns: int, end_ns: int,
                        window_ns: int = EXPORT_WINDOW_NS) -> Iterator[PostureChunk]:
@@ -595,7 +600,7 @@ class Influx2Store(_InfluxHttp):
                 self._write_api.write(bucket=f"{self.bucket}_trend", org=self.org, record=to_bytes(settings)[0])
             self._write_api.write(bucket=self.bucket, org=self.org, record=body)
         except ApiException as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+            if exc.status is not None and _refused(exc.status):
                 raise StoreRejected(f"{self.url}: HTTP {exc.status}: {exc.body!s:.300}") from exc
             raise ConnectionFailed(self.url, f"HTTP {exc.status}") from exc
         except Exception as exc:  # urllib3 connection errors and friends
