@@ -14,6 +14,7 @@ Float2D = npt.NDArray[np.float64]
 Int8_1D = npt.NDArray[np.int8]
 
 NS_PER_S: Final = 1_000_000_000
+GRAVITY_M_S2: Final = 9.80665  # standard gravity (the "g" of accelerometer full scales), m/s^2
 
 
 @dataclass(frozen=True, slots=True)

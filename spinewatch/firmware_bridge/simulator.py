@@ -44,7 +44,7 @@ from typing import Final, NamedTuple, Self
 import numpy as np
 import numpy.typing as npt
 
-from spinewatch.model import NS_PER_S, Float1D, Float2D, ImuBatch, Int8_1D
+from spinewatch.model import GRAVITY_M_S2, NS_PER_S, Float1D, Float2D, ImuBatch, Int8_1D
 
 __all__ = [
     "GRAVITY_M_S2",
@@ -61,7 +61,6 @@ __all__ = [
     "simulate",
 ]
 
-GRAVITY_M_S2: Final = 9.80665  # standard gravity, m/s^2
 
 # Posture kinds; ``labels_at`` returns the index into this tuple (int8).
 SEGMENT_KINDS: Final = ("calibrate", "sit", "slouch", "stand", "walk", "lie")

@@ -19,6 +19,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from spinewatch.model import GRAVITY_M_S2
 from spinewatch.signal.angles import mount_yaw_deg
 
 __all__ = [
@@ -55,7 +56,6 @@ BEND_MIN_HELD_S: Final = 0.5
 # |acc| within this of g during the bend: samples with larger linear acceleration
 # (a jerky movement) do not point up and are left out, m/s^2.
 BEND_MAX_ACC_DEV_M_S2: Final = 1.5
-GRAVITY_M_S2: Final = 9.80665
 
 
 @dataclass(frozen=True, slots=True)

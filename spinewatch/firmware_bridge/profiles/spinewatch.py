@@ -38,6 +38,7 @@ from spinewatch.firmware_bridge.profiles import (
     _scaled_columns,
 )
 from spinewatch.firmware_bridge.remap import MountAlignment, remap_to_sensor
+from spinewatch.model import GRAVITY_M_S2
 
 __all__ = [
     "ACC_RANGES_G",
@@ -66,7 +67,6 @@ IMU_CHAR_UUID: Final = "5e1f0002-8b3c-4d2a-9f6e-535741544348"  # notify
 HAPTIC_CHAR_UUID: Final = "5e1f0003-8b3c-4d2a-9f6e-535741544348"  # write
 CONFIG_CHAR_UUID: Final = "5e1f0004-8b3c-4d2a-9f6e-535741544348"  # read, write
 
-GRAVITY_M_S2: Final = 9.80665  # the "g" of the accelerometer's full scale
 HEADER_BYTES: Final = 8
 SAMPLE_BYTES: Final = 12
 # ATT MTU 247 (BLE 4.2 data length extension, what BlueZ and nRF52 negotiate) leaves

@@ -47,6 +47,7 @@ from spinewatch.firmware_bridge.remap import (
     MountAlignment,
     remap_to_sensor,
 )
+from spinewatch.model import GRAVITY_M_S2
 
 __all__ = ["PROFILE", "RAW_CHAR_UUID", "SERVICE_UUID", "build_packet", "decode_packet"]
 
@@ -54,7 +55,6 @@ SERVICE_UUID: Final = "ef680400-9b35-4933-9b10-52ffa9740042"
 CONFIG_CHAR_UUID: Final = "ef680401-9b35-4933-9b10-52ffa9740042"
 RAW_CHAR_UUID: Final = "ef680406-9b35-4933-9b10-52ffa9740042"
 PACKET_BYTES: Final = 18
-GRAVITY_M_S2: Final = 9.80665
 ACC_FRACTION_BITS: Final = 10  # Q6.10, g
 GYR_FRACTION_BITS: Final = 5  # Q11.5, deg/s
 CMP_FRACTION_BITS: Final = 4  # Q12.4, uT (ignored)

@@ -55,6 +55,7 @@ from spinewatch.firmware_bridge.remap import (
     MountAlignment,
     remap_to_sensor,
 )
+from spinewatch.model import GRAVITY_M_S2
 
 __all__ = ["FRAME_BYTES", "IMU_CHAR_UUID", "PROFILE", "SERVICE_UUID", "build_packet", "decode_packet"]
 
@@ -65,7 +66,6 @@ WRITE_CHAR_UUID: Final = "0000ffe9-0000-1000-8000-00805f9a34fb"  # register comm
 HEADER: Final = 0x55
 FLAG_IMU: Final = 0x61
 FRAME_BYTES: Final = 20
-GRAVITY_M_S2: Final = 9.80665
 ACC_FULL_SCALE_G: Final = 16.0
 GYR_FULL_SCALE_DPS: Final = 2000.0
 ANGLE_FULL_SCALE_DEG: Final = 180.0
