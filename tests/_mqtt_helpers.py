@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -126,3 +127,21 @@ def port_refuses(host: str, port: int) -> bool:
             return False
     except ConnectionRefusedError:
         return True
+
+
+def started_ingest(mqtt_url: str, influx_url: str, db_prefix: str) -> tuple[Any, Any]:
+    """A real ingest worker (own worker id, 0.2-s batches) into a fresh InfluxDB 1.x database
+    ``<db_prefix>_<random>``, started and subscribed: (store, worker). Stop the worker when done."""
+    import dataclasses
+
+    from spinewatch.service.config import Config
+    from spinewatch.service.ingest import IngestWorker
+    from spinewatch.service.storage import Influx1Store
+
+    store = Influx1Store(influx_url, f"{db_prefix}_{uuid.uuid4().hex[:6]}")
+    store.ensure_database()
+    cfg = Config.load({"SPINEWATCH_MQTT_URL": mqtt_url, "SPINEWATCH_WORKER_ID": f"{db_prefix}-{uuid.uuid4().hex[:6]}"})
+    w = IngestWorker(cfg.mqtt, dataclasses.replace(cfg.ingest, batch_interval_s=0.2), store, "5")
+    w.start()
+    assert w.subscribed.wait(10), "ingest did not subscribe"
+    return store, w

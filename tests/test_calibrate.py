@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import functools
 import json
-import uuid
 
 import numpy as np
 import pytest
@@ -285,18 +284,12 @@ def nothing_published_before(broker, patient: str, device: str) -> bool:
 
 @pytest.mark.network
 def test_calibrate_stores_the_result_in_the_config_and_ingest_stores_the_event(broker_env, influxdb1, capsys):
-    from spinewatch.service.cli import main
-    from spinewatch.service.config import Config
-    from spinewatch.service.ingest import IngestWorker
-    from spinewatch.service.storage import Influx1Store
+    from _mqtt_helpers import started_ingest
 
-    db = f"cal_{uuid.uuid4().hex[:6]}"
-    store = Influx1Store(influxdb1.url, db)
-    store.ensure_database()
-    cfg = Config.load({"SPINEWATCH_MQTT_URL": broker_env.url, "SPINEWATCH_WORKER_ID": f"c-{uuid.uuid4().hex[:6]}"})
-    w = IngestWorker(cfg.mqtt, dataclasses.replace(cfg.ingest, batch_interval_s=0.2), store, "5")
-    w.start()
-    assert w.subscribed.wait(10)
+    from spinewatch.service.cli import main
+
+    store, w = started_ingest(broker_env.url, influxdb1.url, "cal")
+    db = store.db
     try:
         assert main(["config", "set", "--patient", "p-c", "--device", "d-c", "threshold_deg=25", "delay_s=60"]) == 0
         assert run_cli("--patient", "p-c", "--device", "d-c", "--simulate", "still", "--sim-yaw-deg", "25",

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import uuid
 
 import pytest
+from _mqtt_helpers import started_ingest
 from _waiting import wait_until
 
 from spinewatch.service.cli import main
-from spinewatch.service.config import Config
-from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.storage import Influx1Store
 
 pytestmark = pytest.mark.network
 
@@ -56,13 +52,8 @@ def test_a_bad_value_is_one_line_and_nothing_is_published(broker_env, capsys, ch
 
 
 def test_ingest_keeps_an_audit_of_every_change(broker_env, influxdb1, capsys):
-    db = f"audit_{uuid.uuid4().hex[:6]}"
-    store = Influx1Store(influxdb1.url, db)
-    store.ensure_database()
-    cfg = Config.load({"SPINEWATCH_MQTT_URL": broker_env.url, "SPINEWATCH_WORKER_ID": f"a-{uuid.uuid4().hex[:6]}"})
-    w = IngestWorker(cfg.mqtt, dataclasses.replace(cfg.ingest, batch_interval_s=0.2), store, "5")
-    w.start()
-    assert w.subscribed.wait(10)
+    store, w = started_ingest(broker_env.url, influxdb1.url, "audit")
+    db = store.db
     try:
         main(["config", "set", "--patient", "p1", "--device", "d1", "--author", "t-01", "threshold_deg=25"])
         main(["config", "set", "--patient", "p1", "--device", "d1", "--author", "t-02", "threshold_deg=22",
