@@ -145,3 +145,84 @@ def started_ingest(mqtt_url: str, influx_url: str, db_prefix: str) -> tuple[Any,
     w.start()
     assert w.subscribed.wait(10), "ingest did not subscribe"
     return store, w
+
+
+class HeldRepliesRelay:
+    """A loopback TCP relay to a broker that holds the broker's bytes until :meth:`release`.
+
+    While held, a client has sent its CONNECT but got no CONNACK: the relay shows what the
+    client sends in that state (:meth:`client_packet_types`, MQTT control packet types).
+    """
+
+    def __init__(self, broker_host: str, broker_port: int) -> None:
+        self._upstream = (broker_host, broker_port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._released = threading.Event()
+        self._cond = threading.Condition()
+        self._from_client = bytearray()
+        self._socks: list[socket.socket] = [self._server]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self._server.accept()
+        except OSError:
+            return
+        broker = socket.create_connection(self._upstream)
+        self._socks += [client, broker]
+        threading.Thread(target=self._pipe, args=(client, broker, True), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(broker, client, False), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if from_client:
+                    with self._cond:
+                        self._from_client += data
+                        self._cond.notify_all()
+                else:
+                    self._released.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def client_packet_types(self) -> list[int]:
+        """Types (1 = CONNECT, 3 = PUBLISH, ...) of the whole packets the client sent so far."""
+        with self._cond:
+            return _packet_types(bytes(self._from_client))
+
+    def wait_for_client_packets(self, n: int, timeout_s: float = DEADLINE_S) -> list[int]:
+        """Wait until the client has sent at least ``n`` whole packets; their types."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(_packet_types(bytes(self._from_client))) >= n, timeout_s):
+                raise AssertionError(f"the client sent fewer than {n} packets in {timeout_s} s")
+            return _packet_types(bytes(self._from_client))
+
+    def release(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self._released.set()
+        for s in self._socks:
+            s.close()
+
+
+def _packet_types(buf: bytes) -> list[int]:
+    """MQTT control packet types of the whole packets at the start of ``buf``."""
+    types, i = [], 0
+    while i < len(buf):
+        length, shift, j = 0, 0, i + 1
+        while j < len(buf):  # "remaining length": 7 bits per byte, high bit = more bytes
+            length |= (buf[j] & 0x7F) << shift
+            shift += 7
+            j += 1
+            if not buf[j - 1] & 0x80:
+                break
+        else:
+            break
+        if j + length > len(buf):
+            break
+        types.append(buf[i] >> 4)
+        i = j + length
+    return types

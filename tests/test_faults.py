@@ -17,7 +17,7 @@ import uuid
 
 import numpy as np
 import pytest
-from _mqtt_helpers import TestClient
+from _mqtt_helpers import HeldRepliesRelay, TestClient
 from _waiting import wait_until
 
 from spinewatch.model import PostureBatch
@@ -111,6 +111,44 @@ def test_bridge_restarted_with_a_full_outbox_delivers_the_backlog(fresh_mosquitt
         watcher.close()
     finally:
         w.stop()
+
+
+def test_publisher_hands_nothing_to_the_broker_before_the_connection_is_accepted(mosquitto, tmp_path):
+    # paho sends a publish made while it waits for the CONNACK at once, but resends what it
+    # queued while disconnected only on the CONNACK: such a mix reaches the broker out of order.
+    relay = HeldRepliesRelay(mosquitto.host, mosquitto.port)
+    mqtt = dataclasses.replace(mqtt_cfg(mosquitto, ""), url=f"mqtt://127.0.0.1:{relay.port}")
+    device = f"d{uuid.uuid4().hex[:6]}"
+    watcher = TestClient(mosquitto.host, mosquitto.port, mqtt5=True)
+    watcher.connect()
+    watcher.subscribe(f"spinewatch/v1/p1/{device}/posture")
+    try:
+        with Publisher(mqtt, "p1", device, "5", Outbox(tmp_path / "o.sqlite")) as pub:
+            assert relay.wait_for_client_packets(1) == [1], "the first packet is the CONNECT"
+            for i in range(300):
+                pub.publish_posture(batch(i))
+            # A window in which a publish would show; nothing may come before the CONNACK.
+            time.sleep(0.5)  # sync-ok: observes an absence, synchronises nothing
+            assert relay.client_packet_types() == [1], "only the CONNECT before the CONNACK"
+            relay.release()
+            assert pub.wait_all_acked(30)
+        seqs = [json.loads(watcher.get().payload)["seq"] for _ in range(300)]
+        assert seqs == list(range(1, 301)), "the broker gets the messages in the order they were queued"
+    finally:
+        watcher.close()
+        relay.close()
+
+
+def test_status_messages_are_not_taken_for_outbox_acknowledgements(mosquitto, tmp_path):
+    # A status acknowledgement taken for an outbox one would, once paho's message ids wrap,
+    # delete from the outbox a message the broker has not acknowledged.
+    mqtt = mqtt_cfg(mosquitto, "")
+    with Publisher(mqtt, "p1", f"d{uuid.uuid4().hex[:6]}", "5", Outbox(tmp_path / "o.sqlite")) as pub:
+        for i in range(5):
+            pub.publish_status(online=True, battery_pct=90 - i)
+            pub.publish_posture(batch(i))
+        assert pub.wait_all_acked(30)
+    assert pub.acked == 5, "five outbox messages were acknowledged; the seven status messages are not among them"
 
 
 def test_influxdb_down_for_30_s_while_data_flows(mosquitto, fresh_influxdb1, tmp_path):

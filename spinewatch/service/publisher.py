@@ -2,9 +2,12 @@
 
 Messages go through a disk-backed :class:`~spinewatch.service.outbox.Outbox` first; a pump
 thread hands at most ``max_inflight`` of them to paho at a time, in order, and deletes each
-from the outbox once the broker acknowledged it. A broker outage or a bridge restart loses
-nothing (within the outbox's size bound); a message may be delivered twice after a restart,
-which is harmless since points are keyed by sensor time.
+from the outbox once the broker acknowledged it. The pump hands nothing over while the link
+is down: paho sends a message handed to it during a connection attempt at once, ahead of
+older ones it resends only on the CONNACK, so the broker would get them out of order.
+
+A broker outage or a bridge restart loses nothing (within the outbox's size bound); a message
+may be delivered twice after a restart, which is harmless since points are keyed by sensor time.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ class Publisher:
         self._cv = threading.Condition()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox id
         self._early: set[int] = set()  # mids acknowledged before publish() returned
+        self._direct: set[int] = set()  # mids of status messages (sent outside the outbox)
+        self._link_up = False  # connected, and paho has resent what it held (see _on_connect)
+        self._resume_on_ack = False
         self._acked_ids: list[int] = []
         self._last_handed = 0  # outbox id of the newest message handed to paho
         self._dirty = True  # the outbox may hold messages not yet handed to paho
@@ -60,16 +66,35 @@ class Publisher:
         self._pump = threading.Thread(target=self._run_pump, name=f"publisher[{patient}/{device}]", daemon=True)
         self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
 
     # ------------------------------------------------------------ paho network thread
     def _on_connect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
         if not getattr(rc, "is_failure", False):
             _LOGGER.info("publisher connected to %s", self.cfg.address)
             self.publish_status(online=True)
+            with self._cv:
+                if self._inflight:
+                    # paho resends the messages it holds right after this callback returns;
+                    # new ones wait for the first acknowledgement, which comes after them.
+                    self._resume_on_ack = True
+                else:
+                    self._link_up = True
+                    self._cv.notify_all()
+
+    def _on_disconnect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
+        with self._cv:
+            self._link_up = self._resume_on_ack = False
 
     def _on_publish(self, c: paho.Client, u: object, mid: int, rc: object, p: object) -> None:
         # Runs inside paho's message lock: never call into paho or wait here.
         with self._cv:
+            if self._resume_on_ack:
+                self._link_up, self._resume_on_ack = True, False
+                self._cv.notify_all()
+            if mid in self._direct:
+                self._direct.discard(mid)
+                return
             rid = self._inflight.pop(mid, None)
             if rid is None:
                 self._early.add(mid)
@@ -84,14 +109,15 @@ class Publisher:
         while True:
             with self._cv:
                 while not self._stop and not self._acked_ids and not (
-                    self._dirty and len(self._inflight) < self.cfg.max_inflight
+                    self._dirty and self._link_up and len(self._inflight) < self.cfg.max_inflight
                 ):
                     self._cv.wait(1.0)
                 if self._stop:
                     return
                 done, self._acked_ids = self._acked_ids, []
-                room = self.cfg.max_inflight - len(self._inflight)
-                self._dirty = False
+                room = self.cfg.max_inflight - len(self._inflight) if self._link_up else 0
+                if room > 0:
+                    self._dirty = False
             self.outbox.remove(done)
             batch = self.outbox.after(self._last_handed, room) if room > 0 else []
             for m in batch:
@@ -153,8 +179,17 @@ class Publisher:
     def publish_status(self, online: bool, **fields: object) -> None:
         """Retained device status (QoS 1); sent directly, not through the outbox (it is a
         current-state message: an old one is worthless once a newer one exists)."""
-        payload = json.dumps({"v": 1, "online": online, **fields})
-        self._client.publish(self._status_topic, payload, qos=1, retain=True)
+        self._publish_direct(json.dumps({"v": 1, "online": online, **fields}))
+
+    def _publish_direct(self, payload: str) -> paho.MQTTMessageInfo:
+        """Publish a status message outside the outbox; its acknowledgement is not an outbox one."""
+        info = self._client.publish(self._status_topic, payload, qos=1, retain=True)
+        with self._cv:
+            if info.mid in self._early:  # acknowledged before publish() returned
+                self._early.discard(info.mid)
+            else:
+                self._direct.add(info.mid)
+        return info
 
     @property
     def unacked(self) -> int:
@@ -182,10 +217,7 @@ class Publisher:
         the outbox for the next start."""
         try:
             if self._client.is_connected():
-                info = self._client.publish(
-                    self._status_topic, json.dumps({"v": 1, "online": False}), qos=1, retain=True
-                )
-                info.wait_for_publish(timeout=2.0)
+                self._publish_direct(json.dumps({"v": 1, "online": False})).wait_for_publish(timeout=2.0)
         except (RuntimeError, ValueError):
             pass
         finally:
