@@ -76,7 +76,8 @@ class Publisher:
             with self._cv:
                 if self._inflight:
                     # paho resends the messages it holds right after this callback returns;
-                    # new ones wait for the first acknowledgement, which comes after them.
+                    # new ones wait for the first acknowledgement, which comes after them (the
+                    # online status just published is acknowledged too, so one always comes).
                     self._resume_on_ack = True
                 else:
                     self._link_up = True
