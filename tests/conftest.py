@@ -13,8 +13,9 @@ using these fixtures should carry ``@pytest.mark.network``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 import pytest
 

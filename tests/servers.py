@@ -41,8 +41,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "ServerError",
@@ -205,7 +206,7 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
 
 _PREEXEC = _pdeathsig_preexec()
 
-_LIVE: "weakref.WeakSet[_ServerBase]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[_ServerBase] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -234,7 +235,7 @@ def _stop_all_servers() -> None:
             pass
 
 
-def start_or_skip(cls: "type[S]", base_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> "S":
+def start_or_skip(cls: type[S], base_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> S:
     """Construct and start ``cls``; ``pytest.skip`` (naming the Debian package) if its binary is missing."""
     try:
         server = cls(base_dir, **kwargs)
@@ -311,7 +312,7 @@ class _ServerBase:
     def pid(self) -> int | None:
         return self.proc.pid if self.running else None  # type: ignore[union-attr]
 
-    def start(self) -> "_ServerBase":
+    def start(self) -> _ServerBase:
         """Start and wait for readiness.
 
         The first start picks free ports (retrying on fresh ports if a port was
@@ -354,7 +355,7 @@ class _ServerBase:
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
-    def restart(self) -> "_ServerBase":
+    def restart(self) -> _ServerBase:
         """Stop and start again on the same ports with the same data directories."""
         self.stop()
         return self.start()
@@ -386,7 +387,7 @@ class _ServerBase:
             chunks.append(f"--- {path} (last {lines} lines) ---\n{tail}")
         return "\n".join(chunks) if chunks else "(no log output)"
 
-    def __enter__(self) -> "_ServerBase":
+    def __enter__(self) -> _ServerBase:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

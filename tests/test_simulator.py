@@ -339,8 +339,8 @@ def test_simulated_patient_is_an_imu_source_with_a_utc_anchor() -> None:
     src = SimulatedPatient(PostureScript.day(60.0), rate_hz=50.0, batch_samples=25)
     assert isinstance(src, ImuSource)
     assert src.rate_hz == 50.0 and src.dt_ns == 20_000_000
-    anchor = dt.datetime.fromtimestamp(src.start_utc_ns / 1e9, dt.timezone.utc)
-    assert (anchor.hour, anchor.minute, anchor.date()) == (8, 0, dt.datetime.now(dt.timezone.utc).date())
+    anchor = dt.datetime.fromtimestamp(src.start_utc_ns / 1e9, dt.UTC)
+    assert (anchor.hour, anchor.minute, anchor.date()) == (8, 0, dt.datetime.now(dt.UTC).date())
     assert SimulatedPatient(PostureScript.day(60.0), start_utc_ns=123).start_utc_ns == 123
 
     async def run() -> list[ImuBatch]:

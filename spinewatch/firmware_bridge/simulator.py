@@ -1092,7 +1092,7 @@ _YIELD_EVERY_BATCHES: Final = 200  # unpaced: let other tasks run at least this 
 
 
 def _today_0800_utc_ns() -> int:
-    now = _dt.datetime.now(_dt.timezone.utc)
+    now = _dt.datetime.now(_dt.UTC)
     anchor = now.replace(hour=8, minute=0, second=0, microsecond=0)
     return int(anchor.timestamp()) * NS_PER_S
 
