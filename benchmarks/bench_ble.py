@@ -186,13 +186,13 @@ async def _fleet(n: int, seconds: float, mqtt_url: str, prepare: bool = True) ->
             await asyncio.gather(*tasks)
         lat_ms: list[float] = []
         hap_ms: list[float] = []
-        for i, (pub, sensor) in enumerate(zip(pubs, radio.sensors_by_index)):
+        for i, (pub, sensor) in enumerate(zip(pubs, radio.sensors_by_index, strict=True)):
             first = sensor.first_index or 0  # sample index of stream time 0
             for t_pub_ns, k in pub.handed_at:
                 i0 = first + k - k % sensor.spp
                 if i0 in sensor.delivered_at:
                     lat_ms.append((t_pub_ns / 1e9 - sensor.delivered_at[i0]) * 1e3)
-            for ev, (write_t, _) in list(zip(haptics[i], sensor.haptic_writes))[n_haptic0[i]:]:
+            for ev, (write_t, _) in list(zip(haptics[i], sensor.haptic_writes, strict=False))[n_haptic0[i]:]:
                 k = ev.t_sensor_ns // DT_NS
                 i0 = first + k - k % sensor.spp
                 if i0 in sensor.delivered_at:

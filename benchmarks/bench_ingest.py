@@ -125,7 +125,7 @@ def baseline(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str
         parts = msg.topic.split("/")
         d = json.loads(msg.payload)
         pts = []
-        for i, (f, la) in enumerate(zip(d["flexion_deg"], d["lateral_deg"])):
+        for i, (f, la) in enumerate(zip(d["flexion_deg"], d["lateral_deg"], strict=True)):
             pts.append(Point("posture").tag("patient", parts[2]).tag("device", parts[3])
                        .field("flexion_deg", float(f)).field("lateral_deg", float(la))
                        .field("state", d["state"][i]).field("activity", d["activity"][i])

@@ -203,7 +203,7 @@ def bench_bank(trial: Trial, n_streams: int, chunk: int, n_chunks: int) -> float
     for _ in range(3):  # best of 3 (shared machine)
         bank = OrientationFilterBank(n_streams, trial.rate_hz)
         start = time.perf_counter()
-        for g, a in zip(gyr_chunks, acc_chunks):
+        for g, a in zip(gyr_chunks, acc_chunks, strict=True):
             bank.update(g, a)
         best_s = min(best_s, time.perf_counter() - start)
     return n_streams * n / best_s

@@ -58,7 +58,7 @@ def _fill(url: str, db: str, days: int, hours: float, slouches_per_day: int) -> 
         still = rng.integers(3000, 6001, worn)
         lines = [f"posture_1m,device=d-1,patient={PATIENT} flexion_deg={f:.3f},lateral_deg=0.5,"
                  f"samples=6000i,slouch_fraction=0.1,still_samples={s}i {m * 10**9}"
-                 for m, f, s in zip(minutes.tolist(), flex.tolist(), still.tolist())]
+                 for m, f, s in zip(minutes.tolist(), flex.tolist(), still.tolist(), strict=True)]
         starts = np.sort(rng.choice(worn * 60, slouches_per_day, replace=False)) + day0
         lines += [f"slouch,device=d-1,patient={PATIENT} duration_s={rng.uniform(30, 300):.2f},"
                   f"peak_deg=35.0,mean_deg=28.0,end_ns={s * 10**9 + 60 * 10**9}i {s * 10**9}"

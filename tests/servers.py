@@ -742,7 +742,7 @@ bind-address = "{self.host}:{self.rpc_port}"
             for series in res.get("series", []) or []:
                 cols = series["columns"]
                 for values in series.get("values", []):
-                    row = dict(zip(cols, values))
+                    row = dict(zip(cols, values, strict=True))
                     row.update(series.get("tags", {}) or {})
                     rows.append(row)
         return rows

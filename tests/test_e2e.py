@@ -290,7 +290,7 @@ def test_clinic_overview_row_matches_the_script(dash_data):
     for ref, q in COLUMNS.items():
         for s in _run(store, d, q, start_ns, patient=".*", device=".*"):
             assert s["tags"]["patient"] == "p-e2e"
-            row.update(zip(s["columns"][1:], s["values"][0][1:]))
+            row.update(zip(s["columns"][1:], s["values"][0][1:], strict=True))
             if ref == "E":
                 row["last_seen_ns"] = s["values"][0][0]
     assert row["wear_min"] == pytest.approx(DURATION_S / 60, abs=0.01)

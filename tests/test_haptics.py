@@ -238,7 +238,7 @@ def test_live_config_change_and_haptic_within_100_ms(fresh_mosquitto):
     assert [decode_haptic(p) for _, p in sensor.haptic_writes[:2]] == [("double", 50, 400), ("long", 90, 400)]
     assert [h.pattern for h in haptics[:2]] == ["double", "long"]
     # when: 0.5 s after the slouch was confirmed (flexion > 15 deg for 1 s), in sensor time
-    for h, (write_t, _) in zip(haptics[:2], sensor.haptic_writes[:2]):
+    for h, (write_t, _) in zip(haptics[:2], sensor.haptic_writes[:2], strict=True):
         k = h.t_sensor_ns // DT_NS
         t_s = k / 100.0
         assert 6.0 < t_s < 13.0 or 18.0 < t_s < 26.0

@@ -31,7 +31,7 @@ def minutes(start_ns: int, n: int, flex: float = 5.0, samples: int = 60, still: 
 
 
 def cat(*parts):
-    return tuple(np.concatenate(x) for x in zip(*parts))
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))
 
 
 def test_new_york_days_run_from_local_midnight_and_split_a_session_across_midnight():

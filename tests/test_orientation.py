@@ -449,7 +449,7 @@ def test_broad_mean_inclination_rmse_meets_the_goal_and_beats_vqf():
     rmse = [broad_inclination_rmse_deg(p) for p in trials]
     # default (sensor-neutral): the goal is 0.70 deg (measured 0.671); vqf 2.1.2
     # online gets 0.712 deg on the same 20 trials
-    assert np.mean(rmse) <= 0.70, dict(zip([p.stem for p in trials], np.round(rmse, 3)))
+    assert np.mean(rmse) <= 0.70, dict(zip([p.stem for p in trials], np.round(rmse, 3), strict=True))
     assert max(rmse) < 2.0
     # with the recording sensor's measured gyroscope latency, as its profile would set it
     rmse_latency = [broad_inclination_rmse_deg(p, ONE_SAMPLE_LATENCY) for p in trials]

@@ -235,7 +235,7 @@ def test_decode_batch_equals_decoding_each_packet(name, seed, n_packets, n_bad):
                        else bytes(len(packets[0]) if packets else 20))
     got = p.decode_batch(packets, p.default_mount)
     assert len(got) == len(packets)
-    for pk, g in zip(packets, got):
+    for pk, g in zip(packets, got, strict=True):
         try:
             want = p.decode(pk, p.default_mount)
         except DecodeError as exc:

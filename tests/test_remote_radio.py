@@ -39,7 +39,7 @@ def test_two_remote_sensors_stream_their_samples_through_bleak():
             return srcs, outs, [s.delivered for s in radio.sensors_by_index]
 
     srcs, outs, delivered = asyncio.run(main())
-    for src, out, twin, n in zip(srcs, outs, twins, delivered):
+    for src, out, twin, n in zip(srcs, outs, twins, delivered, strict=True):
         assert out[0].t0_ns == 0 and not any(b.gap_before for b in out)
         assert_samples_are_the_sensors(out, twin)
         st = src.status()

@@ -290,7 +290,7 @@ def test_bad_input_is_one_line_a_nonzero_exit_and_nothing_written(stored, monkey
     monkeypatch.setenv("SPINEWATCH_INFLUX_URL", stored.influx_url)
     monkeypatch.setenv("SPINEWATCH_INFLUX_DB", stored.db)
     opts = {"--patient": PATIENT, "--from": FIRST.isoformat(), "--to": LAST.isoformat()}
-    opts.update(dict(zip(args[::2], args[1::2])))
+    opts.update(dict(zip(args[::2], args[1::2], strict=True)))
     out = tmp_path / "out" / "r.pdf"
     argv = ["--config", str(stored.config), "report", *[x for kv in opts.items() for x in kv], "--out", str(out)]
     assert main(argv) == code

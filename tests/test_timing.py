@@ -51,7 +51,7 @@ def run(tl, packets, arrivals=None):
 
 def check_time_axis(batches):
     """t0 of each batch continues the previous one unless gap_before; t0 = sample id * dt."""
-    for a, b in zip(batches, batches[1:]):
+    for a, b in zip(batches, batches[1:], strict=False):
         if not b.gap_before:
             assert b.t0_ns == a.t0_ns + len(a) * a.dt_ns
     for b in batches:

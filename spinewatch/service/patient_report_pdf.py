@@ -91,7 +91,7 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
     _table(fig.add_subplot(gs[0, 0]), figures, ["figure", "value", "meaning"], "Key figures", [0.3, 0.16, 0.54])
     settings = []
     zone = ZoneInfo(r.tz)
-    for rec, s in zip(r.settings, settings_rows(r)):
+    for rec, s in zip(r.settings, settings_rows(r), strict=True):
         settings.append([
             dt.datetime.fromtimestamp(rec.t_ns / 1e9, zone).strftime("%Y-%m-%d %H:%M"), str(s.get("author", "")),
             _fmt(s.get("threshold_deg", float("nan")), 0, " deg"), _fmt(s.get("severe_deg", float("nan")), 0, " deg"),
@@ -167,7 +167,7 @@ def _page_zones_trend(fig: Any, r: PatientReport) -> None:
         ax = fig.add_subplot(gs[pos])
         _band(ax, r, centre, sdc, unit)
         # only days with data; the line breaks across days without
-        v = np.array([x if d.has_data else np.nan for x, d in zip(values, r.days)], dtype=float)
+        v = np.array([x if d.has_data else np.nan for x, d in zip(values, r.days, strict=True)], dtype=float)
         ax.plot(r.dates, v, marker="o", ms=3, lw=1.2, color=COLOR_LINE, label="day with data")
         ax.set_ylabel(ylabel)
         ax.set_title(title + " (a day outside the grey band changed more than day-to-day noise)",
@@ -238,7 +238,7 @@ def write_pdf(r: PatientReport, out: Path, progress: Callable[[str, int, int], N
                     plt.close(fig)
                 if progress:
                     progress("drawing pages", k + 1, PAGES)
-        for t, final in zip(tmp, [out, *pngs]):
+        for t, final in zip(tmp, [out, *pngs], strict=True):
             os.replace(t, final)
     finally:
         for t in tmp:

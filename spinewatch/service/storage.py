@@ -419,7 +419,7 @@ class _InfluxHttp:
         for s in series:
             cols = s["columns"]
             for row in s["values"]:
-                d = {c: v for c, v in zip(cols, row) if v is not None}
+                d = {c: v for c, v in zip(cols, row, strict=True) if v is not None}
                 t = int(d.pop("time"))
                 d.pop("patient", None)
                 device = str(d.pop("device", ""))

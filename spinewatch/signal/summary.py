@@ -100,7 +100,7 @@ def sedentary_bouts(
     starts = np.concatenate(([0], gaps + 1))
     ends = np.concatenate((gaps, [ts.size - 1]))
     return [
-        (int(ts[a]), int(ts[b])) for a, b in zip(starts, ends)
+        (int(ts[a]), int(ts[b])) for a, b in zip(starts, ends, strict=True)
         if ts[b] - ts[a] >= min_bout_s * NS_PER_S
     ]
 

@@ -178,4 +178,4 @@ class ReferenceOrientationFilter:
     def update(self, gyr_rad_s: np.ndarray, acc_m_s2: np.ndarray) -> np.ndarray:
         gyr = np.asarray(gyr_rad_s, dtype=float)
         acc = np.asarray(acc_m_s2, dtype=float)
-        return np.array([self.step(g, a) for g, a in zip(gyr, acc)])
+        return np.array([self.step(g, a) for g, a in zip(gyr, acc, strict=True)])
