@@ -18,17 +18,18 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import numpy as np
-
-from spinewatch.model import PostureBatch, SlouchEvent
-from spinewatch.service.config import Config
-from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.publisher import Publisher
-from spinewatch.service.storage import Influx1Store
-from spinewatch.service.wire import EventMsg, PostureMsg
+# after the sys.path set-up above, so that the script runs from a checkout without installing
+from spinewatch.model import PostureBatch, SlouchEvent  # noqa: E402
+from spinewatch.service.config import Config  # noqa: E402
+from spinewatch.service.ingest import IngestWorker  # noqa: E402
+from spinewatch.service.publisher import Publisher  # noqa: E402
+from spinewatch.service.storage import Influx1Store  # noqa: E402
+from spinewatch.service.wire import EventMsg, PostureMsg  # noqa: E402
 
 
 class TimedStore(Influx1Store):
@@ -76,7 +77,7 @@ def main() -> int:
             target = start + sec + 1.0  # the message of second `sec` is complete at its end
             while time.perf_counter() < target:
                 time.sleep(0.001)
-            for i, p in enumerate(pubs):
+            for p in pubs:
                 b = PostureBatch(p.patient, "d1", t0_ns + sec * 10**9, 10**7, rng.uniform(-10, 40, 100),
                                  rng.uniform(-5, 5, 100), np.zeros(100, np.int8), np.full(100, 2, np.int8))
                 sent[("p", p.patient, b.t0_ns)] = time.perf_counter()

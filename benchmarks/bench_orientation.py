@@ -232,7 +232,7 @@ def main() -> int:
     slow = ("Madgwick", "Mahony")
     filters = [f for f in FILTERS if not (args.quick and f[0].startswith(slow))]
     rows = []
-    for label, run, fast in filters:
+    for label, run, _ in filters:
         rmse: dict[str, list[float]] = {g: [] for g in GROUPS}
         elapsed_s = 0.0
         for t in trials:

@@ -189,9 +189,9 @@ def test_truth_episodes_see_even_a_brief_spike_in_a_custom_script() -> None:
 
 def test_angles_follow_the_zyx_convention_forward_and_right_positive() -> None:
     rng = np.random.default_rng(0)
-    h, f, l = rng.uniform(-1.5, 1.5, (3, 50))
-    expected = Rotation.from_euler("ZYX", np.column_stack((h, f, l)))
-    q = q_from_angles(h, f, l)
+    h, f, lat = rng.uniform(-1.5, 1.5, (3, 50))
+    expected = Rotation.from_euler("ZYX", np.column_stack((h, f, lat)))
+    q = q_from_angles(h, f, lat)
     assert np.allclose((_scipy(q) * expected.inv()).magnitude(), 0.0, atol=1e-12)
     up_in_earth = _scipy(q_from_angles(np.zeros(2), np.radians([30.0, 0.0]), np.radians([0.0, 30.0])))
     trunk_axis = up_in_earth.apply([0.0, 0.0, 1.0])
