@@ -401,7 +401,8 @@ def test_a_running_bridge_applies_a_new_calibration_live_and_a_restarted_one_fro
         return flex
 
     async def first(flex, pred):
-        while not pred(flex):
+        # polls like _waiting.wait_until; the deadline is the caller's asyncio.timeout
+        while not pred(flex):  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # sync-ok: bounded by the caller's asyncio.timeout
 
     results: dict[str, object] = {}

@@ -305,7 +305,9 @@ class EmbeddedBroker:
                 with log_path.open("ab") as log_file:
                     # mosquitto logs to stderr (log_dest stderr) which we send to the log file: the
                     # file is opened here, so it stays writable after mosquitto drops root privileges.
-                    proc = subprocess.Popen(
+                    # A plain Popen (it returns once the child is started), not an asyncio subprocess:
+                    # _stop_process must also stop it synchronously, as in the except clause below.
+                    proc = subprocess.Popen(  # noqa: ASYNC220
                         [executable, "-c", str(conf_path)],
                         stdin=subprocess.DEVNULL,
                         stdout=log_file,

@@ -46,6 +46,7 @@ from spinewatch.firmware_bridge.profiles import (
     get_profile,
 )
 
+_THIS_FILE = Path(__file__).resolve()  # the child process runs this module as a script
 _FRAME = struct.Struct("<cHHHd")
 _SW_T0 = struct.Struct("<I")  # SpineWatch header: u16 seq, u32 device time of the first sample (us)
 
@@ -205,10 +206,10 @@ class RemoteRadio(FakeRadio):
 
     async def __aenter__(self) -> Self:
         env = dict(os.environ)
-        root = Path(__file__).resolve().parents[2]
+        root = _THIS_FILE.parents[2]
         env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "tests"), env.get("PYTHONPATH", "")])
         # Popen returns once the child is forked; its stdout is then read by the event loop
-        self._proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *self.args],  # noqa: ASYNC220
+        self._proc = subprocess.Popen([sys.executable, str(_THIS_FILE), *self.args],  # noqa: ASYNC220
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self._proc.stdout is not None
         loop = asyncio.get_running_loop()
