@@ -52,7 +52,8 @@ def main() -> int:
     for c in classes:
         sel = truth == c
         row = "  ".join(f"{np.mean(act[sel] == d):>14.2%}" for d in classes) if sel.any() else ""
-        print(f"{c.name.lower():<16} {int(sel.sum()):>10,} {np.mean(act[sel] == c) if sel.any() else np.nan:>8.2%}   {row}")
+        agree = np.mean(act[sel] == c) if sel.any() else np.nan
+        print(f"{c.name.lower():<16} {int(sel.sum()):>10,} {agree:>8.2%}   {row}")
     print(f"reproduce: PYTHONPATH=. python benchmarks/bench_activity.py --hours {args.hours:g} --seed {args.seed}")
     return 0
 

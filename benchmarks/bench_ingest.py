@@ -17,8 +17,9 @@ ceiling. On this 2-core machine one unconstrained worker and InfluxDB already ke
 busy, so a second worker has no core to run on; the scale-out of the worker tier is therefore
 also measured with every worker held to the same CPU budget (``--worker-cpu``, a cgroup CPU
 quota per worker process; needs root and the cgroup ``cpu`` controller), as when each worker
-has a core of its own and the workers, not the database, are the limit. Each scenario also prints the CPU seconds of every process during the timed phase
-(/proc/PID/stat), to show which one limits the figure on a shared machine.
+has a core of its own and the workers, not the database, are the limit. Each scenario also
+prints the CPU seconds of every process during the timed phase (/proc/PID/stat), to show
+which one limits the figure on a shared machine.
 
     python benchmarks/bench_ingest.py [--messages 6000] [--patients 20] [--worker-cpu 0.25]
 """
@@ -141,7 +142,8 @@ def baseline(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600
     go.wait()
-    c.on_connect = lambda cl, *a: cl.subscribe("spinewatch/v1/+/+/+" if not group else f"$share/{group}/spinewatch/v1/+/+/+", qos=1)
+    c.on_connect = lambda cl, *a: cl.subscribe(
+        "spinewatch/v1/+/+/+" if not group else f"$share/{group}/spinewatch/v1/+/+/+", qos=1)
     c.connect(u.hostname, u.port, clean_start=False, properties=props)
     c.loop_start()
     # Pending points are written at least every 0.1 s. (A 1-s timer also splits the 5,000-point

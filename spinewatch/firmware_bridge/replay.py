@@ -4,7 +4,7 @@ Two containers hold the same columns, one row per sample, in sensor-time order:
 
 | column | unit | meaning |
 |---|---|---|
-| ``t_ns`` | ns, int64 | sensor time of the sample (sensor clock, not UTC); evenly spaced by ``dt_ns`` except across gaps |
+| ``t_ns`` | ns, int64 | sensor time (sensor clock, not UTC); evenly spaced by ``dt_ns`` except across gaps |
 | ``acc_x_m_s2``, ``acc_y_m_s2``, ``acc_z_m_s2`` | m/s^2 | specific force, body frame (x forward, y left, z up) |
 | ``gyr_x_rad_s``, ``gyr_y_rad_s``, ``gyr_z_rad_s`` | rad/s | angular rate, body frame |
 | ``gap_before`` | 0/1 | 1 if samples were lost just before this one |
@@ -189,8 +189,10 @@ class RecordingWriter:
             self._f = None
         elif self.path.suffix == ".npz" and self._parts is not None:
             parts, self._parts = self._parts, []
-            t = np.concatenate([p.t0_ns + np.arange(len(p), dtype=np.int64) * p.dt_ns for p in parts]) if parts else np.zeros(0, np.int64)
-            gap = np.concatenate([np.r_[p.gap_before, np.zeros(len(p) - 1, bool)] for p in parts]) if parts else np.zeros(0, bool)
+            t = (np.concatenate([p.t0_ns + np.arange(len(p), dtype=np.int64) * p.dt_ns for p in parts])
+                 if parts else np.zeros(0, np.int64))
+            gap = (np.concatenate([np.r_[p.gap_before, np.zeros(len(p) - 1, bool)] for p in parts])
+                   if parts else np.zeros(0, bool))
             acc = np.concatenate([p.acc_m_s2 for p in parts]) if parts else np.zeros((0, 3))
             gyr = np.concatenate([p.gyr_rad_s for p in parts]) if parts else np.zeros((0, 3))
             np.savez_compressed(self.path, t_ns=t, acc_m_s2=acc, gyr_rad_s=gyr, gap_before=gap,

@@ -112,7 +112,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     t = report.totals
-    print(f"report of {args.patient}, {first} to {last} ({report.tz}): {t.days_with_data} day{'' if t.days_with_data == 1 else 's'} with data, "
+    print(f"report of {args.patient}, {first} to {last} ({report.tz}): "
+          f"{t.days_with_data} day{'' if t.days_with_data == 1 else 's'} with data, "
           f"{t.wear_time_min / 60:.1f} h worn, {t.slouch_count} slouches; " + ", ".join(str(p) for p in paths))
     return 0
 

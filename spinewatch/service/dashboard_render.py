@@ -231,7 +231,8 @@ def _draw_pie(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]]) -> No
             labels.append(f"{f.name} {vals[-1]:.0f} min")
             colors.append(_color((_override_props(panel, f.name, ref).get("color") or {}).get("fixedColor")))
     if sum(vals) > 0:
-        ax.pie(vals, labels=labels, colors=colors, autopct="%.0f%%", wedgeprops={"width": 0.45}, textprops={"fontsize": 8})
+        ax.pie(vals, labels=labels, colors=colors, autopct="%.0f%%", wedgeprops={"width": 0.45},
+               textprops={"fontsize": 8})
     else:
         ax.axis("off")
         ax.text(0.5, 0.5, "No data", ha="center", va="center", color="grey")

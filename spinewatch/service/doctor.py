@@ -164,7 +164,8 @@ def check_broker(cfg: MqttConfig, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[
         if code == 0:
             return [Check("broker", "OK", addr, f"MQTT {version} accepted, {login} accepted")]
         if code in _MQTT_AUTH_CODES:
-            return [Check("broker", "FAIL", addr, f"MQTT {version}: {login} refused (CONNACK: {detail})", bad_login_fix)]
+            return [Check("broker", "FAIL", addr, f"MQTT {version}: {login} refused (CONNACK: {detail})",
+                          bad_login_fix)]
         refusals.append(f"MQTT {version} refused ({detail})")
     fix = ("set SPINEWATCH_MQTT_PROTOCOL=auto (or the version the broker speaks)" if cfg.protocol != "auto" else
            "is it an MQTT broker? check the port in SPINEWATCH_MQTT_URL, and mqtts:// for a TLS listener")

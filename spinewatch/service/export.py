@@ -8,7 +8,7 @@ Two files per export, ``<prefix>.posture.<ext>`` (every sample) and ``<prefix>.e
 | ``time_utc`` | ISO 8601 text, ms, ``Z`` (Parquet: timestamp[ns, UTC]) | sample time, UTC (sensor-derived) |
 | ``time_utc_ns`` | int64 | the same, ns since 1970-01-01 UTC (exact) |
 | ``device`` | text | pseudonymous device id |
-| ``flexion_deg`` | float, degrees | trunk flexion relative to neutral (body frame, forward positive); empty/null if not sent |
+| ``flexion_deg`` | float, degrees | trunk flexion from neutral (body frame, forward positive); empty/null if not sent |
 | ``lateral_deg`` | float, degrees | lateral bend (right positive); empty/null if not sent |
 | ``state`` | int | 0 neutral, 1 confirmed slouch; empty/null if not sent |
 | ``activity`` | int | 0 unknown, 1 lying, 2 upright still, 3 upright moving; empty/null if not sent |

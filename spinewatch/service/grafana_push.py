@@ -7,7 +7,7 @@ holds the same objects, updated. Talks to Grafana's HTTP API through ``grafana-c
 | step | HTTP calls (Grafana HTTP API) |
 |---|---|
 | folder | ``GET /api/folders/{uid}``; on 404 ``POST /api/folders`` ``{"uid", "title"}`` |
-| data source | ``GET /api/datasources/uid/{uid}``; then ``PUT /api/datasources/uid/{uid}``, or on 404 ``POST /api/datasources`` |
+| data source | ``GET /api/datasources/uid/{uid}``; then ``PUT`` to the same path, or on 404 ``POST /api/datasources`` |
 | each dashboard | ``POST /api/dashboards/db`` ``{"dashboard", "folderUid", "overwrite": true, "message"}`` |
 """
 
@@ -37,7 +37,8 @@ class GrafanaPushError(SpineWatchError):
     def __init__(self, step: str, status: int, detail: str) -> None:
         self.step = step
         self.status = status
-        super().__init__(f"grafana push: {step}: HTTP {status}: {detail}" if status else f"grafana push: {step}: {detail}")
+        super().__init__(f"grafana push: {step}: HTTP {status}: {detail}" if status
+                         else f"grafana push: {step}: {detail}")
 
 
 @dataclass(frozen=True, slots=True)

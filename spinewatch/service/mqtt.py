@@ -108,7 +108,9 @@ def connect(client: paho.Client, cfg: MqttConfig, props: Properties | None, prot
     client.loop_start()
 
 
-def read_retained(cfg: MqttConfig, protocol: Protocol, topic: str, client_prefix: str, timeout_s: float) -> bytes | None:
+def read_retained(
+    cfg: MqttConfig, protocol: Protocol, topic: str, client_prefix: str, timeout_s: float
+) -> bytes | None:
     """The retained message of ``topic`` (None if there is none), from a one-shot client.
 
     The broker sends a retained message right after the SUBACK; its absence is known

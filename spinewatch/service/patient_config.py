@@ -23,16 +23,17 @@ does not silently do nothing::
 | ``haptic.intensity_pct`` | % | 60 | 0..100 |
 | ``haptic.duration_ms`` | ms | 400 | 0..65535 (0 = the pattern's default) |
 | ``haptic.min_interval_s`` | s | 60 | least time between two buzzes |
-| ``haptic.response_window_s`` | s | 60 | an alert counts as corrected if the slouch ends within this time after the buzz (0, 3600] |
+| ``haptic.response_window_s`` | s | 60 | an alert is corrected if the slouch ends this soon after the buzz; (0, 3600] |
 | ``quiet_hours`` | HH:MM | [] | local-time windows without buzzing; ``["22:00", "07:00"]`` spans midnight |
 | ``timezone`` | IANA name | ``UTC`` | the patient's time zone for quiet hours |
 | ``alerts_off_activities`` | — | [] | any of ``lying``, ``upright_still``, ``upright_moving``, ``unknown`` |
-| ``neutral_up_sensor`` | unit vector, sensor frame | null | stored neutral posture (``spinewatch calibrate``); null = the bridge's auto-capture |
-| ``mount_yaw_deg`` | degrees | null | the sensor's turn about the spine from the guided bend; null = 0 (needs ``neutral_up_sensor``) |
+| ``neutral_up_sensor`` | unit vector, sensor frame | null | stored neutral posture; null = the bridge's auto-capture |
+| ``mount_yaw_deg`` | degrees | null | the sensor's turn about the spine from the guided bend; null = 0 |
 | ``calibrated_ns`` | UTC ns | 0 | when the stored calibration was captured; 0 = none |
 
-``spinewatch calibrate`` writes the last three; ``config set`` keeps them (and calibrate keeps
-the other settings): both read the retained config, change their keys, and publish it again.
+``spinewatch calibrate`` writes the last three (``mount_yaw_deg`` only together with
+``neutral_up_sensor``); ``config set`` keeps them (and calibrate keeps the other settings):
+both read the retained config, change their keys, and publish it again.
 """
 
 from __future__ import annotations
@@ -265,7 +266,8 @@ def decode_patient_config(payload: bytes | str) -> PatientConfig:
     top = {k: v for k, v in obj.items()
            if k in ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone", "author", "set_ns",
                     "neutral_up_sensor", "mount_yaw_deg", "calibrated_ns")}
-    return PatientConfig(haptic=HapticConfig(**h), quiet_hours=tuple(tuple(w) if isinstance(w, list) else w for w in qh),
+    return PatientConfig(haptic=HapticConfig(**h),
+                         quiet_hours=tuple(tuple(w) if isinstance(w, list) else w for w in qh),
                          alerts_off_activities=tuple(acts), **top)
 
 

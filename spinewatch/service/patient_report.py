@@ -132,7 +132,9 @@ def _in_force(records: list[Record], start_ns: int, end_ns: int) -> list[Record]
     return before[-1:] + [r for r in records if start_ns < r.t_ns < end_ns]
 
 
-def _per_minute_setting(records: list[Record], key: str, t_ns: npt.NDArray[np.int64], default: float) -> npt.NDArray[np.float64]:
+def _per_minute_setting(
+    records: list[Record], key: str, t_ns: npt.NDArray[np.int64], default: float
+) -> npt.NDArray[np.float64]:
     """The value of ``key`` in force at each minute (the latest change at or before it)."""
     rs = [r for r in records if isinstance(r.fields.get(key), (int, float))]
     if not rs:
@@ -180,7 +182,8 @@ def read_minutes(store: Store, patient: str, edges: npt.NDArray[np.int64], sourc
             return m, "InfluxDB trend.posture_1m", True
         # trend exists but holds nothing here (e.g. --backfill never ran): the raw samples
     m = read(False)
-    name = "SQLite posture" if store.address.startswith("sqlite:") else "InfluxDB posture (1-minute means of raw samples)"
+    name = ("SQLite posture" if store.address.startswith("sqlite:")
+            else "InfluxDB posture (1-minute means of raw samples)")
     return m, name, False
 
 

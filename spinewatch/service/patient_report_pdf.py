@@ -36,7 +36,8 @@ def _fmt(x: float, nd: int = 1, unit: str = "") -> str:
 
 def _header(fig: Any, r: PatientReport, title: str, page: int) -> None:
     fig.text(0.04, 0.965, f"SpineWatch posture report - patient {r.patient}", fontsize=15, weight="bold", va="top")
-    fig.text(0.04, 0.925, f"{r.first:%d %b %Y} to {r.last:%d %b %Y} ({len(r.dates)} day{'s' if len(r.dates) != 1 else ''}; days and hours in "
+    fig.text(0.04, 0.925, f"{r.first:%d %b %Y} to {r.last:%d %b %Y} "
+             f"({len(r.dates)} day{'s' if len(r.dates) != 1 else ''}; days and hours in "
              f"{r.tz}, from {r.tz_source})    {title}", fontsize=10, va="top")
     fig.text(0.04, 0.015, f"Page {page} of {PAGES}. Angles: trunk flexion relative to the calibrated neutral posture "
              f"(forward +), degrees. Data: {r.source}. Definitions: docs/reports.md.",
@@ -82,7 +83,8 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
                           top=0.86, bottom=0.08, left=0.06, right=0.97)
     figures = [
         ["Days with data", f"{t.days_with_data} of {len(r.dates)}", f"day with >= {r.min_wear_min:g} min of wear"],
-        ["Wear time", f"{t.wear_time_min / 60:,.1f} h", f"{_fmt(t.wear_time_min / max(1, t.days_with_data) / 60)} h per day with data"],
+        ["Wear time", f"{t.wear_time_min / 60:,.1f} h",
+         f"{_fmt(t.wear_time_min / max(1, t.days_with_data) / 60)} h per day with data"],
         ["Time neutral", _fmt(t.time_neutral_pct, 1, " %"), "of worn minutes, mean flexion < threshold"],
         ["Slouch episodes", f"{t.slouch_count}", f"{_fmt(t.slouches_per_hour, 2)} per wear hour"],
         ["Longest slouch", f"{t.longest_slouch_s / 60:.1f} min", ""],

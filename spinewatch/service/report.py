@@ -134,7 +134,8 @@ def write_report_png(
     )
     ax_t.text(0, -0.1, facts, fontsize=11, va="top")
     if summary.alerts:
-        median = "" if summary.median_response_s is None else f", median time to correct {summary.median_response_s:.0f} s"
+        median = ("" if summary.median_response_s is None
+                  else f", median time to correct {summary.median_response_s:.0f} s")
         ax_t.text(0, -0.55, f"Haptic alerts {summary.alerts}: {summary.alerts_corrected} corrected within the "
                   f"response window{median}", fontsize=11, va="top")
 

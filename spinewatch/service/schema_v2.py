@@ -5,9 +5,9 @@ parts so that the InfluxQL of the dashboards and reports runs unchanged through 
 
 | 1.x | 2.x |
 |---|---|
-| database ``{bucket}``, RP ``raw`` (default) | bucket ``{bucket}`` (retention ``raw_retention``), DBRP ``{bucket}``/``raw``, default |
-| RP ``trend`` (forever) | bucket ``{bucket}_trend`` (no expiry), DBRP ``{bucket}``/``trend`` |
-| RP ``settings`` (forever) | bucket ``{bucket}_trend`` too, DBRP ``{bucket}``/``settings`` (ingest writes settings there) |
+| database ``{bucket}``, RP ``raw`` (default) | bucket ``{bucket}`` (``raw_retention``), default DBRP ``{bucket}/raw`` |
+| RP ``trend`` (forever) | bucket ``{bucket}_trend`` (no expiry), DBRP ``{bucket}/trend`` |
+| RP ``settings`` (forever) | bucket ``{bucket}_trend`` too, DBRP ``{bucket}/settings`` (ingest writes settings there) |
 | continuous queries ``posture_1m``, ``posture_1m_still`` | task ``spinewatch_posture_1m`` (Flux, every minute) |
 | continuous query ``slouch_copy`` | task ``spinewatch_slouch_copy`` (Flux, every minute, last hour) |
 

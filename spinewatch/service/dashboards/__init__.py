@@ -26,8 +26,8 @@ from spinewatch.service.dashboards._common import (
 )
 from spinewatch.service.dashboards._eval import Frame, evaluate, visible
 
-__all__ = ["DASHBOARDS", "DATASOURCE", "SERIES_FILTER", "Frame", "evaluate", "expand", "iter_queries", "resolve_query_variables",
-           "variable_defaults", "visible", "write_all"]
+__all__ = ["DASHBOARDS", "DATASOURCE", "SERIES_FILTER", "Frame", "evaluate", "expand", "iter_queries",
+           "resolve_query_variables", "variable_defaults", "visible", "write_all"]
 
 DASHBOARDS: Final[dict[str, Callable[[], dict[str, Any]]]] = {
     "clinic-overview.json": clinic.build,

@@ -27,7 +27,8 @@ SERIES_FILTER: Final = '"patient" =~ /^$patient$/ AND "device" =~ /^$device$/ AN
 
 THRESHOLDS_NOTE: Final = (
     " Zones use the patient's own threshold_deg and severe_deg: the latest settings stored (spinewatch config "
-    "set, measurement patient_config, kept forever) up to the end of the range, or the defaults 20 and 30 deg if none are."
+    "set, measurement patient_config, kept forever) up to the end of the range, or the defaults 20 and 30 deg "
+    "if none are."
 )
 DEFAULTS_NOTE: Final = (
     " This overview applies the default threshold_deg (20 deg) to every patient: one InfluxQL table cannot "
