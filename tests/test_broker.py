@@ -55,7 +55,8 @@ def test_publish_subscribe_qos1_and_gone_after_exit(kind: str) -> None:
     assert port_refuses(host, port)
 
 
-@pytest.mark.parametrize(("kind", "expected"), [pytest.param("mosquitto", "5", marks=needs_mosquitto), ("amqtt", "3.1.1")])
+@pytest.mark.parametrize(("kind", "expected"),
+                         [pytest.param("mosquitto", "5", marks=needs_mosquitto), ("amqtt", "3.1.1")])
 def test_probe_mqtt_protocol(kind: str, expected: str) -> None:
     async def scenario() -> str:
         async with EmbeddedBroker(kind) as broker:  # type: ignore[arg-type]

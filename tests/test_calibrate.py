@@ -299,7 +299,8 @@ def test_calibrate_stores_the_result_in_the_config_and_ingest_stores_the_event(b
         assert "Sit upright" in out.err and "3...  2...  1..." in out.err
 
         def rows():
-            return influxdb1.points("SELECT up_x, up_y, up_z, mount_yaw_deg, gyr_rms_deg_s, author FROM calibration", db)
+            return influxdb1.points(
+                "SELECT up_x, up_y, up_z, mount_yaw_deg, gyr_rms_deg_s, author FROM calibration", db)
 
         wait_until(lambda: len(rows()) == 1, what="the calibration point in InfluxDB")
         (r,) = rows()
@@ -392,7 +393,8 @@ def test_a_running_bridge_applies_a_new_calibration_live_and_a_restarted_one_fro
             async with ConfigSubscriber(mqtt_cfg, patient, device, "5") as sub:
                 task = asyncio.create_task(run_bridge(src, tracker, pub, 0, publish_interval_s=0.1,
                                                       on_status=lambda st: flex.append(st.flexion_deg),
-                                                      config_updates=sub, on_config=lambda c: applied.append(len(flex))))
+                                                      config_updates=sub,
+                                                      on_config=lambda c: applied.append(len(flex))))
                 async with asyncio.timeout(30):
                     await until(flex)
                 src.stop()

@@ -39,7 +39,8 @@ def test_get_without_a_config_prints_the_defaults(broker_env, capsys):
     assert "no config set" in out.err and json.loads(out.out)["threshold_deg"] == 20.0
 
 
-@pytest.mark.parametrize(("change", "key"), [("threshold_deg=95", "threshold_deg"), ("threshold_deg=abc", "threshold_deg"),
+@pytest.mark.parametrize(("change", "key"), [("threshold_deg=95", "threshold_deg"),
+                                             ("threshold_deg=abc", "threshold_deg"),
                                              ("colour=red", "colour"), ("haptic=maybe", "haptic"),
                                              ("hysteresis_deg=30", "hysteresis_deg"),
                                              ("severe_deg=15", "severe_deg")])

@@ -92,7 +92,8 @@ def test_multi_patient_dashboards_use_the_default_zones(name):
 
 
 def test_expand_substitutes_like_grafana():
-    q = 'SELECT x FROM "posture" WHERE "patient" =~ /^$patient$/ AND $timeFilter AND time < ${__from}ms + ${baseline_days}d GROUP BY time($__interval)'
+    q = ('SELECT x FROM "posture" WHERE "patient" =~ /^$patient$/ AND $timeFilter '
+         "AND time < ${__from}ms + ${baseline_days}d GROUP BY time($__interval)")
     assert expand(q, {"patient": "p1", "baseline_days": "7"}, 1000, 2000, "10s") == (
         'SELECT x FROM "posture" WHERE "patient" =~ /^p1$/ AND time >= 1000ms and time <= 2000ms '
         "AND time < 1000ms + 7d GROUP BY time(10s)"

@@ -51,7 +51,8 @@ def test_demo_runs_on_the_pure_python_broker_too(tmp_path):
     assert result.points_written - 18_000 - result.events - result.alerts - 1 in (1, 2)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("8h", 28800), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("45", 45), ("1d", 86400)])
+@pytest.mark.parametrize(("text", "seconds"),
+                         [("8h", 28800), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("45", 45), ("1d", 86400)])
 def test_duration_syntax(text, seconds):
     assert parse_duration_s(text) == seconds
 

@@ -170,9 +170,10 @@ def test_therapist_writes_config_and_device_reads_only_its_own(broker: Broker, c
     assert _value(therapist.publish("spinewatch/v1/p1/d1/config", config)) == 0
     got = device.get()
     assert (got.topic, got.payload) == ("spinewatch/v1/p1/d1/config", config)
-    # The therapist role cannot inject posture data; it may publish events (calibrate's result).
+    # The therapist role cannot inject posture data; it may publish events (calibrate's result;
+    # 16: accepted, no subscribers).
     assert _value(therapist.publish("spinewatch/v1/p1/d1/posture", b"{}")) == NOT_AUTHORIZED
-    assert _value(therapist.publish("spinewatch/v1/p1/d1/event", b'{"kind":"calibration"}')) in (0, 16)  # 16: no subscribers
+    assert _value(therapist.publish("spinewatch/v1/p1/d1/event", b'{"kind":"calibration"}')) in (0, 16)
 
 
 def test_device_does_not_receive_other_patients_config(broker: Broker, clients: list[TestClient]) -> None:

@@ -279,7 +279,8 @@ def test_grafana_bad_token_and_missing_data_source(monkeypatch, capsys):
         monkeypatch.setenv("GRAFANA_TOKEN", GRAFANA_TOKEN)
         rc, lines = doctor(capsys, "--skip", "bluetooth", "--skip", "broker", "--skip", "influxdb")
         assert rc == 0
-        assert lines["grafana"][1].startswith("WARN") and lines["grafana"][1].endswith("-> run `spinewatch grafana push`")
+        assert lines["grafana"][1].startswith("WARN")
+        assert lines["grafana"][1].endswith("-> run `spinewatch grafana push`")
 
 
 # ------------------------------------------------------------------------ Bluetooth

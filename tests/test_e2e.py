@@ -229,7 +229,8 @@ def test_zone_minutes_per_hour_match_the_script(dash_data):
     flex = _script_minutes(script)[:, 0]
     t, sev = THRESHOLD_DEG, SEVERE_DEG  # the patient's stored settings, not the defaults
     truth = {"neutral": np.sum(flex < t), "mild": np.sum((flex >= t) & (flex < sev)), "severe": np.sum(flex >= sev)}
-    at_defaults = {"neutral": np.sum(flex < 20), "mild": np.sum((flex >= 20) & (flex < 30)), "severe": np.sum(flex >= 30)}
+    at_defaults = {"neutral": np.sum(flex < 20), "mild": np.sum((flex >= 20) & (flex < 30)),
+                   "severe": np.sum(flex >= 30)}
     assert truth != at_defaults, "the script must tell the patient's zones from the default ones"
     assert truth["neutral"] > 0 and truth["mild"] > 0 and truth["severe"] > 0
     per_hour = _eval(store, d, "Worn minutes per hour by zone", start_ns, interval="1h")
@@ -407,7 +408,8 @@ def test_trend_band_is_the_smallest_detectable_change_of_the_baseline_days(influ
         for k in range(n):
             t = day0_ns + day * 86_400 * 10**9 + (8 * 60 + 5 * k) * 60 * 10**9
             lines.append(f"slouch,patient=p-sdc,device=d duration_s=60,peak_deg=40,mean_deg=35 {t}")
-    req = urllib.request.Request(f"{influxdb1.url}/write?db=sdc&rp=trend", data="\n".join(lines).encode(), method="POST")
+    req = urllib.request.Request(f"{influxdb1.url}/write?db=sdc&rp=trend", data="\n".join(lines).encode(),
+                                 method="POST")
     urllib.request.urlopen(req).read()
     dash = _dash("patient-trends")
     vals = {**variable_defaults(dash), "patient": "p-sdc", "device": "d", "threshold_deg": "20"}

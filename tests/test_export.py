@@ -167,7 +167,8 @@ def _int(s: str) -> int | None:
 
 
 def iso_ms(t_ns: int) -> str:
-    return dt.datetime.fromtimestamp(t_ns // NS, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{t_ns % NS // 10**6:03d}Z"
+    seconds = dt.datetime.fromtimestamp(t_ns // NS, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return seconds + f".{t_ns % NS // 10**6:03d}Z"
 
 
 # ------------------------------------------------------------------------ round trip

@@ -67,8 +67,10 @@ def test_good_messages_arrive_and_malformed_ones_are_counted_acked_and_skipped(m
     bad = {
         "bad_json": b"{nope",
         "bad_version": json.dumps({"v": 9}).encode(),
-        "length_mismatch": json.dumps({"v": 1, "t0_ns": T0, "dt_ns": DT, "flexion_deg": [1], "lateral_deg": []}).encode(),
-        "absurd_timestamp": json.dumps({"v": 1, "t0_ns": 5, "dt_ns": DT, "flexion_deg": [1], "lateral_deg": [1]}).encode(),
+        "length_mismatch": json.dumps({"v": 1, "t0_ns": T0, "dt_ns": DT,
+                                       "flexion_deg": [1], "lateral_deg": []}).encode(),
+        "absurd_timestamp": json.dumps({"v": 1, "t0_ns": 5, "dt_ns": DT,
+                                        "flexion_deg": [1], "lateral_deg": [1]}).encode(),
     }
     topic = wire.topic("p1", "d1", "posture")
     for i in range(20):
@@ -318,5 +320,6 @@ def test_alert_and_calibration_events_are_stored_and_read_back_by_both_stores(mo
         assert [(a.t_ns, a.device, a.fields["flexion_deg"], a.fields["corrected"], a.fields.get("response_s"))
                 for a in alerts] == [(T0, "d8", 27.5, 1, 4.25), (T0 + 60 * 10**9, "d8", 31.0, 0, None)]
         (c,) = store.records("calibration", "p8", T0, T0 + 3600 * 10**9)
-        assert (c.fields["up_y"], c.fields["up_z"], c.fields["mount_yaw_deg"], c.fields["author"]) == (0.6, 0.8, -12.5, "pt-1")
+        assert (c.fields["up_y"], c.fields["up_z"], c.fields["mount_yaw_deg"], c.fields["author"]) == (
+            0.6, 0.8, -12.5, "pt-1")
         assert store.records("alert", "p8", T0 + 1, T0 + 60 * 10**9) == []  # [start, end)

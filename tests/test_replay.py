@@ -77,9 +77,11 @@ def test_csv_has_the_documented_header(tmp_path):
         ("t_ns,acc\n", "line 1"),
         ("# spinewatch-imu v1\n", "rate_hz"),
         ("# spinewatch-imu v1 rate_hz=100\nt_ns,x\n", "header"),
-        ("# spinewatch-imu v1 rate_hz=100\nt_ns,acc_x_m_s2,acc_y_m_s2,acc_z_m_s2,gyr_x_rad_s,gyr_y_rad_s,gyr_z_rad_s,gap_before\n"
+        ("# spinewatch-imu v1 rate_hz=100\n"
+         "t_ns,acc_x_m_s2,acc_y_m_s2,acc_z_m_s2,gyr_x_rad_s,gyr_y_rad_s,gyr_z_rad_s,gap_before\n"
          "0,1,2,3,4,5,6,0\n10,1,2\n", "line 4"),
-        ("# spinewatch-imu v1 rate_hz=100\nt_ns,acc_x_m_s2,acc_y_m_s2,acc_z_m_s2,gyr_x_rad_s,gyr_y_rad_s,gyr_z_rad_s,gap_before\n"
+        ("# spinewatch-imu v1 rate_hz=100\n"
+         "t_ns,acc_x_m_s2,acc_y_m_s2,acc_z_m_s2,gyr_x_rad_s,gyr_y_rad_s,gyr_z_rad_s,gap_before\n"
          "10,1,2,3,4,5,6,0\n5,1,2,3,4,5,6,0\n", "must increase"),
     ],
 )

@@ -243,7 +243,8 @@ def test_a_day_below_min_wear_is_not_a_day_with_data_but_its_minutes_count(store
 def test_slouches_by_local_hour_and_settings_in_force(stored, monkeypatch, capsys):
     got = run_json(stored, monkeypatch, capsys)
     hours = got["slouches_by_hour_of_day"]
-    assert hours[23] == 1 and hours[15] == 3 and hours[10] == got["slouch_count"] - 4 and sum(hours) == got["slouch_count"]
+    assert hours[23] == 1 and hours[15] == 3 and hours[10] == got["slouch_count"] - 4
+    assert sum(hours) == got["slouch_count"]
     assert [(s["threshold_deg"], s["severe_deg"], s["author"]) for s in got["settings"]] == [
         (20.0, 30.0, "t-01"), (30.0, 40.0, "t-01")]
 

@@ -43,7 +43,8 @@ def test_backfill_downsamples_existing_points_per_minute(influxdb1, monkeypatch)
     msgs = [wire.decode_posture("p1", "d1", wire.encode_posture(
         PostureBatch("p1", "d1", T0 + k * 10**9, 10**7, flex[k * 100:(k + 1) * 100], np.zeros(100),
                      np.zeros(100, np.int8), np.full(100, 2, np.int8)))) for k in range(120)]
-    ev = wire.decode_event("p1", "d1", wire.encode_event(SlouchEvent("p1", "d1", T0 + 5 * 10**9, T0 + 65 * 10**9, 33.0, 28.0)))
+    ev = wire.decode_event("p1", "d1", wire.encode_event(
+        SlouchEvent("p1", "d1", T0 + 5 * 10**9, T0 + 65 * 10**9, 33.0, 28.0)))
     store.write([*msgs, ev])
     for q in Influx1Schema(db).backfill_statements():
         store.execute(q)

@@ -98,7 +98,8 @@ def test_init_makes_raw_and_trend_buckets_the_dbrp_mappings_and_two_tasks(influx
     assert 'to(bucket: "spinewatch_trend")' in tasks[POSTURE_TASK]["flux"]
     assert "every: 1m" in tasks[POSTURE_TASK]["flux"]
     out = capsys.readouterr().out
-    assert "bucket spinewatch_trend (retention forever, created)" in out and "task spinewatch_posture_1m (created)" in out
+    assert "bucket spinewatch_trend (retention forever, created)" in out
+    assert "task spinewatch_posture_1m (created)" in out
 
 
 def test_running_init_again_updates_in_place_without_duplicates(influx2, capsys):
@@ -117,7 +118,8 @@ def test_the_posture_task_mirrors_the_1x_continuous_query():
     """Same aggregates and names as POSTURE_1M_SELECT: the trend dashboards read either."""
     flux = Influx2Schema("sw").posture_flux()
     for piece in ('r._field == "flexion_deg"', 'r._field == "lateral_deg"', "fn: mean", "fn: count",
-                  '"slouch_fraction"', '_field: "samples"', '_field: "still_samples"', "r._value == 2", 'value: "posture_1m"', 'timeSrc: "_start"'):
+                  '"slouch_fraction"', '_field: "samples"', '_field: "still_samples"', "r._value == 2",
+                  'value: "posture_1m"', 'timeSrc: "_start"'):
         assert piece in flux
 
 

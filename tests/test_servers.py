@@ -267,7 +267,8 @@ def test_victoriametrics_influxdb_client_write_and_export(victoriametrics: Victo
         )
         write_api.write(
             bucket="db",
-            record=Point("posture").tag("device", device).field("slouch", 1.0).time(t0_ms * 1_000_000, WritePrecision.NS),
+            record=(Point("posture").tag("device", device).field("slouch", 1.0)
+                    .time(t0_ms * 1_000_000, WritePrecision.NS)),
         )
 
     victoriametrics.flush()

@@ -370,7 +370,9 @@ class FakeBleakClient(BaseBleakClient):
     async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: Any) -> None:
         raise BleakError("descriptors are not simulated")
 
-    async def start_notify(self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any) -> None:
+    async def start_notify(
+        self, characteristic: BleakGATTCharacteristic, callback: NotifyCallback, **kwargs: Any
+    ) -> None:
         self._require().subscribe(characteristic.uuid, callback)
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
@@ -383,7 +385,9 @@ class FakeBleakScanner(BaseBleakScanner):
 
     radio: FakeRadio
 
-    def __init__(self, detection_callback: Any, service_uuids: Any, scanning_mode: Any = "active", **kwargs: Any) -> None:
+    def __init__(
+        self, detection_callback: Any, service_uuids: Any, scanning_mode: Any = "active", **kwargs: Any
+    ) -> None:
         super().__init__(detection_callback, service_uuids)
         self._task: asyncio.Task[None] | None = None
 
