@@ -55,8 +55,10 @@ class TimedStore(Influx1Store):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=50)
-    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--seconds", type=int, default=30, help="simulated seconds, >= 10 (default 30)")
     args = ap.parse_args()
+    if args.seconds < 10:  # each bridge sends its first slouch event at the end of second 10
+        ap.error(f"--seconds must be at least 10 (got {args.seconds}): slouch events go out every 10 s")
     from servers import InfluxDB1Server, MosquittoServer
 
     with MosquittoServer() as mosquitto, InfluxDB1Server() as influx:
