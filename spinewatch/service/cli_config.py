@@ -28,7 +28,7 @@ _HAPTIC = {"delay_s": "delay_s", "pattern": "pattern", "intensity_pct": "intensi
 KEYS = (*_TOP, "haptic", *_HAPTIC, "quiet_hours", "alerts_off")
 
 
-def _mqtt(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _mqtt(args: argparse.Namespace):
     from spinewatch.service.config import Config  # noqa: PLC0415
     from spinewatch.service.mqtt import resolve_protocol  # noqa: PLC0415
 

@@ -32,7 +32,7 @@ def resolve_protocol(cfg: MqttConfig, timeout_s: float = 5.0) -> Protocol:
     from spinewatch.service.broker import probe_mqtt_protocol  # noqa: PLC0415
 
     try:  # called from a thread without an event loop (CLI main, or an executor)
-        return asyncio.run(probe_mqtt_protocol(cfg.host, cfg.port, timeout_s))  # type: ignore[return-value]
+        return asyncio.run(probe_mqtt_protocol(cfg.host, cfg.port, timeout_s))
     except Exception as exc:  # unreachable broker: MQTT 5, and keep retrying later
         _LOGGER.warning("cannot probe %s (%s); assuming MQTT 5", cfg.address, exc)
         return "5"

@@ -49,9 +49,9 @@ def _date_axis(ax: Any, dates: list[dt.date]) -> None:
 
     # one tick per day, or every k-th day on long ranges (an auto locator puts hourly ticks,
     # all labelled with the same date, on a report of a day or two)
-    loc = mdates.DayLocator(interval=max(1, -(-len(dates) // 12)))  # type: ignore[no-untyped-call]
+    loc = mdates.DayLocator(interval=max(1, -(-len(dates) // 12)))
     ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
     # datetimes, not dates: date - timedelta(days=0.6) drops the fraction and a one-day
     # report would get identical limits
     first, last = (dt.datetime.combine(d, dt.time()) for d in (dates[0], dates[-1]))
