@@ -23,10 +23,11 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, Self
 
@@ -242,7 +243,7 @@ class _Pending:
         self.chunks.append(out)
         self.n += len(out.state)
 
-    def take(self, k: int) -> tuple[int, list[npt.NDArray[np.generic]]]:
+    def take(self, k: int) -> tuple[int, list[npt.NDArray[Any]]]:
         """Remove and return the first ``k`` samples: (t0_sensor_ns, [flex, lat, state, act])."""
         t0 = self.t0_sensor_ns
         chunks = self.chunks
@@ -251,7 +252,7 @@ class _Pending:
         head = [c[:k] for c in cols]
         if k < self.n:
             rest = [c[k:] for c in cols]
-            self.chunks = [TrackerOutput(rest[0], rest[1], rest[2], rest[3], _NO_EPISODES)]  # type: ignore[arg-type]
+            self.chunks = [TrackerOutput(rest[0], rest[1], rest[2], rest[3], _NO_EPISODES)]
         else:
             self.chunks = []
         self.n -= k
@@ -305,7 +306,9 @@ async def run_bridge(
     trigger = HapticTrigger()
     outcomes = AlertOutcomes()
     buzz_tasks: dict[int, asyncio.Task[bool]] = {}  # sensor time of the buzz -> its write
-    buzz: Callable[[str, int, int], Awaitable[bool]] | None = getattr(source, "buzz", None) if haptics else None
+    # a coroutine function (create_task below needs a coroutine, not any awaitable)
+    buzz: Callable[[str, int, int], Coroutine[Any, Any, bool]] | None = (
+        getattr(source, "buzz", None) if haptics else None)
     status_fn: Callable[[], dict[str, Any]] | None = getattr(source, "status", None)
     background: set[asyncio.Task[Any]] = set()
 
@@ -353,7 +356,7 @@ async def run_bridge(
         if task is None or task.done():
             publish_if_delivered(o, task)
         else:  # decided before the write finished (a stream replayed faster than real time)
-            task.add_done_callback(lambda t, o=o: publish_if_delivered(o, t))
+            task.add_done_callback(functools.partial(publish_if_delivered, o))
 
     def publish_if_delivered(o: AlertOutcome, task: asyncio.Task[bool] | None) -> None:
         if task is not None and (task.cancelled() or task.exception() is not None or task.result() is False):
@@ -388,7 +391,7 @@ async def run_bridge(
         totals.neutral_samples += int(np.count_nonzero((state == 0) & (act >= _UPRIGHT_STILL)))
         published[0] += k
         batch = PostureBatch(publisher.patient, publisher.device, start_utc_ns + t0, pend.dt_ns,
-                             flex, lat, state, act)  # type: ignore[arg-type]
+                             flex, lat, state, act)
         pend.outgoing.append(batch)
         totals.posture_messages += 1
         if on_status is not None:
@@ -470,7 +473,7 @@ async def run_bridge(
     return totals
 
 
-async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe_buzz, publish_interval_s):  # type: ignore[no-untyped-def]
+async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe_buzz, publish_interval_s):
     """The source loop of :func:`run_bridge` (split out so the config and status tasks wrap it)."""
     first = True
     per_msg = 0
