@@ -154,8 +154,10 @@ async def scan(
     scanner_backend: type[BaseBleakScanner] | None = None,
 ) -> list[tuple[BLEDevice, AdvertisementData]]:
     """Every device advertising within ``timeout_s``, strongest signal first."""
-    found = await BleakScanner.discover(timeout=timeout_s, return_adv=True, service_uuids=service_uuids,
-                                        backend=scanner_backend)
+    # bleak's ExtraArgs types service_uuids and backend without None, but BleakScanner takes
+    # None for both (= every device / the platform's backend), which is what they default to
+    found = await BleakScanner.discover(  # type: ignore[call-overload]
+        timeout=timeout_s, return_adv=True, service_uuids=service_uuids, backend=scanner_backend)
     return sorted(found.values(), key=lambda da: -da[1].rssi)
 
 
@@ -268,7 +270,7 @@ class BleSource:
         until ``__aexit__``)."""
         self._stopping.set()
         with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)  # type: ignore[arg-type]  # wake batches()
+            self._queue.put_nowait(None)  # wake batches()
 
     async def wait_connected(self, timeout_s: float) -> bool:
         """Wait until a link is up (tests, CLI feedback)."""
@@ -421,8 +423,10 @@ class BleSource:
                 return True
             return False
 
+        # backend None = the platform's backend (bleak's ExtraArgs types it without None)
         dev = await BleakScanner.find_device_by_filter(filt, timeout=self.config.scan_timeout_s,
-                                                       backend=self._scanner_backend, **self._bluez_kwargs())
+                                                       backend=self._scanner_backend,  # type: ignore[arg-type]
+                                                       **self._bluez_kwargs())
         if dev is None:
             raise DeviceNotFound(self.device or self.profile.service_uuid, self.config.scan_timeout_s)
         if hit:
