@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -71,7 +72,7 @@ def _fmt(v: float, unit: str, decimals: int | None) -> str:
     return f"{v:.{d}f}{UNITS.get(unit, ' ' + unit)}"
 
 
-def _times(t_ns: np.ndarray) -> list[dt.datetime]:
+def _times(t_ns: Iterable[int | np.integer[Any]]) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(int(t) / 1e9, tz=dt.UTC) for t in t_ns]
 
 
@@ -142,14 +143,16 @@ def _draw_timeseries(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]]
                 va="top", color="grey", fontsize=8)
     elif "UPPER" in band and "LOWER" in band:
         u, lw = band["UPPER"], band["LOWER"]
+        assert u.t_ns is not None  # only frames with times get into band (see the loop above)
         ax.fill_between(_times(u.t_ns), lw.v, u.v, color="grey", alpha=0.25, lw=0,
                         label="baseline ± SDC95", step=None)
         if len(u.v) == 1:  # one day: show the band as a bar
             ax.errorbar(_times(u.t_ns), (u.v + lw.v) / 2, yerr=(u.v - lw.v) / 2, color="grey", capsize=12, lw=6,
                         alpha=0.4)
     for name, color, times in marks:
-        for i, t in enumerate(times):
-            ax.axvline(_times([t])[0], color=_color(color), lw=1.2, ls=":", alpha=0.9, label=name if i == 0 else None)
+        for i, mark_ns in enumerate(times):
+            ax.axvline(_times([mark_ns])[0], color=_color(color), lw=1.2, ls=":", alpha=0.9,
+                       label=name if i == 0 else None)
             drawn += 1
     if lo is not None or hi is not None:
         ax.set_ylim(lo, hi)
@@ -205,6 +208,7 @@ def _draw_state_timeline(ax: Any, panel: dict[str, Any], res: dict[str, list[Fra
 
     frames = [f for fs in res.values() for f in fs if f.t_ns is not None and f.v.size]
     for k, f in enumerate(frames):
+        assert f.t_ns is not None  # frames without times were left out above
         t = _times(f.t_ns)
         for x, v in zip(t, f.v, strict=True):
             if np.isfinite(v):
@@ -290,6 +294,7 @@ def _draw_table(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]], now
                                if g.labels == f.labels])
         for f in frames[1:]:  # one series per tag value (GROUP BY tag)
             if tags and f.name == frames[0].name:
+                assert f.t_ns is not None  # a table's targets are InfluxQL queries: series (frames_of), not numbers
                 body.append(([f"{_times([f.t_ns[0]])[0]:%H:%M:%S}"] if show_time else [])
                             + [f.labels.get(k, "") for k in tags] + [f"{f.v[0]:.{dec}f}"])
     if not body:

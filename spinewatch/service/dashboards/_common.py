@@ -64,7 +64,7 @@ def target(ref: str, query: str, fmt: str = "time_series", hide: bool = False) -
 
 def math(ref: str, expression: str, hide: bool = False) -> dict[str, Any]:
     """A Grafana server-side expression (math) over other targets: ``100 * $N / $W``."""
-    t = {"refId": ref, "datasource": EXPR_DATASOURCE, "type": "math", "expression": expression}
+    t: dict[str, Any] = {"refId": ref, "datasource": EXPR_DATASOURCE, "type": "math", "expression": expression}
     if hide:
         t["hide"] = True
     return t
