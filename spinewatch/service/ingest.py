@@ -8,9 +8,11 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Final, Self
+from typing import Final, Self, cast
 
 import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from spinewatch.errors import ConfigError, ConnectionFailed, DecodeError
 from spinewatch.service import wire
@@ -128,7 +130,8 @@ class IngestWorker:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._base_on_disconnect = self._client.on_disconnect
+        # make_client's own (logging) callback; its clients use callback API version 2
+        self._base_on_disconnect = cast(paho.CallbackOnDisconnect_v2, self._client.on_disconnect)
         self._client.on_disconnect = self._on_disconnect
         self.connected = False
         self._db_ok = True
@@ -175,12 +178,14 @@ class IngestWorker:
             return
         self.subscribed.set()  # only now will the broker route messages to this session
 
-    def _on_disconnect(self, c: paho.Client, u: object, flags: object, rc: object, p: object) -> None:
+    def _on_disconnect(self, c: paho.Client, u: object, flags: paho.DisconnectFlags, rc: ReasonCode,
+                       p: Properties | None) -> None:
         self.connected = False
         self._base_on_disconnect(c, u, flags, rc, p)
 
     def _on_message(self, c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
-        self._queue.put(_Incoming(msg.mid, msg.qos, msg.topic, msg.payload, time.monotonic(),
+        # received payloads are bytes (paho's decoder slices bytes); bytearray is for outgoing ones
+        self._queue.put(_Incoming(msg.mid, msg.qos, msg.topic, cast(bytes, msg.payload), time.monotonic(),
                                   time.time_ns(), bool(msg.retain)))
 
     # ---------------------------------------------------------------- worker thread
