@@ -1067,7 +1067,7 @@ def simulate(
     if not (math.isfinite(chunk_s) and chunk_s > 0.0):
         raise ValueError(f"chunk_s must be > 0, got {chunk_s!r}")
     n = syn.n_samples
-    out = {
+    out: dict[str, Float1D | Float2D | Int8_1D] = {
         "t_s": np.empty(n),
         "gyr_rad_s": np.empty((n, 3)),
         "acc_m_s2": np.empty((n, 3)),

@@ -157,12 +157,14 @@ def _num(key: str, v: object, lo: float, hi: float, low_open: bool = False, high
 
 def _unit_vector(key: str, v: object) -> tuple[float, float, float]:
     """``v`` as a unit vector of 3 floats (a norm within 1 % of 1 is renormalised)."""
-    ok = isinstance(v, (tuple, list)) and len(v) == 3 and all(
-        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-    norm = math.sqrt(sum(float(x) ** 2 for x in v)) if ok else 0.0  # type: ignore[union-attr]
-    if not ok or not 0.99 <= norm <= 1.01:
+    comps: list[float] = []  # stays empty unless v is 3 finite numbers
+    if isinstance(v, (tuple, list)) and len(v) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+        comps = [float(x) for x in v]
+    norm = math.sqrt(sum(c ** 2 for c in comps))
+    if not comps or not 0.99 <= norm <= 1.01:
         raise ConfigError(key, v, "a unit vector [x, y, z] (sensor frame)")
-    x, y, z = (float(c) / norm for c in v)  # type: ignore[union-attr]
+    x, y, z = (c / norm for c in comps)
     return (x, y, z)
 
 

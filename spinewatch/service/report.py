@@ -142,15 +142,17 @@ def write_report_png(
     ax = fig.add_subplot(gs[1])
     if len(minutes.t_ns):
         t = [_utc(int(x)) for x in minutes.t_ns]
-        ax.plot(t, minutes.flexion_mean_deg, lw=0.8, color="#1f4e79", label="flexion (1-min mean)")
+        # matplotlib plots datetimes (its date converter); its stubs accept only numbers there
+        ax.plot(t, minutes.flexion_mean_deg, lw=0.8, color="#1f4e79", label="flexion (1-min mean)")  # type: ignore[arg-type]
         for s in slouches:
-            ax.axvspan(_utc(s.start_ns), _utc(s.start_ns + int(s.duration_s * NS_PER_S)),
+            ax.axvspan(_utc(s.start_ns), _utc(s.start_ns + int(s.duration_s * NS_PER_S)),  # type: ignore[arg-type]
                        color="#d9534f", alpha=0.25, lw=0)
         ax.axhline(threshold_deg, color="#d9534f", ls="--", lw=1, label=f"slouch threshold {threshold_deg:g} deg")
         for i, ok in enumerate((1, 0)):
             marks = [a for a in alerts or [] if int(a.fields.get("corrected", 0)) == ok]
             if marks:
-                ax.plot([_utc(a.t_ns) for a in marks], [float(a.fields.get("flexion_deg", 0.0)) + 8 for a in marks],
+                ax.plot([_utc(a.t_ns) for a in marks],  # type: ignore[arg-type]
+                        [float(a.fields.get("flexion_deg", 0.0)) + 8 for a in marks],
                         "v", color="#5cb85c" if ok else "#d9534f", ms=7, mec="black", mew=0.5,
                         label="haptic alert, corrected" if ok else "haptic alert, not corrected", zorder=3 + i)
         ax.axhspan(-threshold_deg, threshold_deg, color="#5cb85c", alpha=0.08, label="neutral zone")

@@ -245,7 +245,8 @@ def _merge_minutes(t_ns: npt.NDArray[np.int64], cols: npt.NDArray[np.float64]) -
     n = np.nan_to_num(cols[:, 2])
 
     def total(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.bincount(inv, weights=np.nan_to_num(x), minlength=len(uniq))
+        # float64 with weights (numpy's stub says intp); asarray adds no copy
+        return np.asarray(np.bincount(inv, weights=np.nan_to_num(x), minlength=len(uniq)), np.float64)
 
     n_sum = total(n)
     w = np.where(n_sum > 0, n_sum, 1.0)
@@ -720,8 +721,8 @@ class SqliteStore:
         t = np.repeat(t0, n) + np.repeat(dt, n) * (np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first, n))
         flex = np.frombuffer(b"".join(r[3] for r in rows), "<f4").astype(np.float64)
         lat = np.frombuffer(b"".join(r[4] for r in rows), "<f4").astype(np.float64)
-        state = np.frombuffer(b"".join(bytes(r[2]) if r[5] is None else r[5] for r in rows), np.int8)
-        state = state.astype(np.float64)
+        state = np.frombuffer(b"".join(bytes(r[2]) if r[5] is None else r[5] for r in rows),
+                              np.int8).astype(np.float64)
         still = np.frombuffer(b"".join(bytes(r[2]) if r[6] is None else r[6] for r in rows), np.int8) == 2
         keep = (t >= start_ns) & (t < end_ns) & ~np.isnan(flex)
         t, flex, lat, state, still = t[keep], flex[keep], lat[keep], state[keep], still[keep]
