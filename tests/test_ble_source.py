@@ -8,6 +8,7 @@ reconstruction, gap accounting and the body-frame remap at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 from collections.abc import Callable
 
@@ -282,7 +283,7 @@ def test_sequence_less_profiles_stream_with_arrival_times(name):
 
     src, out = asyncio.run(main())
     assert all(b.dt_ns == DT_NS for b in out)
-    for a, b in zip(out, out[1:], strict=False):
+    for a, b in itertools.pairwise(out):
         assert b.gap_before or b.t0_ns == a.t0_ns + len(a) * DT_NS
     assert src.counters.samples_emitted == n_samples(out)
     assert np.mean(np.concatenate([b.acc_m_s2 for b in out])[:, 2]) > 9.0  # remapped to body z

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import math
 import time
 import tracemalloc
@@ -93,7 +94,7 @@ def test_day_is_contiguous_for_any_length_from_60_s_to_24_h(duration_s: float) -
     script = PostureScript.day(duration_s, seed=3)
     assert script.duration_s == duration_s
     assert script.segments[0].kind == "calibrate"
-    for a, b in zip(script.segments, script.segments[1:], strict=False):
+    for a, b in itertools.pairwise(script.segments):
         assert a.end_s == b.start_s
         assert b.duration_s >= b.ramp_s
     assert script.segments[-1].kind != "slouch"  # every episode ends inside the script

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -51,7 +53,7 @@ def run(tl, packets, arrivals=None):
 
 def check_time_axis(batches):
     """t0 of each batch continues the previous one unless gap_before; t0 = sample id * dt."""
-    for a, b in zip(batches, batches[1:], strict=False):
+    for a, b in itertools.pairwise(batches):
         if not b.gap_before:
             assert b.t0_ns == a.t0_ns + len(a) * a.dt_ns
     for b in batches:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import itertools
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -310,13 +311,13 @@ class PostureScript:
             raise TypeError("taps must be Tap instances")
         if segs[0].start_s != 0.0:
             raise ValueError(f"the first segment must start at 0 s, got {segs[0].start_s}")
-        for a, b in zip(segs, segs[1:], strict=False):
+        for a, b in itertools.pairwise(segs):
             if abs(b.start_s - a.end_s) > 1e-9:
                 raise ValueError(f"segments must be contiguous: {a.end_s} s != {b.start_s} s")
         end = segs[-1].end_s
         if any(t.t_s > end for t in taps):
             raise ValueError(f"taps must lie within the script (0..{end} s)")
-        if any(b.t_s < a.t_s for a, b in zip(taps, taps[1:], strict=False)):
+        if any(b.t_s < a.t_s for a, b in itertools.pairwise(taps)):
             raise ValueError("taps must be sorted by t_s")
         object.__setattr__(self, "segments", segs)
         object.__setattr__(self, "taps", taps)
