@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -198,3 +199,21 @@ def test_record_lines_keep_one_type_per_field():
 
     m = wire.RecordMsg("alert", "p", "d", 5, {"corrected": 1, "flexion_deg": 20.0, "who": 'a"b'})
     assert record_line(m) == 'alert,device=d,patient=p corrected=1i,flexion_deg=20.0,who="a\\"b" 5'
+
+
+def test_posture_seq_and_epoch_round_trip_and_are_optional() -> None:
+    """``seq`` and ``seq_epoch`` travel as sent; messages without them decode with None."""
+    b = PostureBatch("p1", "d1", 10**18, 10_000_000, np.array([1.0, 2.0]), np.array([0.0, 0.5]))
+    m = wire.decode_posture("p1", "d1", wire.encode_posture(b, seq=7, seq_epoch=2**52 + 1))
+    assert (m.seq, m.seq_epoch) == (7, 2**52 + 1)
+    bare = wire.decode_posture("p1", "d1", wire.encode_posture(b))
+    assert (bare.seq, bare.seq_epoch) == (None, None)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**53, 1.5, "7", True])
+def test_posture_seq_out_of_range_is_refused(bad: object) -> None:
+    payload = orjson.dumps({"v": 1, "t0_ns": 10**18, "dt_ns": 10**7, "flexion_deg": [1.0],
+                            "lateral_deg": [0.0], "seq": bad})
+    with pytest.raises(DecodeError) as e:
+        wire.decode_posture("p1", "d1", payload)
+    assert e.value.reason == "bad_type"

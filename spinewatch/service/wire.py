@@ -95,8 +95,19 @@ def _round_list(x: npt.NDArray[np.float64]) -> list[float | None]:
     return out
 
 
-def encode_posture(b: PostureBatch, seq: int | None = None) -> bytes:
-    """JSON payload of a posture message. Non-finite angles are sent as ``null``."""
+# ``seq`` counts a bridge's posture messages from 1; ``seq_epoch`` names the counter (the
+# bridge's outbox), so that a counter restarted at 1 is told apart from lost messages.
+MAX_SEQ: Final = 2**53  # exact in every JSON reader (IEEE doubles)
+
+
+def encode_posture(b: PostureBatch, seq: int | None = None, seq_epoch: int | None = None) -> bytes:
+    """JSON payload of a posture message. Non-finite angles are sent as ``null``.
+
+    Args:
+        b: the samples.
+        seq: the message's number in its bridge's counter (1, 2, ...), for loss accounting.
+        seq_epoch: id of that counter (0 < id < 2**53); a new id means ``seq`` restarted.
+    """
     msg: dict[str, object] = {
         "v": WIRE_VERSION,
         "t0_ns": int(b.t0_ns),
@@ -110,6 +121,8 @@ def encode_posture(b: PostureBatch, seq: int | None = None) -> bytes:
         msg["activity"] = np.asarray(b.activity, dtype=np.int64).tolist()
     if seq is not None:
         msg["seq"] = int(seq)
+    if seq_epoch is not None:
+        msg["seq_epoch"] = int(seq_epoch)
     return orjson.dumps(msg)
 
 
@@ -176,6 +189,8 @@ class PostureMsg:
     lateral_deg: npt.NDArray[np.float64]
     state: npt.NDArray[np.int8] | None
     activity: npt.NDArray[np.int8] | None
+    seq: int | None = None  # the bridge's message counter (docs/wire-format.md), if sent
+    seq_epoch: int | None = None  # id of that counter, if sent
 
     def __len__(self) -> int:
         return len(self.flexion_deg)
@@ -280,7 +295,18 @@ def decode_posture(patient: str, device: str, payload: bytes) -> PostureMsg:
     return PostureMsg(
         patient, device, t0, dt, flex, lat,
         _codes(obj, "state", len(flex)), _codes(obj, "activity", len(flex)),
+        _optional_counter(obj, "seq"), _optional_counter(obj, "seq_epoch"),
     )
+
+
+def _optional_counter(obj: dict[str, object], key: str) -> int | None:
+    """``obj[key]`` as an int in [1, 2**53) if present (DecodeError ``bad_type`` otherwise)."""
+    if key not in obj:
+        return None
+    v = obj[key]
+    if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v < MAX_SEQ:
+        raise DecodeError("bad_type", f"{key} must be an integer in [1, 2**53)")
+    return v
 
 
 def _number(obj: dict[str, object], key: str, limit: float) -> float:
