@@ -1,5 +1,7 @@
 """Recorded IMU streams: the file format, a writer (``bridge record``) and a replay ImuSource.
 
+The format is documented for users in docs/recordings.md; keep the two in step.
+
 Two containers hold the same columns, one row per sample, in sensor-time order:
 
 | column | unit | meaning |
