@@ -273,3 +273,16 @@ def test_influx_init_backfill_recomputes_trend_from_the_periods_and_keeps_old_po
     raw = cli(env, "report", "--patient", "p-old", "--from", D0.isoformat(), "--to", D0.isoformat(),
               "--tz", "UTC", "--format", "json", "--source", "raw")
     assert json.loads(raw.stdout)["wear_time_min"] == pytest.approx(5.5, abs=0.01)
+
+
+def test_a_config_still_setting_report_rate_hz_loads_with_a_warning_and_changes_nothing(stored, tmp_path):
+    env = {**stored["sqlite"]}
+    cfg = tmp_path / "old.toml"
+    cfg.write_text(Path(env["SPINEWATCH_CONFIG"]).read_text() + "[report]\nrate_hz = 100.0\n")
+    env["SPINEWATCH_CONFIG"] = str(cfg)
+    r = cli(env, "report", "--patient", patient(10), "--from", D0.isoformat(),
+            "--to", (D0 + dt.timedelta(days=DAYS - 1)).isoformat(), "--tz", "UTC", "--format", "json",
+            "--sqlite", env["_sqlite"])
+    warning = [ln for ln in r.stderr.splitlines() if "report.rate_hz" in ln]
+    assert len(warning) == 1 and "no longer used" in warning[0] and str(cfg) in warning[0], r.stderr
+    check_report(json.loads(r.stdout), 10)
