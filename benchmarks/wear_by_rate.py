@@ -45,7 +45,8 @@ def main() -> int:
         env.pop("SPINEWATCH_INFLUX_URL", None)
         last = D0 + dt.timedelta(days=DAYS - 1)
         print(f"code: {args.src}; {D0} to {last} (UTC), 24.5 wear minutes at every rate")
-        print("| rate | wear_time_min | worn minutes | days_with_data | RTM 16+ | RTM 2-15 |\n|---|---|---|---|---|---|")
+        print("| rate | wear_time_min | worn minutes | days_with_data | RTM 16+ | RTM 2-15 |")
+        print("|---|---|---|---|---|---|")
         for rate in RATES_HZ:
             r = subprocess.run([sys.executable, "-m", "spinewatch", "report", "--patient", f"p-{rate}hz",
                                 "--from", D0.isoformat(), "--to", last.isoformat(), "--tz", "UTC",
