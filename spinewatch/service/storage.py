@@ -137,7 +137,8 @@ class PostureChunk:
         state: (N,) int8 0 neutral, 1 confirmed slouch; -1 where not sent.
         activity: (N,) int8 1 lying, 2 upright still, 3 upright moving (0 unknown); -1 where not sent.
         wear_s: (N,) float64 seconds of wear each sample stands for (its message's sample
-            period); NaN for InfluxDB points stored before the period was (see WEAR_FIELD).
+            period); NaN where flexion_deg is (no wear), and for InfluxDB points stored
+            before the period was (see WEAR_FIELD).
     """
 
     end_ns: int
@@ -860,7 +861,7 @@ class SqliteStore:
                 cols = (t, np.full(n, dev, dtype=object), np.frombuffer(f, "<f4"), np.frombuffer(la, "<f4"),
                         np.full(n, -1, np.int8) if st is None else np.frombuffer(st, np.int8),
                         np.full(n, -1, np.int8) if ac is None else np.frombuffer(ac, np.int8),
-                        np.full(n, dt / 1e9))
+                        np.where(np.isnan(np.frombuffer(f, "<f4")), np.nan, dt / 1e9))  # as InfluxDB's wear_s
                 # a sample with neither angle is no point in InfluxDB either (line protocol skips it)
                 inside = (t >= a) & (t < b) & ~(np.isnan(cols[2]) & np.isnan(cols[3]))
                 if not inside.all():
