@@ -57,7 +57,7 @@ def _payloads(messages: int, patients: int) -> list[tuple[str, bytes]]:
         k = i // patients
         b = PostureBatch(p, "d1", T0_NS + k * SAMPLES * DT_NS, DT_NS, rng.uniform(-10, 40, SAMPLES),
                          rng.uniform(-5, 5, SAMPLES), np.zeros(SAMPLES, np.int8), np.full(SAMPLES, 2, np.int8))
-        out.append((wire.topic(p, "d1", "posture"), wire.encode_posture(b, k)))
+        out.append((wire.topic(p, "d1", "posture"), wire.encode_posture(b, k + 1)))  # seq counts from 1
     return out
 
 

@@ -3,7 +3,7 @@
 Starts a private InfluxDB 1.x (tests/servers.py, free loopback port), runs the schema of
 `spinewatch influx init`, and writes what 90 days of a patient worn ``--hours`` hours a day
 at 100 Hz leave in retention policy ``trend``: one ``posture_1m`` point per worn minute
-(6,000 samples, the upright-still count) and the slouch episodes (``--slouches-per-day``).
+(6,000 samples, 60 wear seconds, the upright-still count and seconds) and the slouch episodes (``--slouches-per-day``).
 The 100 Hz raw samples themselves (~780 M points for 24 h x 90 days) are not written: the
 report does not read them when ``trend`` exists, which is the design this measures. Then it
 times, each in a fresh process (imports and matplotlib included), as a user would run them:
@@ -57,7 +57,7 @@ def _fill(url: str, db: str, days: int, hours: float, slouches_per_day: int) -> 
         flex = rng.normal(12, 10, worn)
         still = rng.integers(3000, 6001, worn)
         lines = [f"posture_1m,device=d-1,patient={PATIENT} flexion_deg={f:.3f},lateral_deg=0.5,"
-                 f"samples=6000i,slouch_fraction=0.1,still_samples={s}i {m * 10**9}"
+                 f"samples=6000i,slouch_fraction=0.1,wear_s=60.0,still_samples={s}i,still_s={s / 100} {m * 10**9}"
                  for m, f, s in zip(minutes.tolist(), flex.tolist(), still.tolist(), strict=True)]
         starts = np.sort(rng.choice(worn * 60, slouches_per_day, replace=False)) + day0
         lines += [f"slouch,device=d-1,patient={PATIENT} duration_s={rng.uniform(30, 300):.2f},"

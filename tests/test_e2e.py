@@ -404,7 +404,7 @@ def test_trend_band_is_the_smallest_detectable_change_of_the_baseline_days(influ
         for m in range(100):
             flex = 5.0 if m < pct else 40.0
             t = day0_ns + day * 86_400 * 10**9 + (8 * 60 + m) * 60 * 10**9
-            lines.append(f"posture_1m,patient=p-sdc,device=d flexion_deg={flex},samples=6000i {t}")
+            lines.append(f"posture_1m,patient=p-sdc,device=d flexion_deg={flex},samples=6000i,wear_s=60 {t}")
         for k in range(n):
             t = day0_ns + day * 86_400 * 10**9 + (8 * 60 + 5 * k) * 60 * 10**9
             lines.append(f"slouch,patient=p-sdc,device=d duration_s=60,peak_deg=40,mean_deg=35 {t}")

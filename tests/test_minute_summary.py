@@ -17,7 +17,7 @@ from spinewatch.signal.minute_summary import (
 )
 from spinewatch.signal.rtm import rtm_periods
 
-RATE_HZ = 1.0  # one sample per second: a full minute has 60 samples
+# minutes(): wear and upright-still seconds of each minute (60 = a full minute)
 D0 = dt.date(2026, 3, 1)
 
 
@@ -25,7 +25,7 @@ def utc_ns(y, mo, d, h=0, mi=0) -> int:
     return int(dt.datetime(y, mo, d, h, mi, tzinfo=dt.UTC).timestamp()) * 10**9
 
 
-def minutes(start_ns: int, n: int, flex: float = 5.0, samples: int = 60, still: int = 0):
+def minutes(start_ns: int, n: int, flex: float = 5.0, samples: float = 60, still: float = 0):
     t = start_ns + NS_PER_MIN * np.arange(n, dtype=np.int64)
     return t, np.full(n, flex), np.full(n, samples), np.full(n, still)
 
@@ -39,7 +39,7 @@ def test_new_york_days_run_from_local_midnight_and_split_a_session_across_midnig
     assert edges[0] == utc_ns(2026, 1, 10, 5)  # EST = UTC-5
     # 23:30-00:30 local = 04:30-05:30 UTC, all one UTC day, two local days
     t, f, n, s = minutes(utc_ns(2026, 1, 11, 4, 30), 60)
-    days = day_figures(t, f, n, s, dates, edges, [], [], rate_hz=RATE_HZ, threshold_deg=20, severe_deg=30,
+    days = day_figures(t, f, n, s, dates, edges, [], [], threshold_deg=20, severe_deg=30,
                        min_wear_min=1)
     assert [d.wear_time_min for d in days] == [30.0, 30.0]
 
@@ -57,7 +57,7 @@ def test_zones_wear_and_min_wear_per_day():
         minutes(utc_ns(2026, 3, 1, 10), 6, flex=30.0),     # 6 severe (30 is severe)
         minutes(utc_ns(2026, 3, 2, 8), 1, samples=30),     # half a minute of data: below min_wear_min
     )
-    days = day_figures(t, f, n, s, dates, edges, [utc_ns(2026, 3, 1, 9, 1)], [45.0], rate_hz=RATE_HZ,
+    days = day_figures(t, f, n, s, dates, edges, [utc_ns(2026, 3, 1, 9, 1)], [45.0],
                        threshold_deg=20, severe_deg=30, min_wear_min=1)
     d1, d2, d3 = days
     assert (d1.worn_min, d1.neutral_min, d1.mild_min, d1.severe_min) == (20, 10, 4, 6)
@@ -74,7 +74,7 @@ def test_threshold_in_force_can_change_per_minute():
     dates, edges = local_day_edges_ns(D0, D0, "UTC")
     t, f, n, s = minutes(utc_ns(2026, 3, 1, 8), 10, flex=22.0)
     thr = np.where(np.arange(10) < 5, 20.0, 25.0)  # threshold raised to 25 after 5 minutes
-    (d,) = day_figures(t, f, n, s, dates, edges, [], [], rate_hz=RATE_HZ, threshold_deg=thr, severe_deg=30,
+    (d,) = day_figures(t, f, n, s, dates, edges, [], [], threshold_deg=thr, severe_deg=30,
                        min_wear_min=1)
     assert (d.neutral_min, d.mild_min) == (5, 5)
 
@@ -82,7 +82,7 @@ def test_threshold_in_force_can_change_per_minute():
 @pytest.mark.parametrize(("still_min", "bouts"), [(29, 0), (30, 1), (95, 1)])
 def test_sitting_bout_needs_a_full_window_of_upright_still(still_min, bouts):
     t, _, _, s = minutes(utc_ns(2026, 3, 1, 8), still_min, still=60)
-    assert len(sitting_bout_starts_ns(t, s, RATE_HZ)) == bouts
+    assert len(sitting_bout_starts_ns(t, s)) == bouts
 
 
 def test_a_gap_in_the_data_breaks_a_sitting_bout_and_the_bout_starts_at_its_first_window():
@@ -90,7 +90,7 @@ def test_a_gap_in_the_data_breaks_a_sitting_bout_and_the_bout_starts_at_its_firs
     b = minutes(utc_ns(2026, 3, 1, 8, 45), 35, still=60)  # 5 minutes without data in between
     t, _, _, s = cat(a, b)
     # the second bout's first window (29 still minutes of 30 = 96.7 %) starts in the last empty minute
-    assert sitting_bout_starts_ns(t, s, RATE_HZ).tolist() == [utc_ns(2026, 3, 1, 8), utc_ns(2026, 3, 1, 8, 44)]
+    assert sitting_bout_starts_ns(t, s).tolist() == [utc_ns(2026, 3, 1, 8), utc_ns(2026, 3, 1, 8, 44)]
 
 
 def test_slouches_by_local_hour():

@@ -105,3 +105,7 @@ def test_posture_queries_look_back_two_minutes_for_stragglers(influxdb1, monkeyp
     cqs = influxdb1.query("SHOW CONTINUOUS QUERIES")["results"][0]["series"]
     text = {row[0]: row[1] for s in cqs if s["name"] == "schema_resample" for row in s.get("values", [])}
     assert "RESAMPLE FOR 2m" in text["posture_1m"] and "RESAMPLE FOR 2m" in text["posture_1m_still"]
+    # wear seconds from the points' own periods (docs/storage.md "Wear time")
+    # (as InfluxDB prints them back: quotes dropped, 0.01 as 0.010)
+    assert "sum(wear_s) + (count(flexion_deg) - count(wear_s)) * 0.010 AS wear_s" in text["posture_1m"]
+    assert "sum(wear_s) + (count(flexion_deg) - count(wear_s)) * 0.010 AS still_s" in text["posture_1m_still"]

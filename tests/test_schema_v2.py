@@ -121,6 +121,11 @@ def test_the_posture_task_mirrors_the_1x_continuous_query():
                   '"slouch_fraction"', '_field: "samples"', '_field: "still_samples"', "r._value == 2",
                   'value: "posture_1m"', 'timeSrc: "_start"'):
         assert piece in flux
+    # wear seconds from each point's own period (a point without wear_s: 0.01 s), as wear_s and still_s
+    for piece in ('r._field == "wear_s"', 'pivot(rowKey: ["_time"]', "exists r.flexion_deg",
+                  "if exists r.wear_s then float(v: r.wear_s) else 0.01", "fn: sum",
+                  'value: "wear_s"', 'value: "still_s"', "r.activity == 2"):
+        assert piece in flux
 
 
 def test_a_wrong_org_a_bad_token_and_a_1x_server_are_one_line_errors(influx2, monkeypatch, capsys):

@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = inf_sub.add_parser(
         "init", help="create the database, retention policies and downsampling",
         description=(
-            "Set up InfluxDB for SpineWatch: raw 100 Hz posture samples and slouch episodes, kept "
+            "Set up InfluxDB for SpineWatch: raw posture samples and slouch episodes, kept "
             "--raw-retention, and trend data kept forever (per-minute posture means in posture_1m "
             "and a copy of every slouch episode), filled every minute, and the patients' settings "
             "(patient_config, calibration) kept forever. On 1.x "
@@ -307,8 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--raw-retention", default="90d", metavar="D",
                       help="how long raw samples are kept: 90d, 12w, 2160h or INF (default 90d)")
     init.add_argument("--backfill", action="store_true",
-                      help="also downsample data written before the continuous queries existed, and copy "
-                           "settings stored before 'settings' existed")
+                      help="also downsample data written before the continuous queries existed (and recompute every "
+                           "minute's wear seconds: run it once after upgrading; raw points stored "
+                           "before wear_s existed count 0.01 s each), and copy settings stored before "
+                           "'settings' existed")
     init.set_defaults(func=_cmd_influx_init)
 
     from spinewatch.service.cli_bridge import add_bridge_commands  # noqa: PLC0415

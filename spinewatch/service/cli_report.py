@@ -91,7 +91,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     progress = _ProgressBar()
     try:
         report = build(
-            store, args.patient, first, last, rate_hz=cfg.report.rate_hz, min_wear_min=min_wear,
+            store, args.patient, first, last, min_wear_min=min_wear,
             default_threshold_deg=cfg.posture.threshold_deg, default_severe_deg=SEVERE_DEG,
             tz=args.tz, source=args.source, progress=progress,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import socket
@@ -168,14 +169,11 @@ class ReportConfig:
 
     Attributes:
         min_wear_min: wear time that makes a local day a day with data (RTM), minutes.
-        rate_hz: posture sample rate the sensors stream at, Hz: turns sample counts into wear
-            minutes, as the dashboards' ``rate_hz`` (100) does.
         sqlite: SQLite store read when no InfluxDB is configured; empty: ``out/spinewatch.sqlite``
             (the demo's store).
     """
 
     min_wear_min: float = 1.0
-    rate_hz: float = 100.0
     sqlite: str = ""
 
 
@@ -219,6 +217,10 @@ class Config:
                 if not isinstance(values, dict):
                     raise ConfigError(sec, values, "a [section] table")
                 for key, value in values.items():
+                    if (sec, key) in RETIRED_KEYS:
+                        logging.getLogger(__name__).warning("%s: %s.%s = %r is no longer used: %s", p, sec, key,
+                                                            value, RETIRED_KEYS[(sec, key)])
+                        continue
                     sections[sec][key] = _coerce(_SECTIONS[sec], f"{sec}.{key}", key, value)
         for var, (sec, key) in ENV_VARS.items():
             if var in env and env[var] != "":
@@ -283,8 +285,6 @@ class Config:
         r = self.report
         if not 0 <= r.min_wear_min <= 1440:
             raise ConfigError("report.min_wear_min", r.min_wear_min, "a number of minutes in [0, 1440]")
-        if not 0 < r.rate_hz <= 10_000:
-            raise ConfigError("report.rate_hz", r.rate_hz, "a sample rate in (0, 10000] Hz")
 
 
 _SECTIONS: Final[dict[str, type]] = {
@@ -295,6 +295,14 @@ _SECTIONS: Final[dict[str, type]] = {
     "bridge": BridgeConfig,
     "ble": BleConfig,
     "report": ReportConfig,
+}
+
+# Keys that once had a meaning and now have none: a config file still setting one loads, with
+# a warning saying why the value is ignored (refusing to start would stop an ingest or a report
+# over a setting that can no longer change anything).
+RETIRED_KEYS: Final[dict[tuple[str, str], str]] = {
+    ("report", "rate_hz"): "wear time now comes from each posture message's own sample period "
+                           "(dt_ns), whatever the sensor's rate (docs/reports.md); remove the line",
 }
 
 # Environment variable -> (section, key). These names are a contract (issue #3, #6).

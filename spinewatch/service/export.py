@@ -55,7 +55,7 @@ ACTIVITY_NAMES: Final = {0: "unknown", 1: "lying", 2: "upright_still", 3: "uprig
 # 32,768 rows keeps that near 20 MB whatever the window holds.
 CSV_BLOCK_ROWS: Final = 32_768
 POSTURE_COLUMNS: Final = ("time_utc", "time_utc_ns", "device", "flexion_deg", "lateral_deg",
-                          "state", "activity", "activity_name")
+                          "state", "activity", "activity_name", "wear_s")
 EPISODE_COLUMNS: Final = ("device", "start_utc", "end_utc", "start_utc_ns", "end_utc_ns",
                           "duration_s", "peak_deg", "mean_deg")
 PARQUET_INSTALL_HINT: Final = "--format parquet needs pyarrow: pip install 'spinewatch[parquet]'"
@@ -127,6 +127,14 @@ class _Writer(Protocol):
     def close(self) -> None: ...
 
 
+def _period_text(x: npt.NDArray[np.float64]) -> list[str]:
+    """Sample periods, s, as the shortest text that reads back exactly (``0.01``); empty if unknown."""
+    uniq, inv = np.unique(x, return_inverse=True)  # a few distinct periods per chunk
+    text = np.array(["" if np.isnan(v) else repr(float(v)) for v in uniq], dtype=object)
+    out: list[str] = text[inv.reshape(-1)].tolist()
+    return out
+
+
 class CsvWriter:
     """Posture and episode CSV files (UTF-8, header row, ``\\n`` line ends)."""
 
@@ -143,12 +151,12 @@ class CsvWriter:
 
     def _block(self, chunk: PostureChunk, rows: slice) -> None:
         c = PostureChunk(chunk.end_ns, chunk.t_ns[rows], chunk.device[rows], chunk.flexion_deg[rows],
-                         chunk.lateral_deg[rows], chunk.state[rows], chunk.activity[rows])
+                         chunk.lateral_deg[rows], chunk.state[rows], chunk.activity[rows], chunk.wear_s[rows])
         cols = (
             iso_utc_ms(c.t_ns).tolist(), [str(t) for t in c.t_ns.tolist()], c.device.tolist(),
             _angle_text(c.flexion_deg), _angle_text(c.lateral_deg),
             _CODE_TEXT[c.state.astype(np.int16) + 1].tolist(), _CODE_TEXT[c.activity.astype(np.int16) + 1].tolist(),
-            _ACTIVITY_NAME[c.activity.astype(np.int16) + 1].tolist(),
+            _ACTIVITY_NAME[c.activity.astype(np.int16) + 1].tolist(), _period_text(c.wear_s),
         )
         if all(_PLAIN_ID.match(d) for d in set(cols[2])):
             # ~2x faster than csv.writer, and the same bytes: no field needs quoting
@@ -182,7 +190,7 @@ class ParquetWriter:
         self._psch = pa.schema([
             ("time_utc", ts), ("time_utc_ns", pa.int64()), ("device", pa.string()),
             ("flexion_deg", pa.float64()), ("lateral_deg", pa.float64()), ("state", pa.int8()),
-            ("activity", pa.int8()), ("activity_name", pa.string()),
+            ("activity", pa.int8()), ("activity_name", pa.string()), ("wear_s", pa.float64()),
         ], metadata=metadata)
         self._esch = pa.schema([
             ("device", pa.string()), ("start_utc", ts), ("end_utc", ts), ("start_utc_ns", pa.int64()),
@@ -211,7 +219,7 @@ class ParquetWriter:
             pa.array(c.flexion_deg, pa.float64(), from_pandas=True),  # NaN -> null
             pa.array(c.lateral_deg, pa.float64(), from_pandas=True),
             pa.array(c.state, pa.int8(), mask=c.state < 0), pa.array(c.activity, pa.int8(), mask=c.activity < 0),
-            names.cast(pa.string()),
+            names.cast(pa.string()), pa.array(c.wear_s, pa.float64(), from_pandas=True),
         ]
         self._pw.write_table(pa.Table.from_arrays(arrays, schema=self._psch))
         del arrays

@@ -9,6 +9,7 @@ from typing import Final
 import numba as nb
 import numpy as np
 
+from spinewatch.service.storage import WEAR_FIELD
 from spinewatch.service.wire import (
     ConfigMsg,
     EventMsg,
@@ -61,8 +62,10 @@ def _put_bytes(buf, pos, b):  # pragma: no cover - jitted
 
 
 @nb.njit(cache=True)
-def _posture_lines(prefix, k_flex, k_lat, k_state, k_act, flex, lat, state, act, t0_ns, dt_ns, buf):  # pragma: no cover
-    """Fill buf with one line per sample; return (bytes used, lines written)."""
+def _posture_lines(prefix, k_flex, k_wear, k_lat, k_state, k_act, flex, lat, state, act, t0_ns, dt_ns,
+                   buf):  # pragma: no cover
+    """Fill buf with one line per sample; return (bytes used, lines written). ``k_wear`` is the
+    whole ``,wear_s=<period>`` field, written after every flexion value."""
     pos = 0
     lines = 0
     n = flex.shape[0]
@@ -76,6 +79,7 @@ def _posture_lines(prefix, k_flex, k_lat, k_state, k_act, flex, lat, state, act,
         if f_ok:
             pos = _put_bytes(buf, pos, k_flex)
             pos = _put_centi(buf, pos, flex[i])
+            pos = _put_bytes(buf, pos, k_wear)
             first = False
         if l_ok:
             if not first:
@@ -108,8 +112,15 @@ _K_LAT: Final = np.frombuffer(b"lateral_deg=", np.uint8)
 _K_STATE: Final = np.frombuffer(b"state=", np.uint8)
 _K_ACT: Final = np.frombuffer(b"activity=", np.uint8)
 _NO_CODES: Final = np.zeros(0, np.int8)
-# Longest line tail after the prefix: two "-DDD.DD" floats, two small ints, a 19-digit time.
+# Longest line tail after the prefix and the wear_s field: two "-DDD.DD" floats, two small
+# ints, a 19-digit time.
 _MAX_TAIL_BYTES: Final = 120
+
+
+def wear_field(dt_ns: int) -> str:
+    """``wear_s=<seconds>``: the seconds of wear a point of a message with period ``dt_ns``
+    stands for (storage.WEAR_FIELD), written beside every ``flexion_deg``."""
+    return f"{WEAR_FIELD}={dt_ns / 1e9!r}"
 
 
 def posture_bytes(m: PostureMsg) -> tuple[bytes, int]:
@@ -120,10 +131,11 @@ def posture_bytes(m: PostureMsg) -> tuple[bytes, int]:
     written with 0.01 degree resolution, the wire format's own (docs/wire-format.md).
     """
     prefix = np.frombuffer(f"posture,device={m.device},patient={m.patient} ".encode(), np.uint8)
+    k_wear = np.frombuffer(f",{wear_field(m.dt_ns)}".encode(), np.uint8)
     n = len(m)
-    buf = np.empty(n * (len(prefix) + _MAX_TAIL_BYTES), np.uint8)
+    buf = np.empty(n * (len(prefix) + len(k_wear) + _MAX_TAIL_BYTES), np.uint8)
     used, lines = _posture_lines(
-        prefix, _K_FLEX, _K_LAT, _K_STATE, _K_ACT,
+        prefix, _K_FLEX, k_wear, _K_LAT, _K_STATE, _K_ACT,
         np.ascontiguousarray(m.flexion_deg, np.float64), np.ascontiguousarray(m.lateral_deg, np.float64),
         _NO_CODES if m.state is None else m.state, _NO_CODES if m.activity is None else m.activity,
         np.int64(m.t0_ns), np.int64(m.dt_ns), buf,
@@ -133,7 +145,7 @@ def posture_bytes(m: PostureMsg) -> tuple[bytes, int]:
 
 def warm_up() -> None:
     """Load (or compile) the Numba kernel now, so the first real batch is not delayed by it."""
-    _posture_lines(_K_FLEX, _K_FLEX, _K_LAT, _K_STATE, _K_ACT, np.zeros(1), np.zeros(1), _NO_CODES,
+    _posture_lines(_K_FLEX, _K_FLEX, _K_FLEX, _K_LAT, _K_STATE, _K_ACT, np.zeros(1), np.zeros(1), _NO_CODES,
                    _NO_CODES, np.int64(0), np.int64(1), np.empty(256, np.uint8))
 
 
@@ -145,10 +157,12 @@ def posture_lines(m: PostureMsg) -> list[str]:
     """One line per sample: measurement ``posture``, tags patient/device, time ``t0 + i*dt``.
 
     Fields: ``flexion_deg``, ``lateral_deg`` (float), ``state``, ``activity`` (integer) when
-    present. Samples whose angles are both NaN (sensor sent null) are skipped: InfluxDB has
-    no NaN.
+    present, and ``wear_s`` (float, the message's sample period in seconds) beside every
+    ``flexion_deg``: the wear time the point stands for. Samples whose angles are both NaN
+    (sensor sent null) are skipped: InfluxDB has no NaN.
     """
     prefix = f"posture,device={m.device},patient={m.patient} "
+    wear = wear_field(m.dt_ns)
     n = len(m)
     ts = (m.t0_ns + m.dt_ns * np.arange(n, dtype=np.int64)).tolist()
     flex = m.flexion_deg.tolist()
@@ -162,6 +176,7 @@ def posture_lines(m: PostureMsg) -> list[str]:
         fields = []
         if not math.isnan(f):
             fields.append(f"flexion_deg={f!r}")
+            fields.append(wear)
         if not math.isnan(la):
             fields.append(f"lateral_deg={la!r}")
         if not fields:

@@ -63,7 +63,9 @@ class PatientReport:
         minutes: per-minute series read; slouches: episodes starting in the range.
         source: where the minutes came from (``trend.posture_1m``, ``raw posture``, ``sqlite``).
         store: the database address.
-        rate_hz: samples -> wear minutes; min_wear_min: minutes that make a day with data.
+        rate_hz: mean sample rate of the data read, Hz (samples / wear seconds; NaN without
+            data): reported, never used to compute wear, which is the samples' own periods.
+        min_wear_min: minutes that make a day with data.
         settings: ``patient_config`` points in force during the range (the one in force at
             its start, then every change), oldest first.
         days, totals, rtm: the figures.
@@ -189,7 +191,7 @@ def read_minutes(store: Store, patient: str, edges: npt.NDArray[np.int64], sourc
 
 def build(
     store: Store, patient: str, first: dt.date, last: dt.date, *,
-    rate_hz: float, min_wear_min: float, default_threshold_deg: float, default_severe_deg: float,
+    min_wear_min: float, default_threshold_deg: float, default_severe_deg: float,
     tz: str | None = None, source: Source = "auto", progress: Progress | None = None,
 ) -> PatientReport:
     """Read and compute a patient's report (nothing is written).
@@ -198,7 +200,6 @@ def build(
         store: where posture, episodes and settings are stored.
         patient: pseudonymous id.
         first, last: the range, local dates (inclusive).
-        rate_hz: sample rate, Hz (samples -> wear minutes).
         min_wear_min: wear minutes that make a local day a day with data.
         default_threshold_deg, default_severe_deg: zone limits before any stored setting, degrees.
         tz: time zone override; None: the patient's latest stored ``timezone``, else UTC.
@@ -233,11 +234,13 @@ def build(
     sev = _per_minute_setting(records, "severe_deg", minutes.t_ns, default_severe_deg)
     start_ns = np.array([s.start_ns for s in slouches], dtype=np.int64)
     days = day_figures(
-        minutes.t_ns, minutes.flexion_mean_deg, minutes.samples, minutes.still_samples, dates, edges,
+        minutes.t_ns, minutes.flexion_mean_deg, minutes.wear_s, minutes.still_s, dates, edges,
         start_ns, np.array([s.duration_s for s in slouches]),
-        rate_hz=rate_hz, threshold_deg=thr, severe_deg=sev, min_wear_min=min_wear_min,
+        threshold_deg=thr, severe_deg=sev, min_wear_min=min_wear_min,
     )
     nan = float("nan")
+    wear_s = float(minutes.wear_s.sum())
+    rate_hz = float(minutes.samples.sum()) / wear_s if wear_s > 0 else nan
     neutral_band = baseline_band([d.time_neutral_pct if d.has_data else nan for d in days], BASELINE_DAYS)
     slouch_band = baseline_band([d.slouches_per_hour if d.has_data else nan for d in days], BASELINE_DAYS)
     return PatientReport(
@@ -271,7 +274,7 @@ def to_json(r: PatientReport) -> dict[str, Any]:
     return {
         "patient": r.patient, "from": r.first.isoformat(), "to": r.last.isoformat(),
         "timezone": r.tz, "timezone_source": r.tz_source, "source": r.source,
-        "min_wear_min": r.min_wear_min, "rate_hz": r.rate_hz,
+        "min_wear_min": r.min_wear_min, "rate_hz": _num(r.rate_hz),
         "days_with_data": t.days_with_data,
         "wear_time_min": _num(t.wear_time_min),
         "time_neutral_pct": _num(t.time_neutral_pct),

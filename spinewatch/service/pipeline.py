@@ -231,7 +231,7 @@ async def run_demo(
         start_ns = source.start_utc_ns
         end_ns = start_ns + int(duration_s * NS_PER_S) + NS_PER_S
         summary, png, csv_path = await loop.run_in_executor(
-            None, build_report, store, patient, start_ns, end_ns, DEMO_RATE_HZ, pcfg.threshold_deg, out_dir,
+            None, build_report, store, patient, start_ns, end_ns, pcfg.threshold_deg, out_dir,
         )
         return DemoResult(
             samples=totals.samples, posture_messages=totals.posture_messages, events=totals.events,

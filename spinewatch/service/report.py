@@ -20,7 +20,7 @@ class SessionSummary:
     """Figures of one patient over one period.
 
     Attributes:
-        wear_time_min: minutes with posture data.
+        wear_time_min: minutes with posture data: the samples' own periods summed (wear seconds / 60).
         time_neutral_pct: share of worn minutes whose mean flexion is below the slouch
             threshold, % (the dashboards' definition, docs/dashboards.md; lying counts as
             neutral).
@@ -46,16 +46,20 @@ class SessionSummary:
 
 
 def summarize(
-    minutes: MinuteSeries, slouches: list[SlouchRow], rate_hz: float, threshold_deg: float = 20.0,
+    minutes: MinuteSeries, slouches: list[SlouchRow], threshold_deg: float = 20.0,
     alerts: list[Record] | None = None,
 ) -> SessionSummary:
-    """Summary figures from per-minute posture, the episode list and the ``alert`` points."""
-    samples = float(minutes.samples.sum())
-    wear_min = samples / rate_hz / 60.0
-    if samples > 0:
-        neutral = float(minutes.samples[minutes.flexion_mean_deg < threshold_deg].sum())
-        neutral_frac = neutral / samples
-        mean_flex = float(np.nansum(minutes.flexion_mean_deg * minutes.samples) / samples)
+    """Summary figures from per-minute posture, the episode list and the ``alert`` points.
+
+    Wear time is the minutes' wear seconds (each sample counts its own message's period), so a
+    sensor at 10 Hz is credited the same wear as one at 100 Hz; shares are weighted by it too.
+    """
+    wear_s = float(minutes.wear_s.sum())
+    wear_min = wear_s / 60.0
+    if wear_s > 0:
+        neutral = float(minutes.wear_s[minutes.flexion_mean_deg < threshold_deg].sum())
+        neutral_frac = neutral / wear_s
+        mean_flex = float(np.nansum(minutes.flexion_mean_deg * minutes.wear_s) / wear_s)
     else:
         neutral_frac, mean_flex = 1.0, float("nan")
     alerts = alerts or []
@@ -180,8 +184,7 @@ def write_report_png(
 
 
 def build_report(
-    store: Store, patient: str, start_ns: int, end_ns: int, rate_hz: float, threshold_deg: float,
-    out_dir: Path,
+    store: Store, patient: str, start_ns: int, end_ns: int, threshold_deg: float, out_dir: Path,
 ) -> tuple[SessionSummary, Path, Path]:
     """Read the period from ``store`` and write ``report.png`` and ``slouch_events.csv``.
 
@@ -192,7 +195,7 @@ def build_report(
     minutes = store.minutes(patient, start_ns, end_ns)
     slouches = store.slouches(patient, start_ns, end_ns)
     alerts = store.records("alert", patient, start_ns, end_ns)
-    summary = summarize(minutes, slouches, rate_hz, threshold_deg, alerts)
+    summary = summarize(minutes, slouches, threshold_deg, alerts)
     png = out_dir / "report.png"
     csv_path = out_dir / "slouch_events.csv"
     write_report_png(patient, minutes, slouches, summary, threshold_deg, png, alerts)

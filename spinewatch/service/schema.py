@@ -5,11 +5,12 @@ InfluxDB 1.x layout (docs/storage.md):
 | retention policy | duration | holds |
 |---|---|---|
 | ``raw`` (default) | ``raw_retention`` (90 days) | ``posture`` (100 Hz samples), ``slouch`` |
-| ``trend`` | forever | ``posture_1m`` (per-minute means, counts, upright-still counts), ``slouch`` (copied) |
+| ``trend`` | forever | ``posture_1m`` (per-minute means, counts, wear and upright-still seconds), ``slouch`` |
 | ``settings`` | forever | ``patient_config``, ``calibration`` (written by ingest next to the ones in ``raw``) |
 
 Continuous queries fill ``trend`` as data arrives; ``--backfill`` runs the same statements
-over data written before they existed.
+over data written before they existed, and recomputes every minute's wear seconds (raw points
+stored before ``wear_s`` existed are credited ``LEGACY_SAMPLE_S`` each: docs/storage.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from spinewatch.service.storage import SETTINGS_MEASUREMENTS, SETTINGS_RP
+from spinewatch.service.storage import LEGACY_SAMPLE_S, SETTINGS_MEASUREMENTS, SETTINGS_RP, WEAR_FIELD
 
 _DURATION_RE: Final = re.compile(r"^(INF|\d+[hdw])$")
 
@@ -38,19 +39,31 @@ def parse_retention_s(duration: str) -> int:
     return int(duration[:-1]) * _UNIT_S[duration[-1]]
 
 
-# Per-minute aggregates of the 100 Hz series: what trend dashboards and long reports read.
-POSTURE_1M_SELECT: Final = (
+# Seconds of wear of a group of raw points: their own periods (``wear_s``), plus LEGACY_SAMPLE_S
+# for each point stored without one. InfluxQL has no COALESCE: when no point of the group has
+# ``wear_s`` the sum is null and so is the whole expression (the point then gets no such field);
+# WEAR_S_LEGACY covers those groups, and --backfill runs it before the exact statements.
+WEAR_S_EXACT: Final = (f'sum("{WEAR_FIELD}") + (count("flexion_deg") - count("{WEAR_FIELD}")) * {LEGACY_SAMPLE_S!r}')
+WEAR_S_LEGACY: Final = f'count("flexion_deg") * {LEGACY_SAMPLE_S!r}'
+
+# Per-minute aggregates of the raw series: what trend dashboards and long reports read.
+_POSTURE_1M: Final = (
     'SELECT mean("flexion_deg") AS "flexion_deg", mean("lateral_deg") AS "lateral_deg", '
-    'count("flexion_deg") AS "samples", mean("state") AS "slouch_fraction" '
-    'INTO "{db}"."trend"."posture_1m" FROM "{db}"."raw"."posture" {where}GROUP BY time(1m), *'
+    'count("flexion_deg") AS "samples", mean("state") AS "slouch_fraction", {wear} AS "wear_s" '
+    'INTO "{{db}}"."trend"."posture_1m" FROM "{{db}}"."raw"."posture" {{where}}GROUP BY time(1m), *'
 )
-# Upright-still samples per minute (activity 2), into the same points of posture_1m (InfluxDB
-# merges the fields of points with the same series and time): prolonged sitting over weeks.
-# A separate query because InfluxQL 1.x has no conditional aggregate.
-POSTURE_1M_STILL_SELECT: Final = (
-    'SELECT count("activity") AS "still_samples" '
-    'INTO "{db}"."trend"."posture_1m" FROM "{db}"."raw"."posture" WHERE "activity" = 2 {where}GROUP BY time(1m), *'
+POSTURE_1M_SELECT: Final = _POSTURE_1M.format(wear=WEAR_S_EXACT)
+POSTURE_1M_LEGACY_SELECT: Final = _POSTURE_1M.format(wear=WEAR_S_LEGACY)
+# Upright-still samples and seconds per minute (activity 2), into the same points of posture_1m
+# (InfluxDB merges the fields of points with the same series and time): prolonged sitting over
+# weeks. A separate query because InfluxQL 1.x has no conditional aggregate.
+_POSTURE_1M_STILL: Final = (
+    'SELECT count("activity") AS "still_samples", {wear} AS "still_s" '
+    'INTO "{{db}}"."trend"."posture_1m" FROM "{{db}}"."raw"."posture" WHERE "activity" = 2 {{where}}'
+    'GROUP BY time(1m), *'
 )
+POSTURE_1M_STILL_SELECT: Final = _POSTURE_1M_STILL.format(wear=WEAR_S_EXACT)
+POSTURE_1M_STILL_LEGACY_SELECT: Final = _POSTURE_1M_STILL.format(wear=WEAR_S_LEGACY)
 # Episodes are kept forever too; 1-s buckets never merge two (they are seconds apart).
 SLOUCH_COPY_SELECT: Final = (
     'SELECT max("duration_s") AS "duration_s", max("peak_deg") AS "peak_deg", '
@@ -104,9 +117,17 @@ class Influx1Schema:
         ]
 
     def backfill_statements(self) -> list[str]:
-        """Fill ``trend`` and ``settings`` from all raw data already stored (run once after ``init``)."""
+        """Fill ``trend`` and ``settings`` from all raw data already stored (run once after ``init``,
+        and once after upgrading to wear seconds from the samples' own periods).
+
+        Every minute is first written with the legacy wear (LEGACY_SAMPLE_S per point), then
+        overwritten by the exact one wherever a point of the minute carries ``wear_s``: minutes
+        of old points keep the old 100 Hz assumption, every other minute its own periods.
+        """
         where = "WHERE time > 0 "
-        return [POSTURE_1M_SELECT.format(db=self.db, where=where),
+        return [POSTURE_1M_LEGACY_SELECT.format(db=self.db, where=where),
+                POSTURE_1M_STILL_LEGACY_SELECT.format(db=self.db, where="AND time > 0 "),
+                POSTURE_1M_SELECT.format(db=self.db, where=where),
                 POSTURE_1M_STILL_SELECT.format(db=self.db, where="AND time > 0 "),
                 SLOUCH_COPY_SELECT.format(db=self.db, where=where),
                 *(SETTINGS_COPY_SELECT.format(db=self.db, m=m) for m in SETTINGS_MEASUREMENTS)]

@@ -30,8 +30,10 @@ from spinewatch.errors import ConnectionFailed
 from spinewatch.service.schema import parse_retention_s
 from spinewatch.service.storage import (
     HTTP_TIMEOUT_S,
+    LEGACY_SAMPLE_S,
     SETTINGS_MEASUREMENTS,
     SETTINGS_RP,
+    WEAR_FIELD,
     StoreRejected,
 )
 
@@ -65,8 +67,13 @@ class Influx2Schema:
         return parse_retention_s(self.raw_retention)
 
     def posture_flux(self, start: str = "-5m") -> str:
-        """Per-minute means, sample counts, upright-still counts (``still_samples``) and slouch
-        fraction of ``posture`` into ``posture_1m``, as the 1.x continuous queries do.
+        """Per-minute means, sample counts, upright-still counts (``still_samples``), slouch
+        fraction, wear seconds (``wear_s``) and upright-still seconds (``still_s``) of ``posture``
+        into ``posture_1m``, as the 1.x continuous queries do.
+
+        Wear seconds are the sum of the points' own periods (``wear_s``, beside every
+        ``flexion_deg``); a point stored without one (before the field existed) counts
+        LEGACY_SAMPLE_S, as in the 1.x backfill.
 
         Each run re-aggregates the last few minutes (``start``), so a minute that was still
         filling at the previous run, or late data, is rewritten with the complete figures
@@ -87,7 +94,20 @@ still = data
     |> filter(fn: (r) => r._field == "activity" and r._value == 2)
     |> aggregateWindow(every: 1m, fn: count, createEmpty: false, timeSrc: "_start")
     |> map(fn: (r) => ({{r with _field: "still_samples"}}))
-union(tables: [means, samples, still])
+periods = data
+    |> filter(fn: (r) => r._field == "flexion_deg" or r._field == "{WEAR_FIELD}" or r._field == "activity")
+    |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+    |> filter(fn: (r) => exists r.flexion_deg)
+    |> map(fn: (r) => ({{r with _value:
+        if exists r.{WEAR_FIELD} then float(v: r.{WEAR_FIELD}) else {LEGACY_SAMPLE_S!r}}}))
+wear = periods
+    |> aggregateWindow(every: 1m, fn: sum, createEmpty: false, timeSrc: "_start")
+    |> set(key: "_field", value: "wear_s")
+still_s = periods
+    |> filter(fn: (r) => exists r.activity and r.activity == 2)
+    |> aggregateWindow(every: 1m, fn: sum, createEmpty: false, timeSrc: "_start")
+    |> set(key: "_field", value: "still_s")
+union(tables: [means, samples, still, wear, still_s])
     |> set(key: "_measurement", value: "posture_1m")
     |> to(bucket: "{self.trend_bucket}")
 '''

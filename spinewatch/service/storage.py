@@ -50,6 +50,15 @@ POLICIES_RETRY_S: Final = 60.0
 # the retention policy ``settings`` (forever), which the readers of settings read too.
 SETTINGS_RP: Final = "settings"
 SETTINGS_MEASUREMENTS: Final = ("patient_config", "calibration")
+# Wear time comes from the data's own clock, never from a configured rate: every raw ``posture``
+# point that has a ``flexion_deg`` also carries ``wear_s``, the seconds of wear it stands for
+# (its message's sample period, ``dt_ns / 1e9``: 0.1 at 10 Hz, 0.005 at 200 Hz). Wear seconds of
+# any span are ``sum("wear_s")``; ``trend.posture_1m`` holds them per minute (``wear_s``, and
+# ``still_s`` for the upright-still ones). Points stored before the field existed (ingest older
+# than this) carry no period: they are credited LEGACY_SAMPLE_S each, the fixed 100 Hz that was
+# assumed for every point then (docs/storage.md "Wear time").
+WEAR_FIELD: Final = "wear_s"
+LEGACY_SAMPLE_S: Final = 0.01
 
 Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg
 
@@ -69,6 +78,9 @@ class MinuteSeries:
         samples: (M,) int64 number of samples in the minute.
         slouch_fraction: (M,) fraction of samples in a confirmed slouch (0..1).
         still_samples: (M,) int64 samples of the minute with activity "upright still" (2).
+        wear_s: (M,) float64 seconds of wear in the minute: the sum of its samples' own
+            periods (0..60 per device), what wear minutes are made of.
+        still_s: (M,) float64 of them upright still (activity 2), seconds.
     """
 
     t_ns: npt.NDArray[np.int64]
@@ -77,6 +89,8 @@ class MinuteSeries:
     samples: npt.NDArray[np.int64]
     slouch_fraction: npt.NDArray[np.float64]
     still_samples: npt.NDArray[np.int64]
+    wear_s: npt.NDArray[np.float64]
+    still_s: npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +136,9 @@ class PostureChunk:
         lateral_deg: (N,) float64 lateral bend, degrees (right positive); NaN where null.
         state: (N,) int8 0 neutral, 1 confirmed slouch; -1 where not sent.
         activity: (N,) int8 1 lying, 2 upright still, 3 upright moving (0 unknown); -1 where not sent.
+        wear_s: (N,) float64 seconds of wear each sample stands for (its message's sample
+            period); NaN where flexion_deg is (no wear), and for InfluxDB points stored
+            before the period was (see WEAR_FIELD).
     """
 
     end_ns: int
@@ -131,6 +148,7 @@ class PostureChunk:
     lateral_deg: npt.NDArray[np.float64]
     state: npt.NDArray[np.int8]
     activity: npt.NDArray[np.int8]
+    wear_s: npt.NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -149,17 +167,17 @@ class Episode:
 
 
 def _posture_chunk(end_ns: int, parts: list[tuple[Any, ...]]) -> PostureChunk:
-    """Concatenate (t, device, flex, lat, state, activity) array tuples; sort by (time, device)."""
+    """Concatenate (t, device, flex, lat, state, activity, wear_s) array tuples; sort by (time, device)."""
     if not parts:
         return PostureChunk(end_ns, np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0),
-                            np.zeros(0, np.int8), np.zeros(0, np.int8))
-    cols = [np.concatenate([p[k] for p in parts]) for k in range(6)]
+                            np.zeros(0, np.int8), np.zeros(0, np.int8), np.zeros(0))
+    cols = [np.concatenate([p[k] for p in parts]) for k in range(7)]
     if not np.all(np.diff(cols[0]) > 0):  # one device's rows come sorted; several interleave
         order = np.lexsort((cols[1], cols[0]))
         cols = [c[order] for c in cols]
-    t, dev, flex, lat, state, act = cols
+    t, dev, flex, lat, state, act, wear = cols
     return PostureChunk(end_ns, t.astype(np.int64), dev.astype(object), flex.astype(np.float64),
-                        lat.astype(np.float64), state.astype(np.int8), act.astype(np.int8))
+                        lat.astype(np.float64), state.astype(np.int8), act.astype(np.int8), wear.astype(np.float64))
 
 
 def _codes_or_missing(col: Sequence[Any]) -> npt.NDArray[np.int8]:
@@ -232,17 +250,27 @@ class Store(Protocol):
 
 def _empty_minutes() -> MinuteSeries:
     z = np.zeros(0)
-    return MinuteSeries(np.zeros(0, np.int64), z, z, np.zeros(0, np.int64), z, np.zeros(0, np.int64))
+    return MinuteSeries(np.zeros(0, np.int64), z, z, np.zeros(0, np.int64), z, np.zeros(0, np.int64), z, z)
+
+
+def legacy_wear_s(wear_s: npt.ArrayLike, samples: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """``wear_s`` where known; ``samples x LEGACY_SAMPLE_S`` where it is NaN (a minute of
+    ``trend.posture_1m`` computed before the field existed and not yet backfilled)."""
+    w = np.asarray(wear_s, dtype=np.float64)
+    return np.where(np.isnan(w), np.nan_to_num(np.asarray(samples, dtype=np.float64)) * LEGACY_SAMPLE_S, w)
 
 
 def _merge_minutes(t_ns: npt.NDArray[np.int64], cols: npt.NDArray[np.float64]) -> MinuteSeries:
-    """One minute series from per-device rows: ``cols`` = (R, 5) flexion mean, lateral mean,
-    samples, slouch fraction, still samples at minute starts ``t_ns`` (R,); devices sharing a
-    minute are combined, weighted by their samples."""
+    """One minute series from per-device rows: ``cols`` = (R, 7) flexion mean, lateral mean,
+    samples, slouch fraction, still samples, wear seconds, still seconds at minute starts
+    ``t_ns`` (R,); devices sharing a minute are combined, their means weighted by their samples
+    (as one InfluxQL mean() over both devices' points would be)."""
     if len(t_ns) == 0:
         return _empty_minutes()
     uniq, inv = np.unique(t_ns, return_inverse=True)
     n = np.nan_to_num(cols[:, 2])
+    wear = legacy_wear_s(cols[:, 5], n)
+    still = legacy_wear_s(cols[:, 6], cols[:, 4])
 
     def total(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         # float64 with weights (numpy's stub says intp); asarray adds no copy
@@ -253,6 +281,7 @@ def _merge_minutes(t_ns: npt.NDArray[np.int64], cols: npt.NDArray[np.float64]) -
     return MinuteSeries(
         uniq.astype(np.int64), total(cols[:, 0] * n) / w, total(cols[:, 1] * n) / w,
         n_sum.astype(np.int64), total(cols[:, 3] * n) / w, total(cols[:, 4]).astype(np.int64),
+        total(wear), total(still),
     )
 
 
@@ -309,8 +338,10 @@ class _InfluxHttp:
         return list(res.get("series", []))
 
     def minutes(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries:
+        # wear seconds: the points' own periods, plus LEGACY_SAMPLE_S per point stored without one
         series = self.query(
-            'SELECT mean("flexion_deg"), mean("lateral_deg"), count("flexion_deg"), mean("state") '
+            'SELECT mean("flexion_deg"), mean("lateral_deg"), count("flexion_deg"), mean("state"), '
+            f'sum("{WEAR_FIELD}"), count("{WEAR_FIELD}") '
             f'FROM "posture" WHERE "patient" = {_q(patient)} '
             f"AND time >= {start_ns} AND time < {end_ns} GROUP BY time(1m) fill(none)"
         )
@@ -319,19 +350,25 @@ class _InfluxHttp:
         v = series[0]["values"]
         a = np.array([[np.nan if x is None else x for x in row] for row in v], dtype=np.float64)
         t = np.array([row[0] for row in v], dtype=np.int64)
+        wear = np.nan_to_num(a[:, 5]) + (np.nan_to_num(a[:, 3]) - np.nan_to_num(a[:, 6])) * LEGACY_SAMPLE_S
         still = np.zeros(len(t))
+        still_s = np.zeros(len(t))
         s_series = self.query(
-            'SELECT count("activity") FROM "posture" WHERE "activity" = 2 AND '
+            f'SELECT count("activity"), sum("{WEAR_FIELD}"), count("{WEAR_FIELD}"), count("flexion_deg") '
+            'FROM "posture" WHERE "activity" = 2 AND '
             f'"patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns} GROUP BY time(1m) fill(none)'
         )
         if s_series:
             sv = s_series[0]["values"]
             st = np.array([row[0] for row in sv], dtype=np.int64)
+            sa = np.array([[np.nan if x is None else x for x in row[1:]] for row in sv], dtype=np.float64)
             idx = np.minimum(np.searchsorted(t, st), len(t) - 1)
             hit = t[idx] == st  # a still minute without a flexion estimate is not a worn minute
-            still[idx[hit]] = np.array([row[1] for row in sv], dtype=np.float64)[hit]
+            still[idx[hit]] = sa[hit, 0]
+            sa = np.nan_to_num(sa)
+            still_s[idx[hit]] = (sa[:, 1] + (sa[:, 3] - sa[:, 2]) * LEGACY_SAMPLE_S)[hit]
         return MinuteSeries(t, a[:, 1], a[:, 2], a[:, 3].astype(np.int64), np.nan_to_num(a[:, 4]),
-                            still.astype(np.int64))
+                            still.astype(np.int64), wear, still_s)
 
     def retention_policies(self) -> frozenset[str]:
         """Names of the database's retention policies (its DBRP mappings on 2.x)."""
@@ -365,7 +402,7 @@ class _InfluxHttp:
         """Like :meth:`minutes`, from the per-minute points of ``trend.posture_1m`` (filled by the
         continuous queries of ``spinewatch influx init``): what reports over weeks read."""
         series = self.query(
-            'SELECT "flexion_deg", "lateral_deg", "samples", "slouch_fraction", "still_samples" '
+            'SELECT "flexion_deg", "lateral_deg", "samples", "slouch_fraction", "still_samples", "wear_s", "still_s" '
             f'FROM "trend"."posture_1m" WHERE "patient" = {_q(patient)} '
             f"AND time >= {start_ns} AND time < {end_ns}"
         )
@@ -451,7 +488,7 @@ class _InfluxHttp:
         for a, b in _windows(start_ns, end_ns, window_ns):
             parts: list[tuple[Any, ...]] = []
             for series in self._query_stream(
-                'SELECT "flexion_deg", "lateral_deg", "state", "activity" FROM "posture" '
+                f'SELECT "flexion_deg", "lateral_deg", "state", "activity", "{WEAR_FIELD}" FROM "posture" '
                 f'WHERE "patient" = {_q(patient)} AND time >= {a} AND time < {b} GROUP BY "device"'
             ):
                 idx = {c: i for i, c in enumerate(series["columns"])}
@@ -464,6 +501,8 @@ class _InfluxHttp:
                     np.array(cols[idx["time"]], np.int64), np.full(n, dev, dtype=object),
                     np.array(cols[idx["flexion_deg"]], np.float64), np.array(cols[idx["lateral_deg"]], np.float64),
                     _codes_or_missing(cols[idx["state"]]), _codes_or_missing(cols[idx["activity"]]),
+                    np.array([np.nan if x is None else x for x in cols[idx[WEAR_FIELD]]], np.float64)
+                    if WEAR_FIELD in idx else np.full(n, np.nan),  # no point of the window has one
                 ))
             yield _posture_chunk(b, parts)
 
@@ -724,19 +763,24 @@ class SqliteStore:
         state = np.frombuffer(b"".join(bytes(r[2]) if r[5] is None else r[5] for r in rows),
                               np.int8).astype(np.float64)
         still = np.frombuffer(b"".join(bytes(r[2]) if r[6] is None else r[6] for r in rows), np.int8) == 2
+        wear = np.repeat(dt.astype(np.float64) / 1e9, n)  # each sample: its own message's period, s
         keep = (t >= start_ns) & (t < end_ns) & ~np.isnan(flex)
-        t, flex, lat, state, still = t[keep], flex[keep], lat[keep], state[keep], still[keep]
+        t, flex, lat, state, still, wear = t[keep], flex[keep], lat[keep], state[keep], still[keep], wear[keep]
         if len(t) == 0:
             return _empty_minutes()
         minute = t // NS_PER_MIN
         uniq, inv, counts = np.unique(minute, return_inverse=True, return_counts=True)
 
-        def mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            return np.bincount(inv, weights=x, minlength=len(uniq)) / counts
+        wear_min = np.bincount(inv, weights=wear, minlength=len(uniq))
+
+        def mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:  # per sample, as InfluxQL's mean()
+            return np.asarray(np.bincount(inv, weights=x, minlength=len(uniq)) / counts, np.float64)
 
         return MinuteSeries(uniq * NS_PER_MIN, mean(flex), mean(np.nan_to_num(lat)),
                             counts.astype(np.int64), mean(state),
-                            np.bincount(inv, weights=still, minlength=len(uniq)).astype(np.int64))
+                            np.bincount(inv, weights=still, minlength=len(uniq)).astype(np.int64),
+                            np.asarray(wear_min, np.float64),
+                            np.asarray(np.bincount(inv, weights=wear * still, minlength=len(uniq)), np.float64))
 
     def has_patient(self, patient: str) -> bool:
         """Whether any posture, slouch or settings row of ``patient`` is stored."""
@@ -816,7 +860,8 @@ class SqliteStore:
                 t = t0 + dt * np.arange(n, dtype=np.int64)
                 cols = (t, np.full(n, dev, dtype=object), np.frombuffer(f, "<f4"), np.frombuffer(la, "<f4"),
                         np.full(n, -1, np.int8) if st is None else np.frombuffer(st, np.int8),
-                        np.full(n, -1, np.int8) if ac is None else np.frombuffer(ac, np.int8))
+                        np.full(n, -1, np.int8) if ac is None else np.frombuffer(ac, np.int8),
+                        np.where(np.isnan(np.frombuffer(f, "<f4")), np.nan, dt / 1e9))  # as InfluxDB's wear_s
                 # a sample with neither angle is no point in InfluxDB either (line protocol skips it)
                 inside = (t >= a) & (t < b) & ~(np.isnan(cols[2]) & np.isnan(cols[3]))
                 if not inside.all():

@@ -4,16 +4,17 @@ Pure arithmetic on arrays (no I/O). The definitions are the dashboards' ones
 (docs/dashboards.md "Definitions"), computed per local day of the patient instead of per
 UTC day:
 
-- wear time: posture samples / ``rate_hz`` / 60, minutes;
-- worn minute: a minute with at least one sample;
+- wear time: the sum of the posture samples' own periods (each sample stands for its
+  message's ``dt_ns``), seconds / 60, minutes: the same at 10 Hz as at 200 Hz;
+- worn minute: a minute with at least one sample (wear seconds > 0);
 - zone of a minute: by its **mean** flexion, neutral below ``threshold_deg``, mild from
   ``threshold_deg`` to below ``severe_deg``, severe from ``severe_deg`` (lying counts as
   neutral, as on the dashboards);
 - time neutral: neutral minutes / worn minutes x 100;
 - slouch episode: counted on the day and hour it starts;
 - prolonged sitting: a run of minutes whose trailing ``sit_bout_min``-minute window is at
-  least ``sit_min_share`` upright still (minutes without data count as not still), counted
-  once per run, on the day its first window starts;
+  least ``sit_min_share`` upright still (upright-still seconds / 60 s; minutes without data
+  count as not still), counted once per run, on the day its first window starts;
 - day with data: a day with at least ``min_wear_min`` minutes of wear time.
 """
 
@@ -43,13 +44,13 @@ class DayFigures:
 
     Attributes:
         date: local calendar date (patient's time zone).
-        wear_time_min: posture samples / rate / 60, minutes.
+        wear_time_min: wear seconds (the samples' own periods) / 60, minutes.
         worn_min: minutes with at least one sample.
         neutral_min, mild_min, severe_min: worn minutes whose mean flexion is in each zone.
         slouch_count: slouch episodes starting that day.
         longest_slouch_s: longest of them, seconds (0 if none).
         sitting_bouts_over_30min: prolonged-sitting bouts starting that day.
-        mean_flexion_deg: sample-weighted mean flexion, degrees (NaN without data).
+        mean_flexion_deg: wear-time-weighted mean flexion, degrees (NaN without data).
         has_data: wear_time_min >= min_wear_min (a day with data, RTM).
     """
 
@@ -119,20 +120,19 @@ def local_day_edges_ns(first: dt.date, last: dt.date, tz: str) -> tuple[list[dt.
 
 
 def sitting_bout_starts_ns(
-    t_ns: npt.ArrayLike, still_samples: npt.ArrayLike, rate_hz: float,
+    t_ns: npt.ArrayLike, still_s: npt.ArrayLike,
     window_min: int = SIT_BOUT_MIN, min_share: float = SIT_MIN_SHARE,
 ) -> npt.NDArray[np.int64]:
     """Start times of prolonged-sitting bouts (the dashboards' "Minutes in prolonged sitting").
 
-    Each minute's upright-still share is ``still_samples / (60 * rate_hz)`` (0 for minutes
-    without data). A minute *qualifies* when the mean share over it and the
-    ``window_min - 1`` minutes before it is at least ``min_share``; a run of qualifying
-    minutes is one bout, starting at the first minute of its first window.
+    Each minute's upright-still share is ``still_s / 60`` (0 for minutes without data). A
+    minute *qualifies* when the mean share over it and the ``window_min - 1`` minutes before it
+    is at least ``min_share``; a run of qualifying minutes is one bout, starting at the first
+    minute of its first window.
 
     Args:
         t_ns: (M,) int64 UTC minute starts, ns, increasing, multiples of 60 s.
-        still_samples: (M,) samples of each minute with activity "upright still".
-        rate_hz: sample rate, Hz.
+        still_s: (M,) seconds of each minute with activity "upright still" (the samples' own periods).
         window_min: window length, minutes.
         min_share: share of the window upright still, 0..1.
 
@@ -140,17 +140,17 @@ def sitting_bout_starts_ns(
         (B,) int64 UTC ns.
     """
     t = np.asarray(t_ns, dtype=np.int64)
-    still = np.asarray(still_samples, dtype=np.float64)
+    still = np.asarray(still_s, dtype=np.float64)
     if t.shape != still.shape or t.ndim != 1:
-        raise ValueError(f"t_ns and still_samples must be equal-length 1-D arrays, got {t.shape}, {still.shape}")
-    if not rate_hz > 0 or window_min < 1:
-        raise ValueError(f"need rate_hz > 0 and window_min >= 1, got {rate_hz}, {window_min}")
+        raise ValueError(f"t_ns and still_s must be equal-length 1-D arrays, got {t.shape}, {still.shape}")
+    if window_min < 1:
+        raise ValueError(f"need window_min >= 1, got {window_min}")
     if t.size == 0:
         return np.zeros(0, np.int64)
     m0 = t[0] // NS_PER_MIN
     idx = t // NS_PER_MIN - m0
     share = np.zeros(int(idx[-1]) + 1)
-    share[idx] = still / (60.0 * rate_hz)
+    share[idx] = still / 60.0
     if share.size < window_min:
         return np.zeros(0, np.int64)
     c = np.concatenate(([0.0], np.cumsum(share)))
@@ -171,14 +171,13 @@ def _per_minute(x: FloatOrArray, m: int, name: str) -> npt.NDArray[np.float64]:
 def day_figures(
     t_ns: npt.ArrayLike,
     flexion_mean_deg: npt.ArrayLike,
-    samples: npt.ArrayLike,
-    still_samples: npt.ArrayLike,
+    wear_s: npt.ArrayLike,
+    still_s: npt.ArrayLike,
     dates: Sequence[dt.date],
     day_edges_ns: npt.ArrayLike,
     slouch_start_ns: npt.ArrayLike,
     slouch_duration_s: npt.ArrayLike,
     *,
-    rate_hz: float,
     threshold_deg: FloatOrArray,
     severe_deg: FloatOrArray,
     min_wear_min: float,
@@ -190,34 +189,31 @@ def day_figures(
     Args:
         t_ns: (M,) int64 UTC minute starts, ns, increasing.
         flexion_mean_deg: (M,) mean flexion of each minute, degrees (relative to neutral).
-        samples: (M,) posture samples of each minute.
-        still_samples: (M,) of them with activity "upright still".
+        wear_s: (M,) wear seconds of each minute: the sum of its samples' own periods.
+        still_s: (M,) of them with activity "upright still", seconds.
         dates: (D,) local dates; day k is ``[day_edges_ns[k], day_edges_ns[k + 1])``.
         day_edges_ns: (D + 1,) int64 UTC ns (see :func:`local_day_edges_ns`).
         slouch_start_ns: (K,) int64 UTC episode starts, ns.
         slouch_duration_s: (K,) episode durations, seconds.
-        rate_hz: posture sample rate, Hz (samples -> minutes).
         threshold_deg, severe_deg: zone limits in force, degrees: one number, or (M,) per minute.
         min_wear_min: wear time that makes a day a day with data, minutes.
         sit_bout_min, sit_min_share: prolonged-sitting window (:func:`sitting_bout_starts_ns`).
     """
     t = np.asarray(t_ns, dtype=np.int64)
     flex = np.asarray(flexion_mean_deg, dtype=np.float64)
-    n = np.asarray(samples, dtype=np.float64)
-    still = np.asarray(still_samples, dtype=np.float64)
+    n = np.asarray(wear_s, dtype=np.float64)
+    still = np.asarray(still_s, dtype=np.float64)
     edges = np.asarray(day_edges_ns, dtype=np.int64)
     ss = np.asarray(slouch_start_ns, dtype=np.int64).reshape(-1)
     sd = np.asarray(slouch_duration_s, dtype=np.float64).reshape(-1)
     m = t.size
     if not (t.shape == flex.shape == n.shape == still.shape) or t.ndim != 1:
-        raise ValueError("t_ns, flexion_mean_deg, samples, still_samples must be equal-length 1-D arrays, got "
+        raise ValueError("t_ns, flexion_mean_deg, wear_s, still_s must be equal-length 1-D arrays, got "
                          f"{t.shape}, {flex.shape}, {n.shape}, {still.shape}")
     if edges.shape != (len(dates) + 1,):
         raise ValueError(f"day_edges_ns must have shape ({len(dates) + 1},), got {edges.shape}")
     if ss.shape != sd.shape:
         raise ValueError(f"slouch_start_ns and slouch_duration_s differ in shape: {ss.shape}, {sd.shape}")
-    if not rate_hz > 0:
-        raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
     if not min_wear_min >= 0:
         raise ValueError(f"min_wear_min must be >= 0, got {min_wear_min}")
     if m and np.any(np.diff(t) <= 0):
@@ -237,12 +233,12 @@ def day_figures(
     c_flex = cum(np.where(worn & np.isfinite(flex), flex * n, 0.0))
     c_nflex = cum(np.where(worn & np.isfinite(flex), n, 0.0))
     ep_day = np.searchsorted(edges, ss, side="right") - 1
-    bouts = sitting_bout_starts_ns(t, still, rate_hz, sit_bout_min, sit_min_share)
+    bouts = sitting_bout_starts_ns(t, still, sit_bout_min, sit_min_share)
     bout_day = np.searchsorted(edges, bouts, side="right") - 1
     out = []
     for k, day in enumerate(dates):
         a, b = int(bounds[k]), int(bounds[k + 1])
-        wear = (c_n[b] - c_n[a]) / (60.0 * rate_hz)
+        wear = (c_n[b] - c_n[a]) / 60.0
         mine = sd[ep_day == k]
         nf = c_nflex[b] - c_nflex[a]
         out.append(DayFigures(

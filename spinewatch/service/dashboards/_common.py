@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from spinewatch.service.schema import WEAR_S_EXACT
 from spinewatch.signal import minute_summary
 from spinewatch.signal.minute_summary import BASELINE_DAYS, MIN_BASELINE_DAYS  # noqa: F401
 
@@ -15,7 +16,13 @@ DATASOURCE: Final = {"type": "influxdb", "uid": "spinewatch-influxdb"}
 # matches PostureConfig.threshold_deg), and on the multi-patient dashboards.
 THRESHOLD_DEG: Final = 20.0  # neutral below, mild from here
 SEVERE_DEG: Final = 30.0  # severe from here
-RATE_HZ: Final = 100  # posture sample rate (docs/wire-format.md): samples -> minutes
+# Seconds of wear of the raw posture points of a group: each point's own sample period (field wear_s,
+# docs/storage.md "Wear time"), whatever the sensor's rate; points stored before the field existed count
+# 0.01 s each. Null when no point of the group has wear_s: queries add fill(0), which zeroes each
+# aggregate before the arithmetic.
+WEAR_S: Final = f"({WEAR_S_EXACT})"
+WEAR_NOTE: Final = (" Each sample counts for its own sample period (the dt_ns of its message), so a sensor at "
+                    "10 Hz and one at 200 Hz worn for the same time show the same wear.")
 SIT_BOUT_MIN: Final = 30  # a sitting bout longer than this is flagged (prolonged sitting)
 # The trend band's baseline and SDC95 estimator are the report's (spinewatch/signal/minute_summary.py):
 # SDC95 = 1.96 * sqrt(2) * SD of the baseline days, SD ~= sqrt(pi / 2) * mean absolute deviation, because
@@ -37,7 +44,7 @@ DEFAULTS_NOTE: Final = (
 
 NEUTRAL_DESCRIPTION: Final = (
     "Share of worn minutes whose mean flexion is below threshold_deg (the neutral zone), %. Minutes lying "
-    "down count as neutral. Computed from 1-minute means of the 100 Hz flexion, like the zone chart and the "
+    "down count as neutral. Computed from 1-minute means of the raw flexion, like the zone chart and the "
     "trends." + THRESHOLDS_NOTE
 )
 
@@ -187,7 +194,6 @@ def variables(multi_patient: bool = False, extra: list[dict[str, Any]] | None = 
         _query_var("device", "Device",
                    'SHOW TAG VALUES FROM "posture" WITH KEY = "device" WHERE "patient" =~ /^$patient$/', True),
         *zones,
-        _constant("rate_hz", RATE_HZ, "Posture sample rate, Hz: turns sample counts into minutes."),
         *(extra or []),
     ]
 

@@ -12,6 +12,7 @@ from spinewatch.service.dashboards._common import (
     PATIENT_DEVICE,
     SERIES_FILTER,
     SETTINGS_FROM,
+    WEAR_S,
     Layout,
     dashboard,
     nav_links,
@@ -26,7 +27,7 @@ BY = ' GROUP BY "patient"'
 
 # refId -> (query, columns it adds); each is one row per patient, joined on the patient column.
 COLUMNS: dict[str, str] = {
-    "A": f'SELECT count("flexion_deg") / (60 * $rate_hz) AS "wear_min" FROM "posture" WHERE {F}{BY}',
+    "A": f'SELECT {WEAR_S} / 60 AS "wear_min" FROM "posture" WHERE {F}{BY} fill(0)',
     "B": zone_minutes("neutral", "neutral_min", BY.strip()),
     "C": f'SELECT count("duration_s") AS "slouches" FROM "slouch" WHERE {F}{BY}',
     "D": f'SELECT count("corrected") AS "alerts" FROM "alert" WHERE {F}{BY}',

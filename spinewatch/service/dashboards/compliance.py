@@ -21,8 +21,9 @@ from spinewatch.service.dashboards._common import (
 from spinewatch.signal.rtm import RTM_MIN_DAYS_HIGH, RTM_MIN_DAYS_LOW
 
 F = SERIES_FILTER
-# Minutes with posture data per UTC day, from RP "trend" (samples of each stored minute / rate).
-WEAR_MIN_DAILY = (f'SELECT sum("samples") / (60 * $rate_hz) AS "wear_min" FROM "trend"."posture_1m" '
+# Minutes with posture data per UTC day, from RP "trend" (the wear seconds of each stored minute: its
+# samples' own periods, docs/storage.md "Wear time").
+WEAR_MIN_DAILY = (f'SELECT sum("wear_s") / 60 AS "wear_min" FROM "trend"."posture_1m" '
                   f"WHERE {F} GROUP BY time(1d)")
 DAYS_WITH_DATA = f'SELECT count("wear_min") AS "days" FROM ({WEAR_MIN_DAILY}) WHERE "wear_min" >= 1 AND {OUTER_TF_DAY}'
 # The report's definitions (spinewatch/signal/rtm.py): 2-15 and 16+ are exclusive code families.

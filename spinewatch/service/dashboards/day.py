@@ -12,6 +12,8 @@ from spinewatch.service.dashboards._common import (
     SERIES_FILTER,
     SIT_BOUT_MIN,
     THRESHOLDS_NOTE,
+    WEAR_NOTE,
+    WEAR_S,
     ZONES,
     Layout,
     bars,
@@ -29,7 +31,7 @@ from spinewatch.service.dashboards._common import (
 F = SERIES_FILTER
 
 # Share of each minute spent upright still (activity 2), 0..1.
-SIT_FRACTION = (f'SELECT count("activity") / (60 * $rate_hz) AS "sit" FROM "posture" WHERE {F} '
+SIT_FRACTION = (f'SELECT {WEAR_S} / 60 AS "sit" FROM "posture" WHERE {F} '
                 'AND "activity" = 2 GROUP BY time(1m) fill(0)')
 # For each minute, the share of the preceding $sit_bout_min minutes spent upright still.
 SIT_WINDOW = f'SELECT moving_average("sit", $sit_bout_min) AS "w" FROM ({SIT_FRACTION})'
@@ -63,8 +65,8 @@ def build() -> dict[str, Any]:
     lay.add(panel("stat", "Time neutral", NEUTRAL_DESCRIPTION, neutral_pct_targets(), unit="percent", decimals=1,
                   min_=0, max_=100), 6, 4)
     for title, desc, q, unit, dec in (
-        ("Wear time", "Minutes with posture data in the selected range (samples / 100 Hz / 60).",
-         f'SELECT count("flexion_deg") / (60 * $rate_hz) AS "wear_min" FROM "posture" WHERE {F}', "m", 0),
+        ("Wear time", "Minutes with posture data in the selected range." + WEAR_NOTE,
+         f'SELECT {WEAR_S} / 60 AS "wear_min" FROM "posture" WHERE {F} fill(0)', "m", 0),
         ("Slouches", "Slouch episodes that started in the selected range.",
          f'SELECT count("duration_s") AS "slouches" FROM "slouch" WHERE {F}', "none", 0),
         ("Longest slouch", "Duration of the longest slouch episode in the selected range, minutes.",

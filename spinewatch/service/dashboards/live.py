@@ -12,6 +12,8 @@ from spinewatch.service.dashboards._common import (
     NEUTRAL_DESCRIPTION,
     SERIES_FILTER,
     THRESHOLDS_NOTE,
+    WEAR_NOTE,
+    WEAR_S,
     Layout,
     dashboard,
     nav_links,
@@ -101,8 +103,8 @@ def build() -> dict[str, Any]:
     ), 6, 5)
     lay.add(panel(
         "stat", "Wear time",
-        "Minutes with posture data in the selected time range (samples / 100 Hz / 60).",
-        [target("A", f'SELECT count("flexion_deg") / (60 * $rate_hz) AS "wear_min" FROM "posture" WHERE {F}')],
+        "Minutes with posture data in the selected time range." + WEAR_NOTE,
+        [target("A", f'SELECT {WEAR_S} / 60 AS "wear_min" FROM "posture" WHERE {F} fill(0)')],
         unit="m", decimals=0,
     ), 6, 5)
     lay.add(panel(

@@ -33,7 +33,7 @@ BASELINE = " AND time < ${__from}ms + ${baseline_days}d"  # the first baseline_d
 NEUTRAL_MIN = f'SELECT count("flexion_deg") AS "neutral_min" FROM {P1M} WHERE {F} AND "flexion_deg" < $threshold_deg'
 WORN_MIN = f'SELECT count("flexion_deg") AS "worn_min" FROM {P1M} WHERE {F}'
 SLOUCHES = f'SELECT count("duration_s") AS "slouches" FROM "trend"."slouch" WHERE {F}'
-WEAR_H = f'SELECT sum("samples") / (3600 * $rate_hz) AS "wear_h" FROM {P1M} WHERE {F}'
+WEAR_H = f'SELECT sum("wear_s") / 3600 AS "wear_h" FROM {P1M} WHERE {F}'
 
 
 def ratio_with_band(num: str, den: str, scale: str) -> list[dict[str, Any]]:
