@@ -214,8 +214,10 @@ async def _run_with_outbox(args: argparse.Namespace, cfg: Any, source: Any, outb
                                       on_event=on_event, config_updates=sub, on_haptic=on_haptic,
                                       status_interval_s=(cfg.ble.status_interval_s if args.status_interval is None
                                                          else args.status_interval))
-        # a short grace for the acknowledgements in flight; whatever is left stays in the outbox
-        await loop.run_in_executor(None, pub.wait_all_acked, 10.0)
+        # a short grace for the acknowledgements in flight (none while the broker is away);
+        # whatever is left stays in the outbox for the next start
+        if pub.connected:
+            await loop.run_in_executor(None, pub.wait_all_acked, 10.0)
         left, dropped = pub.unacked, pub.dropped
     status = source.status() if hasattr(source, "status") else {}
     print(f"bridge stopped: {totals.samples:,} samples, {totals.posture_messages:,} posture messages, "

@@ -229,6 +229,11 @@ class Publisher:
         return info
 
     @property
+    def connected(self) -> bool:
+        """The broker link is up (a wait for acknowledgements can succeed)."""
+        return self._client.is_connected()
+
+    @property
     def unacked(self) -> int:
         """Messages not yet acknowledged by the broker (in the outbox)."""
         return len(self.outbox)
