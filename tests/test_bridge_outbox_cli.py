@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -174,6 +175,19 @@ def settled(worker: IngestWorker, influx, db: str, patient: str, samples: int, e
     wait_until(quiet, 60, "the ingest worker to go quiet")
 
 
+def clinic_overview_value(store: Influx1Store, patient: str, field: str) -> list[float]:
+    """``field`` of the clinic overview's patient table over the last hour, as Grafana evaluates it."""
+    from spinewatch.service.dashboards import DASHBOARDS, evaluate, expand, resolve_query_variables, variable_defaults
+
+    dash = DASHBOARDS["clinic-overview.json"]()
+    panel = next(p for p in dash["panels"] if p["title"] == "Patients today")
+    t1 = time.time_ns() // 10**6 + 60_000
+    t0 = t1 - 3_600_000
+    vals = resolve_query_variables(dash, {**variable_defaults(dash), "patient": patient}, store.query, t0, t1)
+    res = evaluate(panel, lambda q: store.query(expand(q, vals, t0, t1, "1m")))
+    return [float(v) for frames in res.values() for f in frames if f.name == field for v in f.v.ravel()]
+
+
 def test_every_sample_stored_once_through_broker_outage_kill_9_restarts_and_influxdb_outage(
         fresh_mosquitto, fresh_influxdb1, tmp_path):
     broker, influx = fresh_mosquitto, fresh_influxdb1
@@ -319,6 +333,7 @@ def test_a_full_outbox_drops_the_oldest_posture_counted_in_the_status_and_in_inf
                    60, "a device status in InfluxDB")
         rows = query(influxdb1, db, "SELECT last(outbox_dropped) FROM device WHERE device = 'd-o'")
         assert rows[0]["last"] == dropped, "the drop count is published in the status and stored"
+        assert clinic_overview_value(store, "p-o", "outbox_dropped") == [dropped], "and shown to the clinic"
     finally:
         if watcher is not None:
             watcher.close()
