@@ -7,9 +7,10 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from spinewatch.service.config import BridgeConfig
+from spinewatch.service.config import BridgeConfig, Config
 from spinewatch.service.outbox import Outbox, OutboxBusy, open_outbox, outbox_path
 
 
@@ -108,3 +109,31 @@ def test_one_process_per_outbox_and_the_lock_goes_with_the_process(tmp_path):
     finally:
         holder.kill()
     open_outbox(bridge, "p1", "d1").close()  # kill -9 leaves no stale lock
+
+
+def test_a_restarted_bridge_never_stamps_before_what_it_sent_and_a_replay_keeps_its_anchor(tmp_path):
+    from spinewatch.model import PostureBatch
+    from spinewatch.service.cli_bridge import clock_anchor_ns
+    from spinewatch.service.publisher import Publisher
+
+    box = open_outbox(BridgeConfig(outbox_dir=str(tmp_path)), "p1", "d1")
+    now = 1_800_000_000 * 10**9
+    assert clock_anchor_ns(box, None, 0, now) == now, "a first live start maps sensor time 0 to now"
+    # the previous run stamped up to 5 s ahead of the wall clock (a sensor clock running fast)
+    pub = Publisher(Config.load({"SPINEWATCH_MQTT_URL": "mqtt://127.0.0.1:1"}).mqtt, "p1", "d1", "5", box)
+    n, dt = 100, 10_000_000
+    pub.publish_postures([PostureBatch("p1", "d1", now + 4 * 10**9, dt, np.zeros(n), np.zeros(n),
+                                       np.zeros(n, np.int8), np.zeros(n, np.int8))])
+    assert pub.last_end_utc_ns == now + 5 * 10**9
+    assert clock_anchor_ns(box, None, 0, now + 10**9) == now + 5 * 10**9, "new samples start after the old ones"
+    assert clock_anchor_ns(box, None, 0, now + 9 * 10**9) == now + 9 * 10**9
+    rec = tmp_path / "r.npz"
+    rec.write_bytes(b"a recording")
+    first = clock_anchor_ns(box, str(rec), 7 * 10**9, now + 20 * 10**9)
+    assert first == now + 20 * 10**9
+    box.close()
+    box = open_outbox(BridgeConfig(outbox_dir=str(tmp_path)), "p1", "d1")  # restarted
+    assert clock_anchor_ns(box, str(rec), 7 * 10**9, now + 99 * 10**9) == first, "a replay re-sends at the same times"
+    rec.write_bytes(b"another recording")
+    assert clock_anchor_ns(box, str(rec), 7 * 10**9, now + 99 * 10**9) == now + 99 * 10**9
+    box.close()
