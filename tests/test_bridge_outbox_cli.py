@@ -339,3 +339,31 @@ def test_a_full_outbox_drops_the_oldest_posture_counted_in_the_status_and_in_inf
             watcher.close()
         full.stop()
         worker.stop()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_clean_stop_during_an_outage_keeps_everything_for_the_next_start(fresh_mosquitto, influxdb1, tmp_path, sig):
+    broker = fresh_mosquitto
+    rec = tmp_path / "stop.npz"
+    n = make_recording(rec, 40.0, [(12.0, 25.0)])
+    db, store = make_db(influxdb1)
+    worker = start_ingest(broker, store)
+    broker.stop()
+    bridge = Bridge(tmp_path, broker.url, "p-s", "d-s", rec, speed=8.0)
+    try:
+        bridge.start()
+        wait_until(lambda: (bridge.meta("seq") or 0) >= 30, 60, "the bridge to queue most of the stream")
+        bridge.proc.send_signal(sig)  # type: ignore[union-attr]
+        assert bridge.wait(15) == 0, bridge.stderr()
+        queued = bridge.queued()
+        assert queued >= 30 and queued == (bridge.meta("seq") or 0) + bridge.stderr().count("slouch:"), \
+            "every posture message and event is still in the outbox"
+        assert f"{queued:,} messages not yet acknowledged by the broker are kept in" in bridge.stderr()
+        broker.start()
+        bridge.start()  # the next start sends the backlog first, then the recording again (same times)
+        assert bridge.wait(60) == 0, bridge.stderr()
+        settled(worker, influxdb1, db, "p-s", n, 1)
+        assert stored_samples(influxdb1, db, "p-s") == n
+    finally:
+        bridge.stop()
+        worker.stop()
