@@ -302,7 +302,8 @@ def add_bridge_commands(subparsers: Any) -> None:
     r.add_argument("--publish-interval", type=float, default=1.0, metavar="S",
                    help="seconds of samples per posture message (default 1)")
     r.add_argument("--status-interval", type=float, default=None, metavar="S",
-                   help="publish device status every S seconds (default: config ble.status_interval_s, 10)")
+                   help="publish device status (link, battery, loss counters, outbox_dropped and "
+                        "outbox_queued) every S seconds (default: config ble.status_interval_s, 10)")
     r.set_defaults(func=lambda a: asyncio.run(_run(a)))
 
     c = sub.add_parser(
