@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from typing import Final
 
 import paho.mqtt.client as paho
@@ -292,8 +293,12 @@ def send_from_therapist(
     """
     box = open_outbox(bridge, patient, device, "therapist")
     try:
+        # its own client id per run (two therapists' machines never take over each other's
+        # session) and no session left behind: the outbox, not the broker, keeps what is unsent
         pub = Publisher(cfg, patient, device, protocol, box, device_status=False,
-                        client_id=f"therapist-{patient}-{device}")
+                        client_id=f"therapist-{patient}-{device}-{uuid.uuid4().hex[:8]}")
+        if pub._props is not None:
+            pub._props.SessionExpiryInterval = 0
         earlier = len(box)
         for kind, payload, retain in messages:
             pub.publish_message(kind, payload, retain=retain)
