@@ -40,6 +40,13 @@ def _serve(cls: type[S], base_dir: Path) -> Iterator[S]:
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _outbox_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outboxes of every command a test runs (also as a subprocess) go to a temporary folder,
+    never to the developer's ~/.local/share/spinewatch."""
+    monkeypatch.setenv("SPINEWATCH_OUTBOX_DIR", str(tmp_path_factory.mktemp("outbox")))
+
+
 # -- session scope ---------------------------------------------------------------------
 
 

@@ -234,6 +234,7 @@ class ReplaySource:
         self.batch_samples = batch_samples
         self.speed = speed
         self._rec: Recording | None = None
+        self._stopping = False
 
     @property
     def rate_hz(self) -> float:
@@ -248,6 +249,10 @@ class ReplaySource:
     ) -> None:
         self._rec = None
 
+    def stop(self) -> None:
+        """End the stream after the current batch (SIGINT/SIGTERM of ``bridge run --replay``)."""
+        self._stopping = True
+
     async def batches(self) -> AsyncIterator[ImuBatch]:
         if self._rec is None:
             raise RuntimeError("use ReplaySource inside 'async with' before batches()")
@@ -255,11 +260,15 @@ class ReplaySource:
         t_wall0 = time.monotonic()
         t_sensor0 = batches[0].t0_ns if batches else 0
         for k, b in enumerate(batches):
+            if self._stopping:
+                return
             if self.speed is not None:
                 due = t_wall0 + (b.t0_ns + len(b) * b.dt_ns - t_sensor0) / NS_PER_S / self.speed
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)  # sync-ok: real-time pacing of the replay
+                if self._stopping:
+                    return
             elif k % _YIELD_EVERY_BATCHES == 0:
                 await asyncio.sleep(0)
             yield b

@@ -296,7 +296,9 @@ async def run_bridge(
             (``source.buzz``) and the patient config enables it.
         on_haptic: called for each buzz started.
         on_alert: called for each alert event published (once its outcome is known).
-        status_interval_s: publish ``source.status()`` (if the source has one) this often.
+        status_interval_s: publish the device status this often, and once more at the end:
+            ``source.status()`` if the source has one, and the publisher's outbox counters
+            (``outbox_dropped``, ``outbox_queued``, see :meth:`Publisher.publish_status`).
 
     Returns:
         Totals of what was processed and published.
@@ -309,7 +311,9 @@ async def run_bridge(
     # a coroutine function (create_task below needs a coroutine, not any awaitable)
     buzz: Callable[[str, int, int], Coroutine[Any, Any, bool]] | None = (
         getattr(source, "buzz", None) if haptics else None)
-    status_fn: Callable[[], dict[str, Any]] | None = getattr(source, "status", None)
+    # a source without a status of its own (a replay) still reports the outbox's counters
+    status_fn: Callable[[], dict[str, Any]] | None = getattr(source, "status", None) or (
+        dict if status_interval_s else None)
     background: set[asyncio.Task[Any]] = set()
 
     def set_config(cfg: PatientConfig) -> None:
@@ -457,8 +461,6 @@ async def run_bridge(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if status_fn is not None and status_interval_s:
-            publisher.publish_status(online=True, **status_fn(), **remount_status())
         if background:
             await asyncio.gather(*background, return_exceptions=True)
     for ep in tracker.flush():
@@ -468,6 +470,8 @@ async def run_bridge(
     if pend.n:
         publish(pend.n)
     hand_over()
+    if status_fn is not None and status_interval_s:  # after the last messages entered the outbox
+        publisher.publish_status(online=True, **status_fn(), **remount_status())
     _LOGGER.info("bridge done: %d samples, %d posture messages, %d slouch events, %d alerts",
                  totals.samples, totals.posture_messages, totals.events, totals.alerts)
     return totals

@@ -41,7 +41,10 @@ def _source_args(p: argparse.ArgumentParser, *, replay: bool, address_flag: str 
                         "ble.silence_timeout_s, 3; 0 = never)")
     if replay:
         p.add_argument("--replay", metavar="FILE", default=None,
-                       help="use a recording (.csv/.npz, see spinewatch.firmware_bridge.replay) instead of BLE")
+                       help="use a recording (.csv/.npz, see spinewatch.firmware_bridge.replay) instead of BLE; "
+                            "a replay restarted with the same file re-sends it from the start under the same "
+                            "timestamps (its clock anchor is kept in the device's outbox), so every sample is "
+                            "stored once")
         p.add_argument("--speed", type=float, default=1.0, metavar="X",
                        help="replay speed, 1 = real time (default 1); 0 = as fast as possible")
 
@@ -113,16 +116,41 @@ async def _scan(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- run
 
 
+def clock_anchor_ns(outbox: Any, replay: str | None, first_t_ns: int, now_ns: int) -> int:
+    """UTC ns that sensor time 0 maps to (``start_utc_ns`` of :func:`run_bridge`).
+
+    Live: now, but never so early that the first sample (sensor time ``first_t_ns``) would be
+    stamped before the end of the last one this (patient, device)'s outbox ever queued: a
+    restarted bridge never stamps new samples over the ones sent before it.
+    Replay: the anchor the first run of the same recording (same bytes) chose, kept in the
+    outbox, so a restarted replay re-sends every sample under the same timestamp (the same
+    points in the database, not new ones).
+    """
+    from spinewatch.service.publisher import LAST_END_KEY
+
+    key = ""
+    if replay:
+        digest = hashlib.sha256()
+        with open(replay, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        key = "replay_anchor:" + digest.hexdigest()[:32]
+        kept = outbox.get_meta(key)
+        if kept is not None:
+            return int(kept)
+    anchor = max(now_ns, (outbox.get_meta(LAST_END_KEY) or 0) - first_t_ns)
+    if key:
+        outbox.set_meta(key, anchor)
+    return anchor
+
+
 async def _run(args: argparse.Namespace) -> int:
-    from spinewatch.service.bridge_memory import keep_scipy_out, prepare_bridge_process
+    from spinewatch.service.bridge_memory import keep_scipy_out
 
     keep_scipy_out()  # before anything imports Numba
     from spinewatch.service import wire
-    from spinewatch.service.bridge import ConfigSubscriber, run_bridge
     from spinewatch.service.config import Config
-    from spinewatch.service.mqtt import resolve_protocol
-    from spinewatch.service.publisher import Publisher
-    from spinewatch.signal import PostureParams, PostureTracker
+    from spinewatch.service.outbox import open_outbox
 
     cfg = Config.load(path=args.config)
     if not cfg.mqtt.url:
@@ -134,6 +162,31 @@ async def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError("--patient/--device-id", f"{args.patient}/{device_id}", str(exc)) from None
     source = _make_source(args, cfg.ble)
+    first_t_ns = 0  # a BLE stream's first sample is sensor time 0 (firmware_bridge.timing)
+    if args.replay:
+        from spinewatch.firmware_bridge.replay import read_recording
+
+        try:
+            rec = read_recording(args.replay)
+        except (OSError, ValueError) as exc:
+            raise ConfigError("--replay", args.replay, f"a readable recording ({exc})") from None
+        first_t_ns = int(rec.t_ns[0]) if len(rec) else 0
+        del rec
+    outbox = open_outbox(cfg.bridge, args.patient, device_id)  # refuses a second bridge of this device
+    try:
+        return await _run_with_outbox(args, cfg, source, outbox, device_id, first_t_ns)
+    finally:
+        outbox.close()
+
+
+async def _run_with_outbox(args: argparse.Namespace, cfg: Any, source: Any, outbox: Any, device_id: str,
+                           first_t_ns: int) -> int:
+    from spinewatch.service.bridge import ConfigSubscriber, run_bridge
+    from spinewatch.service.bridge_memory import prepare_bridge_process
+    from spinewatch.service.mqtt import resolve_protocol
+    from spinewatch.service.publisher import Publisher
+    from spinewatch.signal import PostureParams, PostureTracker
+
     loop = asyncio.get_running_loop()
     protocol = await loop.run_in_executor(None, resolve_protocol, cfg.mqtt)
     p = cfg.posture
@@ -141,8 +194,11 @@ async def _run(args: argparse.Namespace) -> int:
     tracker = PostureTracker(rate_hz, PostureParams(p.threshold_deg, p.hysteresis_deg, p.min_duration_s,
                                                     p.calibration_s))
     prepare_bridge_process(rate_hz)  # load the kernels, then release LLVM's code pages (bridge_memory)
+    backlog = len(outbox)
     print(f"bridge: {args.replay or args.address or args.profile} -> {cfg.mqtt.address} "
-          f"as {args.patient}/{device_id} (Ctrl-C to stop)", file=sys.stderr)
+          f"as {args.patient}/{device_id}, outbox {outbox.path}"
+          + (f" ({backlog:,} messages from before, sent first)" if backlog else "") + " (Ctrl-C to stop)",
+          file=sys.stderr)
 
     def on_event(ev: Any) -> None:
         print(f"slouch: {ev.duration_s:.0f} s, peak {ev.peak_deg:.1f} deg", file=sys.stderr)
@@ -150,19 +206,30 @@ async def _run(args: argparse.Namespace) -> int:
     def on_haptic(ev: Any) -> None:
         print(f"haptic: {ev.pattern}", file=sys.stderr)
 
-    with Publisher(cfg.mqtt, args.patient, device_id, protocol) as pub:
+    start_utc_ns = clock_anchor_ns(outbox, args.replay, first_t_ns, time.time_ns())
+    with Publisher(cfg.mqtt, args.patient, device_id, protocol, outbox) as pub:
         async with ConfigSubscriber(cfg.mqtt, args.patient, device_id, protocol) as sub:
             _stop_on_signals(source)
-            totals = await run_bridge(source, tracker, pub, time.time_ns(), publish_interval_s=args.publish_interval,
+            totals = await run_bridge(source, tracker, pub, start_utc_ns, publish_interval_s=args.publish_interval,
                                       on_event=on_event, config_updates=sub, on_haptic=on_haptic,
                                       status_interval_s=(cfg.ble.status_interval_s if args.status_interval is None
                                                          else args.status_interval))
-        await loop.run_in_executor(None, pub.wait_all_acked, 10.0)
+        # a short grace for the acknowledgements in flight (none while the broker is away);
+        # whatever is left stays in the outbox for the next start
+        if pub.connected:
+            await loop.run_in_executor(None, pub.wait_all_acked, 10.0)
+        left, dropped = pub.unacked, pub.dropped
     status = source.status() if hasattr(source, "status") else {}
     print(f"bridge stopped: {totals.samples:,} samples, {totals.posture_messages:,} posture messages, "
           f"{totals.events} slouches, {totals.haptics} haptic alerts; "
           f"lost {status.get('samples_lost', 0)} samples ({status.get('packets_lost_pct', 0.0)} % packets)",
           file=sys.stderr)
+    if left:
+        print(f"bridge: {left:,} messages not yet acknowledged by the broker are kept in {outbox.path} "
+              "and sent first by the next 'bridge run' of this device", file=sys.stderr)
+    if dropped:
+        print(f"bridge: the outbox was full: {dropped:,} posture messages dropped since it was created "
+              "(raise bridge.outbox_max_mb)", file=sys.stderr)
     return 0
 
 
@@ -218,7 +285,13 @@ def add_bridge_commands(subparsers: Any) -> None:
         description="Connect to a sensor (reconnecting forever), compute trunk flexion and slouch "
                     "episodes, publish posture, events and device status to MQTT "
                     "(SPINEWATCH_MQTT_URL), apply the patient's retained config live and buzz the "
-                    "sensor on confirmed slouches.",
+                    "sensor on confirmed slouches. Every message waits in the device's disk outbox "
+                    "(bridge.outbox_dir/<patient>+<device>.outbox.sqlite, at most bridge.outbox_max_mb; "
+                    "when full the oldest posture messages are dropped and counted in the status as "
+                    "outbox_dropped) until the broker acknowledged it, across broker outages, restarts "
+                    "and kill -9; a stop (Ctrl-C, SIGTERM) keeps the unacknowledged ones for the next "
+                    "start. One bridge per device: a second one for the same patient and device id is "
+                    "refused. A restarted bridge never stamps new samples before the last ones it sent.",
         epilog="example: SPINEWATCH_MQTT_URL=mqtt://127.0.0.1:1883 spinewatch bridge run "
                "--device SpineWatch-3F2A --profile spinewatch --patient p-0042",
     )
@@ -229,7 +302,8 @@ def add_bridge_commands(subparsers: Any) -> None:
     r.add_argument("--publish-interval", type=float, default=1.0, metavar="S",
                    help="seconds of samples per posture message (default 1)")
     r.add_argument("--status-interval", type=float, default=None, metavar="S",
-                   help="publish device status every S seconds (default: config ble.status_interval_s, 10)")
+                   help="publish device status (link, battery, loss counters, outbox_dropped and "
+                        "outbox_queued) every S seconds (default: config ble.status_interval_s, 10)")
     r.set_defaults(func=lambda a: asyncio.run(_run(a)))
 
     c = sub.add_parser(

@@ -20,12 +20,11 @@ import dataclasses
 import getpass
 import json
 import sys
-import threading
 import time
 import uuid
 from typing import Any, Final
 
-from spinewatch.errors import ConfigError, ConnectionFailed, SpineWatchError
+from spinewatch.errors import ConfigError, SpineWatchError
 from spinewatch.service import wire
 
 __all__ = ["add_calibrate_command"]
@@ -80,20 +79,26 @@ def bridge_status(mqtt_cfg: Any, protocol: str, patient: str, device: str, timeo
     return st if isinstance(st, dict) else {}
 
 
-def publish_calibration(mqtt_cfg: Any, protocol: str, cal: Any, timeout_s: float) -> Any:
+def publish_calibration(mqtt_cfg: Any, protocol: str, cal: Any, timeout_s: float, bridge: Any = None) -> Any:
     """Store ``cal`` in the patient's retained config (keeping every other setting) and
-    publish it as a ``calibration`` event; both QoS 1, acknowledged before returning.
+    publish it as a ``calibration`` event; both QoS 1, through the device's therapist-side
+    outbox (:func:`~spinewatch.service.publisher.send_from_therapist`), acknowledged before
+    returning.
+
+    Args:
+        bridge: the ``[bridge]`` settings (where outboxes live); default: the loaded config's.
 
     Returns:
         The new :class:`~spinewatch.service.patient_config.PatientConfig`.
     """
     from spinewatch.service.cli_config import read_config
-    from spinewatch.service.mqtt import connect
+    from spinewatch.service.config import Config
     from spinewatch.service.patient_config import (
         PatientConfig,
         decode_patient_config,
         encode_patient_config,
     )
+    from spinewatch.service.publisher import send_from_therapist
 
     current = read_config(mqtt_cfg, protocol, cal.patient, cal.device, timeout_s) or PatientConfig()
     yaw = None if cal.mount_yaw_deg is None else round(cal.mount_yaw_deg, wire.ANGLE_DECIMALS)
@@ -101,24 +106,8 @@ def publish_calibration(mqtt_cfg: Any, protocol: str, cal: Any, timeout_s: float
                               calibrated_ns=cal.t_ns, author=cal.author, set_ns=time.time_ns())
     payload = encode_patient_config(new)
     decode_patient_config(payload)  # what the bridge will parse: refuse here, not there
-    client, props = _client(mqtt_cfg, protocol)
-    connected = threading.Event()
-    client.on_connect = lambda *a: connected.set()
-    connect(client, mqtt_cfg, props, protocol)  # type: ignore[arg-type]
-    try:
-        if not connected.wait(timeout_s):
-            raise ConnectionFailed(mqtt_cfg.address, "no connection")
-        infos = [
-            client.publish(wire.topic(cal.patient, cal.device, "config"), payload, qos=1, retain=True),
-            client.publish(wire.topic(cal.patient, cal.device, "event"), wire.encode_calibration(cal), qos=1),
-        ]
-        for info in infos:
-            info.wait_for_publish(timeout_s)
-            if not info.is_published():
-                raise ConnectionFailed(mqtt_cfg.address, "the broker did not acknowledge the calibration")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    send_from_therapist(mqtt_cfg, bridge or Config.load().bridge, protocol, cal.patient, cal.device,  # type: ignore[arg-type]
+                        [("config", payload, True), ("event", wire.encode_calibration(cal), False)], timeout_s)
     return new
 
 
@@ -209,7 +198,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise SensorBusy(args.patient, args.device, f"a bridge is running for {args.patient}/{args.device}")
     result = asyncio.run(_session(args, source, plan))
     cal = result.calibration
-    publish_calibration(mqtt_cfg, protocol, cal, args.timeout)
+    from spinewatch.service.config import Config
+
+    publish_calibration(mqtt_cfg, protocol, cal, args.timeout, Config.load(path=args.config).bridge)
     up = ", ".join(f"{x:.4f}" for x in cal.up_sensor)
     yaw = "not measured (--no-bend)" if cal.mount_yaw_deg is None else f"{cal.mount_yaw_deg:+.1f} deg"
     print(f"calibrated {args.patient}/{args.device}: neutral up [{up}] (sensor frame), turn about the spine {yaw}; "

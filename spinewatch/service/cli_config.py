@@ -7,12 +7,10 @@ import dataclasses
 import getpass
 import json
 import sys
-import threading
 import time
-import uuid
 from typing import Any
 
-from spinewatch.errors import ConfigError, ConnectionFailed
+from spinewatch.errors import ConfigError
 from spinewatch.service import wire
 from spinewatch.service.patient_config import (
     PatientConfig,
@@ -94,7 +92,8 @@ def _cmd_get(args: argparse.Namespace) -> int:
 
 
 def _cmd_set(args: argparse.Namespace) -> int:
-    from spinewatch.service.mqtt import connect, make_client  # noqa: PLC0415
+    from spinewatch.service.config import Config  # noqa: PLC0415
+    from spinewatch.service.publisher import send_from_therapist  # noqa: PLC0415
 
     wire.check_id("patient", args.patient)
     wire.check_id("device", args.device)
@@ -104,22 +103,9 @@ def _cmd_set(args: argparse.Namespace) -> int:
     new = dataclasses.replace(new, author=args.author, set_ns=time.time_ns())
     payload = encode_patient_config(new)
     decode_patient_config(payload)  # what the bridge will parse: refuse here, not there
-    client, props = make_client(mqtt_cfg, f"config-cli-{uuid.uuid4().hex[:8]}", protocol)
-    if props is not None:
-        props.SessionExpiryInterval = 0  # a one-shot CLI leaves no session behind
-    connected = threading.Event()
-    client.on_connect = lambda *a: connected.set()
-    connect(client, mqtt_cfg, props, protocol)
-    try:
-        if not connected.wait(args.timeout):
-            raise ConnectionFailed(mqtt_cfg.address, "no connection")
-        info = client.publish(wire.topic(args.patient, args.device, "config"), payload, qos=1, retain=True)
-        info.wait_for_publish(args.timeout)
-        if not info.is_published():
-            raise ConnectionFailed(mqtt_cfg.address, "the broker did not acknowledge the config")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    bridge = Config.load(path=args.config).bridge
+    send_from_therapist(mqtt_cfg, bridge, protocol, args.patient, args.device, [("config", payload, True)],
+                        args.timeout)
     print(f"config of {args.patient}/{args.device} set by {args.author}: " + " ".join(args.changes))
     return 0
 

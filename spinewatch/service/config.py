@@ -153,8 +153,11 @@ class BridgeConfig:
     """The bridge's store-and-forward queue.
 
     Attributes:
-        outbox_dir: folder of the disk-backed outbox (one SQLite file per device); empty:
-            ``~/.local/share/spinewatch`` (the demo uses its ``--out`` folder).
+        outbox_dir: folder of the disk-backed outboxes (``SPINEWATCH_OUTBOX_DIR``): one SQLite
+            file per (patient, device), ``<patient>+<device>.outbox.sqlite`` for its bridge and
+            ``<patient>+<device>.therapist.sqlite`` for ``calibrate``/``config set``, each with
+            a ``.lock`` beside it (:func:`spinewatch.service.outbox.outbox_path`); empty:
+            ``~/.local/share/spinewatch`` (the demo: its ``--out`` folder).
         outbox_max_mb: payload megabytes the outbox keeps while the broker is unreachable;
             when full, the oldest posture messages are dropped (events are kept).
     """
@@ -318,6 +321,7 @@ ENV_VARS: Final[dict[str, tuple[str, str]]] = {
     "SPINEWATCH_INFLUX_PASSWORD": ("influx", "password"),
     "SPINEWATCH_WORKER_ID": ("ingest", "worker_id"),
     "SPINEWATCH_HEALTH_LISTEN": ("ingest", "health_listen"),
+    "SPINEWATCH_OUTBOX_DIR": ("bridge", "outbox_dir"),
 }
 
 

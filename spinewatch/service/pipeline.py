@@ -15,13 +15,12 @@ from pathlib import Path
 
 from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
 from spinewatch.model import NS_PER_S, HapticAlert, SlouchEvent
-from spinewatch.service import wire
 from spinewatch.service.bridge import LiveStatus, run_bridge
 from spinewatch.service.broker import BrokerPreference, EmbeddedBroker
-from spinewatch.service.config import Config, MqttConfig
+from spinewatch.service.config import Config
 from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.mqtt import Protocol, connect, make_client, resolve_protocol
-from spinewatch.service.outbox import Outbox
+from spinewatch.service.mqtt import Protocol, resolve_protocol
+from spinewatch.service.outbox import open_outbox
 from spinewatch.service.patient_config import PatientConfig, encode_patient_config
 from spinewatch.service.publisher import Publisher
 from spinewatch.service.report import SessionSummary, build_report
@@ -84,31 +83,6 @@ def demo_patient_config(cfg: Config, set_ns: int) -> PatientConfig:
     severe = max(PatientConfig().severe_deg, p.threshold_deg + 10.0)  # the severe zone starts above the threshold
     return PatientConfig(threshold_deg=p.threshold_deg, severe_deg=min(severe, 89.9), hysteresis_deg=p.hysteresis_deg,
                          min_duration_s=p.min_duration_s, author=DEMO_AUTHOR, set_ns=set_ns)
-
-
-def publish_config_once(mqtt_cfg: MqttConfig, protocol: Protocol, patient: str, device: str,
-                        pcfg: PatientConfig, timeout_s: float = 30.0) -> bool:
-    """Publish a patient's settings once on their ``config`` topic, QoS 1, not retained.
-
-    The demo's stand-in for the therapist's ``spinewatch config set``: the ingest worker stores
-    it in ``patient_config`` (the dashboards' per-patient zones), and nothing is left retained
-    on a shared broker. Returns whether the broker acknowledged it within ``timeout_s``.
-    """
-    client, props = make_client(mqtt_cfg, f"demo-config-{os.getpid()}", protocol)
-    if props is not None:
-        props.SessionExpiryInterval = 0  # one message, no session left behind
-    connected = threading.Event()
-    client.on_connect = lambda *a: connected.set()
-    connect(client, mqtt_cfg, props, protocol)
-    try:
-        if not connected.wait(timeout_s):
-            return False
-        info = client.publish(wire.topic(patient, device, "config"), encode_patient_config(pcfg), qos=1)
-        info.wait_for_publish(timeout_s)
-        return info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def make_store(cfg: Config, local_path: Path, stop: threading.Event | None = None) -> Store:
@@ -193,9 +167,10 @@ async def run_demo(
         stack.callback(ingest.stop)
         if not await loop.run_in_executor(None, ingest.subscribed.wait, 30.0):
             _LOGGER.warning("ingest not subscribed yet after 30 s; messages wait in the broker")
-        outbox_path = out_dir / "outbox.sqlite"
-        _remove_sqlite(outbox_path)  # a demo starts afresh; a real bridge keeps its backlog
-        outbox = Outbox(outbox_path, int(cfg.bridge.outbox_max_mb * 1024 * 1024))
+        # The device's one outbox (bridge.outbox_dir, or the --out folder when unset), locked like
+        # a bridge's; a demo starts afresh, where a real bridge keeps its backlog.
+        demo_bridge = dataclasses.replace(cfg.bridge, outbox_dir=cfg.bridge.outbox_dir or str(out_dir))
+        outbox = open_outbox(demo_bridge, patient, device, fresh=True)
         stack.callback(outbox.close)
         publisher = Publisher(mqtt_cfg, patient, device, protocol, outbox)
         stack.enter_context(publisher)
@@ -206,10 +181,10 @@ async def run_demo(
             batch_samples=10 if speed is not None else 1000, speed=speed,
         )
         pcfg = patient_config or demo_patient_config(cfg, source.start_utc_ns)
-        configs_sent = int(await loop.run_in_executor(
-            None, publish_config_once, mqtt_cfg, protocol, patient, device, pcfg))
-        if not configs_sent:
-            _LOGGER.warning("the broker did not acknowledge the demo patient's config; dashboards use defaults")
+        # the demo's stand-in for the therapist's `config set` (not retained: nothing is left on a
+        # shared broker), through the same outbox, ahead of the stream
+        publisher.publish_message("config", encode_patient_config(pcfg))
+        configs_sent = 1
         p = cfg.posture
         tracker = PostureTracker(
             DEMO_RATE_HZ,

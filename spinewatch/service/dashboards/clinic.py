@@ -33,7 +33,8 @@ COLUMNS: dict[str, str] = {
     "D": f'SELECT count("corrected") AS "alerts" FROM "alert" WHERE {F}{BY}',
     "E": f'SELECT last("flexion_deg") AS "last_flexion_deg" FROM "posture" WHERE {F}{BY}',
     "F": f'SELECT last("battery_pct") AS "battery_pct", last("rssi_dbm") AS "rssi_dbm", '
-         f'last("packets_lost_pct") AS "packets_lost_pct" FROM "device" WHERE {F}{BY}',
+         f'last("packets_lost_pct") AS "packets_lost_pct", last("outbox_dropped") AS "outbox_dropped" '
+         f'FROM "device" WHERE {F}{BY}',
     "G": zone_minutes(None, "worn_min", BY.strip()),
     # each patient's stored threshold (the settings in force at the end of the range), to show who differs
     "H": f'SELECT last("threshold_deg") AS "threshold_deg" FROM {SETTINGS_FROM} WHERE {PATIENT_DEVICE} '
@@ -43,7 +44,7 @@ HEADERS = {
     "patient": "Patient", "wear_min": "Wear today (min)", "neutral_pct": "Neutral (%)",
     "slouches": "Slouches", "alerts": "Alerts sent", "last_seen": "Last seen",
     "battery_pct": "Battery (%)", "rssi_dbm": "Signal (dBm)", "packets_lost_pct": "Packets lost (%)",
-    "threshold_deg": "Own threshold (deg)",
+    "outbox_dropped": "Outbox dropped (msgs)", "threshold_deg": "Own threshold (deg)",
 }
 
 
@@ -68,7 +69,9 @@ def build() -> dict[str, Any]:
         "a patient whose Neutral uses another threshold than their own stands out. Slouches = episodes "
         "started; Alerts sent = haptic alerts (by time of the buzz); Last seen = time of the newest posture "
         "sample; Battery, Signal and Packets lost = the device's last status (empty until device status is "
-        "stored). Click a column header to sort; click a patient for the patient dashboards.",
+        "stored); Outbox dropped = posture messages (1 s of samples each) the bridge dropped because its disk "
+        "outbox was full during a long broker outage, since that outbox was created (last status; above 0: "
+        "raise bridge.outbox_max_mb). Click a column header to sort; click a patient for the patient dashboards.",
         [target(ref, q, "table") for ref, q in COLUMNS.items()],
         transformations=[
             {"id": "joinByField", "options": {"byField": "patient", "mode": "outer"}},
@@ -83,7 +86,7 @@ def build() -> dict[str, Any]:
                                  **{k: v for k, v in HEADERS.items() if k != "last_seen"}},
                 "indexByName": {"patient": 0, "wear_min": 1, "neutral_pct": 2, "slouches": 3, "alerts": 4,
                                 "Time 5": 5, "battery_pct": 6, "rssi_dbm": 7, "packets_lost_pct": 8,
-                                "threshold_deg": 9},
+                                "outbox_dropped": 9, "threshold_deg": 10},
             }},
         ],
         overrides=[
@@ -103,6 +106,8 @@ def build() -> dict[str, Any]:
                       thresholds=_thresholds((COLOR_SEVERE, None), (COLOR_MILD, 20), (COLOR_NEUTRAL, 40))),
             _override(HEADERS["rssi_dbm"], unit="dBm", decimals=0),
             _override(HEADERS["packets_lost_pct"], unit="percent", decimals=1),
+            _override(HEADERS["outbox_dropped"], decimals=0, custom__cellOptions={"type": "color-text"},
+                      thresholds=_thresholds((COLOR_NEUTRAL, None), (COLOR_SEVERE, 1))),
             _override(HEADERS["threshold_deg"], unit="degree", decimals=0),
         ],
         options={"showHeader": True, "sortBy": [{"displayName": HEADERS["patient"], "desc": False}]},
