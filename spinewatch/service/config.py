@@ -232,15 +232,11 @@ class Config:
         """
         env = os.environ if env is None else env
         sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+        source = "--config" if path else "SPINEWATCH_CONFIG"  # what the user set, for the message
         path = path or env.get("SPINEWATCH_CONFIG") or None
         if path:
             p = Path(path)
-            try:
-                data = tomllib.loads(p.read_text())
-            except FileNotFoundError as exc:
-                raise ConfigError("SPINEWATCH_CONFIG", str(p), "an existing TOML file") from exc
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(str(p), "(file)", f"valid TOML ({exc})") from exc
+            data = _read_toml(p, source)
             for sec, values in data.items():
                 if sec not in _SECTIONS:
                     raise ConfigError(sec, "(section)", f"one of [{'], ['.join(_SECTIONS)}]")
@@ -346,6 +342,27 @@ ENV_VARS: Final[dict[str, tuple[str, str]]] = {
     "SPINEWATCH_WORKER_ID": ("ingest", "worker_id"),
     "SPINEWATCH_HEALTH_LISTEN": ("ingest", "health_listen"),
 }
+
+
+def _read_toml(p: Path, source: str) -> dict[str, Any]:
+    """The TOML file ``p``; ConfigError names ``source`` (``--config`` or ``SPINEWATCH_CONFIG``) and the fix."""
+    try:
+        text = p.read_text(encoding="utf-8")  # TOML is UTF-8 by definition
+    except FileNotFoundError:
+        raise ConfigError(source, str(p), "an existing TOML file (every key: config.example.toml)") from None
+    except IsADirectoryError:
+        raise ConfigError(source, str(p), "a TOML file, not a directory") from None
+    except PermissionError:
+        raise ConfigError(source, str(p), "a TOML file this user may read (check its permissions)") from None
+    except OSError as exc:
+        raise ConfigError(source, str(p), f"a readable TOML file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, str(p), f"a UTF-8 text file (TOML); byte {exc.start} is not UTF-8 "
+                          "(save it as UTF-8)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), "(file)", f"valid TOML ({exc})") from None
 
 
 def _coerce(section_cls: type, key_name: str, key: str, value: object) -> object:

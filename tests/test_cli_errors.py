@@ -1,0 +1,81 @@
+"""Issue 13, "No tracebacks, clear errors, examples that run": each mistake a user makes gets one
+clear line saying what is wrong and how to fix it, through the real command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI_TIMEOUT_S = 60.0
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPINEWATCH_", "GRAFANA_"))}
+    return {**env, **extra}
+
+
+def spinewatch(*args: str, env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "spinewatch", *args], env=env or _env(), cwd=cwd,
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
+
+
+def one_error_line(res: subprocess.CompletedProcess[str]) -> str:
+    """The command failed with exactly one line on stderr and no traceback; that line."""
+    assert res.returncode != 0, res
+    assert "Traceback" not in res.stderr + res.stdout, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- --config
+
+
+def _config_file(kind: str, tmp_path: Path) -> Path:
+    if kind == "directory":
+        (tmp_path / "conf.d").mkdir()
+        return tmp_path / "conf.d"
+    if kind == "not UTF-8":
+        p = tmp_path / "latin1.toml"
+        p.write_bytes("# Physiothérapie\n[mqtt]\n".encode("latin-1"))
+        return p
+    return tmp_path / "missing.toml"
+
+
+CONFIG_FIXES = {
+    "directory": "is not valid: a TOML file, not a directory",
+    "not UTF-8": "is not valid: a UTF-8 text file (TOML); byte 10 is not UTF-8 (save it as UTF-8)",
+    "missing": "is not valid: an existing TOML file",
+}
+
+
+@pytest.mark.parametrize("kind", list(CONFIG_FIXES))
+def test_a_bad_config_file_is_one_line_naming_the_option(kind: str, tmp_path: Path) -> None:
+    path = _config_file(kind, tmp_path)
+    line = one_error_line(spinewatch("--config", str(path), "ingest"))
+    assert line == f"spinewatch: configuration error: --config={str(path)!r} {CONFIG_FIXES[kind]}" \
+        + (" (every key: config.example.toml)" if kind == "missing" else "")
+
+
+@pytest.mark.parametrize("kind", list(CONFIG_FIXES))
+def test_a_bad_config_file_from_the_environment_names_spinewatch_config(kind: str, tmp_path: Path) -> None:
+    path = _config_file(kind, tmp_path)
+    res = spinewatch("report", "--patient", "p1", "--from", "2026-01-01", "--to", "2026-01-02",
+                     env=_env(SPINEWATCH_CONFIG=str(path)))
+    line = one_error_line(res)
+    assert line.startswith(f"spinewatch: configuration error: SPINEWATCH_CONFIG={str(path)!r} {CONFIG_FIXES[kind]}")
+
+
+@pytest.mark.parametrize("kind", list(CONFIG_FIXES))
+def test_doctor_reports_a_bad_config_file_as_its_config_check(kind: str, tmp_path: Path) -> None:
+    path = _config_file(kind, tmp_path)
+    res = spinewatch("--config", str(path), "doctor", "--skip", "bluetooth", "--skip", "grafana")
+    assert res.returncode == 1 and "Traceback" not in res.stderr + res.stdout, res.stderr
+    config_line = res.stdout.splitlines()[0]
+    assert config_line.startswith(f"FAIL  config     {path}: --config={str(path)!r} {CONFIG_FIXES[kind]}")
+    assert "not checked: the configuration does not load" in res.stdout
