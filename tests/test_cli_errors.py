@@ -79,3 +79,41 @@ def test_doctor_reports_a_bad_config_file_as_its_config_check(kind: str, tmp_pat
     config_line = res.stdout.splitlines()[0]
     assert config_line.startswith(f"FAIL  config     {path}: --config={str(path)!r} {CONFIG_FIXES[kind]}")
     assert "not checked: the configuration does not load" in res.stdout
+
+
+# --------------------------------------------------------------------------- grafana push
+
+GRAFANA_ENV = {"SPINEWATCH_INFLUX_URL": "http://127.0.0.1:8086", "SPINEWATCH_INFLUX_DB": "spinewatch",
+               "GRAFANA_TOKEN": "glsa_test"}
+
+
+@pytest.mark.parametrize(("args", "env", "line"), [
+    (["--url", "grafana.local"], {}, "spinewatch: configuration error: --url='grafana.local' is not valid: "
+     "Grafana's base URL with its scheme, e.g. https://grafana.example.org or http://127.0.0.1:3000"),
+    ([], {"GRAFANA_URL": "grafana:3000"}, "spinewatch: configuration error: GRAFANA_URL='grafana:3000' is not "
+     "valid: Grafana's base URL with its scheme, e.g. https://grafana.example.org or http://127.0.0.1:3000"),
+    (["--url", "https://admin:hunter2@grafana"], {}, None),  # valid, but down: see the next test
+], ids=["no scheme", "no scheme in GRAFANA_URL", "password in URL"])
+def test_grafana_push_without_a_scheme_is_one_line(args: list[str], env: dict[str, str], line: str | None) -> None:
+    res = spinewatch("grafana", "push", *args, env=_env(**GRAFANA_ENV, **env))
+    got = one_error_line(res)
+    if line is not None:
+        assert got == line
+    assert "hunter2" not in res.stderr + res.stdout
+
+
+def test_grafana_push_to_a_grafana_that_is_down_is_one_line() -> None:
+    from servers import free_port
+
+    port = free_port()  # nothing listens there
+    line = one_error_line(spinewatch("grafana", "push", "--url", f"http://127.0.0.1:{port}", env=_env(**GRAFANA_ENV)))
+    assert line == ("spinewatch: grafana push: get folder: cannot reach Grafana: connection refused "
+                    "(is it running? check --url / GRAFANA_URL)")
+
+
+def test_doctor_with_a_grafana_url_without_scheme_fails_that_check() -> None:
+    res = spinewatch("doctor", "--skip", "bluetooth", "--skip", "broker", "--skip", "influxdb",
+                     "--grafana-url", "grafana.local")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert ("FAIL  grafana    GRAFANA_URL: GRAFANA_URL='grafana.local' is not valid: Grafana's base URL with its "
+            "scheme") in res.stdout

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import ssl
 import sys
 import urllib.error
 import urllib.parse
@@ -21,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Final, Literal
 
 from spinewatch.service.config import InfluxConfig, MqttConfig
+from spinewatch.service.neterrors import network_reason
 
 Status = Literal["OK", "WARN", "FAIL"]
 CHECKS: Final = ("config", "broker", "influxdb", "grafana", "bluetooth")
@@ -64,18 +63,7 @@ class Check:
 
 def _reason(exc: BaseException) -> str:
     """A short human cause of a connection error."""
-    exc = getattr(exc, "reason", exc) if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "no answer (timed out)"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason or exc})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[0].lower() + exc.strerror[1:]
-    return str(exc) or type(exc).__name__
+    return network_reason(exc)
 
 
 # --------------------------------------------------------------------------- config
@@ -280,7 +268,13 @@ def check_grafana(url: str, token: str, datasource_uid: str, timeout_s: float = 
     if not url:
         return [Check("grafana", "WARN", "GRAFANA_URL", "not set: Grafana not checked",
                       "set GRAFANA_URL (and GRAFANA_TOKEN) to check the Grafana that `spinewatch grafana push` fills")]
-    url = url.rstrip("/")
+    from spinewatch.errors import ConfigError  # noqa: PLC0415
+    from spinewatch.service.grafana_push import check_url  # noqa: PLC0415  (the one rule for Grafana URLs)
+
+    try:
+        url = check_url(url, "GRAFANA_URL")
+    except ConfigError as exc:
+        return [Check("grafana", "FAIL", "GRAFANA_URL", str(exc), "give the scheme: http://HOST:3000 or https://HOST")]
     try:
         status, _, body = _http("GET", f"{url}/api/health", timeout_s)
     except (OSError, urllib.error.URLError) as exc:

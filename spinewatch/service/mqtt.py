@@ -11,8 +11,6 @@ by name only.
 from __future__ import annotations
 
 import logging
-import socket
-import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from spinewatch.service.config import MqttConfig
+from spinewatch.service.neterrors import network_reason
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,21 +93,11 @@ class Handshake:
 
 
 def _socket_reason(exc: BaseException) -> str:
-    """A short human cause of a connection error (no credentials: they are never in these errors)."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS failed (certificate not trusted: {exc.verify_message or exc.reason}; " \
-               "set mqtt.ca_file / SPINEWATCH_MQTT_CA_FILE to the CA that signed it)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "no answer (timed out)"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[0].lower() + exc.strerror[1:]
-    return str(exc) or type(exc).__name__
+    """A short human cause of a connection error, with the setting to change for an untrusted certificate."""
+    reason = network_reason(exc)
+    if reason.startswith("TLS failed (certificate not trusted"):
+        return reason[:-1] + "; set mqtt.ca_file / SPINEWATCH_MQTT_CA_FILE to the CA that signed it)"
+    return reason
 
 
 def handshake(cfg: MqttConfig, protocol: Protocol, timeout_s: float = PROBE_TIMEOUT_S) -> Handshake:
