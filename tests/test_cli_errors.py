@@ -117,3 +117,46 @@ def test_doctor_with_a_grafana_url_without_scheme_fails_that_check() -> None:
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert ("FAIL  grafana    GRAFANA_URL: GRAFANA_URL='grafana.local' is not valid: Grafana's base URL with its "
             "scheme") in res.stdout
+
+
+# --------------------------------------------------------------------------- config set
+
+
+def _closed_broker_env() -> dict[str, str]:
+    from servers import free_port
+
+    return _env(SPINEWATCH_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}")  # nothing listens there
+
+
+@pytest.mark.parametrize(("change", "line"), [
+    ("quiet_hours=22:00", "quiet_hours='22:00' is not valid: windows HH:MM-HH:MM[,HH:MM-HH:MM...], "
+                          "e.g. quiet_hours=22:00-07:00 (quiet_hours= for none)"),
+    ("threshold_deg=abc", "threshold_deg='abc' is not valid: a number"),
+    ("intensity_pct=60.5", "intensity_pct='60.5' is not valid: an integer"),
+    ("pattern=buzz", "haptic.pattern='buzz' is not valid: one of off, short, double, long, ramp"),
+    ("threshold_deg=95", "threshold_deg=95.0 is not valid: a number in (0, 90)"),
+])
+def test_config_set_validates_each_value_before_asking_the_broker(change: str, line: str) -> None:
+    """With the broker down, a bad value is still named at once (not "cannot reach" after the timeout)."""
+    res = spinewatch("config", "set", "--patient", "p1", "--device", "d1", change, env=_closed_broker_env())
+    assert one_error_line(res) == f"spinewatch: configuration error: {line}"
+    assert res.returncode == 2
+
+
+def test_config_set_names_the_setting_in_force_to_change_together(mosquitto) -> None:
+    env = _env(SPINEWATCH_MQTT_URL=mosquitto.url)
+    who = ["--patient", "p-together", "--device", "d1"]
+    res = spinewatch("config", "set", *who, "threshold_deg=35", env=env)
+    assert one_error_line(res) == (
+        "spinewatch: configuration error: threshold_deg='35' is not valid: severe_deg must stay more than "
+        "threshold_deg, and severe_deg is 30 (in force, not changed here): set them together, "
+        "e.g. threshold_deg=35 severe_deg=45")
+    ok = spinewatch("config", "set", *who, "threshold_deg=35", "severe_deg=45", env=env)  # the example runs
+    assert ok.returncode == 0, ok.stderr
+    res = spinewatch("config", "set", *who, "hysteresis_deg=40", env=env)
+    assert one_error_line(res) == (
+        "spinewatch: configuration error: hysteresis_deg='40' is not valid: hysteresis_deg must stay less than "
+        "threshold_deg, and threshold_deg is 35 (in force, not changed here): set them together, "
+        "e.g. hysteresis_deg=40 threshold_deg=50 severe_deg=60")
+    ok = spinewatch("config", "set", *who, "hysteresis_deg=40", "threshold_deg=50", "severe_deg=60", env=env)
+    assert ok.returncode == 0, ok.stderr
