@@ -177,7 +177,12 @@ def _cmd_set(args: argparse.Namespace) -> int:
 
 def add_config_commands(subparsers: Any) -> None:
     """Add ``config get`` and ``config set`` to the ``spinewatch`` command line."""
-    c = subparsers.add_parser("config", help="a patient's settings (retained on MQTT, applied live)")
+    c = subparsers.add_parser(
+        "config", help="a patient's settings (retained on MQTT, applied live)",
+        description="Read or change a patient's settings: retained on the MQTT config topic of their device, "
+                    "applied live by the bridge. Keys and defaults: docs/therapist-guide.md.",
+        epilog="example: SPINEWATCH_MQTT_URL=mqtt://127.0.0.1:1883 spinewatch config get --patient p-042 --device d-7",
+    )
     c_sub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--patient", required=True, metavar="ID", help="pseudonymous patient id")

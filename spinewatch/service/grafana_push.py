@@ -193,7 +193,11 @@ def cmd_grafana_push(args: argparse.Namespace) -> int:
 
 def add_grafana_commands(subparsers: Any) -> None:
     """Add ``grafana push`` to the ``spinewatch`` command line."""
-    g = subparsers.add_parser("grafana", help="Grafana administration")
+    g = subparsers.add_parser(
+        "grafana", help="Grafana administration",
+        description="Put the SpineWatch folder, data source and dashboards into an existing Grafana.",
+        epilog="example: GRAFANA_TOKEN=glsa_... spinewatch grafana push --url https://grafana.example.org",
+    )
     g_sub = g.add_subparsers(dest="grafana_command", required=True, metavar="SUBCOMMAND")
     p = g_sub.add_parser(
         "push", help="create or update the SpineWatch folder, data source and dashboards",
