@@ -313,3 +313,16 @@ def test_configs_and_their_errors_never_show_a_password() -> None:
     with pytest.raises(ConfigError) as info:
         Config.load({"SPINEWATCH_INFLUX_URL": f"ftp://{USER}:{PASSWORD}@h:8086", "SPINEWATCH_INFLUX_DB": "d"})
     assert PASSWORD not in str(info.value) and "ftp://alice:***@h:8086" in str(info.value)
+
+
+def test_doctor_and_the_stores_print_influx_and_grafana_urls_without_a_password(tmp_path: Path) -> None:
+    from spinewatch.service.storage import Influx1Store
+
+    port = free_port()
+    env = _env("", SPINEWATCH_INFLUX_URL=f"http://bob:{PASSWORD}@127.0.0.1:{port}", SPINEWATCH_INFLUX_DB="x")
+    res = spinewatch(env, "doctor", "--skip", "bluetooth", "--skip", "broker", "--timeout", "1",
+                     "--grafana-url", f"http://admin:{PASSWORD}@127.0.0.1:{port}")
+    assert f"FAIL  influxdb   http://bob:***@127.0.0.1:{port}: not reachable" in res.stdout
+    assert f"FAIL  grafana    http://admin:***@127.0.0.1:{port}: not reachable" in res.stdout
+    assert PASSWORD not in res.stdout + res.stderr and "Traceback" not in res.stderr
+    assert Influx1Store(f"http://bob:{PASSWORD}@127.0.0.1:{port}", "x").address == f"http://bob:***@127.0.0.1:{port}"

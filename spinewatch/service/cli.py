@@ -229,7 +229,7 @@ def _cmd_influx_init(args: argparse.Namespace) -> int:
         for q in schema.backfill_statements():
             store.execute(q)
             print(f"backfilled: {q[:90]}...")
-    print(f"InfluxDB {i.url} database {i.db!r}: raw samples kept {args.raw_retention}, "
+    print(f"InfluxDB {store.address} database {i.db!r}: raw samples kept {args.raw_retention}, "
           "per-minute trend, slouch episodes and settings kept forever")
     return 0
 

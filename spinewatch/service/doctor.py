@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Final, Literal
 
-from spinewatch.service.config import InfluxConfig, MqttConfig
+from spinewatch.service.config import InfluxConfig, MqttConfig, redact_url
 from spinewatch.service.neterrors import network_reason
 
 Status = Literal["OK", "WARN", "FAIL"]
@@ -52,6 +52,9 @@ class Check:
     address: str
     message: str
     fix: str = ""
+
+    def __post_init__(self) -> None:  # an address given with user:password@ is printed without the password
+        object.__setattr__(self, "address", redact_url(self.address))
 
     def line(self) -> str:
         text = f"{self.status:<4}  {self.name:<9}  {self.address}: {self.message}"
