@@ -16,7 +16,7 @@ from typing import Final, Literal
 
 from spinewatch.errors import ConnectionFailed
 from spinewatch.service.config import MqttConfig
-from spinewatch.service.mqtt import handshake, probe
+from spinewatch.service.mqtt import Protocol, handshake, probe
 
 __all__ = [
     "BrokerKind",
@@ -32,7 +32,7 @@ _LOGGER = logging.getLogger(__name__)
 
 BrokerKind = Literal["mosquitto", "amqtt"]
 BrokerPreference = Literal["auto", "mosquitto", "amqtt"]
-MqttProtocol = Literal["5", "3.1.1"]
+MqttProtocol = Protocol  # the MQTT versions SpineWatch speaks (owned by spinewatch.service.mqtt)
 
 LOOPBACK_HOST: Final = "127.0.0.1"
 
