@@ -10,15 +10,13 @@ import socket
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from spinewatch.errors import ConnectionFailed
+from spinewatch.service.config import MqttConfig
+from spinewatch.service.mqtt import Protocol, handshake, probe
 
 __all__ = [
     "BrokerKind",
@@ -34,7 +32,7 @@ _LOGGER = logging.getLogger(__name__)
 
 BrokerKind = Literal["mosquitto", "amqtt"]
 BrokerPreference = Literal["auto", "mosquitto", "amqtt"]
-MqttProtocol = Literal["5", "3.1.1"]
+MqttProtocol = Protocol  # the MQTT versions SpineWatch speaks (owned by spinewatch.service.mqtt)
 
 LOOPBACK_HOST: Final = "127.0.0.1"
 
@@ -90,74 +88,27 @@ def _free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _mqtt_handshake(host: str, port: int, protocol: mqtt.MQTTProtocolVersion, timeout_s: float) -> str | None:
-    """Blocking: send CONNECT, wait for CONNACK, disconnect.
-
-    Returns:
-        None if the broker accepted the connection, else a short reason (refused, dropped, no CONNACK).
-    """
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"spinewatch-probe-{uuid.uuid4().hex[:12]}",
-        protocol=protocol,
-    )
-    client.connect_timeout = timeout_s
-    outcome: dict[str, str | None] = {}
-
-    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason_code: object, _p: object) -> None:
-        failed = bool(getattr(reason_code, "is_failure", False))
-        outcome["result"] = f"CONNACK {reason_code}" if failed else None
-
-    client.on_connect = on_connect
-    try:
-        client.connect(host, port, keepalive=10)
-    except (OSError, ValueError) as exc:
-        return f"cannot connect: {exc}"
-    deadline = time.monotonic() + timeout_s
-    try:
-        while "result" not in outcome:
-            remaining_s = deadline - time.monotonic()
-            if remaining_s <= 0:
-                return "no CONNACK before the deadline"
-            try:
-                rc = client.loop(timeout=min(0.05, remaining_s))
-            except (OSError, ValueError, IndexError, KeyError) as exc:
-                # paho raises parsing errors when a 3.1.1-only broker answers a v5 CONNECT.
-                return f"connection failed during handshake: {exc!r}"
-            if rc != mqtt.MQTT_ERR_SUCCESS and "result" not in outcome:
-                return f"connection dropped: {mqtt.error_string(rc)}"
-        if outcome["result"] is None:
-            client.disconnect()
-            client.loop(timeout=0.01)
-        return outcome["result"]
-    finally:
-        sock = client.socket()
-        if sock is not None:
-            sock.close()
+def _ready_problem(host: str, port: int, protocol: MqttProtocol, timeout_s: float) -> str | None:
+    """Blocking: the one MQTT probe (:func:`spinewatch.service.mqtt.handshake`) against our own
+    anonymous broker. None if it accepted the CONNECT, else a short reason."""
+    h = handshake(MqttConfig(url=f"mqtt://{host}:{port}"), protocol, timeout_s)
+    return None if h.accepted else h.detail
 
 
 async def probe_mqtt_protocol(host: str, port: int, timeout_s: float = 5.0) -> MqttProtocol:
-    """Find the newest MQTT version a broker accepts: "5" or "3.1.1".
+    """Find the newest MQTT version an anonymous, plain-TCP broker accepts: "5" or "3.1.1".
 
-    Tries an MQTT 5 CONNECT with paho; if the broker refuses it (CONNACK "unacceptable protocol
-    version") or drops the connection, tries MQTT 3.1.1. Runs paho in a worker thread.
-
-    Args:
-        host: broker host name or address.
-        port: broker TCP port.
-        timeout_s: deadline for each of the two attempts.
+    Kept for callers of this module; it runs the one probe (:func:`spinewatch.service.mqtt.probe`)
+    in a worker thread. A configured broker (login, TLS) is probed with that function on its
+    :class:`MqttConfig` instead.
 
     Raises:
         ConnectionFailed: the broker accepted neither version (unreachable, auth required, ...).
     """
-    v5_problem = await asyncio.to_thread(_mqtt_handshake, host, port, mqtt.MQTTv5, timeout_s)
-    if v5_problem is None:
-        return "5"
-    _LOGGER.debug("MQTT 5 CONNECT to %s:%s failed (%s); trying 3.1.1", host, port, v5_problem)
-    v311_problem = await asyncio.to_thread(_mqtt_handshake, host, port, mqtt.MQTTv311, timeout_s)
-    if v311_problem is None:
-        return "3.1.1"
-    raise ConnectionFailed(f"{host}:{port}", f"MQTT 5: {v5_problem}; MQTT 3.1.1: {v311_problem}")
+    result = await asyncio.to_thread(probe, MqttConfig(url=f"mqtt://{host}:{port}"), timeout_s)
+    if result.accepted:
+        return result.last.protocol
+    raise ConnectionFailed(f"{host}:{port}", "; ".join(f"MQTT {h.protocol}: {h.detail}" for h in result.attempts))
 
 
 def _quiet_amqtt_loggers() -> None:
@@ -359,7 +310,7 @@ class EmbeddedBroker:
                     _tail(log_path),
                 )
             attempt_s = min(READY_ATTEMPT_TIMEOUT_S, remaining_s)
-            problem_or_none = await asyncio.to_thread(_mqtt_handshake, self._host, port, mqtt.MQTTv5, attempt_s)
+            problem_or_none = await asyncio.to_thread(_ready_problem, self._host, port, "5", attempt_s)
             if problem_or_none is None:
                 return
             problem = problem_or_none
@@ -409,7 +360,7 @@ class EmbeddedBroker:
             raise BrokerStartError("amqtt", f"{self._host}:0", "cannot read the bound port") from exc
         self._port = port
         self._kind = "amqtt"
-        problem = await asyncio.to_thread(_mqtt_handshake, self._host, port, mqtt.MQTTv311, self._startup_timeout_s)
+        problem = await asyncio.to_thread(_ready_problem, self._host, port, "3.1.1", self._startup_timeout_s)
         if problem is not None:
             await self.aclose()
             raise BrokerStartError("amqtt", f"{self._host}:{port}", problem)

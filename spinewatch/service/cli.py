@@ -229,7 +229,7 @@ def _cmd_influx_init(args: argparse.Namespace) -> int:
         for q in schema.backfill_statements():
             store.execute(q)
             print(f"backfilled: {q[:90]}...")
-    print(f"InfluxDB {i.url} database {i.db!r}: raw samples kept {args.raw_retention}, "
+    print(f"InfluxDB {store.address} database {i.db!r}: raw samples kept {args.raw_retention}, "
           "per-minute trend, slouch episodes and settings kept forever")
     return 0
 
@@ -237,7 +237,16 @@ def _cmd_influx_init(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="spinewatch",
-        description="SpineWatch: posture monitoring from a back-worn IMU (BLE -> MQTT -> InfluxDB).",
+        description="SpineWatch: posture monitoring from a back-worn IMU (BLE -> MQTT -> InfluxDB). "
+                    "Each COMMAND has its own --help with an example.",
+        epilog=(
+            "examples:\n"
+            "  spinewatch demo --duration 1h        # a simulated patient through the whole pipeline, no servers\n"
+            "  spinewatch report --patient p-demo --from $(date -u +%F) --to $(date -u +%F) --format json "
+            "--sqlite out/spinewatch.sqlite\n"
+            "  spinewatch doctor --skip bluetooth   # is the installation working?"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"spinewatch {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
@@ -284,7 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print counters every S seconds (default 60)")
     i.set_defaults(func=_cmd_ingest)
 
-    inf = sub.add_parser("influx", help="InfluxDB administration")
+    inf = sub.add_parser(
+        "influx", help="InfluxDB administration",
+        description="Set up InfluxDB for SpineWatch (retention policies, downsampling, settings).",
+        epilog="example: SPINEWATCH_INFLUX_URL=http://127.0.0.1:8086 SPINEWATCH_INFLUX_DB=spinewatch "
+               "spinewatch influx init",
+    )
     inf_sub = inf.add_subparsers(dest="influx_command", required=True, metavar="SUBCOMMAND")
     init = inf_sub.add_parser(
         "init", help="create the database, retention policies and downsampling",

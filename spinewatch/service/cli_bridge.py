@@ -268,6 +268,7 @@ def add_bridge_commands(subparsers: Any) -> None:
         "bridge", help="BLE sensor bridge: scan, run (sensor -> MQTT), record to a file",
         description="Talk to a back-worn IMU over Bluetooth LE (bleak). Sensor profiles and their "
                     "packet layouts: docs/gatt-profile.md.",
+        epilog="example: spinewatch bridge scan --timeout 10   (then `spinewatch bridge run --help`)",
     )
     sub = b.add_subparsers(dest="bridge_command", required=True, metavar="SUBCOMMAND")
 

@@ -14,6 +14,7 @@ from spinewatch.errors import ConfigError
 from spinewatch.service import wire
 from spinewatch.service.patient_config import (
     PatientConfig,
+    SettingsConflict,
     decode_patient_config,
     encode_patient_config,
 )
@@ -45,14 +46,21 @@ def read_config(mqtt_cfg: Any, protocol: str, patient: str, device: str, timeout
     return None if payload is None else decode_patient_config(payload)
 
 
-def apply_changes(cfg: PatientConfig, pairs: list[str]) -> PatientConfig:
-    """``key=value`` changes on top of ``cfg``, validated (ConfigError names the key)."""
+def apply_changes(cfg: PatientConfig, pairs: list[str], *, explain_conflicts: bool = True) -> PatientConfig:
+    """``key=value`` changes on top of ``cfg``, validated (ConfigError names the key).
+
+    A change that breaks a rule with a setting it did not change (``threshold_deg=35`` while
+    ``severe_deg`` is 30) names the changed key, the setting in force and what to set together;
+    with ``explain_conflicts=False`` it raises the bare :class:`SettingsConflict` instead.
+    """
     top: dict[str, Any] = {}
     haptic: dict[str, Any] = {}
+    changed: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key not in KEYS:
             raise ConfigError(key or pair, value, f"key=value with key one of {', '.join(KEYS)}")
+        changed[key] = value
         try:
             if key in ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s"):
                 top[key] = float(value)
@@ -71,14 +79,53 @@ def apply_changes(cfg: PatientConfig, pairs: list[str]) -> PatientConfig:
             elif key == "quiet_hours":
                 wins = [w.split("-") for w in value.split(",") if w]
                 if any(len(w) != 2 for w in wins):
-                    raise ConfigError(key, value, "HH:MM-HH:MM[,HH:MM-HH:MM...]")
+                    raise ConfigError(key, value, "windows HH:MM-HH:MM[,HH:MM-HH:MM...], e.g. quiet_hours=22:00-07:00 "
+                                      "(quiet_hours= for none)")
                 top["quiet_hours"] = tuple((a, b) for a, b in wins)
             elif key == "alerts_off":
                 top["alerts_off_activities"] = tuple(a for a in value.split(",") if a)
+        except ConfigError:
+            raise
         except ValueError as exc:
-            raise ConfigError(key, value, "a number") from exc
-    new_haptic = dataclasses.replace(cfg.haptic, **haptic)
-    return dataclasses.replace(cfg, haptic=new_haptic, **top)
+            kind = "an integer" if key in ("intensity_pct", "duration_ms") else "a number"
+            raise ConfigError(key, value, kind) from exc
+    try:
+        return dataclasses.replace(cfg, haptic=dataclasses.replace(cfg.haptic, **haptic), **top)
+    except SettingsConflict as exc:
+        if not explain_conflicts or (exc.key in changed and exc.other in changed):
+            raise
+        if exc.key in changed:  # e.g. severe_deg=15 while threshold_deg is 20
+            moved, kept, kept_value = exc.key, exc.other, exc.other_value
+        else:  # e.g. threshold_deg=35 while severe_deg is 30
+            moved, kept, kept_value = exc.other, exc.key, exc.key_value
+        raise ConfigError(moved, changed.get(moved, ""), f"{exc.key} must stay {exc.relation} {exc.other}, and "
+                          f"{kept} is {kept_value:g} (in force, not changed here): set them together, "
+                          f"e.g. {_together_example(cfg, pairs, exc)}") from None
+
+
+def _together_example(cfg: PatientConfig, pairs: list[str], exc: SettingsConflict) -> str:
+    """``threshold_deg=35 severe_deg=45``: the user's changes plus changes to the settings in force
+    that satisfy every rule between them (checked), e.g. for ``threshold_deg=35`` with ``severe_deg`` 30."""
+    user_keys = {p.partition("=")[0] for p in pairs}
+    extra: dict[str, float] = {}
+    for _ in range(3):  # three related settings: at most two more to move
+        if exc.key not in user_keys and exc.key not in extra:  # move the setting in force ...
+            key = exc.key
+            value = min(89.0, exc.other_value + 10) if exc.relation == "more than" else exc.other_value / 4
+        else:  # ... or the one it is compared with
+            key = exc.other
+            value = max(0.5, exc.key_value - 10) if exc.relation == "more than" else min(89.0, exc.key_value + 10)
+        extra[key] = round(value, 2)
+        trial = [*pairs, *(f"{k}={v:g}" for k, v in extra.items())]
+        try:
+            apply_changes(cfg, trial, explain_conflicts=False)
+        except SettingsConflict as again:
+            exc = again
+            continue
+        except ConfigError:
+            break
+        return " ".join(trial)
+    return f"{exc.key}=... {exc.other}=..."
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
@@ -97,6 +144,10 @@ def _cmd_set(args: argparse.Namespace) -> int:
 
     wire.check_id("patient", args.patient)
     wire.check_id("device", args.device)
+    try:  # each value on its own, before the broker is asked for the settings in force
+        apply_changes(PatientConfig(), args.changes, explain_conflicts=False)
+    except SettingsConflict:
+        pass  # a rule between two settings: checked below, against the settings in force
     mqtt_cfg, protocol = _mqtt(args)
     current = read_config(mqtt_cfg, protocol, args.patient, args.device, args.timeout) or PatientConfig()
     new = apply_changes(current, args.changes)
@@ -112,7 +163,12 @@ def _cmd_set(args: argparse.Namespace) -> int:
 
 def add_config_commands(subparsers: Any) -> None:
     """Add ``config get`` and ``config set`` to the ``spinewatch`` command line."""
-    c = subparsers.add_parser("config", help="a patient's settings (retained on MQTT, applied live)")
+    c = subparsers.add_parser(
+        "config", help="a patient's settings (retained on MQTT, applied live)",
+        description="Read or change a patient's settings: retained on the MQTT config topic of their device, "
+                    "applied live by the bridge. Keys and defaults: docs/therapist-guide.md.",
+        epilog="example: SPINEWATCH_MQTT_URL=mqtt://127.0.0.1:1883 spinewatch config get --patient p-042 --device d-7",
+    )
     c_sub = c.add_subparsers(dest="config_command", required=True, metavar="SUBCOMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--patient", required=True, metavar="ID", help="pseudonymous patient id")

@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spinewatch.errors import ConfigError
 from spinewatch.service.config import Config
+from spinewatch.service.periods import check_bounds, parse_bound, period_end
 from spinewatch.service.storage import Store
 
 # The demo (`spinewatch demo`, default --out out) keeps its embedded store here.
 DEFAULT_SQLITE: Final = "out/spinewatch.sqlite"
 # Progress appears only on work that takes longer than this (issue #8: "more than a second").
 PROGRESS_AFTER_S: Final = 1.0
-_DATE_RE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SAFE: Final = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -44,23 +44,6 @@ def open_store(cfg: Config, sqlite: str | None) -> Store:
             "`spinewatch ingest --sqlite FILE` writes FILE), or set SPINEWATCH_INFLUX_URL to read InfluxDB",
         )
     return SqliteStore(path)
-
-
-def parse_time(key: str, text: str) -> tuple[dt.datetime, bool]:
-    """``YYYY-MM-DD`` or ISO ``YYYY-MM-DDTHH:MM[:SS][+HH:MM|Z]`` -> (datetime, has its own offset).
-
-    A datetime without an offset is naive; the caller places it in the patient's time zone.
-    """
-    try:
-        if _DATE_RE.match(text):
-            return dt.datetime.combine(dt.date.fromisoformat(text), dt.time()), False
-        if "T" not in text:
-            raise ValueError
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(key, text, "a date YYYY-MM-DD or a time YYYY-MM-DDTHH:MM[:SS] "
-                                     "(optionally with +HH:MM or Z)") from None
-    return when, when.tzinfo is not None
 
 
 def check_tz(name: str) -> ZoneInfo:
@@ -132,8 +115,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         wire.check_id("patient", args.patient)
     except ValueError as exc:
         raise ConfigError("--patient", args.patient, "letters, digits, _ . - (1-64 characters)") from exc
-    start, start_has_tz = parse_time("--from", getattr(args, "from"))
-    end, end_has_tz = parse_time("--to", args.to)
+    start, start_has_tz, _ = parse_bound("--from", getattr(args, "from"))
+    to, end_has_tz, to_is_day = parse_bound("--to", args.to)
+    end = period_end(to, to_is_day)  # a --to day is included, as in `report` (periods.py)
     tz_override = check_tz(args.tz) if args.tz else None
     if fmt == "parquet":
         require_pyarrow()
@@ -149,8 +133,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 tz = ZoneInfo("UTC")
         tz = tz or ZoneInfo("UTC")
         start_ns, end_ns = to_utc_ns(start, tz), to_utc_ns(end, tz)
-        if start_ns >= end_ns:
-            raise ConfigError("--from", getattr(args, "from"), f"a time before --to ({args.to}, end exclusive)")
+        check_bounds(getattr(args, "from"), args.to, start_ns, end_ns)
         prefix = args.out or _SAFE.sub("-", f"{args.patient}_{getattr(args, 'from')}_{args.to}")
         if args.out and (args.out.endswith(("/", "\\")) or Path(args.out).is_dir()):
             prefix = str(Path(args.out) / _SAFE.sub("-", f"{args.patient}_{getattr(args, 'from')}_{args.to}"))
@@ -179,21 +162,23 @@ def add_export_commands(subparsers: Any) -> None:
         description=(
             "Write every posture sample (time_utc, time_utc_ns, device, flexion_deg, lateral_deg, state, "
             "activity, activity_name) and every slouch episode (device, start_utc, end_utc, start_utc_ns, "
-            "end_utc_ns, duration_s, peak_deg, mean_deg) of a patient in the period [--from, --to) to "
-            "PREFIX.posture.csv and PREFIX.episodes.csv (or .parquet; see --out). Dates are midnight in the "
-            "patient's time zone (the timezone of their latest stored config, else UTC; --tz overrides); --to "
-            "is exclusive. "
+            "end_utc_ns, duration_s, peak_deg, mean_deg) of a patient from --from to --to to "
+            "PREFIX.posture.csv and PREFIX.episodes.csv (or .parquet; see --out). Dates are local days in the "
+            "patient's time zone (the timezone of their latest stored config, else UTC; --tz overrides), both "
+            "included, as in `spinewatch report`; a time --to (YYYY-MM-DDTHH:MM) is the end, excluded. "
             "Reads InfluxDB when SPINEWATCH_INFLUX_URL is set (same variables as `spinewatch ingest`), else "
             "the local SQLite store (--sqlite, default out/spinewatch.sqlite, the demo's). Streams one hour "
             "at a time: memory stays flat however long the period. Parquet needs "
             "`pip install 'spinewatch[parquet]'`. Details: docs/export.md."
         ),
-        epilog="example: spinewatch export --patient p-042 --from 2026-03-01 --to 2026-04-01 --format csv "
+        epilog="example: spinewatch export --patient p-042 --from 2026-03-01 --to 2026-03-31 --format csv "
                "--out exports/p-042-march   (writes exports/p-042-march.posture.csv and .episodes.csv)",
     )
     e.add_argument("--patient", required=True, metavar="ID", help="pseudonymous patient id")
-    e.add_argument("--from", required=True, metavar="DATE", help="start, included: YYYY-MM-DD or YYYY-MM-DDTHH:MM")
-    e.add_argument("--to", required=True, metavar="DATE", help="end, excluded: YYYY-MM-DD or YYYY-MM-DDTHH:MM")
+    e.add_argument("--from", required=True, metavar="DATE",
+                   help="first day (YYYY-MM-DD) or start time (YYYY-MM-DDTHH:MM), included")
+    e.add_argument("--to", required=True, metavar="DATE",
+                   help="last day (YYYY-MM-DD), included, or end time (YYYY-MM-DDTHH:MM), excluded")
     e.add_argument("--format", default="csv", metavar="FMT", help="csv (default) or parquet")
     e.add_argument("--out", default="", metavar="PREFIX",
                    help="output prefix: writes PREFIX.posture.FMT and PREFIX.episodes.FMT; an existing "

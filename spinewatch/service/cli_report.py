@@ -135,8 +135,8 @@ def add_report_commands(subparsers: Any) -> None:
             "examples:\n"
             "  SPINEWATCH_INFLUX_URL=http://127.0.0.1:8086 SPINEWATCH_INFLUX_DB=spinewatch \\\n"
             "    spinewatch report --patient p-042 --from 2026-03-01 --to 2026-03-30 --out p-042-march.pdf\n"
-            "  spinewatch report --patient p-demo --from 2026-11-25 --to 2026-11-25 --format json "
-            "--sqlite out/spinewatch.sqlite"
+            "  spinewatch demo && spinewatch report --patient p-demo --from $(date -u +%F) --to $(date -u +%F) "
+            "--format json --sqlite out/spinewatch.sqlite   # the day the demo simulated (today, UTC)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

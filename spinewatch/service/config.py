@@ -17,6 +17,26 @@ from typing import Any, Final, Literal, get_args, get_type_hints
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.ble_config import BleConfig
 
+# What stands for a password in every URL SpineWatch prints.
+REDACTED: Final = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: the only form of a URL fit for a message.
+
+    Works on malformed URLs too (a bad port, a missing host), which are exactly the ones that
+    end up in error messages.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':' + REDACTED if colon else ''}@{hostport}{slash}{path}"
+
 
 @dataclass(frozen=True, slots=True)
 class MqttConfig:
@@ -24,7 +44,10 @@ class MqttConfig:
 
     Attributes:
         url: ``mqtt://[user:password@]host[:port]`` (``mqtts://`` for TLS). Empty: the demo
-            starts a private broker; ``ingest`` requires a URL.
+            starts a private broker; ``ingest`` requires a URL. Printed only as
+            :attr:`address` or :func:`redact_url` (never with its password).
+        ca_file: PEM file of the CA certificate(s) that signed the broker's TLS certificate
+            (``mqtts://``), e.g. a private CA; empty: the system's trusted CAs.
         protocol: ``5``, ``3.1.1``, or ``auto`` (MQTT 5 if the broker accepts it).
         qos: delivery guarantee of posture and event messages (1 = at least once).
         keepalive_s: MQTT keep-alive, seconds.
@@ -39,11 +62,16 @@ class MqttConfig:
 
     url: str = ""
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    ca_file: str = ""
     qos: Literal[0, 1, 2] = 1
     keepalive_s: int = 30
     session_expiry_s: int = 86_400
     max_inflight: int = 100
     share_group: str = ""
+
+    def __repr__(self) -> str:  # the dataclass repr would show the password in the URL
+        fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name != "url")
+        return f"MqttConfig(url={redact_url(self.url)!r}, {fields})"
 
     @property
     def parsed(self) -> urllib.parse.SplitResult:
@@ -93,9 +121,9 @@ class InfluxConfig:
     db: str = ""
     org: str = ""
     bucket: str = ""
-    token: str = ""
+    token: str = field(default="", repr=False)
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
 
     @property
     def kind(self) -> Literal["none", "v1", "v2"]:
@@ -205,15 +233,11 @@ class Config:
         """
         env = os.environ if env is None else env
         sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+        source = "--config" if path else "SPINEWATCH_CONFIG"  # what the user set, for the message
         path = path or env.get("SPINEWATCH_CONFIG") or None
         if path:
             p = Path(path)
-            try:
-                data = tomllib.loads(p.read_text())
-            except FileNotFoundError as exc:
-                raise ConfigError("SPINEWATCH_CONFIG", str(p), "an existing TOML file") from exc
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(str(p), "(file)", f"valid TOML ({exc})") from exc
+            data = _read_toml(p, source)
             for sec, values in data.items():
                 if sec not in _SECTIONS:
                     raise ConfigError(sec, "(section)", f"one of [{'], ['.join(_SECTIONS)}]")
@@ -237,12 +261,18 @@ class Config:
         m = self.mqtt
         if m.url:
             p = m.parsed
+            shown = redact_url(m.url)
             if p.scheme not in ("mqtt", "mqtts") or not p.hostname:
-                raise ConfigError("SPINEWATCH_MQTT_URL", m.url, "mqtt://host[:port] or mqtts://host[:port]")
+                raise ConfigError("SPINEWATCH_MQTT_URL", shown, "mqtt://host[:port] or mqtts://host[:port] "
+                                  "(user:password@ before the host for a login)")
             try:
-                _ = p.port
-            except ValueError as exc:
-                raise ConfigError("SPINEWATCH_MQTT_URL", m.url, "a port number 1-65535") from exc
+                mqtt_port = p.port
+            except ValueError:
+                mqtt_port = 0
+            if mqtt_port == 0:  # urlsplit accepts port 0, and raises (with the URL in it) for others
+                raise ConfigError("SPINEWATCH_MQTT_URL", shown, "a port number 1-65535") from None
+        if m.ca_file and not Path(m.ca_file).is_file():
+            raise ConfigError("mqtt.ca_file", m.ca_file, "an existing PEM file of CA certificates (or empty)")
         for key, val in (("keepalive_s", m.keepalive_s), ("max_inflight", m.max_inflight)):
             if val <= 0:
                 raise ConfigError(f"mqtt.{key}", val, "an integer > 0")
@@ -252,7 +282,7 @@ class Config:
         if i.url:
             p = urllib.parse.urlsplit(i.url)
             if p.scheme not in ("http", "https") or not p.hostname:
-                raise ConfigError("SPINEWATCH_INFLUX_URL", i.url, "http://host:port or https://host:port")
+                raise ConfigError("SPINEWATCH_INFLUX_URL", redact_url(i.url), "http://host:port or https://host:port")
             if not i.db and not (i.org and i.bucket and i.token):
                 raise ConfigError(
                     "SPINEWATCH_INFLUX_DB", i.db,
@@ -312,6 +342,7 @@ RETIRED_KEYS: Final[dict[tuple[str, str], str]] = {
 ENV_VARS: Final[dict[str, tuple[str, str]]] = {
     "SPINEWATCH_MQTT_URL": ("mqtt", "url"),
     "SPINEWATCH_MQTT_PROTOCOL": ("mqtt", "protocol"),
+    "SPINEWATCH_MQTT_CA_FILE": ("mqtt", "ca_file"),
     "SPINEWATCH_INFLUX_URL": ("influx", "url"),
     "SPINEWATCH_INFLUX_DB": ("influx", "db"),
     "SPINEWATCH_INFLUX_ORG": ("influx", "org"),
@@ -325,11 +356,33 @@ ENV_VARS: Final[dict[str, tuple[str, str]]] = {
 }
 
 
+def _read_toml(p: Path, source: str) -> dict[str, Any]:
+    """The TOML file ``p``; ConfigError names ``source`` (``--config`` or ``SPINEWATCH_CONFIG``) and the fix."""
+    try:
+        text = p.read_text(encoding="utf-8")  # TOML is UTF-8 by definition
+    except FileNotFoundError:
+        raise ConfigError(source, str(p), "an existing TOML file (every key: config.example.toml)") from None
+    except IsADirectoryError:
+        raise ConfigError(source, str(p), "a TOML file, not a directory") from None
+    except PermissionError:
+        raise ConfigError(source, str(p), "a TOML file this user may read (check its permissions)") from None
+    except OSError as exc:
+        raise ConfigError(source, str(p), f"a readable TOML file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, str(p), f"a UTF-8 text file (TOML); byte {exc.start} is not UTF-8 "
+                          "(save it as UTF-8)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), "(file)", f"valid TOML ({exc})") from None
+
+
 def _coerce(section_cls: type, key_name: str, key: str, value: object) -> object:
     """Convert ``value`` to the type of ``section_cls.key``; ConfigError names ``key_name``."""
     fields = {f.name for f in dataclasses.fields(section_cls)}
     if key not in fields:
-        raise ConfigError(key_name, value, f"a known key: {', '.join(sorted(fields))}")
+        secret = any(word in key.lower() for word in ("pass", "token", "secret"))  # a misspelt password key
+        raise ConfigError(key_name, REDACTED if secret else value, f"a known key: {', '.join(sorted(fields))}")
     hint = get_type_hints(section_cls)[key]
     choices = get_args(hint) if getattr(hint, "__origin__", None) is Literal else ()
     if choices:

@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import ssl
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from dataclasses import asdict, dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from spinewatch.service.config import InfluxConfig, MqttConfig
+from spinewatch.service.config import InfluxConfig, MqttConfig, redact_url
+from spinewatch.service.neterrors import network_reason
 
 Status = Literal["OK", "WARN", "FAIL"]
 CHECKS: Final = ("config", "broker", "influxdb", "grafana", "bluetooth")
 # Every network step waits at most this long by default: servers on a LAN answer in ms.
 DEFAULT_TIMEOUT_S: Final = 3.0
-# MQTT CONNACK reason codes that mean "who you are" rather than "what you speak".
-_MQTT_AUTH_CODES: Final = (134, 135)  # Bad user name or password, Not authorized
 # `spinewatch influx init` creates these (spinewatch/service/schema.py).
 INFLUX_RETENTION_POLICIES: Final = ("raw", "trend")
 INFLUX_CONTINUOUS_QUERIES: Final = ("posture_1m", "slouch_copy")
@@ -58,6 +53,9 @@ class Check:
     message: str
     fix: str = ""
 
+    def __post_init__(self) -> None:  # an address given with user:password@ is printed without the password
+        object.__setattr__(self, "address", redact_url(self.address))
+
     def line(self) -> str:
         text = f"{self.status:<4}  {self.name:<9}  {self.address}: {self.message}"
         return f"{text} -> {self.fix}" if self.fix else text
@@ -68,18 +66,7 @@ class Check:
 
 def _reason(exc: BaseException) -> str:
     """A short human cause of a connection error."""
-    exc = getattr(exc, "reason", exc) if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "no answer (timed out)"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror})"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason or exc})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[0].lower() + exc.strerror[1:]
-    return str(exc) or type(exc).__name__
+    return network_reason(exc)
 
 
 # --------------------------------------------------------------------------- config
@@ -96,80 +83,42 @@ def check_config(error: Exception | None, source: str) -> Check:
 # --------------------------------------------------------------------------- MQTT broker
 
 
-def _connack(cfg: MqttConfig, v5: bool, timeout_s: float) -> tuple[int | None, str]:
-    """CONNECT with the configured login and TLS; (CONNACK reason code or None if none came, detail)."""
-    import paho.mqtt.client as mqtt
-
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"spinewatch-doctor-{uuid.uuid4().hex[:10]}",
-                         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
-    client.connect_timeout = timeout_s
-    if cfg.username:
-        client.username_pw_set(cfg.username, cfg.password)
-    if cfg.tls:
-        client.tls_set()
-    got: dict[str, Any] = {}
-    client.on_connect = lambda _c, _u, _f, rc, _p: got.setdefault("rc", rc)
-    try:
-        client.connect(cfg.host, cfg.port, keepalive=10)
-    except (OSError, ValueError) as exc:
-        return None, _reason(exc)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while "rc" not in got:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None, f"no CONNACK within {timeout_s:g} s"
-            try:
-                rc = client.loop(timeout=min(0.05, left))
-            except (OSError, ValueError, IndexError, KeyError) as exc:
-                return None, f"handshake failed ({exc!r})"
-            if rc != mqtt.MQTT_ERR_SUCCESS and "rc" not in got:
-                return None, f"connection dropped ({mqtt.error_string(rc)})"
-        code = int(getattr(got["rc"], "value", got["rc"]))
-        if code == 0:
-            client.disconnect()
-            client.loop(timeout=0.01)
-        return code, str(got["rc"])
-    finally:
-        sock = client.socket()
-        if sock is not None:
-            sock.close()
-
-
 def check_broker(cfg: MqttConfig, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Check]:
-    """TCP reachability, then an MQTT CONNECT (5, else 3.1.1) with the configured login."""
+    """The one MQTT probe (:func:`spinewatch.service.mqtt.probe`): TCP, TLS, then CONNECT (5, else
+    3.1.1) with the configured login, as ``ingest`` and ``bridge`` will connect."""
+    from spinewatch.service.mqtt import describe_login, probe  # noqa: PLC0415  (paho only when checked)
+
     if not cfg.url:
         return [Check("broker", "WARN", "SPINEWATCH_MQTT_URL", "not set (only the demo runs without it: it starts "
                       "a private broker)", "set SPINEWATCH_MQTT_URL=mqtt://HOST:1883 for ingest, bridge and config")]
     addr = cfg.address
-    try:
-        with socket.create_connection((cfg.host, cfg.port), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        return [Check("broker", "FAIL", addr, f"not reachable: {_reason(exc)}",
+    result = probe(cfg, timeout_s)
+    last = result.last
+    if last.tls_failed:
+        return [Check("broker", "FAIL", addr, last.detail,
+                      "mqtts:// needs a TLS listener on that port; a private CA goes in SPINEWATCH_MQTT_CA_FILE "
+                      "(mqtt.ca_file)")]
+    if not last.reachable:
+        return [Check("broker", "FAIL", addr, f"not reachable: {last.detail}",
                       "start the broker (systemctl start mosquitto, or docker compose up -d in deploy/) "
                       "or correct SPINEWATCH_MQTT_URL")]
-    login = f"user {cfg.username!r}" if cfg.username else "anonymous"
-    bad_login_fix = ("check the user:password in SPINEWATCH_MQTT_URL against the broker's password file "
-                     "(mosquitto_passwd)" if cfg.username else
-                     "the broker wants a login: SPINEWATCH_MQTT_URL=mqtt://USER:PASSWORD@HOST:PORT")
-    versions = ("5", "3.1.1") if cfg.protocol == "auto" else (cfg.protocol,)
-    refusals: list[str] = []
-    for version in versions:
-        code, detail = _connack(cfg, version == "5", timeout_s)
-        if code == 0 and refusals:
-            return [Check("broker", "WARN", addr, f"MQTT 3.1.1 accepted ({login}), {refusals[0]}",
-                          "works; for shared subscriptions (several ingest workers) use an MQTT 5 broker "
-                          "such as Mosquitto 2")]
-        if code == 0:
-            return [Check("broker", "OK", addr, f"MQTT {version} accepted, {login} accepted")]
-        if code in _MQTT_AUTH_CODES:
-            return [Check("broker", "FAIL", addr, f"MQTT {version}: {login} refused (CONNACK: {detail})",
-                          bad_login_fix)]
-        refusals.append(f"MQTT {version} refused ({detail})")
+    login = describe_login(cfg)
+    if last.accepted and len(result.attempts) > 1:
+        return [Check("broker", "WARN", addr, f"MQTT 3.1.1 accepted ({login}), MQTT 5 refused "
+                      f"({result.attempts[0].detail})",
+                      "works; for shared subscriptions (several ingest workers) use an MQTT 5 broker "
+                      "such as Mosquitto 2")]
+    if last.accepted:
+        return [Check("broker", "OK", addr, f"MQTT {last.protocol} accepted, {login} accepted")]
+    if last.login_refused:
+        fix = ("check the user:password in SPINEWATCH_MQTT_URL against the broker's password file "
+               "(mosquitto_passwd)" if cfg.username else
+               "the broker wants a login: SPINEWATCH_MQTT_URL=mqtt://USER:PASSWORD@HOST:PORT")
+        return [Check("broker", "FAIL", addr, f"MQTT {last.protocol}: {login} refused (CONNACK: {last.detail})", fix)]
+    refusals = "; ".join(f"MQTT {h.protocol} refused ({h.detail})" for h in result.attempts)
     fix = ("set SPINEWATCH_MQTT_PROTOCOL=auto (or the version the broker speaks)" if cfg.protocol != "auto" else
            "is it an MQTT broker? check the port in SPINEWATCH_MQTT_URL, and mqtts:// for a TLS listener")
-    return [Check("broker", "FAIL", addr, "; ".join(refusals), fix)]
+    return [Check("broker", "FAIL", addr, refusals, fix)]
 
 
 # --------------------------------------------------------------------------- InfluxDB
@@ -322,7 +271,13 @@ def check_grafana(url: str, token: str, datasource_uid: str, timeout_s: float = 
     if not url:
         return [Check("grafana", "WARN", "GRAFANA_URL", "not set: Grafana not checked",
                       "set GRAFANA_URL (and GRAFANA_TOKEN) to check the Grafana that `spinewatch grafana push` fills")]
-    url = url.rstrip("/")
+    from spinewatch.errors import ConfigError  # noqa: PLC0415
+    from spinewatch.service.grafana_push import check_url  # noqa: PLC0415  (the one rule for Grafana URLs)
+
+    try:
+        url = check_url(url, "GRAFANA_URL")
+    except ConfigError as exc:
+        return [Check("grafana", "FAIL", "GRAFANA_URL", str(exc), "give the scheme: http://HOST:3000 or https://HOST")]
     try:
         status, _, body = _http("GET", f"{url}/api/health", timeout_s)
     except (OSError, urllib.error.URLError) as exc:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Final
 
 from spinewatch.errors import ConfigError, SpineWatchError
-from spinewatch.service.config import InfluxConfig
+from spinewatch.service.config import InfluxConfig, redact_url
+from spinewatch.service.neterrors import network_reason
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -100,8 +102,23 @@ def _call(step: str, fn: Any, *args: Any) -> Any:
         return fn(*args)
     except GrafanaException as exc:
         raise GrafanaPushError(step, _status(exc), str(exc.message)) from exc
-    except OSError as exc:  # connection refused, DNS, TLS
-        raise GrafanaPushError(step, 0, str(exc)) from exc
+    except OSError as exc:  # connection refused, DNS, TLS, timeout (niquests' errors are OSErrors)
+        raise GrafanaPushError(step, 0, f"cannot reach Grafana: {network_reason(exc)} "
+                                        "(is it running? check --url / GRAFANA_URL)") from exc
+
+
+def check_url(url: str, source: str) -> str:
+    """``url`` without a trailing slash, if it is an http(s) URL with a host; else ConfigError naming ``source``."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ConfigError(source, redact_url(url),
+                          "Grafana's base URL with its scheme, e.g. https://grafana.example.org or "
+                          "http://127.0.0.1:3000")
+    return url.rstrip("/")
 
 
 def _exists(step: str, fn: Any, uid: str) -> bool:
@@ -161,6 +178,7 @@ def cmd_grafana_push(args: argparse.Namespace) -> int:
     token = os.environ.get(args.token_env, "")
     if not url:
         raise ConfigError("--url", url, "Grafana's base URL, e.g. https://grafana.example.org (or GRAFANA_URL)")
+    url = check_url(url, "--url" if args.url else "GRAFANA_URL")
     if not token:
         raise ConfigError(args.token_env, "", "a Grafana service-account token with the Editor role or above")
     influx = Config.load(path=getattr(args, "config", None)).influx
@@ -175,7 +193,11 @@ def cmd_grafana_push(args: argparse.Namespace) -> int:
 
 def add_grafana_commands(subparsers: Any) -> None:
     """Add ``grafana push`` to the ``spinewatch`` command line."""
-    g = subparsers.add_parser("grafana", help="Grafana administration")
+    g = subparsers.add_parser(
+        "grafana", help="Grafana administration",
+        description="Put the SpineWatch folder, data source and dashboards into an existing Grafana.",
+        epilog="example: GRAFANA_TOKEN=glsa_... spinewatch grafana push --url https://grafana.example.org",
+    )
     g_sub = g.add_subparsers(dest="grafana_command", required=True, metavar="SUBCOMMAND")
     p = g_sub.add_parser(
         "push", help="create or update the SpineWatch folder, data source and dashboards",

@@ -49,12 +49,30 @@ from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.haptics import HapticSettings
 from spinewatch.model import Activity
 
-__all__ = ["HapticConfig", "PatientConfig", "decode_patient_config", "encode_patient_config", "in_quiet_hours"]
+__all__ = ["HapticConfig", "PatientConfig", "SettingsConflict", "decode_patient_config", "encode_patient_config",
+           "in_quiet_hours"]
 
 VERSION: Final = 1
 PATTERNS: Final = ("off", "short", "double", "long", "ramp")
 ACTIVITY_NAMES: Final = {a.name.lower(): int(a) for a in Activity}
 MAX_PAYLOAD_BYTES: Final = 16_384  # a config is a few hundred bytes; refuse anything huge
+
+
+class SettingsConflict(ConfigError):
+    """Two settings, each valid alone, break a rule between them: ``key`` must be ``relation`` ``other``.
+
+    Attributes:
+        key_value: ``value``, as the number it is.
+        other, other_value: the setting ``key`` is compared with, and its value.
+        relation: ``more than`` or ``less than``.
+    """
+
+    def __init__(self, key: str, value: float, other: str, other_value: float, relation: str) -> None:
+        self.key_value = value
+        self.other = other
+        self.other_value = other_value
+        self.relation = relation
+        super().__init__(key, value, f"{relation} {other} ({other_value:g})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,17 +117,15 @@ class PatientConfig:
     set_ns: int = 0  # audit: UTC ns when it was set; 0 = unknown
 
     def __post_init__(self) -> None:
+        # each value on its own first, then the rules between values (SettingsConflict), so that a
+        # caller can check what a user typed before it knows the settings in force (config set)
         _num("threshold_deg", self.threshold_deg, 0.0, 90.0, low_open=True, high_open=True)
         if not isinstance(self.author, str) or len(self.author) > 64:
             raise ConfigError("author", self.author, "a pseudonymous id of at most 64 characters")
         if not isinstance(self.set_ns, int) or isinstance(self.set_ns, bool) or self.set_ns < 0:
             raise ConfigError("set_ns", self.set_ns, "UTC nanoseconds, an integer >= 0")
         _num("severe_deg", self.severe_deg, 0.0, 90.0, low_open=True, high_open=True)
-        if not self.severe_deg > self.threshold_deg:
-            raise ConfigError("severe_deg", self.severe_deg, f"more than threshold_deg ({self.threshold_deg})")
         _num("hysteresis_deg", self.hysteresis_deg, 0.0, 90.0)
-        if not self.hysteresis_deg < self.threshold_deg:
-            raise ConfigError("hysteresis_deg", self.hysteresis_deg, f"less than threshold_deg ({self.threshold_deg})")
         _num("min_duration_s", self.min_duration_s, 0.0, 3600.0)
         for i, win in enumerate(self.quiet_hours):
             if not (isinstance(win, (tuple, list)) and len(win) == 2):
@@ -129,9 +145,14 @@ class PatientConfig:
             object.__setattr__(self, "neutral_up_sensor", _unit_vector("neutral_up_sensor", self.neutral_up_sensor))
         if self.mount_yaw_deg is not None:
             _num("mount_yaw_deg", self.mount_yaw_deg, -180.0, 180.0, low_open=True)
-            if self.neutral_up_sensor is None:
-                raise ConfigError("mount_yaw_deg", self.mount_yaw_deg, "only together with neutral_up_sensor")
         _int("calibrated_ns", self.calibrated_ns, 0, 2**63 - 1)
+        if not self.severe_deg > self.threshold_deg:
+            raise SettingsConflict("severe_deg", self.severe_deg, "threshold_deg", self.threshold_deg, "more than")
+        if not self.hysteresis_deg < self.threshold_deg:
+            raise SettingsConflict("hysteresis_deg", self.hysteresis_deg, "threshold_deg", self.threshold_deg,
+                                   "less than")
+        if self.mount_yaw_deg is not None and self.neutral_up_sensor is None:
+            raise ConfigError("mount_yaw_deg", self.mount_yaw_deg, "only together with neutral_up_sensor")
 
     def haptic_settings(self) -> HapticSettings:
         h = self.haptic

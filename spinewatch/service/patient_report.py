@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConfigError, SpineWatchError
+from spinewatch.service.periods import check_days, parse_day
 from spinewatch.service.storage import (
     MinuteSeries,
     Record,
@@ -104,13 +105,8 @@ class PatientReport:
 
 
 def parse_date(option: str, text: str) -> dt.date:
-    """``YYYY-MM-DD`` -> date; ConfigError naming ``option`` otherwise."""
-    try:
-        if len(text) != 10:
-            raise ValueError
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(option, text, "a date YYYY-MM-DD, e.g. 2026-03-01") from None
+    """``YYYY-MM-DD`` -> date; ConfigError naming ``option`` otherwise (the rule: :mod:`periods`)."""
+    return parse_day(option, text)
 
 
 def check_tz(option: str, tz: str) -> str:
@@ -123,8 +119,7 @@ def check_tz(option: str, tz: str) -> str:
 
 
 def check_range(first: dt.date, last: dt.date) -> None:
-    if last < first:
-        raise ConfigError("--from", first.isoformat(), f"a date on or before --to ({last.isoformat()})")
+    check_days(first, last)
     if (last - first).days + 1 > MAX_REPORT_DAYS:
         raise ConfigError("--to", last.isoformat(), f"at most {MAX_REPORT_DAYS} days after --from")
 

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
+from spinewatch.service.config import redact_url
 from spinewatch.service.wire import (
     ConfigMsg,
     EventMsg,
@@ -300,7 +301,7 @@ class _InfluxHttp:
 
     def __init__(self, url: str, db: str, headers: dict[str, str], params: dict[str, str]) -> None:
         self.url = url.rstrip("/")
-        self.address = self.url
+        self.address = redact_url(self.url)  # printed and logged: never with a password
         self.db = db
         self._headers = headers
         self._params = params
