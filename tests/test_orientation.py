@@ -558,3 +558,50 @@ def test_broad_mean_inclination_rmse_meets_the_goal_and_beats_vqf():
     # with the recording sensor's measured gyroscope latency, as its profile would set it
     rmse_latency = [broad_inclination_rmse_deg(p, ONE_SAMPLE_LATENCY) for p in trials]
     assert np.mean(rmse_latency) <= 0.56  # measured 0.549
+
+
+def broad_cold_start_rmse_deg(factor: int, params: OrientationParams | None = None) -> float:
+    """Issue 17's protocol: the 20 trials cut into consecutive 12-s windows, those with
+    >= 80 % movement each filtered from a fresh start (averaged down by factor), inclination
+    RMSE over the movement samples after the first second; mean over the windows."""
+    rmse = []
+    for path in sorted(BROAD_DIR.glob("*.npz")):
+        with np.load(path) as d:
+            rate_hz = float(d["rate_hz"])
+            gyr, acc, q_true, movement = d["gyr_rad_s"], d["acc_m_s2"], d["quat_truth_wxyz"], d["movement"]
+        n = int(round(12.0 * rate_hz))
+        k = n // factor
+        for a in range(0, len(gyr) - n + 1, n):
+            if np.mean(movement[a : a + n]) < 0.8:
+                continue
+            g = gyr[a : a + k * factor].reshape(k, factor, 3).mean(axis=1)
+            f = acc[a : a + k * factor].reshape(k, factor, 3).mean(axis=1)
+            q = estimate_orientation(g, f, rate_hz / factor, params)
+            qt = q_true[a + factor - 1 : a + k * factor : factor]
+            mv = movement[a + factor - 1 : a + k * factor : factor]
+            w1, x1, y1, z1 = q.T
+            w2, x2, y2, z2 = qt.T
+            w = w1 * w2 + x1 * x2 + y1 * y2 + z1 * z2
+            z = -w1 * z2 - x1 * y2 + y1 * x2 + z1 * w2
+            err = 2.0 * np.arccos(np.clip(np.sqrt(w * w + z * z), -1.0, 1.0))
+            skip = int(round(rate_hz / factor))
+            ok = mv[skip:] & np.isfinite(err[skip:])
+            rmse.append(np.degrees(np.sqrt(np.mean(err[skip:][ok] ** 2))))
+    assert len(rmse) == 155
+    return float(np.mean(rmse))
+
+
+@needs_jit
+@pytest.mark.skipif(
+    not BROAD_DIR.is_dir(),
+    reason=f"BROAD data not found at {BROAD_DIR.resolve()}; see shared/data/README.md",
+)
+@pytest.mark.parametrize("factor", [1, 6])
+def test_broad_cold_starts_in_motion_beat_vqf_and_bias_estimation_does_not_hurt(factor):
+    # vqf 2.1.2 online (updateBatch) on the same windows: 1.546 deg at 285.7 Hz and 1.840
+    # deg averaged down to 47.6 Hz (benchmarks/bench_orientation.py); before the start-up
+    # average this filter gave 5.98 / 6.37 deg. Measured now: 1.490 / 1.512.
+    rmse = broad_cold_start_rmse_deg(factor)
+    assert rmse <= 1.53, rmse
+    # motion bias estimation never makes a start in motion worse (1.524 / 1.546 without)
+    assert rmse <= broad_cold_start_rmse_deg(factor, OrientationParams(motion_bias_est=False))
