@@ -6,8 +6,10 @@ Fusion, 2023): the gyroscope is integrated on its own (strapdown) into an "almos
 frame, the accelerometer is rotated into that frame (with the attitude at its sampling
 instant, half a strapdown step back; VQF uses the attitude after the step) and low-pass
 filtered there, and the inclination of the almost-inertial frame is corrected from the
-filtered gravity direction. A rest detector and a Kalman-like estimator track the gyroscope
-bias at rest and in motion.
+filtered gravity direction. After a cold start or a reset, gravity is first the plain mean
+of the rotated samples for ``tau_acc_s`` (a start in motion converges within about a
+second), and motion bias estimation waits until that start-up has settled. A rest detector
+and a Kalman-like estimator track the gyroscope bias at rest and in motion.
 See ``docs/orientation.md`` for the algorithm in prose and the parameter table.
 
 Quaternions are ``q_sensor_to_earth`` stored as ``[w, x, y, z]`` (a vector ``v_sensor`` is
@@ -86,7 +88,8 @@ _BIAS_UPDATE_RATE_HZ: Final = 40.0
 
 # ---------------------------------------------------------------------------------------
 # State vector layout (float64). Low-pass states are (output, increment) pairs, see _svf.
-# The "init" flags are 0.0 until the filter has seen its first sample.
+# The "init" flags are 0.0 until the filter has seen its first sample (for _S_ACC_INIT and
+# _S_BLP_INIT the same as the counts _S_ACC_N, _S_BLP_N being 0; kept so the layout only grows).
 _S_GQ = 0  # gyroscope strapdown quaternion, sensor -> almost-inertial frame [w, x, y, z]
 _S_AQ = 4  # inclination correction, almost-inertial -> earth [w, x, y, z]
 _S_BIAS = 8  # gyroscope bias estimate, rad/s, sensor frame (3)
@@ -118,13 +121,16 @@ class OrientationParams:
 
     Attributes:
         tau_acc_s: time constant of the accelerometer low-pass in the almost-inertial frame,
-            s. Larger trusts the gyroscope longer and rejects more acceleration.
+            s. Larger trusts the gyroscope longer and rejects more acceleration. Also the
+            length of the start-up average after a cold start or reset, and the extra wait
+            of motion bias estimation after it.
         gyr_latency_samples: how many sample periods the gyroscope output lags the motion
             (group delay of the sensor's digital low-pass); the output orientation is
             predicted over it with the current rate. 0.5 (default) gives the plain
             strapdown output: a sensor property, set it from the sensor profile or datasheet
             (BROAD's myon aktos-t measures 1.0, see docs/orientation.md).
-        motion_bias_est: estimate the gyroscope bias while moving.
+        motion_bias_est: estimate the gyroscope bias while moving (from ``2 * tau_acc_s``
+            after a start or reset on).
         rest_bias_est: detect rest and estimate the gyroscope bias from it.
         bias_sigma_init_dps: initial standard deviation of the bias estimate, deg/s.
         bias_forgetting_time_s: time in which the bias uncertainty grows by 0.1 deg/s, s.
