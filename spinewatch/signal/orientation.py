@@ -8,7 +8,7 @@ instant, half a strapdown step back; VQF uses the attitude after the step) and l
 filtered there, and the inclination of the almost-inertial frame is corrected from the
 filtered gravity direction. After a cold start or a reset, gravity is first the plain mean
 of the rotated samples for ``tau_acc_s`` (a start in motion converges within about a
-second), and motion bias estimation waits until that start-up has settled. A rest detector
+second), and a motion bias update whose residual exceeds the largest bias is rejected. A rest detector
 and a Kalman-like estimator track the gyroscope bias at rest and in motion.
 See ``docs/orientation.md`` for the algorithm in prose and the parameter table.
 
@@ -79,8 +79,7 @@ _C_BIAS_LP_G = 18  # the tau_acc_s low-pass at the bias filter's rate: (w0 ts bi
 _C_BIAS_LP_D = 19  # sqrt(2) w0 ts bias_every
 _C_ACC_AVG_N = 20  # accelerometer samples in the start-up average of gravity (tau_acc_s)
 _C_BIAS_AVG_N = 21  # bias filter updates in the start-up average of its low-passes (tau_acc_s)
-_C_MOTION_HOLD_S = 22  # s of steady gravity low-pass before motion bias updates start
-_COEFFS_LEN = 23
+_COEFFS_LEN = 22
 
 # The bias Kalman filter runs at about this rate: its measurements are low-passed with
 # time constants of 0.5 s and more, so a faster update adds cost, not information.
@@ -111,8 +110,7 @@ _S_BLP_INIT = 70
 _S_BIAS_COUNT = 71  # accelerometer samples since the last bias filter update
 _S_ACC_N = 72  # accelerometer samples averaged since the (re)start, capped at _C_ACC_AVG_N
 _S_BLP_N = 73  # bias filter updates averaged since the (re)start, capped at _C_BIAS_AVG_N
-_S_MOTION_T = 74  # s since the gravity low-pass left its start-up average, capped
-STATE_LEN: Final = 75  # 600 bytes per stream
+STATE_LEN: Final = 74  # 592 bytes per stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +120,14 @@ class OrientationParams:
     Attributes:
         tau_acc_s: time constant of the accelerometer low-pass in the almost-inertial frame,
             s. Larger trusts the gyroscope longer and rejects more acceleration. Also the
-            length of the start-up average after a cold start or reset, and the extra wait
-            of motion bias estimation after it.
+            length of the start-up average after a cold start or reset.
         gyr_latency_samples: how many sample periods the gyroscope output lags the motion
             (group delay of the sensor's digital low-pass); the output orientation is
             predicted over it with the current rate. 0.5 (default) gives the plain
             strapdown output: a sensor property, set it from the sensor profile or datasheet
             (BROAD's myon aktos-t measures 1.0, see docs/orientation.md).
-        motion_bias_est: estimate the gyroscope bias while moving (from ``2 * tau_acc_s``
-            after a start or reset on).
+        motion_bias_est: estimate the gyroscope bias while moving (updates whose residual
+            exceeds ``bias_clip_dps`` are rejected).
         rest_bias_est: detect rest and estimate the gyroscope bias from it.
         bias_sigma_init_dps: initial standard deviation of the bias estimate, deg/s.
         bias_forgetting_time_s: time in which the bias uncertainty grows by 0.1 deg/s, s.
@@ -250,8 +247,6 @@ def _make_coeffs(params: OrientationParams, rate_hz: float) -> Float1D:
     c[_C_REST_BIAS] = 1.0 if params.rest_bias_est else 0.0
     c[_C_ACC_AVG_N] = max(1, round(params.tau_acc_s * rate_hz))
     c[_C_BIAS_AVG_N] = max(1, round(params.tau_acc_s * rate_hz / bias_every))
-    # motion bias updates wait one time constant after the start-up average (see docs)
-    c[_C_MOTION_HOLD_S] = params.tau_acc_s
     return c
 
 
@@ -282,7 +277,6 @@ def _reset_motion_state(state: Float1D) -> None:
     state[_S_REST] = 0.0
     state[_S_ACC_N] = 0.0
     state[_S_BLP_N] = 0.0
-    state[_S_MOTION_T] = 0.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -394,10 +388,8 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     raz1, raz2 = st[_S_REST_ACC_LP + 4], st[_S_REST_ACC_LP + 5]
     acc_n = st[_S_ACC_N]
     blp_n = st[_S_BLP_N]
-    motion_t = st[_S_MOTION_T]
     acc_avg_n = c[_C_ACC_AVG_N]
     bias_avg_n = c[_C_BIAS_AVG_N]
-    motion_hold = c[_C_MOTION_HOLD_S]
     init_rg = st[_S_REST_GYR_INIT] != 0.0
     init_ra = st[_S_REST_ACC_INIT] != 0.0
 
@@ -502,8 +494,6 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                 lax2 = lay2 = laz2 = 0.0
                 ix, iy, iz = lax1, lay1, laz1
             else:
-                if motion_t < motion_hold:
-                    motion_t += ts
                 lax1, lax2 = _svf(ix, ag, ad, lax1, lax2)
                 ix = lax1
                 lay1, lay2 = _svf(iy, ag, ad, lay1, lay2)
@@ -600,7 +590,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                             h20, h21, h22 = 0.0, 0.0, 1.0
                             y0, y1, y2 = mgx - bx, mgy - by, mgz - bz
                             w0, w1, w2_ = w_rest, w_rest, w_rest
-                        elif motion_bias and motion_t >= motion_hold:
+                        elif motion_bias:
                             h00, h01, h02 = m00, m01, m02
                             h10, h11, h12 = m10, m11, m12
                             h20, h21, h22 = m20, m21, m22
@@ -609,12 +599,12 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                             y0 = -ey * inv_ts + blx - (m00 * bx + m01 * by + m02 * bz)
                             y1 = ex * inv_ts + bly - (m10 * bx + m11 * by + m12 * bz)
                             y2 = -(m20 * bx + m21 * by + m22 * bz)
-                            # a correction rate beyond the largest bias is not bias (a
-                            # start-up error or a burst of acceleration): it is capped so
-                            # one sample cannot drag the estimate
-                            y0 = min(max(y0, -clip), clip)
-                            y1 = min(max(y1, -clip), clip)
                             w0, w1, w2_ = w_motion, w_motion, w_vert
+                            # a residual beyond the largest bias is not explained by a bias
+                            # (the start-up average converging, a burst of acceleration):
+                            # the update is skipped, so it cannot drag the estimate
+                            if abs(y0) > clip or abs(y1) > clip:
+                                update = False
                         else:
                             update = False
                             h00 = h01 = h02 = h10 = h11 = h12 = h20 = h21 = h22 = 0.0
@@ -725,7 +715,6 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     st[_S_BLP_INIT] = 1.0 if blp_n > 0.0 else 0.0
     st[_S_ACC_N] = acc_n
     st[_S_BLP_N] = blp_n
-    st[_S_MOTION_T] = motion_t
     st[_S_REST_GYR_INIT] = 1.0 if init_rg else 0.0
     st[_S_REST_ACC_INIT] = 1.0 if init_ra else 0.0
 
@@ -833,9 +822,8 @@ class OrientationFilter:
 
         The low-pass filters restart from the next accelerometer sample (so inclination
         re-aligns at once) with a start-up average of ``tau_acc_s`` (see
-        :attr:`start_up_samples_left`), motion bias estimation waits until that has
-        settled, the rest timer restarts; orientation and the gyroscope bias estimate with
-        its uncertainty are kept.
+        :attr:`start_up_samples_left`), the rest timer restarts; orientation and the
+        gyroscope bias estimate with its uncertainty are kept.
         """
         _reset_motion_state(self._state)
 

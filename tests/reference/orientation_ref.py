@@ -60,10 +60,6 @@ class LowPass:
         self.avg_n = max(1, round(tau_s * rate_hz)) if average_start else 0
         self.n = 0
 
-    @property
-    def averaging_done(self) -> bool:
-        return self.n >= self.avg_n
-
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
         if self.n < self.avg_n:
@@ -98,9 +94,6 @@ class ReferenceOrientationFilter:
         self.every = max(1, round(rate_hz / 40.0))  # the bias filter runs at about 40 Hz
         self.mat_lp = LowPass(p.tau_acc_s, rate_hz / self.every, average_start=True)
         self.bias_lp = LowPass(p.tau_acc_s, rate_hz / self.every, average_start=True)
-        # time the gravity low-pass has run since its start-up average, s; motion bias
-        # updates wait tau_acc_s of it
-        self.motion_t = 0.0
         self.count = 0
         v = (0.1 * DEG) ** 2 * self.every * self.ts / p.bias_forgetting_time_s
         self.v = v
@@ -147,8 +140,6 @@ class ReferenceOrientationFilter:
                     self.rest_t += self.ts
                     if self.rest_t >= p.rest_min_duration_s:
                         self.rest = True
-            if self.acc_lp.averaging_done and self.motion_t < p.tau_acc_s:
-                self.motion_t += self.ts
             acc_inertial = self.acc_lp(quat_to_matrix(mid_q) @ acc)
             e = quat_to_matrix(self.corr_q) @ acc_inertial
             if e @ e > 1e-6:
@@ -174,14 +165,14 @@ class ReferenceOrientationFilter:
                         b_lp = self.bias_lp(bias_earth_xy)
                         if self.rest and p.rest_bias_est:
                             h, z, w = np.eye(3), self.rest_gyr_mean, np.eye(3) * self.w_rest
-                        elif p.motion_bias_est and self.motion_t >= p.tau_acc_s:
+                        elif p.motion_bias_est:
                             h = m_lp
                             # earth-frame rate the correction compensated, plus the
                             # (identically delayed) bias already removed
                             z = np.array([-e[1] / self.ts + b_lp[0], e[0] / self.ts + b_lp[1], 0.0])
-                            # horizontal residuals capped at the largest bias
-                            hb = h @ self.bias
-                            z[:2] = hb[:2] + np.clip(z[:2] - hb[:2], -clip, clip)
+                            # a horizontal residual beyond the largest bias: no update
+                            if np.any(np.abs((z - h @ self.bias)[:2]) > clip):
+                                h = None
                             w = np.diag([self.w_motion, self.w_motion, self.w_vertical])
                         p0 = (p.bias_sigma_init_dps * DEG) ** 2
                         for j in range(3):
