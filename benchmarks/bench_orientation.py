@@ -5,6 +5,16 @@ Runs every filter causally over each of the 20 BROAD trials from sample 0 on the
 overall, single-stream throughput relative to vqf's ``VQF.updateBatch`` measured in the
 same process, and the throughput of the multi-stream bank. Single-threaded.
 
+Then the cold starts in motion (issue 17): the 20 trials cut into consecutive 12-s windows
+from sample 0, those with >= 80 % movement samples kept, each filtered from a fresh start;
+inclination RMSE over the movement samples after the first second, mean over the windows;
+at the native 285.7 Hz and averaged down by 6 (gyroscope and accelerometer means of 6
+samples, truth at the last of them: 47.6 Hz). Convergence: per window, the time after the
+start at which the inclination error falls below 2 deg for good (12 s if it does not);
+median over the windows and the share of windows below 2 deg for good within 3 s. The same
+for simulated walking (spinewatch.firmware_bridge.simulator, gyroscope bias 0.2-0.8 deg/s
+and noise) at 25, 50 and 100 Hz.
+
 Trial groups (from the file names): "undisturbed rotation" = 01-08 (``undisturbed_*_rotation``),
 "undisturbed translation" = 10-18 (``undisturbed_*_translation``), "disturbed" = 24-36
 (tapping, phone vibration, stationary and attached magnets; magnets do not affect a 6-axis
@@ -15,6 +25,7 @@ A. Cereatti, T. Seel, Data 6(7):72, 2021, CC BY 4.0.
 
 Usage (from the repository root):
     PYTHONPATH=. NUMBA_NUM_THREADS=1 python benchmarks/bench_orientation.py [--quick] [--data DIR]
+        [--cold-start-only]
 """
 
 from __future__ import annotations
@@ -209,6 +220,134 @@ def bench_bank(trial: Trial, n_streams: int, chunk: int, n_chunks: int) -> float
     return n_streams * n / best_s
 
 
+# ---------------------------------------------------------------------------------------
+# cold starts in motion (issue 17)
+
+WINDOW_S = 12.0
+MIN_MOVEMENT = 0.8
+SKIP_S = 1.0
+CONVERGED_DEG = 2.0
+DOWNSAMPLE = 6  # 285.7 Hz -> 47.6 Hz
+
+
+@dataclass
+class Window:
+    gyr_rad_s: np.ndarray
+    acc_m_s2: np.ndarray
+    quat_truth_wxyz: np.ndarray
+    movement: np.ndarray
+    rate_hz: float
+
+
+def cold_start_windows(trials: list[Trial], factor: int = 1) -> list[Window]:
+    """12-s windows with >= 80 % movement, consecutive from sample 0; averaged by factor."""
+    out = []
+    for t in trials:
+        n = int(round(WINDOW_S * t.rate_hz))
+        for a in range(0, len(t.gyr_rad_s) - n + 1, n):
+            movement = t.movement[a : a + n]
+            if np.mean(movement) < MIN_MOVEMENT:
+                continue
+            gyr, acc, q = t.gyr_rad_s[a : a + n], t.acc_m_s2[a : a + n], t.quat_truth_wxyz[a : a + n]
+            if factor > 1:
+                k = n // factor
+                gyr = gyr[: k * factor].reshape(k, factor, 3).mean(axis=1)
+                acc = acc[: k * factor].reshape(k, factor, 3).mean(axis=1)
+                q = q[factor - 1 :: factor][:k]
+                movement = movement[factor - 1 :: factor][:k]
+            out.append(
+                Window(np.ascontiguousarray(gyr), np.ascontiguousarray(acc), q, movement, t.rate_hz / factor)
+            )
+    return out
+
+
+def inclination_error_deg(q_est_wxyz: np.ndarray, q_truth_wxyz: np.ndarray) -> np.ndarray:
+    w1, x1, y1, z1 = np.asarray(q_est_wxyz, dtype=np.float64).T
+    w2, x2, y2, z2 = q_truth_wxyz.T
+    w = w1 * w2 + x1 * x2 + y1 * y2 + z1 * z2
+    z = -w1 * z2 - x1 * y2 + y1 * x2 + z1 * w2
+    return np.degrees(2.0 * np.arccos(np.clip(np.sqrt(w * w + z * z), -1.0, 1.0)))
+
+
+def score_window(q: np.ndarray, w: Window) -> tuple[float, float]:
+    """(RMSE after the first second over movement samples, deg; convergence time, s)."""
+    err = inclination_error_deg(q, w.quat_truth_wxyz)
+    skip = int(round(SKIP_S * w.rate_hz))
+    ok = w.movement[skip:] & np.isfinite(err[skip:])
+    rmse = float(np.sqrt(np.mean(err[skip:][ok] ** 2)))
+    above = np.flatnonzero(np.isfinite(err) & (err >= CONVERGED_DEG))
+    return rmse, 0.0 if len(above) == 0 else (above[-1] + 1) / w.rate_hz
+
+
+COLD_FILTERS: list[tuple[str, Callable[[np.ndarray, np.ndarray, float], np.ndarray]]] = [
+    ("spinewatch (default)", lambda g, a, r: estimate_orientation(g, a, r)),
+    (
+        "spinewatch (motion_bias_est=False)",
+        lambda g, a, r: estimate_orientation(g, a, r, OrientationParams(motion_bias_est=False)),
+    ),
+    ("VQF online (updateBatch)", lambda g, a, r: run_vqf_arrays(g, a, r)),
+]
+
+
+def run_vqf_arrays(gyr_rad_s: np.ndarray, acc_m_s2: np.ndarray, rate_hz: float) -> np.ndarray:
+    from vqf import VQF
+
+    return VQF(1.0 / rate_hz).updateBatch(gyr_rad_s, acc_m_s2)["quat6D"]
+
+
+def simulated_walking_windows(rate_hz: float) -> list[Window]:
+    """Fresh starts every 12.3 s into 3 simulated walks (seeds 1-3) with gyroscope bias."""
+    from spinewatch.firmware_bridge.simulator import ImuErrors, PostureScript, Segment, simulate
+
+    script = PostureScript((
+        Segment("stand", 0.0, 2.0, flexion_deg=10.0),
+        Segment("walk", 2.0, 130.0, flexion_deg=15.0),
+    ))
+    out = []
+    for seed, bias_dps in ((1, (0.2, -0.15, 0.1)), (2, (0.5, 0.3, -0.4)), (3, (-0.8, 0.6, 0.7))):
+        rec = simulate(script, rate_hz, seed, errors=ImuErrors(gyr_bias_dps=bias_dps), with_orientation=True)
+        assert rec.q_sensor_to_earth is not None
+        n = int(round(WINDOW_S * rate_hz))
+        for start_s in np.arange(5.0, 115.0, 12.3):
+            a = int(round(start_s * rate_hz))
+            out.append(
+                Window(
+                    np.ascontiguousarray(rec.gyr_rad_s[a : a + n]),
+                    np.ascontiguousarray(rec.acc_m_s2[a : a + n]),
+                    rec.q_sensor_to_earth[a : a + n],
+                    np.ones(n, dtype=bool),
+                    rec.rate_hz,
+                )
+            )
+    return out
+
+
+def cold_start_table(trials: list[Trial]) -> None:
+    cases = [
+        (f"BROAD windows, {trials[0].rate_hz:.1f} Hz", cold_start_windows(trials)),
+        (f"BROAD windows averaged to {trials[0].rate_hz / DOWNSAMPLE:.1f} Hz", cold_start_windows(trials, DOWNSAMPLE)),
+    ]
+    cases += [(f"simulated walking, {r:.0f} Hz", simulated_walking_windows(r)) for r in (25.0, 50.0, 100.0)]
+    print()
+    print(
+        f"Cold start in motion: inclination RMSE after the first {SKIP_S:g} s (deg, mean over "
+        f"windows) / median time until the error stays < {CONVERGED_DEG:g} deg / share of "
+        "windows converged within 3 s"
+    )
+    header = "| case | windows | " + " | ".join(label for label, _ in COLD_FILTERS) + " |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for case, windows in cases:
+        cells = []
+        for _, run in COLD_FILTERS:
+            scores = np.array([score_window(run(w.gyr_rad_s, w.acc_m_s2, w.rate_hz), w) for w in windows])
+            rmse, conv = scores[:, 0], scores[:, 1]
+            cells.append(
+                f"**{np.mean(rmse):.3f}** / {np.median(conv):.2f} s / {np.mean(conv <= 3.0) * 100:.0f} %"
+            )
+        print(f"| {case} | {len(windows)} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -219,6 +358,9 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="skip the slow pure-Python ahrs filters"
     )
+    parser.add_argument(
+        "--cold-start-only", action="store_true", help="only the cold starts in motion (issue 17)"
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"BROAD data not found at {args.data}", file=sys.stderr)
@@ -228,6 +370,14 @@ def main() -> int:
     print(f"{len(trials)} BROAD trials, {n_samples} samples at {trials[0].rate_hz:.3f} Hz")
     first = trials[0]
     estimate_orientation(first.gyr_rad_s[:10], first.acc_m_s2[:10], first.rate_hz)  # compile
+    if args.cold_start_only:
+        cold_start_table(trials)
+        print()
+        print(
+            "Reproduce: PYTHONPATH=. NUMBA_NUM_THREADS=1 python benchmarks/bench_orientation.py "
+            "--cold-start-only"
+        )
+        return 0
 
     slow = ("Madgwick", "Mahony")
     filters = [f for f in FILTERS if not (args.quick and f[0].startswith(slow))]
@@ -277,6 +427,7 @@ def main() -> int:
         f"({n_chunks} calls): {rate / 1e6:.2f} M samples/s on one core; "
         f"state {STATE_LEN * 8} bytes per stream"
     )
+    cold_start_table(trials)
     print()
     print("Reproduce: PYTHONPATH=. NUMBA_NUM_THREADS=1 python benchmarks/bench_orientation.py")
     return 0

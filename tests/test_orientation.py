@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
+from spinewatch.firmware_bridge.simulator import ImuErrors, PostureScript, Segment, simulate
 from spinewatch.signal import (
     OrientationFilter,
     OrientationFilterBank,
@@ -300,9 +301,12 @@ def test_bank_needs_a_positive_whole_number_of_streams(n_streams):
 
 
 def test_kernel_matches_the_reference_numpy_implementation():
+    # 10 s: the start-up average (3 s), the wait of motion bias estimation (3 s more) and
+    # 4 s of motion bias updates, one of them with a residual beyond the clip
     bias_rad_s = np.radians([0.5, -0.3, 0.2])
-    gyr, acc, _ = moving_recording(700, seed=13, rest_s=2.0, bias_rad_s=bias_rad_s)
+    gyr, acc, _ = moving_recording(1000, seed=13, rest_s=2.0, bias_rad_s=bias_rad_s)
     acc[400:420] += 4.0  # some acceleration for the bias estimator to see
+    acc[750:800] += [30.0, -20.0, 0.0]  # a burst: the correction rate exceeds the bias clip
     gyr[100] = np.nan
     acc[300] = np.inf
     q = estimate_orientation(gyr, acc, RATE_HZ)
@@ -371,6 +375,106 @@ def test_reset_motion_realigns_at_once_and_keeps_the_bias():
     np.testing.assert_array_equal(f.gyr_bias_rad_s, bias_before)
     q = f.update(gyr2, acc2)
     assert inclination_error_deg(q[0], q_new) < 1e-3
+
+
+def test_start_up_average_counts_down_and_restarts_after_a_reset():
+    gyr, acc, _ = moving_recording(500, seed=15, rest_s=0.0)
+    f = OrientationFilter(RATE_HZ)  # tau_acc_s = 3 s: a 300-sample start-up average
+    assert f.start_up_samples_left == 300
+    f.update(gyr[:120], acc[:120])
+    assert f.start_up_samples_left == 180
+    acc_bad = acc[120:130].copy()
+    acc_bad[:4] = np.nan  # skipped samples are not part of the average
+    f.update(gyr[120:130], acc_bad)
+    assert f.start_up_samples_left == 174
+    f.update(gyr[130:], acc[130:])
+    assert f.start_up_samples_left == 0
+    f.reset_motion()
+    assert f.start_up_samples_left == 300
+
+
+# ---------------------------------------------------------------------------------------
+# a start (or a reset) in motion: simulated walking with gyroscope bias and noise
+
+WALK_SCRIPT = PostureScript((
+    Segment("calibrate", 0.0, 12.0),  # upright and still: rest bias estimation
+    Segment("walk", 12.0, 75.0, flexion_deg=15.0, ramp_s=2.0),
+))
+WALK_STARTS_S = (20.0, 33.3, 47.7)  # cold starts, at different phases of the gait
+
+
+def walking(rate_hz: float, bias_dps: tuple[float, float, float]):
+    return simulate(
+        WALK_SCRIPT, rate_hz=rate_hz, seed=1, errors=ImuErrors(gyr_bias_dps=bias_dps),
+        with_orientation=True,
+    )
+
+
+def cold_start_errors_deg(rec, start_s: float, params: OrientationParams | None = None):
+    """Inclination error (deg) of a fresh filter started at start_s for 12 s."""
+    a = int(start_s * rec.rate_hz)
+    b = a + int(12.0 * rec.rate_hz)
+    q = estimate_orientation(rec.gyr_rad_s[a:b], rec.acc_m_s2[a:b], rec.rate_hz, params)
+    return inclination_error_deg(q, rec.q_sensor_to_earth[a:b])
+
+
+@needs_jit
+@pytest.mark.parametrize("rate_hz", [25.0, 50.0, 100.0])
+def test_a_cold_start_while_walking_converges_within_a_second(rate_hz):
+    # The first sample carries the walking acceleration (up to 2 m/s^2, several deg of
+    # tilt). The start-up average of gravity in the almost-inertial frame removes it as
+    # the velocity change over the average shrinks against its length; before, the first
+    # sample was the low-pass's steady state and its error decayed only with tau_acc_s.
+    rec = walking(rate_hz, bias_dps=(0.2, -0.15, 0.1))
+    one_s, three_s = int(rate_hz), int(3 * rate_hz)
+    for start_s in WALK_STARTS_S:
+        err = cold_start_errors_deg(rec, start_s)
+        rmse = np.sqrt(np.mean(err[one_s:] ** 2))
+        assert rmse < 1.0, (start_s, rmse)  # measured 0.56-0.77 deg (before: 1.7-3.3)
+        assert np.max(err[three_s:]) < 1.5, (start_s, np.max(err[three_s:]))  # 0.7-1.0
+
+
+@needs_jit
+@pytest.mark.parametrize("bias_dps", [(0.2, -0.15, 0.1), (0.8, -0.6, 0.7)])
+def test_motion_bias_estimation_after_a_cold_start_is_never_worse_than_none(bias_dps):
+    # It learnt a wrong bias from the start-up transient (before: 3.3 deg with it, 1.7
+    # without it, for the small bias). Now updates whose residual no bias explains are skipped.
+    rec = walking(50.0, bias_dps)
+    off = OrientationParams(motion_bias_est=False)
+    for start_s in WALK_STARTS_S:
+        with_est = cold_start_errors_deg(rec, start_s)[50:]
+        without = cold_start_errors_deg(rec, start_s, off)[50:]
+        assert np.sqrt(np.mean(with_est**2)) <= np.sqrt(np.mean(without**2)) + 1e-9, start_s
+
+
+@needs_jit
+def test_a_restored_state_carries_the_learnt_bias_across_a_restart_in_motion():
+    bias_dps = (0.8, -0.6, 0.7)
+    rec = walking(50.0, bias_dps)
+    rate = rec.rate_hz
+    before = OrientationFilter(rate)
+    stop, resume = int(40.0 * rate), int(45.0 * rate)  # the bridge restarts, 5 s lost
+    before.update(rec.gyr_rad_s[:stop], rec.acc_m_s2[:stop])
+    saved = before.state
+    learnt = before.gyr_bias_rad_s
+    # learnt at rest during the first 12 s and kept while walking
+    assert np.max(np.abs(learnt - np.radians(bias_dps))) < np.radians(0.05)
+
+    restarted = OrientationFilter(rate)
+    restarted.state = saved
+    restarted.reset_motion()  # the stream resumes after a gap, the patient still walking
+    np.testing.assert_array_equal(restarted.gyr_bias_rad_s, learnt)
+    q = restarted.update(rec.gyr_rad_s[resume:], rec.acc_m_s2[resume:])
+    err = inclination_error_deg(q, rec.q_sensor_to_earth[resume:])
+    fresh = estimate_orientation(rec.gyr_rad_s[resume:], rec.acc_m_s2[resume:], rate)
+    err_fresh = inclination_error_deg(fresh, rec.q_sensor_to_earth[resume:])
+    one_s = int(rate)
+    rmse, rmse_fresh = (np.sqrt(np.mean(e[one_s:] ** 2)) for e in (err, err_fresh))
+    # the known bias keeps the gravity low-pass from lagging by bias x tau_acc_s
+    assert rmse < 0.6, rmse
+    assert rmse < 0.5 * rmse_fresh, (rmse, rmse_fresh)
+    # and the bias is not forgotten or dragged off by the start-up
+    assert np.max(np.abs(restarted.gyr_bias_rad_s - np.radians(bias_dps))) < np.radians(0.1)
 
 
 @pytest.mark.parametrize(
@@ -447,10 +551,57 @@ def test_broad_mean_inclination_rmse_meets_the_goal_and_beats_vqf():
     trials = sorted(BROAD_DIR.glob("*.npz"))
     assert len(trials) == 20
     rmse = [broad_inclination_rmse_deg(p) for p in trials]
-    # default (sensor-neutral): the issue's goal is 0.70 deg (measured 0.671); vqf 2.1.2
+    # default (sensor-neutral): the issue's goal is 0.70 deg (measured 0.672); vqf 2.1.2
     # online gets 0.712 deg on the same 20 trials
     assert np.mean(rmse) <= 0.70, dict(zip([p.stem for p in trials], np.round(rmse, 3), strict=True))
     assert max(rmse) < 2.0
     # with the recording sensor's measured gyroscope latency, as its profile would set it
     rmse_latency = [broad_inclination_rmse_deg(p, ONE_SAMPLE_LATENCY) for p in trials]
-    assert np.mean(rmse_latency) <= 0.56  # measured 0.549
+    assert np.mean(rmse_latency) <= 0.56  # measured 0.550
+
+
+def broad_cold_start_rmse_deg(factor: int, params: OrientationParams | None = None) -> float:
+    """Issue 17's protocol: the 20 trials cut into consecutive 12-s windows, those with
+    >= 80 % movement each filtered from a fresh start (averaged down by factor), inclination
+    RMSE over the movement samples after the first second; mean over the windows."""
+    rmse = []
+    for path in sorted(BROAD_DIR.glob("*.npz")):
+        with np.load(path) as d:
+            rate_hz = float(d["rate_hz"])
+            gyr, acc, q_true, movement = d["gyr_rad_s"], d["acc_m_s2"], d["quat_truth_wxyz"], d["movement"]
+        n = int(round(12.0 * rate_hz))
+        k = n // factor
+        for a in range(0, len(gyr) - n + 1, n):
+            if np.mean(movement[a : a + n]) < 0.8:
+                continue
+            g = gyr[a : a + k * factor].reshape(k, factor, 3).mean(axis=1)
+            f = acc[a : a + k * factor].reshape(k, factor, 3).mean(axis=1)
+            q = estimate_orientation(g, f, rate_hz / factor, params)
+            qt = q_true[a + factor - 1 : a + k * factor : factor]
+            mv = movement[a + factor - 1 : a + k * factor : factor]
+            w1, x1, y1, z1 = q.T
+            w2, x2, y2, z2 = qt.T
+            w = w1 * w2 + x1 * x2 + y1 * y2 + z1 * z2
+            z = -w1 * z2 - x1 * y2 + y1 * x2 + z1 * w2
+            err = 2.0 * np.arccos(np.clip(np.sqrt(w * w + z * z), -1.0, 1.0))
+            skip = int(round(rate_hz / factor))
+            ok = mv[skip:] & np.isfinite(err[skip:])
+            rmse.append(np.degrees(np.sqrt(np.mean(err[skip:][ok] ** 2))))
+    assert len(rmse) == 155
+    return float(np.mean(rmse))
+
+
+@needs_jit
+@pytest.mark.skipif(
+    not BROAD_DIR.is_dir(),
+    reason=f"BROAD data not found at {BROAD_DIR.resolve()}; see shared/data/README.md",
+)
+@pytest.mark.parametrize("factor", [1, 6])
+def test_broad_cold_starts_in_motion_beat_vqf_and_bias_estimation_does_not_hurt(factor):
+    # vqf 2.1.2 online (updateBatch) on the same windows: 1.546 deg at 285.7 Hz and 1.840
+    # deg averaged down to 47.6 Hz (benchmarks/bench_orientation.py); before the start-up
+    # average this filter gave 5.98 / 6.37 deg. Measured now: 1.486 / 1.507.
+    rmse = broad_cold_start_rmse_deg(factor)
+    assert rmse <= 1.53, rmse
+    # motion bias estimation never makes a start in motion worse (1.524 / 1.546 without)
+    assert rmse <= broad_cold_start_rmse_deg(factor, OrientationParams(motion_bias_est=False))

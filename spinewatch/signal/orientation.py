@@ -6,8 +6,10 @@ Fusion, 2023): the gyroscope is integrated on its own (strapdown) into an "almos
 frame, the accelerometer is rotated into that frame (with the attitude at its sampling
 instant, half a strapdown step back; VQF uses the attitude after the step) and low-pass
 filtered there, and the inclination of the almost-inertial frame is corrected from the
-filtered gravity direction. A rest detector and a Kalman-like estimator track the gyroscope
-bias at rest and in motion.
+filtered gravity direction. After a cold start or a reset, gravity is first the plain mean
+of the rotated samples for ``tau_acc_s`` (a start in motion converges within about a
+second), and a motion bias update whose residual exceeds the largest bias is rejected. A rest detector
+and a Kalman-like estimator track the gyroscope bias at rest and in motion.
 See ``docs/orientation.md`` for the algorithm in prose and the parameter table.
 
 Quaternions are ``q_sensor_to_earth`` stored as ``[w, x, y, z]`` (a vector ``v_sensor`` is
@@ -75,7 +77,9 @@ _C_REST_BIAS = 16  # 1.0 enables bias estimation at rest
 _C_BIAS_EVERY = 17  # run the bias Kalman filter every this many accelerometer samples
 _C_BIAS_LP_G = 18  # the tau_acc_s low-pass at the bias filter's rate: (w0 ts bias_every)^2
 _C_BIAS_LP_D = 19  # sqrt(2) w0 ts bias_every
-_COEFFS_LEN = 20
+_C_ACC_AVG_N = 20  # accelerometer samples in the start-up average of gravity (tau_acc_s)
+_C_BIAS_AVG_N = 21  # bias filter updates in the start-up average of its low-passes (tau_acc_s)
+_COEFFS_LEN = 22
 
 # The bias Kalman filter runs at about this rate: its measurements are low-passed with
 # time constants of 0.5 s and more, so a faster update adds cost, not information.
@@ -83,7 +87,8 @@ _BIAS_UPDATE_RATE_HZ: Final = 40.0
 
 # ---------------------------------------------------------------------------------------
 # State vector layout (float64). Low-pass states are (output, increment) pairs, see _svf.
-# The "init" flags are 0.0 until the filter has seen its first sample.
+# The "init" flags are 0.0 until the filter has seen its first sample (for _S_ACC_INIT and
+# _S_BLP_INIT the same as the counts _S_ACC_N, _S_BLP_N being 0; kept so the layout only grows).
 _S_GQ = 0  # gyroscope strapdown quaternion, sensor -> almost-inertial frame [w, x, y, z]
 _S_AQ = 4  # inclination correction, almost-inertial -> earth [w, x, y, z]
 _S_BIAS = 8  # gyroscope bias estimate, rad/s, sensor frame (3)
@@ -103,7 +108,9 @@ _S_N_BAD_GYR = 68  # count of skipped gyroscope samples (non-finite or out of ra
 _S_N_BAD_ACC = 69  # count of skipped accelerometer samples (non-finite, zero or out of range)
 _S_BLP_INIT = 70
 _S_BIAS_COUNT = 71  # accelerometer samples since the last bias filter update
-STATE_LEN: Final = 72  # 576 bytes per stream
+_S_ACC_N = 72  # accelerometer samples averaged since the (re)start, capped at _C_ACC_AVG_N
+_S_BLP_N = 73  # bias filter updates averaged since the (re)start, capped at _C_BIAS_AVG_N
+STATE_LEN: Final = 74  # 592 bytes per stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +119,15 @@ class OrientationParams:
 
     Attributes:
         tau_acc_s: time constant of the accelerometer low-pass in the almost-inertial frame,
-            s. Larger trusts the gyroscope longer and rejects more acceleration.
+            s. Larger trusts the gyroscope longer and rejects more acceleration. Also the
+            length of the start-up average after a cold start or reset.
         gyr_latency_samples: how many sample periods the gyroscope output lags the motion
             (group delay of the sensor's digital low-pass); the output orientation is
             predicted over it with the current rate. 0.5 (default) gives the plain
             strapdown output: a sensor property, set it from the sensor profile or datasheet
             (BROAD's myon aktos-t measures 1.0, see docs/orientation.md).
-        motion_bias_est: estimate the gyroscope bias while moving.
+        motion_bias_est: estimate the gyroscope bias while moving (updates whose residual
+            exceeds ``bias_clip_dps`` are rejected).
         rest_bias_est: detect rest and estimate the gyroscope bias from it.
         bias_sigma_init_dps: initial standard deviation of the bias estimate, deg/s.
         bias_forgetting_time_s: time in which the bias uncertainty grows by 0.1 deg/s, s.
@@ -236,6 +245,8 @@ def _make_coeffs(params: OrientationParams, rate_hz: float) -> Float1D:
     c[_C_BIAS_CLIP] = params.bias_clip_dps * dps
     c[_C_MOTION_BIAS] = 1.0 if params.motion_bias_est else 0.0
     c[_C_REST_BIAS] = 1.0 if params.rest_bias_est else 0.0
+    c[_C_ACC_AVG_N] = max(1, round(params.tau_acc_s * rate_hz))
+    c[_C_BIAS_AVG_N] = max(1, round(params.tau_acc_s * rate_hz / bias_every))
     return c
 
 
@@ -264,6 +275,8 @@ def _reset_motion_state(state: Float1D) -> None:
     state[_S_REST_GYR_MEAN : _S_REST_GYR_MEAN + 3] = 0.0
     state[_S_REST_T] = 0.0
     state[_S_REST] = 0.0
+    state[_S_ACC_N] = 0.0
+    state[_S_BLP_N] = 0.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,11 +297,17 @@ def _svf(x, g, d, y, u):  # pragma: no cover - jitted
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _svf_at(x, g, d, st, k, first):  # pragma: no cover - jitted
-    """_svf on the channel whose (y, u) live in st[k], st[k + 1]; first starts it at x."""
-    if first:
-        st[k] = x
+def _svf_at(x, g, d, st, k, n):  # pragma: no cover - jitted
+    """_svf on the channel whose (y, u) live in st[k], st[k + 1], after a start-up average.
+
+    n is the number of inputs so far including x while the start-up average runs (the
+    output is then the mean of them and u stays 0), 0 once the low-pass runs.
+    """
+    if n > 0.0:
+        y = st[k] + (x - st[k]) / n
+        st[k] = y
         st[k + 1] = 0.0
+        return y
     y, u = _svf(x, g, d, st[k], st[k + 1])
     st[k] = y
     st[k + 1] = u
@@ -367,8 +386,10 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     rax1, rax2 = st[_S_REST_ACC_LP + 0], st[_S_REST_ACC_LP + 1]
     ray1, ray2 = st[_S_REST_ACC_LP + 2], st[_S_REST_ACC_LP + 3]
     raz1, raz2 = st[_S_REST_ACC_LP + 4], st[_S_REST_ACC_LP + 5]
-    init_acc = st[_S_ACC_INIT] != 0.0
-    init_blp = st[_S_BLP_INIT] != 0.0
+    acc_n = st[_S_ACC_N]
+    blp_n = st[_S_BLP_N]
+    acc_avg_n = c[_C_ACC_AVG_N]
+    bias_avg_n = c[_C_BIAS_AVG_N]
     init_rg = st[_S_REST_GYR_INIT] != 0.0
     init_ra = st[_S_REST_ACC_INIT] != 0.0
 
@@ -462,17 +483,23 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
             ix = r00 * fx + r01 * fy + r02 * fz
             iy = r10 * fx + r11 * fy + r12 * fz
             iz = r20 * fx + r21 * fy + r22 * fz
-            if not init_acc:
-                init_acc = True
-                lax1, lax2 = ix, 0.0
-                lay1, lay2 = iy, 0.0
-                laz1, laz2 = iz, 0.0
-            lax1, lax2 = _svf(ix, ag, ad, lax1, lax2)
-            ix = lax1
-            lay1, lay2 = _svf(iy, ag, ad, lay1, lay2)
-            iy = lay1
-            laz1, laz2 = _svf(iz, ag, ad, laz1, laz2)
-            iz = laz1
+            if acc_n < acc_avg_n:
+                # start-up (after a cold start or reset_motion): the mean of all samples
+                # so far, then the low-pass continues from it in steady state
+                acc_n += 1.0
+                k_avg = 1.0 / acc_n
+                lax1 += (ix - lax1) * k_avg
+                lay1 += (iy - lay1) * k_avg
+                laz1 += (iz - laz1) * k_avg
+                lax2 = lay2 = laz2 = 0.0
+                ix, iy, iz = lax1, lay1, laz1
+            else:
+                lax1, lax2 = _svf(ix, ag, ad, lax1, lax2)
+                ix = lax1
+                lay1, lay2 = _svf(iy, ag, ad, lay1, lay2)
+                iy = lay1
+                laz1, laz2 = _svf(iz, ag, ad, laz1, laz2)
+                iz = laz1
 
             # |e| = |i|: the norm is known before the rotation by q_corr, which keeps the
             # square root and division off the serial chain q_corr -> e -> q_corr
@@ -537,19 +564,23 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                         blx = m00 * bx + m01 * by + m02 * bz
                         bly = m10 * bx + m11 * by + m12 * bz
                         # (these states live in st: used at ~40 Hz only, they need no register)
-                        first = not init_blp
-                        init_blp = True
-                        m00 = _svf_at(m00, bg, bd, st, _S_R_LP + 0, first)
-                        m01 = _svf_at(m01, bg, bd, st, _S_R_LP + 2, first)
-                        m02 = _svf_at(m02, bg, bd, st, _S_R_LP + 4, first)
-                        m10 = _svf_at(m10, bg, bd, st, _S_R_LP + 6, first)
-                        m11 = _svf_at(m11, bg, bd, st, _S_R_LP + 8, first)
-                        m12 = _svf_at(m12, bg, bd, st, _S_R_LP + 10, first)
-                        m20 = _svf_at(m20, bg, bd, st, _S_R_LP + 12, first)
-                        m21 = _svf_at(m21, bg, bd, st, _S_R_LP + 14, first)
-                        m22 = _svf_at(m22, bg, bd, st, _S_R_LP + 16, first)
-                        blx = _svf_at(blx, bg, bd, st, _S_BLP_LP, first)
-                        bly = _svf_at(bly, bg, bd, st, _S_BLP_LP + 2, first)
+                        # start-up average in step with the gravity low-pass's
+                        if blp_n < bias_avg_n:
+                            blp_n += 1.0
+                            avg_n = blp_n
+                        else:
+                            avg_n = 0.0
+                        m00 = _svf_at(m00, bg, bd, st, _S_R_LP + 0, avg_n)
+                        m01 = _svf_at(m01, bg, bd, st, _S_R_LP + 2, avg_n)
+                        m02 = _svf_at(m02, bg, bd, st, _S_R_LP + 4, avg_n)
+                        m10 = _svf_at(m10, bg, bd, st, _S_R_LP + 6, avg_n)
+                        m11 = _svf_at(m11, bg, bd, st, _S_R_LP + 8, avg_n)
+                        m12 = _svf_at(m12, bg, bd, st, _S_R_LP + 10, avg_n)
+                        m20 = _svf_at(m20, bg, bd, st, _S_R_LP + 12, avg_n)
+                        m21 = _svf_at(m21, bg, bd, st, _S_R_LP + 14, avg_n)
+                        m22 = _svf_at(m22, bg, bd, st, _S_R_LP + 16, avg_n)
+                        blx = _svf_at(blx, bg, bd, st, _S_BLP_LP, avg_n)
+                        bly = _svf_at(bly, bg, bd, st, _S_BLP_LP + 2, avg_n)
 
                         # measurement z = H b + noise, residual y = z - H b
                         update = True
@@ -569,6 +600,11 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                             y1 = ex * inv_ts + bly - (m10 * bx + m11 * by + m12 * bz)
                             y2 = -(m20 * bx + m21 * by + m22 * bz)
                             w0, w1, w2_ = w_motion, w_motion, w_vert
+                            # a residual beyond the largest bias is not explained by a bias
+                            # (the start-up average converging, a burst of acceleration):
+                            # the update is skipped, so it cannot drag the estimate
+                            if abs(y0) > clip or abs(y1) > clip:
+                                update = False
                         else:
                             update = False
                             h00 = h01 = h02 = h10 = h11 = h12 = h20 = h21 = h22 = 0.0
@@ -675,8 +711,10 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     st[_S_REST_ACC_LP + 0], st[_S_REST_ACC_LP + 1] = rax1, rax2
     st[_S_REST_ACC_LP + 2], st[_S_REST_ACC_LP + 3] = ray1, ray2
     st[_S_REST_ACC_LP + 4], st[_S_REST_ACC_LP + 5] = raz1, raz2
-    st[_S_ACC_INIT] = 1.0 if init_acc else 0.0
-    st[_S_BLP_INIT] = 1.0 if init_blp else 0.0
+    st[_S_ACC_INIT] = 1.0 if acc_n > 0.0 else 0.0
+    st[_S_BLP_INIT] = 1.0 if blp_n > 0.0 else 0.0
+    st[_S_ACC_N] = acc_n
+    st[_S_BLP_N] = blp_n
     st[_S_REST_GYR_INIT] = 1.0 if init_rg else 0.0
     st[_S_REST_ACC_INIT] = 1.0 if init_ra else 0.0
 
@@ -758,6 +796,18 @@ class OrientationFilter:
         return bool(self._state[_S_REST] != 0.0)
 
     @property
+    def start_up_samples_left(self) -> int:
+        """Accelerometer samples until gravity leaves its start-up average (0 once it has).
+
+        After a cold start or :meth:`reset_motion` the gravity estimate is the mean of the
+        samples so far for ``tau_acc_s`` seconds (docs/orientation.md, "Start-up"); its
+        error shrinks as that mean grows, so the output is not yet as accurate as later.
+        A consumer that makes decisions on the inclination (the slouch detector) holds
+        them for these samples. Skipped (bad) accelerometer samples do not count.
+        """
+        return int(max(0.0, self._coeffs[_C_ACC_AVG_N] - self._state[_S_ACC_N]))
+
+    @property
     def n_skipped_gyr(self) -> int:
         """Number of gyroscope samples skipped so far (non-finite or out of range)."""
         return int(self._state[_S_N_BAD_GYR])
@@ -771,8 +821,9 @@ class OrientationFilter:
         """Forget motion and rest-detection state after a gap in the data.
 
         The low-pass filters restart from the next accelerometer sample (so inclination
-        re-aligns at once), the rest timer restarts; orientation and the gyroscope bias
-        estimate with its uncertainty are kept.
+        re-aligns at once) with a start-up average of ``tau_acc_s`` (see
+        :attr:`start_up_samples_left`), the rest timer restarts; orientation and the
+        gyroscope bias estimate with its uncertainty are kept.
         """
         _reset_motion_state(self._state)
 

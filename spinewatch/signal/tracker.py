@@ -160,7 +160,11 @@ class PostureTracker:
         self.remount.reset()  # a new calibration answers a suspected remount
 
     def reset_motion(self) -> None:
-        """Call after a gap in the data: the orientation filter restarts its motion state."""
+        """Call after a gap in the data: the orientation filter restarts its motion state.
+
+        For the filter's start-up average that follows (``tau_acc_s``, 3 s by default) the
+        slouch detector takes no decision (an episode open before the gap continues).
+        """
         reset = getattr(self.orientation, "reset_motion", None)
         if reset is not None:
             reset()
@@ -173,13 +177,17 @@ class PostureTracker:
             acc_m_s2: (N, 3) specific force, m/s^2, sensor frame.
         """
         acc = np.asarray(acc_m_s2, dtype=np.float64)
+        # samples in the orientation filter's start-up average (after a cold start or a
+        # reset in motion): their inclination is still converging, so no slouch decision
+        start_up = getattr(self.orientation, "start_up_samples_left", 0)
         q = self.orientation.update(gyr_rad_s, acc)
         up = up_in_sensor(q)
         n = up.shape[0]
+        start_up = min(n, start_up)
         if self.calibrated and self._r_sensor_to_body is not None:  # the usual case, in fewer steps
             flex, lat = trunk_angles_deg(up @ self._r_sensor_to_body.T)
             self.remount.update(up, acc, self._neutral_up())
-            return self._classify(acc, flex, lat, 0)
+            return self._classify(acc, flex, lat, 0, start_up)
         flex = np.empty(n)
         lat = np.empty(n)
         i = 0
@@ -203,7 +211,7 @@ class PostureTracker:
             f, la = trunk_angles_deg(up[i:] @ self._r_sensor_to_body.T)
             flex[i:], lat[i:] = f, la
             self.remount.update(up[i:], acc[i:], self._neutral_up())
-        return self._classify(acc, flex, lat, i)
+        return self._classify(acc, flex, lat, i, start_up)
 
     def _neutral_up(self) -> Float1D:
         """:attr:`neutral_up_sensor` once calibrated, computed once (it is fixed until set_neutral)."""
@@ -211,13 +219,20 @@ class PostureTracker:
             self._neutral_cache = self.neutral_up_sensor
         return self._neutral_cache
 
-    def _classify(self, acc: Float2D, flex: Float1D, lat: Float1D, i: int) -> TrackerOutput:
-        """Activity and slouch state of a chunk whose first ``i`` samples are in the calibration window."""
+    def _classify(
+        self, acc: Float2D, flex: Float1D, lat: Float1D, i: int, start_up: int = 0
+    ) -> TrackerOutput:
+        """Activity and slouch state of a chunk whose first ``i`` samples are in the calibration
+        window and whose first ``start_up`` samples in the orientation filter's start-up."""
         # inclination of the trunk from vertical: angle of up_body from body z
         incl = np.degrees(np.arccos(np.clip(np.cos(np.radians(flex)) * np.cos(np.radians(lat)), -1, 1)))
         act = self.activity.update(acc, incl)
         angle = flex.copy()
         # A finite "far below" value ends any episode (NaN would mean "no data" and keep it).
+        if start_up > i:
+            # the start-up transient of the orientation filter neither starts nor ends an
+            # episode (NaN: no decision either way; a slouch open before a gap goes on)
+            angle[i:start_up] = np.nan
         if i:
             angle[:i] = _NOT_ELIGIBLE_DEG  # no slouch detection inside the calibration window
         angle[act == _LYING] = _NOT_ELIGIBLE_DEG

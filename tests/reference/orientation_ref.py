@@ -47,17 +47,28 @@ def quat_from_rotvec(u: np.ndarray) -> np.ndarray:
 
 class LowPass:
     """Second-order low-pass y'' + sqrt(2) w0 y' + w0^2 y = w0^2 x, semi-implicit Euler,
-    started in steady state at its first input."""
+    started in steady state at its first input; with ``average_start`` its output is the
+    mean of the inputs for the first ``round(tau_s * rate_hz)`` of them, and the low-pass
+    continues in steady state from that mean."""
 
-    def __init__(self, tau_s: float, rate_hz: float) -> None:
+    def __init__(self, tau_s: float, rate_hz: float, average_start: bool = False) -> None:
         w0_ts = math.sqrt(2.0) / tau_s / rate_hz
         self.g = w0_ts**2
         self.d = math.sqrt(2.0) * w0_ts
         self.y: np.ndarray | None = None
         self.u: np.ndarray | None = None
+        self.avg_n = max(1, round(tau_s * rate_hz)) if average_start else 0
+        self.n = 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
+        if self.n < self.avg_n:
+            self.n += 1
+            if self.y is None:
+                self.y = np.zeros_like(x)
+            self.y = self.y + (x - self.y) / self.n
+            self.u = np.zeros_like(x)
+            return self.y
         if self.y is None:
             self.y, self.u = x.copy(), np.zeros_like(x)
         self.u = self.u - self.d * self.u + self.g * (x - self.y)
@@ -74,15 +85,15 @@ class ReferenceOrientationFilter:
         self.corr_q = np.array([1.0, 0, 0, 0])
         self.bias = np.zeros(3)
         self.P = np.eye(3) * (p.bias_sigma_init_dps * DEG) ** 2
-        self.acc_lp = LowPass(p.tau_acc_s, rate_hz)
+        self.acc_lp = LowPass(p.tau_acc_s, rate_hz, average_start=True)
         self.rest_gyr_lp = LowPass(p.rest_filter_tau_s, rate_hz)
         self.rest_acc_lp = LowPass(p.rest_filter_tau_s, rate_hz)
         self.rest_t = 0.0
         self.rest = False
         self.rest_gyr_mean = np.zeros(3)
         self.every = max(1, round(rate_hz / 40.0))  # the bias filter runs at about 40 Hz
-        self.mat_lp = LowPass(p.tau_acc_s, rate_hz / self.every)
-        self.bias_lp = LowPass(p.tau_acc_s, rate_hz / self.every)
+        self.mat_lp = LowPass(p.tau_acc_s, rate_hz / self.every, average_start=True)
+        self.bias_lp = LowPass(p.tau_acc_s, rate_hz / self.every, average_start=True)
         self.count = 0
         v = (0.1 * DEG) ** 2 * self.every * self.ts / p.bias_forgetting_time_s
         self.v = v
@@ -159,6 +170,9 @@ class ReferenceOrientationFilter:
                             # earth-frame rate the correction compensated, plus the
                             # (identically delayed) bias already removed
                             z = np.array([-e[1] / self.ts + b_lp[0], e[0] / self.ts + b_lp[1], 0.0])
+                            # a horizontal residual beyond the largest bias: no update
+                            if np.any(np.abs((z - h @ self.bias)[:2]) > clip):
+                                h = None
                             w = np.diag([self.w_motion, self.w_motion, self.w_vertical])
                         p0 = (p.bias_sigma_init_dps * DEG) ** 2
                         for j in range(3):
