@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import json
 import signal
 import subprocess
 import sys
@@ -118,7 +119,7 @@ def published(mosquitto, influxdb1, tmp_path_factory):
         cfg = dataclasses.replace(PatientConfig(), timezone="Europe/Berlin", author="t-1", set_ns=T_START - 3600 * NS)
         pub.publish(wire.topic(PATIENT, "d1", "config"), encode_patient_config(cfg))
         for i, b in enumerate(batches):
-            pub.publish(wire.topic(PATIENT, b.device, "posture"), wire.encode_posture(b, seq=i + 1))
+            pub.publish(wire.topic(PATIENT, b.device, "posture"), wire.encode_posture(b, seq=i + 1))  # seq >= 1
         for e in events:
             pub.publish(wire.topic(PATIENT, e.device, "event"), wire.encode_event(e))
         for w in workers:
@@ -297,7 +298,7 @@ def test_chunks_hold_exactly_their_window(published, store_kind, monkeypatch):
     (["--patient", "nobody", "--from", "2026-03-01", "--to", "2026-03-03"], "nobody"),
     (["--patient", PATIENT, "--from", "2026-04-01", "--to", "2026-04-02"], "no posture data"),
     (["--patient", PATIENT, "--from", "2026-03-03", "--to", "2026-03-01"], "--from"),
-    (["--patient", PATIENT, "--from", "2026-03-02", "--to", "2026-03-02"], "--from"),
+    (["--patient", PATIENT, "--from", "2026-03-02T10:00", "--to", "2026-03-02T10:00"], "--from"),
     (["--patient", PATIENT, "--from", "01/03/2026", "--to", "2026-03-03"], "--from"),
     (["--patient", PATIENT, "--from", "2026-03-01", "--to", "2026-02-30"], "--to"),
     (["--patient", PATIENT, "--from", "2026-03-01", "--to", "2026-03-03", "--format", "xlsx"], "--format"),
@@ -424,3 +425,19 @@ def test_a_terminated_export_leaves_no_half_file(tmp_path):
             proc.wait()
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "spinewatch: interrupted"
     assert not out.exists()
+
+
+def test_one_day_is_the_same_period_in_export_and_report(source, published, tmp_path, capsys):
+    """`--from D --to D` is local day D in both commands (one rule: spinewatch/service/periods.py)."""
+    rc, _, err = run(capsys, "--patient", PATIENT, "--from", "2026-03-02", "--to", "2026-03-02",
+                     "--out", str(tmp_path / "day"), *source)
+    assert rc == 0, err
+    t = _times(tmp_path / "day.posture.csv")
+    assert t == want_times(published, BERLIN_MIDNIGHT, BERLIN_MIDNIGHT + 86_400 * NS) and t[-1] == T_END - DT
+    capsys.readouterr()
+    rc = main(["report", "--patient", PATIENT, "--from", "2026-03-02", "--to", "2026-03-02", "--format", "json",
+               *source])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    days = json.loads(out.out)["days"]
+    assert [(d["date"], d["has_data"]) for d in days] == [("2026-03-02", True)]
