@@ -30,7 +30,7 @@ def posture_payload(i: int, n: int = 100) -> bytes:
     rng = np.random.default_rng(i)
     b = PostureBatch("p1", "d1", T0 + i * n * DT, DT, rng.uniform(-10, 40, n), rng.uniform(-5, 5, n),
                      np.zeros(n, np.int8), np.full(n, 2, np.int8))
-    return wire.encode_posture(b, seq=i)
+    return wire.encode_posture(b, seq=i + 1)  # seq counts from 1 (docs/wire-format.md)
 
 
 def broker_client(mosquitto) -> TestClient:

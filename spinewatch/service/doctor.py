@@ -172,6 +172,56 @@ def check_broker(cfg: MqttConfig, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[
     return [Check("broker", "FAIL", addr, "; ".join(refusals), fix)]
 
 
+def check_broker_drops(cfg: MqttConfig, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Check]:
+    """Whether the broker has dropped acknowledged messages (Mosquitto's retained $SYS counter).
+
+    FAIL when it has (data the bridges consider delivered never reached the ingest worker);
+    WARN when the broker does not publish the counter (the drops cannot be seen from here).
+    """
+    import paho.mqtt.client as mqtt
+
+    from spinewatch.service.transit import BROKER_DROP_FIX, BROKER_DROPPED_TOPIC
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"spinewatch-doctor-{uuid.uuid4().hex[:10]}",
+                         protocol=mqtt.MQTTv311)
+    client.connect_timeout = timeout_s
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password)
+    if cfg.tls:
+        client.tls_set()
+    got: dict[str, bytes] = {}
+    client.on_connect = lambda c, _u, _f, rc, _p: c.subscribe(BROKER_DROPPED_TOPIC, qos=0)
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        got.setdefault("n", bytes(msg.payload))
+
+    client.on_message = on_message
+    try:
+        client.connect(cfg.host, cfg.port, keepalive=10)
+        deadline = time.monotonic() + timeout_s
+        while "n" not in got and time.monotonic() < deadline:  # the counter is retained: it comes at once
+            if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
+                break
+        client.disconnect()
+    except (OSError, ValueError) as exc:
+        return [Check("broker", "WARN", cfg.address, f"{BROKER_DROPPED_TOPIC} not read: {_reason(exc)}",
+                      "check the broker's dropped-message count by hand")]
+    finally:
+        sock = client.socket()
+        if sock is not None:
+            sock.close()
+    try:
+        dropped = int(got["n"].decode().strip())
+    except (KeyError, UnicodeDecodeError, ValueError):
+        return [Check("broker", "WARN", cfg.address, f"the broker does not publish {BROKER_DROPPED_TOPIC}: messages it "
+                      "drops for slow subscribers cannot be seen here", "watch the broker's own metrics for dropped "
+                      "messages; the ingest's /metrics counts messages lost in transit (transit_lost_messages)")]
+    if dropped > 0:
+        return [Check("broker", "FAIL", cfg.address, f"the broker has dropped {dropped} acknowledged messages since it "
+                      f"started ({BROKER_DROPPED_TOPIC})", BROKER_DROP_FIX)]
+    return [Check("broker", "OK", cfg.address, f"no message dropped since the broker started ({BROKER_DROPPED_TOPIC})")]
+
+
 # --------------------------------------------------------------------------- InfluxDB
 
 

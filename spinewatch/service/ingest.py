@@ -171,15 +171,17 @@ class IngestWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ingest[{self.client_id}]", daemon=True)
         self._last_reject_log: dict[str, float] = {}
-        # loss accounting: newest t0_ns written per (patient, device), and the value it had
-        # at the previous check (the end of the period the next check counts: every message
-        # before it had a whole check interval to arrive, through any worker). Under _seq_lock.
+        # loss accounting: the devices this worker wrote posture with a seq_epoch for (under
+        # _seq_lock), and the t0_ns of each one's newest message in the database at the previous
+        # check: the end of the period the next check counts, so every message before it had a
+        # whole check interval to arrive, through any worker of the group.
         self._seq_lock = threading.Lock()
-        self._newest_t0: dict[tuple[str, str], int] = {}
+        self._devices: set[tuple[str, str]] = set()
         self._settled_t0: dict[tuple[str, str], int] = {}
         self._last_loss_log: dict[tuple[str, str], float] = {}
         self._last_drop_log = -1e18
         self._sys_mid = -1
+        self._last_arrival_s = time.monotonic()  # of the last message from the broker
         self._loss_thread = threading.Thread(target=self._loss_loop, name=f"ingest-loss[{self.client_id}]",
                                              daemon=True)
         self.subscribed = threading.Event()  # set on the broker's SUBACK
@@ -217,6 +219,7 @@ class IngestWorker:
         if msg.topic == transit.BROKER_DROPPED_TOPIC:
             self._on_broker_dropped(bytes(msg.payload))
             return
+        self._last_arrival_s = time.monotonic()
         # received payloads are bytes (paho's decoder slices bytes); bytearray is for outgoing ones
         self._queue.put(_Incoming(msg.mid, msg.qos, msg.topic, cast(bytes, msg.payload), time.monotonic(),
                                   time.time_ns(), bool(msg.retain)))
@@ -238,21 +241,26 @@ class IngestWorker:
     # ---------------------------------------------------------------- loss accounting
     def _note_written(self, msgs: list[wire.Inbound]) -> None:
         with self._seq_lock:
-            for m in msgs:
-                if isinstance(m, wire.PostureMsg) and m.seq_epoch is not None:
-                    key = (m.patient, m.device)
-                    if m.t0_ns > self._newest_t0.get(key, -1):
-                        self._newest_t0[key] = m.t0_ns
+            self._devices.update((m.patient, m.device) for m in msgs
+                                 if isinstance(m, wire.PostureMsg) and m.seq_epoch is not None)
 
     def check_loss(self) -> dict[tuple[str, str], int]:
         """Count lost posture messages per device from the database; update stats and log.
 
         For each device this worker wrote, the period is the ``transit.WATCH_WINDOW_NS`` of
-        sensor time up to the newest message it had written at the previous check; the
-        database holds the messages of every worker, so the count is the group's.
+        sensor time up to the device's newest message in the database at the previous check.
+        The database holds the messages of every worker, so every worker of a group counts
+        the same figure, and a message another worker still holds (a few seconds) is not
+        taken for lost.
         """
         with self._seq_lock:
-            settled, self._settled_t0 = self._settled_t0, dict(self._newest_t0)
+            devices = sorted(self._devices)
+        settled = self._settled_t0
+        self._settled_t0 = {}
+        for key in devices:
+            newest = self.store.transit_newest_ns(*key)
+            if newest is not None:
+                self._settled_t0[key] = newest
         counts: dict[tuple[str, str], int] = {}
         for (patient, device), end in settled.items():
             found = transit.by_device(self.store.transit_loss(
@@ -514,13 +522,22 @@ class IngestWorker:
             **self.stats.snapshot(),
         }
 
-    def wait_written(self, messages: int, timeout_s: float) -> bool:
-        """Block until at least ``messages`` posture/event messages were written or rejected."""
+    def wait_written(self, messages: int, timeout_s: float, quiet_s: float | None = None) -> bool:
+        """Block until at least ``messages`` posture/event messages were written or rejected.
+
+        With ``quiet_s``, give up early (False) once everything received is acknowledged and
+        nothing arrived for ``quiet_s`` seconds: what is missing then is not coming (a broker
+        that dropped it).
+        """
         deadline = time.monotonic() + timeout_s
         with self.stats.lock:
             while self.stats.written_messages + sum(self.stats.rejected.values()) < messages:
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     return False
-                self.stats.lock.wait(left)
+                if (quiet_s is not None and self.stats.acked >= self.stats.received
+                        and now - self._last_arrival_s >= quiet_s):
+                    return False
+                self.stats.lock.wait(left if quiet_s is None else min(left, 0.1))
         return True

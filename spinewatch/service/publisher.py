@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 
@@ -63,6 +64,9 @@ class Publisher:
         self.published = 0
         self.acked = 0
         self._seq = 0
+        # Interim (wt-loss): a new counter per publisher, so a restart is told apart from loss;
+        # the persistent counter kept with the outbox replaces it (docs/wire-format.md).
+        self._seq_epoch = secrets.randbelow(2**53 - 1) + 1
         self._pump = threading.Thread(target=self._run_pump, name=f"publisher[{patient}/{device}]", daemon=True)
         self._client.on_publish = self._on_publish
         self._client.on_connect = self._on_connect
@@ -166,7 +170,7 @@ class Publisher:
         items = []
         for b in batches:
             self._seq += 1
-            items.append((topic, wire.encode_posture(b, self._seq), True))
+            items.append((topic, wire.encode_posture(b, self._seq, self._seq_epoch), True))
         self._enqueue(items)
 
     def publish_event(self, event: SlouchEvent) -> None:

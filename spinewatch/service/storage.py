@@ -234,6 +234,9 @@ class Store(Protocol):
         """Posture messages lost between bridge and database, per (patient, device, seq_epoch),
         among the messages with ``t0_ns`` in [start, end) (UTC ns); see spinewatch/service/transit.py."""
 
+    def transit_newest_ns(self, patient: str, device: str) -> int | None:
+        """``t0_ns`` of the device's newest posture message with a ``seq`` stored (None: none is)."""
+
     def close(self) -> None: ...
 
 
@@ -514,6 +517,12 @@ class _InfluxHttp:
         return transit.losses(groups)
 
 
+    def transit_newest_ns(self, patient: str, device: str) -> int | None:
+        series = self.query(f'SELECT last("seq") FROM "{transit.MEASUREMENT}" '
+                            f'WHERE "patient" = {_q(patient)} AND "device" = {_q(device)}')
+        return int(series[0]["values"][0][0]) if series else None
+
+
 def _seq_key(tags: dict[str, str]) -> tuple[str, str, int]:
     return tags["patient"], tags["device"], int(tags["seq_epoch"])
 
@@ -766,6 +775,12 @@ class SqliteStore:
             SeqGroup(p, d, int(e), int(n), int(lo), int(hi), int(dur or 0), last_before.get((p, d, int(e))))
             for p, d, e, n, lo, hi, dur in period
         ])
+
+    def transit_newest_ns(self, patient: str, device: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT max(t0_ns) FROM posture_seq WHERE patient = ? AND device = ?",
+                                   (patient, device)).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def _chunks(self, patient: str, start_ns: int, end_ns: int) -> list[tuple[Any, ...]]:
         # a chunk starting before start_ns may reach into the period: look back one hour.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spinewatch.service import transit
 from spinewatch.service.dashboards._common import (
     COLOR_MILD,
     COLOR_NEUTRAL,
@@ -37,12 +38,17 @@ COLUMNS: dict[str, str] = {
     # each patient's stored threshold (the settings in force at the end of the range), to show who differs
     "H": f'SELECT last("threshold_deg") AS "threshold_deg" FROM {SETTINGS_FROM} WHERE {PATIENT_DEVICE} '
          f"AND time <= ${{__to}}ms{BY}",
+    # posture lost between bridge and database: per counter, the seqs between the first and the last
+    # stored that never were, times the counter's mean message duration (spinewatch/service/transit.py)
+    "I": f'SELECT sum("lost_min") AS "transit_lost_min" FROM (SELECT (max("seq") - min("seq") + 1 - count("seq")) '
+         f'* mean("duration_ns") / {60 * 10**9} AS "lost_min" FROM "{transit.MEASUREMENT}" WHERE {F} '
+         f'GROUP BY "patient", "device", "seq_epoch"){BY}',
 }
 HEADERS = {
     "patient": "Patient", "wear_min": "Wear today (min)", "neutral_pct": "Neutral (%)",
     "slouches": "Slouches", "alerts": "Alerts sent", "last_seen": "Last seen",
     "battery_pct": "Battery (%)", "rssi_dbm": "Signal (dBm)", "packets_lost_pct": "Packets lost (%)",
-    "threshold_deg": "Own threshold (deg)",
+    "threshold_deg": "Own threshold (deg)", "transit_lost_min": "Lost in transit (min)",
 }
 
 
@@ -67,7 +73,9 @@ def build() -> dict[str, Any]:
         "a patient whose Neutral uses another threshold than their own stands out. Slouches = episodes "
         "started; Alerts sent = haptic alerts (by time of the buzz); Last seen = time of the newest posture "
         "sample; Battery, Signal and Packets lost = the device's last status (empty until device status is "
-        "stored). Click a column header to sort; click a patient for the patient dashboards.",
+        "stored); Lost in transit = minutes of posture messages sent by the bridge that never reached the "
+        "database in the range (gaps in their seq; 0 = complete, empty = a bridge without seq_epoch). "
+        "Click a column header to sort; click a patient for the patient dashboards.",
         [target(ref, q, "table") for ref, q in COLUMNS.items()],
         transformations=[
             {"id": "joinByField", "options": {"byField": "patient", "mode": "outer"}},
@@ -76,13 +84,13 @@ def build() -> dict[str, Any]:
                 "binary": {"left": "neutral_min", "operator": "/", "right": "worn_min"}}},
             {"id": "organize", "options": {
                 "excludeByName": {"Time 1": True, "Time 2": True, "Time 3": True, "Time 4": True,
-                                  "Time 6": True, "Time 7": True, "Time 8": True, "last_flexion_deg": True,
-                                  "neutral_min": True, "worn_min": True},
+                                  "Time 6": True, "Time 7": True, "Time 8": True, "Time 9": True,
+                                  "last_flexion_deg": True, "neutral_min": True, "worn_min": True},
                 "renameByName": {"Time 5": HEADERS["last_seen"],
                                  **{k: v for k, v in HEADERS.items() if k != "last_seen"}},
                 "indexByName": {"patient": 0, "wear_min": 1, "neutral_pct": 2, "slouches": 3, "alerts": 4,
                                 "Time 5": 5, "battery_pct": 6, "rssi_dbm": 7, "packets_lost_pct": 8,
-                                "threshold_deg": 9},
+                                "threshold_deg": 9, "transit_lost_min": 10},
             }},
         ],
         overrides=[
@@ -103,11 +111,14 @@ def build() -> dict[str, Any]:
             _override(HEADERS["rssi_dbm"], unit="dBm", decimals=0),
             _override(HEADERS["packets_lost_pct"], unit="percent", decimals=1),
             _override(HEADERS["threshold_deg"], unit="degree", decimals=0),
+            _override(HEADERS["transit_lost_min"], unit="m", decimals=1, custom__cellOptions={"type": "color-text"},
+                      thresholds=_thresholds((COLOR_NEUTRAL, None), (COLOR_SEVERE, 0.05))),
         ],
         options={"showHeader": True, "sortBy": [{"displayName": HEADERS["patient"], "desc": False}]},
     ), 24, 14)
     return dashboard(
         "spinewatch-clinic", "SpineWatch - Clinic overview",
-        "Every patient in one table: wear time, % neutral, slouches, alerts, last seen, device status.",
+        "Every patient in one table: wear time, % neutral, slouches, alerts, last seen, device status, "
+        "data lost in transit.",
         lay.panels, variables(multi_patient=True), "now/d", refresh="1m", links=nav_links(),
     )
