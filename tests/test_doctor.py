@@ -115,8 +115,10 @@ def test_json_output_lists_every_check(mosquitto, monkeypatch, capsys):
     rc = main(["doctor", "--json", "--skip", "bluetooth", "--skip", "grafana"])
     checks = json.loads(capsys.readouterr().out)
     assert rc == 0
-    assert [(c["name"], c["status"]) for c in checks] == [("config", "OK"), ("broker", "OK"), ("influxdb", "WARN")]
-    assert checks[2]["fix"].startswith("set SPINEWATCH_INFLUX_URL")
+    assert [(c["name"], c["status"]) for c in checks] == [("config", "OK"), ("broker", "OK"), ("broker", "OK"),
+                                                          ("influxdb", "WARN")]
+    assert "no message dropped since the broker started" in checks[2]["message"]
+    assert checks[3]["fix"].startswith("set SPINEWATCH_INFLUX_URL")
 
 
 # ------------------------------------------------------------------------ failures and their fixes
