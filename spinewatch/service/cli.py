@@ -134,7 +134,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
               f"--out {Path(args.out) / 'patient-report.pdf'}")
     if result.messages_missing:
         print(f"demo: {result.messages_missing:,} of {result.messages_sent:,} messages the broker acknowledged never "
-              f"reached the store (~{result.missing_min:.1f} min of posture data lost in transit); a broker drops "
+              f"reached the store (~{result.missing_min:.1f} min of posture data lost in transit); "
+              + ("" if result.broker_dropped is None else
+                 f"the broker reports {result.broker_dropped:,} messages dropped since it started; ")
+              + "a broker drops "
               "messages when a subscriber's queue is full: raise max_queued_messages / max_queued_bytes "
               "(docs/operator-guide.md, \"Sizing the broker's queue\")", file=sys.stderr)
         return 1

@@ -59,6 +59,7 @@ class DemoResult:
     messages_sent: int = 0  # posture, events, alerts and the config, as the broker acknowledged them
     messages_missing: int = 0  # of those, never written to the store
     missing_min: float = 0.0  # posture time those missing messages covered, minutes (estimate)
+    broker_dropped: int | None = None  # the broker's $SYS dropped count at the end (None: not published)
 
     @property
     def samples_per_s(self) -> float:
@@ -234,6 +235,7 @@ async def run_demo(
             _LOGGER.warning("ingest wrote fewer messages than published: %s", ingest.stats.snapshot())
         with ingest.stats.lock:
             missing = max(0, sent - ingest.stats.written_messages)
+            broker_dropped = ingest.stats.broker_dropped
         wall = time.perf_counter() - t_start
         stage("writing the report")
         start_ns = source.start_utc_ns
@@ -249,7 +251,7 @@ async def run_demo(
             points_written=ingest.stats.written_points, wall_s=wall, broker=broker_desc,
             store=store.address, summary=summary, report_png=png, events_csv=csv_path,
             patient=patient, start_utc_ns=start_ns, messages_sent=sent, messages_missing=missing,
-            missing_min=missing_min,
+            missing_min=missing_min, broker_dropped=broker_dropped,
         )
 
 
