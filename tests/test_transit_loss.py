@@ -163,6 +163,13 @@ def test_two_workers_on_a_shared_subscription_count_the_right_total(mosquitto, i
     assert sum(received) >= 200 - len(lost) and min(received) > 0, received  # the load was shared
     assert [(x.received, x.lost) for x in store.transit_loss(T0, T0 + 3600 * 10**9, patient=patient)] == [
         (190, 10)]
+    # the clinic overview's column: 10 lost messages of 1 s each
+    from spinewatch.service.dashboards import expand
+    from spinewatch.service.dashboards.clinic import COLUMNS
+
+    q = expand(COLUMNS["I"], {"patient": ".*", "device": ".*"}, T0 // 10**6, (T0 + 3600 * 10**9) // 10**6, "1m")
+    rows = store.query(q)
+    assert [(s["tags"]["patient"], s["values"][0][1]) for s in rows] == [(patient, pytest.approx(10 / 60))]
 
 
 @pytest.fixture

@@ -130,7 +130,8 @@ class TransitLoss:
 
 
 def losses(groups: Sequence[SeqGroup]) -> list[TransitLoss]:
-    """Gaps in ``seq`` per counter: ``last - max(first - 1, before) ... `` minus what arrived.
+    """Gaps in ``seq`` per counter: ``last_seq - low - received``, where ``low`` is the last
+    seq stored before the period (``before_seq``), else ``first_seq - 1``.
 
     A gap after the last stored message is not visible until a later message arrives; a
     counter's seq only grows with time, so a ``before_seq`` above ``first_seq`` (a re-sent
