@@ -158,7 +158,7 @@ def baseline(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str
 
 
 def null_sink(port_q: mp.Queue, stop: mp.Event) -> None:
-    """An HTTP /write endpoint that only counts lines: the worker's own ceiling, no database."""
+    """An HTTP /write endpoint that only counts posture lines: the worker's own ceiling, no database."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -176,7 +176,8 @@ def null_sink(port_q: mp.Queue, stop: mp.Event) -> None:
             if self.path.startswith("/write"):
                 with lock:
                     db = db_of(self.path)
-                    lines[db] = lines.get(db, 0) + body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+                    # points of measurement posture, like count(flexion_deg) (not posture_seq's)
+                    lines[db] = lines.get(db, 0) + body.count(b"\nposture,") + body.startswith(b"posture,")
             self.send_response(204)
             self.send_header("Content-Length", "0")
             self.end_headers()
