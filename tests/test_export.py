@@ -118,7 +118,7 @@ def published(mosquitto, influxdb1, tmp_path_factory):
         cfg = dataclasses.replace(PatientConfig(), timezone="Europe/Berlin", author="t-1", set_ns=T_START - 3600 * NS)
         pub.publish(wire.topic(PATIENT, "d1", "config"), encode_patient_config(cfg))
         for i, b in enumerate(batches):
-            pub.publish(wire.topic(PATIENT, b.device, "posture"), wire.encode_posture(b, seq=i))
+            pub.publish(wire.topic(PATIENT, b.device, "posture"), wire.encode_posture(b, seq=i + 1))  # from 1
         for e in events:
             pub.publish(wire.topic(PATIENT, e.device, "event"), wire.encode_event(e))
         for w in workers:
