@@ -44,7 +44,9 @@ SAMPLES = 100
 DT_NS = 10_000_000
 
 
-def _payloads(messages: int, patients: int) -> list[tuple[str, bytes]]:
+def _payloads(messages: int, patients: int, seq_epoch: int | None = 1) -> list[tuple[str, bytes]]:
+    """1-s posture messages of ``patients`` devices; with ``seq_epoch`` (as bridges send it) the
+    ingest also writes each message's ``posture_seq`` point (loss accounting)."""
     import numpy as np
 
     from spinewatch.model import PostureBatch
@@ -57,7 +59,7 @@ def _payloads(messages: int, patients: int) -> list[tuple[str, bytes]]:
         k = i // patients
         b = PostureBatch(p, "d1", T0_NS + k * SAMPLES * DT_NS, DT_NS, rng.uniform(-10, 40, SAMPLES),
                          rng.uniform(-5, 5, SAMPLES), np.zeros(SAMPLES, np.int8), np.full(SAMPLES, 2, np.int8))
-        out.append((wire.topic(p, "d1", "posture"), wire.encode_posture(b, k + 1)))  # seq counts from 1
+        out.append((wire.topic(p, "d1", "posture"), wire.encode_posture(b, k + 1, seq_epoch)))
     return out
 
 
@@ -83,10 +85,12 @@ def ours(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str, go
     from spinewatch.service.config import Config
     from spinewatch.service.ingest import IngestWorker
     from spinewatch.service.storage import Influx1Store
+    from spinewatch.service.transit import SeqMsg
 
     class CountingStore(Influx1Store):
         def write(self, msgs):  # type: ignore[no-untyped-def]
             n = super().write(msgs)
+            n -= sum(isinstance(m, SeqMsg) for m in msgs)  # count posture samples; posture_seq is overhead
             with written.get_lock():
                 written.value += n  # only after InfluxDB answered 2xx: the points are queryable
             return n
@@ -154,7 +158,7 @@ def baseline(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str
 
 
 def null_sink(port_q: mp.Queue, stop: mp.Event) -> None:
-    """An HTTP /write endpoint that only counts lines: the worker's own ceiling, no database."""
+    """An HTTP /write endpoint that only counts posture lines: the worker's own ceiling, no database."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -172,7 +176,8 @@ def null_sink(port_q: mp.Queue, stop: mp.Event) -> None:
             if self.path.startswith("/write"):
                 with lock:
                     db = db_of(self.path)
-                    lines[db] = lines.get(db, 0) + body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+                    # points of measurement posture, like count(flexion_deg) (not posture_seq's)
+                    lines[db] = lines.get(db, 0) + body.count(b"\nposture,") + body.startswith(b"posture,")
             self.send_response(204)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -323,10 +328,12 @@ def main() -> int:
     ap.add_argument("--patients", type=int, default=20)
     ap.add_argument("--worker-cpu", type=float, default=0.25, metavar="CORES",
                     help="CPU budget per worker for the scale-out scenarios (cgroup quota; 0 skips them)")
+    ap.add_argument("--no-seq-epoch", action="store_true",
+                    help="messages without seq_epoch, as from old bridges: no posture_seq points (loss accounting)")
     args = ap.parse_args()
     from servers import InfluxDB1Server, MosquittoServer
 
-    items = _payloads(args.messages, args.patients)
+    items = _payloads(args.messages, args.patients, None if args.no_seq_epoch else 1)
     ctx = mp.get_context("spawn")
     with MosquittoServer() as mosquitto, InfluxDB1Server() as influx:
         print("into InfluxDB 1.6.7:")
@@ -357,7 +364,8 @@ def main() -> int:
     if capped:
         print(f"workers held to {args.worker_cpu:g} core each: two workers / one {capped[1] / capped[0]:.2f}x")
     print("reproduce: python benchmarks/bench_ingest.py "
-          f"--messages {args.messages} --patients {args.patients} --worker-cpu {args.worker_cpu:g}")
+          f"--messages {args.messages} --patients {args.patients} --worker-cpu {args.worker_cpu:g}"
+          + (" --no-seq-epoch" if args.no_seq_epoch else ""))
     return 0
 
 

@@ -486,6 +486,9 @@ class MosquittoServer(_ServerBase):
     1883 is never opened.  Persistence is on (``persistence_location`` in the
     base dir) so retained messages and persistent sessions survive
     ``restart()``.
+
+    Extra keyword ``settings``: mosquitto.conf options that replace the defaults below or
+    are added, e.g. ``{"max_queued_messages": "10", "sys_interval": "1"}``.
     """
 
     display_name = "mosquitto"
@@ -494,8 +497,9 @@ class MosquittoServer(_ServerBase):
     env_var = "SPINEWATCH_MOSQUITTO"
     startup_timeout = 15.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.settings = dict(settings or {})
         self.config_file = self.base_dir / "mosquitto.conf"
         self.data_dir = self.base_dir / "data"
         self.log_file = self.base_dir / "mosquitto.log"
@@ -528,6 +532,8 @@ class MosquittoServer(_ServerBase):
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             "max_queued_messages 100000",
         ]
+        lines = [ln for ln in lines if ln.split(" ", 1)[0] not in self.settings]
+        lines += [f"{k} {v}" for k, v in self.settings.items()]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             # As root, mosquitto would switch to user "mosquitto", which cannot
             # write our private tmp dir.  "user root" keeps it as is.

@@ -303,6 +303,7 @@ def test_clinic_overview_row_matches_the_script(dash_data):
     assert start_ns + DURATION_S * 1e9 - 20e6 < row["last_seen_ns"] < start_ns + DURATION_S * 1e9
     assert row["alerts"] == result.alerts == 2
     assert "battery_pct" not in row  # the simulated sensor reports no device status
+    assert row["transit_lost_min"] == 0  # every posture message of the demo arrived (gaps in seq: none)
 
 
 def test_dashboard_previews_render_from_the_same_queries(dash_data, tmp_path):

@@ -132,6 +132,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"the therapist's PDF report of these days: spinewatch report --patient {result.patient} "
               f"--from {day0} --to {day1} --sqlite {result.store.removeprefix('sqlite:')} "
               f"--out {Path(args.out) / 'patient-report.pdf'}")
+    if result.messages_missing:
+        print(f"demo: {result.messages_missing:,} of {result.messages_sent:,} messages the broker acknowledged never "
+              f"reached the store (~{result.missing_min:.1f} min of posture data lost in transit); "
+              + ("" if result.broker_dropped is None else
+                 f"the broker reports {result.broker_dropped:,} messages dropped since it started; ")
+              + "a broker drops "
+              "messages when a subscriber's queue is full: raise max_queued_messages / max_queued_bytes "
+              "(docs/operator-guide.md, \"Sizing the broker's queue\")", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -261,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
             "what the script implies), MQTT publisher, broker, ingest worker and storage, then write a "
             "therapist report (PNG) and a CSV of slouch episodes. With no SPINEWATCH_MQTT_URL a "
             "private broker is started (mosquitto if installed, else the in-process amqtt); with "
-            "no SPINEWATCH_INFLUX_URL points go to SQLite in --out."
+            "no SPINEWATCH_INFLUX_URL points go to SQLite in --out. Exit status 1 when any message the "
+            "broker acknowledged never reached the store (the count and the minutes of posture are printed)."
         ),
         epilog="example: spinewatch demo --duration 8h --speed max --out out/",
     )

@@ -40,6 +40,8 @@ def run_checks(args: argparse.Namespace) -> list[Check]:
                              "fix the config line above first"))
         elif name == "broker":
             out += doctor.check_broker(cfg.mqtt, t)
+            if out[-1].status != "FAIL" and cfg.mqtt.url:  # connected: are messages being dropped?
+                out += doctor.check_broker_drops(cfg.mqtt, t)
         else:
             out += doctor.check_influx(cfg.influx, t)
     if "grafana" not in skip:
@@ -71,7 +73,8 @@ def add_doctor_commands(subparsers: Any) -> None:
         description=(
             "Check the installation, one line per check (OK, WARN or FAIL, the address checked, and on "
             "failure the cause and the fix): the config loads; the broker (SPINEWATCH_MQTT_URL) is reachable "
-            "and accepts MQTT 5 or 3.1.1 and the login; InfluxDB (SPINEWATCH_INFLUX_*) answers /ping, the "
+            "and accepts MQTT 5 or 3.1.1 and the login, and has not dropped messages for slow subscribers "
+            "($SYS/broker/publish/messages/dropped); InfluxDB (SPINEWATCH_INFLUX_*) answers /ping, the "
             "database exists, writing and querying are allowed, `influx init`'s retention policies and "
             "continuous queries are there; Grafana (GRAFANA_URL, GRAFANA_TOKEN) is healthy, the token valid "
             "and the data source pushed; BlueZ answers on D-Bus with a powered adapter. Exit status 0 when "

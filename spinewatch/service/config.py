@@ -145,6 +145,8 @@ class IngestConfig:
         max_unacked: most MQTT messages held unacknowledged (MQTT 5 receive maximum).
         health_listen: ``host:port`` of the HTTP health endpoint (``/healthz``, ``/metrics``);
             empty: off.
+        loss_check_s: how often the worker counts, from the database, the posture messages
+            lost in transit (gaps in ``seq``; spinewatch/service/transit.py), seconds; 0: never.
     """
 
     worker_id: str = ""
@@ -153,6 +155,7 @@ class IngestConfig:
     batch_linger_s: float = 0.05
     max_unacked: int = 1000
     health_listen: str = ""
+    loss_check_s: float = 60.0
 
     @property
     def effective_worker_id(self) -> str:
@@ -298,6 +301,8 @@ class Config:
             raise ConfigError("ingest.batch_linger_s", g.batch_linger_s, "a number in [0, batch_interval_s]")
         if g.max_unacked <= 0 or g.max_unacked > 65535:
             raise ConfigError("ingest.max_unacked", g.max_unacked, "an integer 1-65535")
+        if not 0 <= g.loss_check_s <= 86_400:
+            raise ConfigError("ingest.loss_check_s", g.loss_check_s, "seconds in [0, 86400] (0: off)")
         if g.health_listen:
             host, _, port = g.health_listen.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:

@@ -121,6 +121,35 @@ def check_broker(cfg: MqttConfig, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[
     return [Check("broker", "FAIL", addr, refusals, fix)]
 
 
+def check_broker_drops(cfg: MqttConfig, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Check]:
+    """Whether the broker has dropped acknowledged messages (Mosquitto's retained $SYS counter).
+
+    FAIL when it has (data the bridges consider delivered never reached the ingest worker);
+    WARN when the broker does not publish the counter (the drops cannot be seen from here).
+    """
+    from spinewatch.errors import ConnectionFailed  # noqa: PLC0415
+    from spinewatch.service.mqtt import Protocol, read_retained  # noqa: PLC0415  (paho only when checked)
+    from spinewatch.service.transit import BROKER_DROP_FIX, BROKER_DROPPED_TOPIC  # noqa: PLC0415
+
+    # the client set-up every command uses (login, TLS, CA file); any broker that speaks MQTT 5 speaks 3.1.1
+    protocol: Protocol = "3.1.1" if cfg.protocol == "auto" else cfg.protocol
+    try:
+        payload = read_retained(cfg, protocol, BROKER_DROPPED_TOPIC, "spinewatch-doctor", timeout_s)
+    except (ConnectionFailed, OSError, ValueError) as exc:
+        return [Check("broker", "WARN", cfg.address, f"{BROKER_DROPPED_TOPIC} not read: {_reason(exc)}",
+                      "check the broker's dropped-message count by hand")]
+    try:
+        dropped = int((payload or b"").decode().strip())
+    except (KeyError, UnicodeDecodeError, ValueError):
+        return [Check("broker", "WARN", cfg.address, f"the broker does not publish {BROKER_DROPPED_TOPIC}: messages it "
+                      "drops for slow subscribers cannot be seen here", "watch the broker's own metrics for dropped "
+                      "messages; the ingest's /metrics counts messages lost in transit (transit_lost_messages)")]
+    if dropped > 0:
+        return [Check("broker", "FAIL", cfg.address, f"the broker has dropped {dropped} acknowledged messages since it "
+                      f"started ({BROKER_DROPPED_TOPIC})", BROKER_DROP_FIX)]
+    return [Check("broker", "OK", cfg.address, f"no message dropped since the broker started ({BROKER_DROPPED_TOPIC})")]
+
+
 # --------------------------------------------------------------------------- InfluxDB
 
 

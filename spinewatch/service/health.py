@@ -13,7 +13,8 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def prometheus_text(snapshot: dict[str, Any], prefix: str = "spinewatch_ingest") -> str:
-    """Numeric and boolean fields as gauges/counters; ``rejected`` as a labelled counter."""
+    """Numeric and boolean fields as gauges/counters (None: omitted); ``rejected`` as a labelled
+    counter, ``transit_lost`` as a gauge labelled by patient and device."""
     lines = []
     for key, value in snapshot.items():
         if isinstance(value, bool):
@@ -23,6 +24,12 @@ def prometheus_text(snapshot: dict[str, Any], prefix: str = "spinewatch_ingest")
         elif key == "rejected" and isinstance(value, dict):
             lines.append(f"# TYPE {prefix}_rejected_total counter")
             lines.extend(f'{prefix}_rejected_total{{reason="{r}"}} {n}' for r, n in sorted(value.items()))
+        elif key == "transit_lost" and isinstance(value, dict):
+            # posture messages lost between bridge and database, per device ("patient/device" keys)
+            lines.append(f"# TYPE {prefix}_transit_lost_messages_by_device gauge")
+            for pd, n in sorted(value.items()):
+                patient, _, device = pd.partition("/")
+                lines.append(f'{prefix}_transit_lost_messages_by_device{{patient="{patient}",device="{device}"}} {n}')
     return "\n".join(lines) + "\n"
 
 

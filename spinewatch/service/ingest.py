@@ -15,13 +15,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from spinewatch.errors import ConfigError, ConnectionFailed, DecodeError
-from spinewatch.service import wire
+from spinewatch.service import transit, wire
 from spinewatch.service.config import IngestConfig, MqttConfig
 from spinewatch.service.lineprotocol import warm_up
 from spinewatch.service.mqtt import Protocol, connect, make_client
 from spinewatch.service.patient_config import decode_patient_config
 from spinewatch.service.retry import backoff_s
-from spinewatch.service.storage import Store, StoreRejected
+from spinewatch.service.storage import Message, Store, StoreRejected
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ REJECT_LOG_INTERVAL_S: Final = 10.0
 # while the worker decodes the next and while the other waits for InfluxDB's WAL fsync
 # (benchmarks/README.md, "Ingest throughput"); acknowledgements still go out in message order.
 WRITES_IN_FLIGHT: Final = 2
+# A "messages lost in transit" or "broker dropped messages" log line at most this often (per
+# device for the former): the count is in /metrics all along.
+LOSS_LOG_INTERVAL_S: Final = 300.0
 
 
 @dataclass
@@ -45,6 +48,12 @@ class IngestStats:
     ignored: int = 0
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     write_retries: int = 0
+    # Posture messages lost between the bridges and the database (gaps in seq), per
+    # (patient, device), as the last loss check counted them from the database
+    # (transit.WATCH_WINDOW_NS of sensor time); the same figure on every worker of a group.
+    transit_lost: dict[tuple[str, str], int] = field(default_factory=dict)
+    # The broker's $SYS/broker/publish/messages/dropped (None: the broker does not publish it).
+    broker_dropped: int | None = None
     lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def snapshot(self) -> dict[str, object]:
@@ -54,6 +63,9 @@ class IngestStats:
                 "written_points": self.written_points, "acked": self.acked,
                 "ignored": self.ignored, "rejected": dict(self.rejected),
                 "write_retries": self.write_retries,
+                "transit_lost_messages": sum(self.transit_lost.values()),
+                "transit_lost": {f"{p}/{d}": n for (p, d), n in sorted(self.transit_lost.items())},
+                "broker_dropped_messages": self.broker_dropped,
             }
 
 
@@ -159,6 +171,19 @@ class IngestWorker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"ingest[{self.client_id}]", daemon=True)
         self._last_reject_log: dict[str, float] = {}
+        # loss accounting: the devices this worker wrote posture with a seq_epoch for (under
+        # _seq_lock), and the t0_ns of each one's newest message in the database at the previous
+        # check: the end of the period the next check counts, so every message before it had a
+        # whole check interval to arrive, through any worker of the group.
+        self._seq_lock = threading.Lock()
+        self._devices: set[tuple[str, str]] = set()
+        self._settled_t0: dict[tuple[str, str], int] = {}
+        self._last_loss_log: dict[tuple[str, str], float] = {}
+        self._last_drop_log = -1e18
+        self._sys_mid = -1
+        self._last_arrival_s = time.monotonic()  # of the last message from the broker
+        self._loss_thread = threading.Thread(target=self._loss_loop, name=f"ingest-loss[{self.client_id}]",
+                                             daemon=True)
         self.subscribed = threading.Event()  # set on the broker's SUBACK
 
     # ---------------------------------------------------------------- paho thread
@@ -169,10 +194,17 @@ class IngestWorker:
         self.connected = True
         group = self.mqtt_cfg.share_group if self.protocol == "5" else ""
         c.subscribe(wire.subscription(group or None), qos=1)
+        # QoS 0, no acknowledgement; a broker without $SYS (or that refuses it) just sends nothing
+        self._sys_mid = c.subscribe(transit.BROKER_DROPPED_TOPIC, qos=0)[1] or -1
         _LOGGER.info("ingest %s connected to %s", self.client_id, self.mqtt_cfg.address)
 
     def _on_subscribe(self, c: paho.Client, u: object, mid: int, codes: object, p: object) -> None:
         failed = [rc for rc in codes if getattr(rc, "is_failure", False)]  # type: ignore[attr-defined]
+        if mid == self._sys_mid:
+            if failed:
+                _LOGGER.info("ingest: broker %s refused %s; not watched", self.mqtt_cfg.address,
+                             transit.BROKER_DROPPED_TOPIC)
+            return
         if failed:
             _LOGGER.error("ingest: broker %s refused the subscription: %s", self.mqtt_cfg.address, failed)
             return
@@ -184,9 +216,78 @@ class IngestWorker:
         self._base_on_disconnect(c, u, flags, rc, p)
 
     def _on_message(self, c: paho.Client, u: object, msg: paho.MQTTMessage) -> None:
+        if msg.topic == transit.BROKER_DROPPED_TOPIC:
+            self._on_broker_dropped(bytes(msg.payload))
+            return
+        self._last_arrival_s = time.monotonic()
         # received payloads are bytes (paho's decoder slices bytes); bytearray is for outgoing ones
         self._queue.put(_Incoming(msg.mid, msg.qos, msg.topic, cast(bytes, msg.payload), time.monotonic(),
                                   time.time_ns(), bool(msg.retain)))
+
+    def _on_broker_dropped(self, payload: bytes) -> None:
+        """The broker's count of messages it acknowledged and then dropped (since it started)."""
+        try:
+            n = int(payload.decode().strip())
+        except (UnicodeDecodeError, ValueError):
+            return
+        with self.stats.lock:
+            before, self.stats.broker_dropped = self.stats.broker_dropped, n
+        now = time.monotonic()
+        if n > 0 and n != before and now - self._last_drop_log >= LOSS_LOG_INTERVAL_S:
+            self._last_drop_log = now
+            _LOGGER.warning("ingest: broker %s has dropped %d messages since it started (%s); fix: %s",
+                            self.mqtt_cfg.address, n, transit.BROKER_DROPPED_TOPIC, transit.BROKER_DROP_FIX)
+
+    # ---------------------------------------------------------------- loss accounting
+    def _note_written(self, msgs: list[wire.Inbound]) -> None:
+        with self._seq_lock:
+            self._devices.update((m.patient, m.device) for m in msgs
+                                 if isinstance(m, wire.PostureMsg) and m.seq_epoch is not None)
+
+    def check_loss(self) -> dict[tuple[str, str], int]:
+        """Count lost posture messages per device from the database; update stats and log.
+
+        For each device this worker wrote, the period is the ``transit.WATCH_WINDOW_NS`` of
+        sensor time up to the device's newest message in the database at the previous check.
+        The database holds the messages of every worker, so every worker of a group counts
+        the same figure, and a message another worker still holds (a few seconds) is not
+        taken for lost.
+        """
+        with self._seq_lock:
+            devices = sorted(self._devices)
+        settled = self._settled_t0
+        self._settled_t0 = {}
+        for key in devices:
+            newest = self.store.transit_newest_ns(*key)
+            if newest is not None:
+                self._settled_t0[key] = newest
+        counts: dict[tuple[str, str], int] = {}
+        for (patient, device), end in settled.items():
+            found = transit.by_device(self.store.transit_loss(
+                end - transit.WATCH_WINDOW_NS, end + 1, patient=patient, device=device))
+            counts[(patient, device)] = sum(x.lost for x in found)
+            lost_s = sum(x.lost_s for x in found)
+            with self.stats.lock:
+                before = self.stats.transit_lost.get((patient, device), 0)
+                self.stats.transit_lost[(patient, device)] = counts[(patient, device)]
+            now = time.monotonic()
+            if (counts[(patient, device)] > before
+                    and now - self._last_loss_log.get((patient, device), -1e18) >= LOSS_LOG_INTERVAL_S):
+                self._last_loss_log[(patient, device)] = now
+                _LOGGER.warning(
+                    "ingest: %d posture messages (%.1f min) of patient %s device %s never arrived in the last "
+                    "%d h of its data (gaps in seq); broker dropped so far: %s", counts[(patient, device)],
+                    lost_s / 60, patient, device, transit.WATCH_WINDOW_NS // (3600 * 10**9),
+                    "unknown" if self.stats.broker_dropped is None else self.stats.broker_dropped,
+                )
+        return counts
+
+    def _loss_loop(self) -> None:
+        while not self._stop.wait(self.cfg.loss_check_s):
+            try:
+                self.check_loss()
+            except (ConnectionFailed, StoreRejected) as exc:
+                _LOGGER.warning("ingest: could not count lost messages in %s: %s", self.store.address, exc)
 
     # ---------------------------------------------------------------- worker thread
     def _reject(self, m: _Incoming, reason: str, detail: str) -> None:
@@ -230,7 +331,7 @@ class IngestWorker:
             self.stats.acked += len(items)
             self.stats.lock.notify_all()
 
-    def _write_with_retry(self, msgs: list[wire.Inbound]) -> int:
+    def _write_with_retry(self, msgs: list[Message]) -> int:
         attempt = 0
         while True:
             try:
@@ -255,16 +356,21 @@ class IngestWorker:
         """Write the decoded messages of one batch (writer thread); isolate what the database refuses."""
         msgs = [d for _, d in decoded]
         try:
-            points = self._write_with_retry(msgs) if msgs else 0
+            # each posture message's seq goes with its points (loss accounting, transit.py); the
+            # written_points figure counts the data's points only
+            seqs = transit.seq_records(msgs)
+            points = self._write_with_retry([*msgs, *seqs]) - len(seqs) if msgs else 0
         except StoreRejected:
             # isolate the poison message(s): write one by one, count the refused ones
             points = 0
             for m, d in decoded:
                 try:
-                    points += self._write_with_retry([d])
+                    seqs = transit.seq_records([d])
+                    points += self._write_with_retry([d, *seqs]) - len(seqs)
                 except StoreRejected as exc:
                     self._reject(m, "rejected_by_database", str(exc))
                     msgs.remove(d)
+        self._note_written(msgs)
         with self.stats.lock:
             self.stats.written_messages += len(msgs)
             self.stats.written_points += points
@@ -375,6 +481,8 @@ class IngestWorker:
         for t in self._writers:
             t.start()
         self._thread.start()
+        if self.cfg.loss_check_s > 0:
+            self._loss_thread.start()
         connect(self._client, self.mqtt_cfg, self._props, self.protocol)
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -382,8 +490,9 @@ class IngestWorker:
         self._stop.set()
         self._queue.put(None)
         deadline = time.monotonic() + timeout_s
-        for t in (self._thread, *self._writers):
-            t.join(max(0.0, deadline - time.monotonic()))
+        for t in (self._thread, *self._writers, self._loss_thread):
+            if t.is_alive():
+                t.join(max(0.0, deadline - time.monotonic()))
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -413,13 +522,22 @@ class IngestWorker:
             **self.stats.snapshot(),
         }
 
-    def wait_written(self, messages: int, timeout_s: float) -> bool:
-        """Block until at least ``messages`` posture/event messages were written or rejected."""
+    def wait_written(self, messages: int, timeout_s: float, quiet_s: float | None = None) -> bool:
+        """Block until at least ``messages`` posture/event messages were written or rejected.
+
+        With ``quiet_s``, give up early (False) once everything received is acknowledged and
+        nothing arrived for ``quiet_s`` seconds: what is missing then is not coming (a broker
+        that dropped it).
+        """
         deadline = time.monotonic() + timeout_s
         with self.stats.lock:
             while self.stats.written_messages + sum(self.stats.rejected.values()) < messages:
-                left = deadline - time.monotonic()
+                now = time.monotonic()
+                left = deadline - now
                 if left <= 0:
                     return False
-                self.stats.lock.wait(left)
+                if (quiet_s is not None and self.stats.acked >= self.stats.received
+                        and now - self._last_arrival_s >= quiet_s):
+                    return False
+                self.stats.lock.wait(left if quiet_s is None else min(left, 0.1))
         return True

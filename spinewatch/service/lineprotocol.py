@@ -10,6 +10,7 @@ import numba as nb
 import numpy as np
 
 from spinewatch.service.storage import WEAR_FIELD
+from spinewatch.service.transit import SeqMsg, seq_line
 from spinewatch.service.wire import (
     ConfigMsg,
     EventMsg,
@@ -229,7 +230,7 @@ def record_line(m: RecordMsg) -> str:
     return f"{m.measurement},device={m.device},patient={m.patient} {','.join(fields)} {m.t_ns}"
 
 
-def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg]) -> tuple[bytes, int]:
+def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg | SeqMsg]) -> tuple[bytes, int]:
     """Line protocol of ``msgs`` as one newline-terminated block, and the number of points.
 
     Posture samples come from the Numba kernel (:func:`posture_bytes`); :func:`posture_lines`
@@ -251,6 +252,9 @@ def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg | Reco
             points += 1
         elif isinstance(m, RecordMsg):
             parts.append(record_line(m).encode() + b"\n")
+            points += 1
+        elif isinstance(m, SeqMsg):  # loss accounting: one point per posture message (transit.py)
+            parts.append(seq_line(m).encode() + b"\n")
             points += 1
         else:
             parts.append(slouch_line(m).encode() + b"\n")

@@ -75,6 +75,9 @@ class PatientReport:
         baseline_neutral_pct, baseline_slouches_per_hour: the baseline of each trend (NaN if no data).
         sdc_neutral_pct, sdc_slouches_per_hour: smallest real change (the band half-width).
         default_threshold_deg, default_severe_deg: zone limits before any stored setting, degrees.
+        transit_lost_messages: posture messages of the range lost between the bridge and the
+            database (gaps in their ``seq``, spinewatch/service/transit.py); transit_lost_min:
+            the minutes of data they held.
     """
 
     patient: str
@@ -102,6 +105,8 @@ class PatientReport:
     sdc_slouches_per_hour: float
     default_threshold_deg: float
     default_severe_deg: float
+    transit_lost_messages: int = 0
+    transit_lost_min: float = 0.0
 
 
 def parse_date(option: str, text: str) -> dt.date:
@@ -225,6 +230,7 @@ def build(
         raise ReportError(f"no posture data for patient {patient!r} from {first} to {last} ({tz}) in {store.address}")
     reader = store.slouches_trend if trend else store.slouches  # type: ignore[attr-defined]
     slouches = sorted(reader(patient, int(edges[0]), int(edges[-1])), key=lambda s: s.start_ns)
+    lost = store.transit_loss(int(edges[0]), int(edges[-1]), patient=patient)
     thr = _per_minute_setting(records, "threshold_deg", minutes.t_ns, default_threshold_deg)
     sev = _per_minute_setting(records, "severe_deg", minutes.t_ns, default_severe_deg)
     start_ns = np.array([s.start_ns for s in slouches], dtype=np.int64)
@@ -247,6 +253,7 @@ def build(
         baseline_neutral_pct=neutral_band[0], sdc_neutral_pct=neutral_band[1],
         baseline_slouches_per_hour=slouch_band[0], sdc_slouches_per_hour=slouch_band[1],
         default_threshold_deg=default_threshold_deg, default_severe_deg=default_severe_deg,
+        transit_lost_messages=sum(x.lost for x in lost), transit_lost_min=sum(x.lost_s for x in lost) / 60.0,
     )
 
 
@@ -292,4 +299,6 @@ def to_json(r: PatientReport) -> dict[str, Any]:
                                         "sdc": _num(r.sdc_slouches_per_hour)}},
         "slouches_by_hour_of_day": r.by_hour.sum(axis=0).tolist(),
         "settings": settings_rows(r),
+        "transit_lost_messages": r.transit_lost_messages,
+        "transit_lost_min": round(r.transit_lost_min, 2),
     }

@@ -89,6 +89,8 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
         ["Slouch episodes", f"{t.slouch_count}", f"{_fmt(t.slouches_per_hour, 2)} per wear hour"],
         ["Longest slouch", f"{t.longest_slouch_s / 60:.1f} min", ""],
         ["Sitting bouts > 30 min", f"{t.sitting_bouts_over_30min}", ">= 95 % upright still for 30 min"],
+        ["Lost in transit", f"{r.transit_lost_min:.0f} min",
+         f"{r.transit_lost_min:.0f} minutes lost in transit ({r.transit_lost_messages} messages)"],
     ]
     _table(fig.add_subplot(gs[0, 0]), figures, ["figure", "value", "meaning"], "Key figures", [0.3, 0.16, 0.54])
     settings = []

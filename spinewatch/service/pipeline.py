@@ -34,6 +34,9 @@ DEMO_RATE_HZ = 100.0
 # How long to wait for the broker to acknowledge and the ingest to write the tail of the
 # stream after the simulated day ends; generous, since a remote broker may be slow.
 DRAIN_TIMEOUT_S = 300.0
+# Once the broker acknowledged everything and the ingest worker has written all it received,
+# a message still missing after this long without any arrival is not coming: the broker dropped it.
+DRAIN_QUIET_S = 5.0
 DEMO_AUTHOR = "demo"  # audit author of the demo patient's settings
 
 
@@ -52,6 +55,10 @@ class DemoResult:
     events_csv: Path
     patient: str = "p-demo"
     start_utc_ns: int = 0
+    messages_sent: int = 0  # posture, events, alerts and the config, as the broker acknowledged them
+    messages_missing: int = 0  # of those, never written to the store
+    missing_min: float = 0.0  # posture time those missing messages covered, minutes (estimate)
+    broker_dropped: int | None = None  # the broker's $SYS dropped count at the end (None: not published)
 
     @property
     def samples_per_s(self) -> float:
@@ -199,12 +206,17 @@ async def run_demo(
         sent = totals.posture_messages + totals.events + totals.alerts + configs_sent
         if not await loop.run_in_executor(None, publisher.wait_all_acked, DRAIN_TIMEOUT_S):
             _LOGGER.warning("broker did not acknowledge %d messages in time", publisher.unacked)
-        if not await loop.run_in_executor(None, ingest.wait_written, sent, DRAIN_TIMEOUT_S):
+        if not await loop.run_in_executor(None, ingest.wait_written, sent, DRAIN_TIMEOUT_S, DRAIN_QUIET_S):
             _LOGGER.warning("ingest wrote fewer messages than published: %s", ingest.stats.snapshot())
+        with ingest.stats.lock:
+            missing = max(0, sent - ingest.stats.written_messages)
+            broker_dropped = ingest.stats.broker_dropped
         wall = time.perf_counter() - t_start
         stage("writing the report")
         start_ns = source.start_utc_ns
         end_ns = start_ns + int(duration_s * NS_PER_S) + NS_PER_S
+        missing_min = await loop.run_in_executor(None, _missing_minutes, store, patient, start_ns, end_ns,
+                                                 missing, totals.samples / max(1, totals.posture_messages))
         summary, png, csv_path = await loop.run_in_executor(
             None, build_report, store, patient, start_ns, end_ns, pcfg.threshold_deg, out_dir,
         )
@@ -213,6 +225,18 @@ async def run_demo(
             alerts=totals.alerts,
             points_written=ingest.stats.written_points, wall_s=wall, broker=broker_desc,
             store=store.address, summary=summary, report_png=png, events_csv=csv_path,
-            patient=patient, start_utc_ns=start_ns,
+            patient=patient, start_utc_ns=start_ns, messages_sent=sent, messages_missing=missing,
+            missing_min=missing_min, broker_dropped=broker_dropped,
         )
+
+
+def _missing_minutes(store: Store, patient: str, start_ns: int, end_ns: int, missing: int,
+                     samples_per_message: float) -> float:
+    """Posture time the missing messages covered, minutes: from the gaps in ``seq`` when the
+    publisher sent a ``seq_epoch`` (spinewatch/service/transit.py), else ``missing`` times a
+    mean posture message (the upper bound: every missing message taken for a posture one)."""
+    found = store.transit_loss(start_ns, end_ns, patient=patient)
+    if found:
+        return sum(x.lost_s for x in found) / 60.0
+    return missing * samples_per_message / DEMO_RATE_HZ / 60.0
 

@@ -27,7 +27,9 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
+from spinewatch.service import transit
 from spinewatch.service.config import redact_url
+from spinewatch.service.transit import SeqGroup, SeqMsg, TransitLoss
 from spinewatch.service.wire import (
     ConfigMsg,
     EventMsg,
@@ -61,7 +63,7 @@ SETTINGS_MEASUREMENTS: Final = ("patient_config", "calibration")
 WEAR_FIELD: Final = "wear_s"
 LEGACY_SAMPLE_S: Final = 0.01
 
-Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg
+Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg | SeqMsg
 
 
 class StoreRejected(SpineWatchError):
@@ -245,6 +247,14 @@ class Store(Protocol):
 
     def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[Episode]:
         """Slouch episodes starting in [start, end), by start time (then device)."""
+
+    def transit_loss(self, start_ns: int, end_ns: int, patient: str | None = None,
+                     device: str | None = None) -> list[TransitLoss]:
+        """Posture messages lost between bridge and database, per (patient, device, seq_epoch),
+        among the messages with ``t0_ns`` in [start, end) (UTC ns); see spinewatch/service/transit.py."""
+
+    def transit_newest_ns(self, patient: str, device: str) -> int | None:
+        """``t0_ns`` of the device's newest posture message with a ``seq`` stored (None: none is)."""
 
     def close(self) -> None: ...
 
@@ -521,6 +531,42 @@ class _InfluxHttp:
         return sorted(out, key=lambda x: (x.start_ns, x.device))
 
 
+    def transit_loss(self, start_ns: int, end_ns: int, patient: str | None = None,
+                     device: str | None = None) -> list[TransitLoss]:
+        """Two aggregate queries: the period's count, first and last seq per counter, and the
+        last seq before it (so a gap across the period's start counts); no raw points are read."""
+        where = "".join(f'"{k}" = {_q(v)} AND ' for k, v in (("patient", patient), ("device", device)) if v)
+        by = ' GROUP BY "patient", "device", "seq_epoch"'
+        m = f'"{transit.MEASUREMENT}"'
+        period = self.query(
+            f'SELECT count("seq"), min("seq"), max("seq"), sum("duration_ns") FROM {m} '
+            f"WHERE {where}time >= {start_ns} AND time < {end_ns}{by}"
+        )
+        if not period:
+            return []
+        before = self.query(
+            f'SELECT last("seq") FROM {m} '
+            f"WHERE {where}time >= {start_ns - transit.BASELINE_LOOKBACK_NS} AND time < {start_ns}{by}"
+        )
+        last_before = {_seq_key(s["tags"]): int(s["values"][0][1]) for s in before}
+        groups = []
+        for s in period:
+            _, n, lo, hi, dur = s["values"][0]
+            key = _seq_key(s["tags"])
+            groups.append(SeqGroup(*key, int(n), int(lo), int(hi), int(dur or 0), last_before.get(key)))
+        return transit.losses(groups)
+
+
+    def transit_newest_ns(self, patient: str, device: str) -> int | None:
+        series = self.query(f'SELECT last("seq") FROM "{transit.MEASUREMENT}" '
+                            f'WHERE "patient" = {_q(patient)} AND "device" = {_q(device)}')
+        return int(series[0]["values"][0][0]) if series else None
+
+
+def _seq_key(tags: dict[str, str]) -> tuple[str, str, int]:
+    return tags["patient"], tags["device"], int(tags["seq_epoch"])
+
+
 class Influx1Store(_InfluxHttp):
     """InfluxDB 1.x through its plain ``/write`` endpoint (works back to 1.0).
 
@@ -698,6 +744,11 @@ class SqliteStore:
                 patient TEXT NOT NULL, device TEXT NOT NULL, ts_ns INTEGER NOT NULL,
                 fields TEXT NOT NULL,  -- JSON object
                 PRIMARY KEY (measurement, patient, device, ts_ns)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS posture_seq (  -- one row per posture message (transit.py)
+                patient TEXT NOT NULL, device TEXT NOT NULL, seq_epoch INTEGER NOT NULL,
+                t0_ns INTEGER NOT NULL, seq INTEGER NOT NULL, samples INTEGER NOT NULL,
+                dt_ns INTEGER NOT NULL,
+                PRIMARY KEY (patient, device, seq_epoch, t0_ns)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS slouch (
                 patient TEXT NOT NULL, device TEXT NOT NULL, start_ns INTEGER NOT NULL,
                 end_ns INTEGER NOT NULL, duration_s REAL, peak_deg REAL, mean_deg REAL,
@@ -711,9 +762,12 @@ class SqliteStore:
         statuses = []
         configs = []
         records = []
+        seqs = []
         points = 0
         for m in msgs:
-            if isinstance(m, StatusMsg):
+            if isinstance(m, SeqMsg):
+                seqs.append((m.patient, m.device, m.seq_epoch, m.t0_ns, m.seq, m.samples, m.dt_ns))
+            elif isinstance(m, StatusMsg):
                 statuses.append((m.patient, m.device, m.t_ns, json.dumps(m.fields, sort_keys=True)))
             elif isinstance(m, ConfigMsg):
                 configs.append((m.patient, m.device, m.t_ns,
@@ -737,7 +791,36 @@ class SqliteStore:
             self._db.executemany("INSERT OR REPLACE INTO device VALUES (?,?,?,?)", statuses)
             self._db.executemany("INSERT OR REPLACE INTO patient_config VALUES (?,?,?,?)", configs)
             self._db.executemany("INSERT OR REPLACE INTO record VALUES (?,?,?,?,?)", records)
-        return points + len(events) + len(statuses) + len(configs) + len(records)
+            self._db.executemany("INSERT OR REPLACE INTO posture_seq VALUES (?,?,?,?,?,?,?)", seqs)
+        return points + len(events) + len(statuses) + len(configs) + len(records) + len(seqs)
+
+    def transit_loss(self, start_ns: int, end_ns: int, patient: str | None = None,
+                     device: str | None = None) -> list[TransitLoss]:
+        where = "".join(f" AND {k} = ?" for k, v in (("patient", patient), ("device", device)) if v)
+        args = tuple(v for v in (patient, device) if v)
+        with self._lock:
+            period = self._db.execute(
+                "SELECT patient, device, seq_epoch, count(*), min(seq), max(seq), sum(samples * dt_ns) "
+                f"FROM posture_seq WHERE t0_ns >= ? AND t0_ns < ?{where} GROUP BY patient, device, seq_epoch",
+                (start_ns, end_ns, *args),
+            ).fetchall()
+            # SQLite returns the other columns of the row holding max(t0_ns): the last seq before
+            before = self._db.execute(
+                "SELECT patient, device, seq_epoch, seq, max(t0_ns) "
+                f"FROM posture_seq WHERE t0_ns >= ? AND t0_ns < ?{where} GROUP BY patient, device, seq_epoch",
+                (start_ns - transit.BASELINE_LOOKBACK_NS, start_ns, *args),
+            ).fetchall()
+        last_before = {(p, d, int(e)): int(q) for p, d, e, q, _ in before}
+        return transit.losses([
+            SeqGroup(p, d, int(e), int(n), int(lo), int(hi), int(dur or 0), last_before.get((p, d, int(e))))
+            for p, d, e, n, lo, hi, dur in period
+        ])
+
+    def transit_newest_ns(self, patient: str, device: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT max(t0_ns) FROM posture_seq WHERE patient = ? AND device = ?",
+                                   (patient, device)).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def _chunks(self, patient: str, start_ns: int, end_ns: int) -> list[tuple[Any, ...]]:
         # a chunk starting before start_ns may reach into the period: look back one hour.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spinewatch.service import transit
 from spinewatch.service.dashboards._common import (
     COLOR_MILD,
     COLOR_NEUTRAL,
@@ -39,12 +40,18 @@ COLUMNS: dict[str, str] = {
     # each patient's stored threshold (the settings in force at the end of the range), to show who differs
     "H": f'SELECT last("threshold_deg") AS "threshold_deg" FROM {SETTINGS_FROM} WHERE {PATIENT_DEVICE} '
          f"AND time <= ${{__to}}ms{BY}",
+    # posture lost between bridge and database: per counter, the seqs between the first and the last
+    # stored that never were, times the counter's mean message duration (spinewatch/service/transit.py)
+    "I": f'SELECT sum("lost_min") AS "transit_lost_min" FROM (SELECT (max("seq") - min("seq") + 1 - count("seq")) '
+         f'* mean("duration_ns") / {60 * 10**9} AS "lost_min" FROM "{transit.MEASUREMENT}" WHERE {F} '
+         f'GROUP BY "patient", "device", "seq_epoch"){BY}',
 }
 HEADERS = {
     "patient": "Patient", "wear_min": "Wear today (min)", "neutral_pct": "Neutral (%)",
     "slouches": "Slouches", "alerts": "Alerts sent", "last_seen": "Last seen",
     "battery_pct": "Battery (%)", "rssi_dbm": "Signal (dBm)", "packets_lost_pct": "Packets lost (%)",
     "outbox_dropped": "Outbox dropped (msgs)", "threshold_deg": "Own threshold (deg)",
+    "transit_lost_min": "Lost in transit (min)",
 }
 
 
@@ -71,7 +78,9 @@ def build() -> dict[str, Any]:
         "sample; Battery, Signal and Packets lost = the device's last status (empty until device status is "
         "stored); Outbox dropped = posture messages (1 s of samples each) the bridge dropped because its disk "
         "outbox was full during a long broker outage, since that outbox was created (last status; above 0: "
-        "raise bridge.outbox_max_mb). Click a column header to sort; click a patient for the patient dashboards.",
+        "raise bridge.outbox_max_mb); Lost in transit = minutes of posture messages sent by the bridge that never "
+        "reached the database in the range (gaps in their seq; 0 = complete, empty = a bridge without seq_epoch). "
+        "Click a column header to sort; click a patient for the patient dashboards.",
         [target(ref, q, "table") for ref, q in COLUMNS.items()],
         transformations=[
             {"id": "joinByField", "options": {"byField": "patient", "mode": "outer"}},
@@ -80,13 +89,13 @@ def build() -> dict[str, Any]:
                 "binary": {"left": "neutral_min", "operator": "/", "right": "worn_min"}}},
             {"id": "organize", "options": {
                 "excludeByName": {"Time 1": True, "Time 2": True, "Time 3": True, "Time 4": True,
-                                  "Time 6": True, "Time 7": True, "Time 8": True, "last_flexion_deg": True,
-                                  "neutral_min": True, "worn_min": True},
+                                  "Time 6": True, "Time 7": True, "Time 8": True, "Time 9": True,
+                                  "last_flexion_deg": True, "neutral_min": True, "worn_min": True},
                 "renameByName": {"Time 5": HEADERS["last_seen"],
                                  **{k: v for k, v in HEADERS.items() if k != "last_seen"}},
                 "indexByName": {"patient": 0, "wear_min": 1, "neutral_pct": 2, "slouches": 3, "alerts": 4,
                                 "Time 5": 5, "battery_pct": 6, "rssi_dbm": 7, "packets_lost_pct": 8,
-                                "outbox_dropped": 9, "threshold_deg": 10},
+                                "outbox_dropped": 9, "threshold_deg": 10, "transit_lost_min": 11},
             }},
         ],
         overrides=[
@@ -109,11 +118,14 @@ def build() -> dict[str, Any]:
             _override(HEADERS["outbox_dropped"], decimals=0, custom__cellOptions={"type": "color-text"},
                       thresholds=_thresholds((COLOR_NEUTRAL, None), (COLOR_SEVERE, 1))),
             _override(HEADERS["threshold_deg"], unit="degree", decimals=0),
+            _override(HEADERS["transit_lost_min"], unit="m", decimals=1, custom__cellOptions={"type": "color-text"},
+                      thresholds=_thresholds((COLOR_NEUTRAL, None), (COLOR_SEVERE, 0.05))),
         ],
         options={"showHeader": True, "sortBy": [{"displayName": HEADERS["patient"], "desc": False}]},
     ), 24, 14)
     return dashboard(
         "spinewatch-clinic", "SpineWatch - Clinic overview",
-        "Every patient in one table: wear time, % neutral, slouches, alerts, last seen, device status.",
+        "Every patient in one table: wear time, % neutral, slouches, alerts, last seen, device status, "
+        "data lost in transit.",
         lay.panels, variables(multi_patient=True), "now/d", refresh="1m", links=nav_links(),
     )
