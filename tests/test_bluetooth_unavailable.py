@@ -51,6 +51,7 @@ def test_bridge_scan_without_dbus_says_what_to_install_like_doctor(tmp_path):
 def test_bridge_record_without_dbus_fails_at_once(tmp_path):
     proc = _spinewatch(["bridge", "record", "session.csv", "--device", SENSOR], tmp_path)
     _assert_one_clear_line(proc, tmp_path)
+    assert not list(tmp_path.glob("session.csv*"))  # no empty file that looks like a recording
 
 
 @pytest.mark.network
