@@ -28,6 +28,7 @@ import csv
 import math
 import os
 import time
+import zipfile
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,8 @@ class Recording:
 
 def _check(rec: Recording, path: Path) -> Recording:
     n = len(rec.t_ns)
+    if n == 0:
+        raise ValueError(f"{path}: holds no samples")
     if rec.acc_m_s2.shape != (n, 3) or rec.gyr_rad_s.shape != (n, 3) or rec.gap_before.shape != (n,):
         raise ValueError(f"{path}: columns have different lengths or shapes")
     if not (math.isfinite(rec.rate_hz) and rec.rate_hz > 0):
@@ -107,12 +110,29 @@ def read_recording(path: str | Path) -> Recording:
     """Read a ``.csv`` or ``.npz`` recording.
 
     Raises:
-        ValueError: unknown extension, missing columns, bad values (naming file, line
-            or column).
+        ValueError: the file is missing or unreadable, not a recording (unknown extension,
+            not a NumPy archive, not UTF-8 text), has missing columns or bad values, or holds
+            no sample; one line naming the file (and, for CSV, the line).
     """
     p = Path(path)
+    try:
+        return _read_recording(p)
+    except OSError as exc:
+        cause = (exc.strerror or str(exc)).lower()
+        raise ValueError(f"{p}: cannot be read ({cause})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a CSV recording (not UTF-8 text)") from None
+
+
+def _read_recording(p: Path) -> Recording:
     if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
+        try:
+            z = np.load(p, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile):  # numpy's "pickled data" is any non-archive
+            raise ValueError(f"{p}: not a .npz recording (not a NumPy .npz archive)") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{p}: not a .npz recording (a single .npy array, not an .npz archive)")
+        with z:
             missing = {"t_ns", "acc_m_s2", "gyr_rad_s", "gap_before", "rate_hz"} - set(z.files)
             if missing:
                 raise ValueError(f"{p}: missing arrays {sorted(missing)}")

@@ -152,6 +152,16 @@ async def _run(args: argparse.Namespace) -> int:
     from spinewatch.service.config import Config
     from spinewatch.service.outbox import open_outbox
 
+    first_t_ns = 0  # a BLE stream's first sample is sensor time 0 (firmware_bridge.timing)
+    if args.replay:  # the file first: a usage error, whatever the configuration
+        from spinewatch.firmware_bridge.replay import read_recording
+
+        try:
+            rec = read_recording(args.replay)
+        except ValueError as exc:
+            raise ConfigError("--replay", args.replay, f"a .csv/.npz recording (docs/recordings.md); {exc}") from None
+        first_t_ns = int(rec.t_ns[0])
+        del rec
     cfg = Config.load(path=args.config)
     if not cfg.mqtt.url:
         raise ConfigError("SPINEWATCH_MQTT_URL", "", "the broker to publish to, e.g. mqtt://127.0.0.1:1883")
@@ -162,16 +172,6 @@ async def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError("--patient/--device-id", f"{args.patient}/{device_id}", str(exc)) from None
     source = _make_source(args, cfg.ble)
-    first_t_ns = 0  # a BLE stream's first sample is sensor time 0 (firmware_bridge.timing)
-    if args.replay:
-        from spinewatch.firmware_bridge.replay import read_recording
-
-        try:
-            rec = read_recording(args.replay)
-        except (OSError, ValueError) as exc:
-            raise ConfigError("--replay", args.replay, f"a readable recording ({exc})") from None
-        first_t_ns = int(rec.t_ns[0]) if len(rec) else 0
-        del rec
     outbox = open_outbox(cfg.bridge, args.patient, device_id)  # refuses a second bridge of this device
     try:
         return await _run_with_outbox(args, cfg, source, outbox, device_id, first_t_ns)
