@@ -318,3 +318,60 @@ def test_progress_bar_appears_only_after_a_second(monkeypatch, capsys):
     clock[0] += 1.5  # simulated clock
     bar("reading minutes", 4, 4)
     assert bar.shown and "reading minutes" in capsys.readouterr().err
+
+
+LONG_FROM, LONG_TO = dt.date(2025, 3, 1), dt.date(2026, 4, 4)  # 400 days: 13 periods of 30 days and one of 10
+
+
+def _periods(first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
+    out, start = [], first
+    while start <= last:
+        end = min(last, start + dt.timedelta(days=29))
+        out.append((start, end))
+        start = end + dt.timedelta(days=1)
+    return out
+
+
+def test_a_400_day_pdf_lists_every_rtm_period_and_says_where(stored, monkeypatch, capsys, tmp_path):
+    """The summary page has room for six periods; the others (here the two with data) are on
+    an added page, and the summary page says so (it used to drop them silently)."""
+    from spinewatch.service.patient_report import build
+
+    assert (LONG_TO - LONG_FROM).days + 1 == 400
+    monkeypatch.setenv("SPINEWATCH_INFLUX_URL", stored.influx_url)
+    monkeypatch.setenv("SPINEWATCH_INFLUX_DB", stored.db)
+    out = tmp_path / "long.pdf"
+    assert main(["--config", str(stored.config), "report", "--patient", PATIENT, "--from", LONG_FROM.isoformat(),
+                 "--to", LONG_TO.isoformat(), "--out", str(out)]) == 0, capsys.readouterr().err
+    pdf = out.read_bytes()
+    assert pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") == 4
+    assert sorted(p.name for p in tmp_path.glob("long-*.png")) == [f"long-{k}.png" for k in range(1, 5)]
+    if os.environ.get("SPINEWATCH_REPORT_PREVIEW_DIR"):  # to look at the pages: docs/reports.md
+        shutil.copytree(tmp_path, os.environ["SPINEWATCH_REPORT_PREVIEW_DIR"], dirs_exist_ok=True)
+
+    days = set(expected(stored.sessions)["days_with_data"])
+    periods = _periods(LONG_FROM, LONG_TO)
+    assert len(periods) == 14
+    with_data = [sum(1 for d in days if a <= d <= b) for a, b in periods]
+    assert sum(1 for n in with_data[6:] if n) == 2 and not any(with_data[:6])  # the data is past the 6th period
+    # the texts the renderer drew on each page (the same figures the PDF holds), from the same store
+    store = SqliteStore(stored.sqlite)
+    try:
+        report = build(store, PATIENT, LONG_FROM, LONG_TO, min_wear_min=MIN_WEAR_MIN, default_threshold_deg=20.0,
+                       default_severe_deg=30.0)
+    finally:
+        store.close()
+    from spinewatch.service.patient_report_pdf import page_texts
+
+    pages = page_texts(report)
+    assert len(pages) == 4
+    assert all(f"Page {k} of 4." in " ".join(t) for k, t in enumerate(pages, start=1))
+    summary, rtm_page = pages[0], pages[3]
+    assert ("RTM 30-day periods 1-6 of 14 (days with data)\n"
+            "Periods 7-14 (2 with data) are on page 4, with all 14") in summary
+    cells = rtm_page  # titles, then the table's cells row by row (6 columns)
+    starts = {f"{a:%Y-%m-%d}" for a, _ in periods}
+    row_of = {cells[i]: cells[i:i + 6] for i in range(len(cells) - 5) if cells[i] in starts}
+    assert len(row_of) == 14  # every period, including the two with data
+    for (a, b), n in zip(periods, with_data, strict=True):
+        assert row_of[f"{a:%Y-%m-%d}"][:4] == [f"{a:%Y-%m-%d}", f"{b:%Y-%m-%d}", f"{(b - a).days + 1}", f"{n}"]

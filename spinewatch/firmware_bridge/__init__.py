@@ -7,6 +7,7 @@
 | ``remap`` | the 24 sensor-to-body mounting alignments |
 | ``timing`` | sample times from sequence numbers / device clock / arrival times; loss accounting |
 | ``ble`` | ``BleSource``: scan, connect (bleak-retry-connector), reconnect with ``backoff_s``, status |
+| ``bluez`` | why this machine cannot do BLE and the fix (the hints ``doctor`` and the bridge print) |
 | ``ble_config`` | ``BleConfig``, the BLE bridge's typed settings |
 | ``haptics`` | ``HapticTrigger``: when to buzz (pure, rate-limited) |
 | ``replay`` | recordings (CSV / .npz), ``record()``, ``ReplaySource`` |

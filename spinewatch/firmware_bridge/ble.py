@@ -5,8 +5,12 @@ connects with bleak-retry-connector's ``establish_connection`` to the ``BLEDevic
 scan returned, reads the sensor config and battery, subscribes to the IMU
 characteristic and streams. When the link drops, or stays silent for
 ``silence_timeout_s`` (then it is recycled), it reconnects forever, waiting
-:func:`backoff_s` between attempts. Gaps are flagged on the next batch and every
-packet/sample is accounted for in :class:`~spinewatch.firmware_bridge.timing.LossCounters`.
+:func:`backoff_s` between attempts. A machine that cannot do BLE at all (no D-Bus system bus,
+BlueZ not running, no powered adapter: :class:`BluetoothUnavailable`, with the same fix as
+``spinewatch doctor``) ends the source before its first link instead; after a first link it is
+retried with one log line per attempt (bluetoothd restarted, adapter re-plugged). Gaps are
+flagged on the next batch and every packet/sample is accounted for in
+:class:`~spinewatch.firmware_bridge.timing.LossCounters`.
 
 bleak's notification callback only stamps the arrival time (monotonic ns) and puts the
 bytes on a bounded queue; decoding and timing run in :meth:`BleSource.batches`.
@@ -31,10 +35,11 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
-from bleak.exc import BleakDBusError, BleakError
+from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDBusError, BleakError
 from bleak_retry_connector import establish_connection
 
 from spinewatch.errors import DecodeError, SpineWatchError
+from spinewatch.firmware_bridge import bluez
 from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import BATTERY_LEVEL_CHAR_UUID, SensorProfile
 from spinewatch.firmware_bridge.remap import MountAlignment
@@ -46,7 +51,8 @@ from spinewatch.firmware_bridge.timing import (
 )
 from spinewatch.model import ImuBatch
 
-__all__ = ["BleSource", "DeviceNotFound", "SilentLink", "backoff_s", "scan"]
+__all__ = ["BleSource", "BluetoothUnavailable", "DeviceNotFound", "SilentLink", "backoff_s", "bluetooth_unavailable",
+           "scan"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -84,6 +90,55 @@ class SilentLink(SpineWatchError):
         self.address = address
         self.silence_s = silence_s
         super().__init__(f"{address}: no notification for {silence_s:.1f} s; reconnecting")
+
+
+class BluetoothUnavailable(SpineWatchError):
+    """This machine cannot do Bluetooth LE: no D-Bus system bus, BlueZ not running, no adapter,
+    adapter off or access denied. Not transient: it lasts until someone fixes the machine.
+
+    The message is one line: what is wrong, then ``->`` and the fix (the same hint as
+    ``spinewatch doctor``, from :mod:`spinewatch.firmware_bridge.bluez`).
+
+    Attributes:
+        problem: what is wrong.
+        fix: what to do about it.
+    """
+
+    def __init__(self, problem: str, fix: str) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"Bluetooth is not available: {problem} -> {fix} (`spinewatch doctor` checks it)")
+
+
+_DBUS_SERVICE_UNKNOWN: Final = "org.freedesktop.DBus.Error.ServiceUnknown"
+_FIX_BY_REASON: Final = {
+    BleakBluetoothNotAvailableReason.NO_BLUETOOTH: bluez.FIX_NO_ADAPTER,
+    BleakBluetoothNotAvailableReason.NO_BLE_CENTRAL_ROLE: bluez.FIX_NO_ADAPTER,
+    BleakBluetoothNotAvailableReason.POWERED_OFF: bluez.FIX_POWERED_OFF,
+    BleakBluetoothNotAvailableReason.DENIED_BY_SYSTEM: bluez.FIX_DENIED,
+    BleakBluetoothNotAvailableReason.DENIED_BY_USER: bluez.FIX_DENIED,
+    BleakBluetoothNotAvailableReason.DENIED_BY_UNKNOWN: bluez.FIX_DENIED,
+}
+
+
+def bluetooth_unavailable(exc: BaseException) -> BluetoothUnavailable | None:
+    """``exc`` (raised by bleak with the platform backend) as a :class:`BluetoothUnavailable`,
+    or None when it is about the sensor or the link rather than this machine."""
+    if isinstance(exc, BluetoothUnavailable):
+        return exc
+    if isinstance(exc, BleakBluetoothNotAvailableError):
+        return BluetoothUnavailable(str(exc.args[0]).rstrip("."), _FIX_BY_REASON.get(exc.reason, bluez.FIX_NO_BLUEZ))
+    if isinstance(exc, BleakDBusError) and exc.dbus_error == _DBUS_SERVICE_UNKNOWN:
+        return BluetoothUnavailable("BlueZ (org.bluez) is not running on the system bus", bluez.FIX_NO_BLUEZ)
+    # dbus-fast's connect to the system bus socket: missing, refused, or not ours to open
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError, PermissionError)):
+        cause = (exc.strerror or str(exc) or type(exc).__name__).lower()
+        return BluetoothUnavailable(f"D-Bus system bus not reachable at {bluez.system_bus_address()} ({cause})",
+                                    bluez.FIX_NO_SYSTEM_BUS)
+    if type(exc).__name__ == "InvalidAddressError":  # dbus_fast: a malformed DBUS_SYSTEM_BUS_ADDRESS
+        return BluetoothUnavailable(f"DBUS_SYSTEM_BUS_ADDRESS={bluez.system_bus_address()!r} is not a D-Bus "
+                                    f"address ({exc})", bluez.FIX_NO_SYSTEM_BUS)
+    return None
 
 
 def backoff_s(attempt: int, exc: BaseException | None, jitter: float | None = None,
@@ -153,11 +208,21 @@ async def scan(
     service_uuids: list[str] | None = None,
     scanner_backend: type[BaseBleakScanner] | None = None,
 ) -> list[tuple[BLEDevice, AdvertisementData]]:
-    """Every device advertising within ``timeout_s``, strongest signal first."""
+    """Every device advertising within ``timeout_s``, strongest signal first.
+
+    Raises:
+        BluetoothUnavailable: this machine cannot scan (no D-Bus, BlueZ or adapter), with the fix.
+    """
     # bleak's ExtraArgs types service_uuids and backend without None, but BleakScanner takes
     # None for both (= every device / the platform's backend), which is what they default to
-    found = await BleakScanner.discover(  # type: ignore[call-overload]
-        timeout=timeout_s, return_adv=True, service_uuids=service_uuids, backend=scanner_backend)
+    try:
+        found = await BleakScanner.discover(  # type: ignore[call-overload]
+            timeout=timeout_s, return_adv=True, service_uuids=service_uuids, backend=scanner_backend)
+    except Exception as exc:
+        unavailable = bluetooth_unavailable(exc)
+        if unavailable is None:
+            raise
+        raise unavailable from exc
     return sorted(found.values(), key=lambda da: -da[1].rssi)
 
 
@@ -232,6 +297,8 @@ class BleSource:
         self._disconnected = asyncio.Event()
         self._connected = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._failed = asyncio.Event()
+        self._fatal: BluetoothUnavailable | None = None
         self._task: asyncio.Task[None] | None = None
         self._timeline: SequencedTimeline | ArrivalTimeline | None = None
         self._last_decode_log = -1e18
@@ -250,6 +317,8 @@ class BleSource:
     async def __aenter__(self) -> Self:
         self._open = True
         self._stopping.clear()
+        self._failed.clear()
+        self._fatal = None
         self._task = asyncio.create_task(self._link_loop(), name=f"ble[{self.device or self.profile.name}].link")
         return self
 
@@ -273,19 +342,30 @@ class BleSource:
             self._queue.put_nowait(None)  # wake batches()
 
     async def wait_connected(self, timeout_s: float) -> bool:
-        """Wait until a link is up (tests, CLI feedback)."""
+        """Wait until a link is up (tests, CLI feedback).
+
+        Raises:
+            BluetoothUnavailable: this machine cannot do BLE (no D-Bus, BlueZ or adapter).
+        """
+        connected = asyncio.ensure_future(self._connected.wait())
+        failed = asyncio.ensure_future(self._failed.wait())
         try:
-            async with asyncio.timeout(timeout_s):
-                await self._connected.wait()
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait((connected, failed), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connected.cancel()
+            failed.cancel()
+        if self._fatal is not None:
+            raise self._fatal
+        return self._connected.is_set()
 
     async def batches(self) -> AsyncIterator[ImuBatch]:
         """Body-frame batches on the sensor's time axis, across reconnects, until stop().
 
         Raises:
             RuntimeError: called outside ``async with``.
+            BluetoothUnavailable: this machine cannot do BLE (no D-Bus system bus, BlueZ not
+                running, no powered adapter) and never could since the source was entered;
+                the message says how to fix it.
         """
         if not self._open:
             raise RuntimeError("use BleSource inside 'async with' before batches()")
@@ -323,6 +403,8 @@ class BleSource:
             out += tl.poll(self._clock_ns())
             for b in merge_batches(out):
                 yield b
+            if self._fatal is not None and self._queue.empty():
+                raise self._fatal
             if self._stopping.is_set() and self._queue.empty():
                 for b in merge_batches(tl.flush()):
                     yield b
@@ -515,6 +597,13 @@ class BleSource:
                     next_battery = time.monotonic() + battery_s
                     await self._read_battery(client)
 
+    def _fail(self, exc: BluetoothUnavailable) -> None:
+        """End the source: :meth:`batches` and :meth:`wait_connected` raise ``exc``."""
+        self._fatal = exc
+        self._failed.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)  # wake batches()
+
     async def _link_loop(self) -> None:
         attempt = 0
         while True:
@@ -526,13 +615,22 @@ class BleSource:
                 await self._drop_client()
             except asyncio.CancelledError:
                 raise
-            except (BleakError, TimeoutError, EOFError, BrokenPipeError, SpineWatchError) as exc:
-                why = exc
-                await self._drop_client()
             except Exception as exc:
-                _LOGGER.exception("unexpected error on the BLE link; reconnecting")
-                why = exc
                 await self._drop_client()
+                unavailable = bluetooth_unavailable(exc)
+                if unavailable is not None:
+                    # The machine, not the sensor: before the first link it is how this machine is
+                    # set up (fail with the fix); once streaming, bluetoothd restarting or an adapter
+                    # re-plugged is worth waiting for (one line per retry below, no traceback).
+                    if self.connects == 0:
+                        self._fail(unavailable)
+                        return
+                    why = unavailable
+                elif isinstance(exc, (BleakError, TimeoutError, EOFError, BrokenPipeError, SpineWatchError)):
+                    why = exc
+                else:
+                    _LOGGER.exception("unexpected error on the BLE link; reconnecting")
+                    why = exc
             attempt += 1
             delay = self._backoff(attempt, why)
             if attempt > 1 or not isinstance(why, (_LinkLost, SilentLink)):

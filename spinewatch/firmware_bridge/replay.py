@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import math
+import os
 import time
-from collections.abc import AsyncIterator, Iterable
+import zipfile
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -90,6 +92,8 @@ class Recording:
 
 def _check(rec: Recording, path: Path) -> Recording:
     n = len(rec.t_ns)
+    if n == 0:
+        raise ValueError(f"{path}: holds no samples")
     if rec.acc_m_s2.shape != (n, 3) or rec.gyr_rad_s.shape != (n, 3) or rec.gap_before.shape != (n,):
         raise ValueError(f"{path}: columns have different lengths or shapes")
     if not (math.isfinite(rec.rate_hz) and rec.rate_hz > 0):
@@ -106,12 +110,29 @@ def read_recording(path: str | Path) -> Recording:
     """Read a ``.csv`` or ``.npz`` recording.
 
     Raises:
-        ValueError: unknown extension, missing columns, bad values (naming file, line
-            or column).
+        ValueError: the file is missing or unreadable, not a recording (unknown extension,
+            not a NumPy archive, not UTF-8 text), has missing columns or bad values, or holds
+            no sample; one line naming the file (and, for CSV, the line).
     """
     p = Path(path)
+    try:
+        return _read_recording(p)
+    except OSError as exc:
+        cause = (exc.strerror or str(exc)).lower()
+        raise ValueError(f"{p}: cannot be read ({cause})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a CSV recording (not UTF-8 text)") from None
+
+
+def _read_recording(p: Path) -> Recording:
     if p.suffix == ".npz":
-        with np.load(p, allow_pickle=False) as z:
+        try:
+            z = np.load(p, allow_pickle=False)
+        except (ValueError, EOFError, zipfile.BadZipFile):  # numpy's "pickled data" is any non-archive
+            raise ValueError(f"{p}: not a .npz recording (not a NumPy .npz archive)") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"{p}: not a .npz recording (a single .npy array, not an .npz archive)")
+        with z:
             missing = {"t_ns", "acc_m_s2", "gyr_rad_s", "gap_before", "rate_hz"} - set(z.files)
             if missing:
                 raise ValueError(f"{p}: missing arrays {sorted(missing)}")
@@ -147,6 +168,12 @@ def read_recording(path: str | Path) -> Recording:
 class RecordingWriter:
     """Append batches to a recording; ``.csv`` streams to disk, ``.npz`` is written on close.
 
+    Everything goes to ``FILE.part`` first (:attr:`part_path`); :meth:`close` renames it to
+    ``FILE`` when at least one sample was written, and removes it otherwise: there is never an
+    empty or half-written file under the recording's name, and an existing ``FILE`` is only
+    replaced by a complete recording. Closing on an exception (Ctrl-C) keeps the samples
+    written so far: they make a valid recording.
+
     Usage::
 
         with RecordingWriter("session.csv", rate_hz=100.0) as w:
@@ -157,12 +184,14 @@ class RecordingWriter:
         self.path = Path(path)
         if self.path.suffix not in (".csv", ".npz"):
             raise ValueError(f"{self.path}: recordings are .csv or .npz, got {self.path.suffix!r}")
+        self.part_path = self.path.with_name(self.path.name + ".part")
         self.rate_hz = float(rate_hz)
         self.samples = 0
         self._parts: list[ImuBatch] = []
         self._f = None
+        self._closed = False
         if self.path.suffix == ".csv":
-            self._f = self.path.open("w", newline="")
+            self._f = self.part_path.open("w", newline="")
             self._f.write(f"{FORMAT_LINE} rate_hz={self.rate_hz:g}\n{','.join(COLUMNS)}\n")
 
     def __enter__(self) -> Self:
@@ -186,10 +215,25 @@ class RecordingWriter:
         self.samples += n
 
     def close(self) -> None:
+        """Finish the file: ``FILE`` if a sample was written, else nothing (``FILE.part`` removed)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._finish_part()
+        except BaseException:
+            self.part_path.unlink(missing_ok=True)
+            raise
+        if self.samples:
+            os.replace(self.part_path, self.path)
+        else:
+            self.part_path.unlink(missing_ok=True)
+
+    def _finish_part(self) -> None:
         if self._f is not None:
             self._f.close()
             self._f = None
-        elif self.path.suffix == ".npz" and self._parts is not None:
+        elif self.path.suffix == ".npz" and self.samples:
             parts, self._parts = self._parts, []
             t = (np.concatenate([p.t0_ns + np.arange(len(p), dtype=np.int64) * p.dt_ns for p in parts])
                  if parts else np.zeros(0, np.int64))
@@ -197,16 +241,21 @@ class RecordingWriter:
                    if parts else np.zeros(0, bool))
             acc = np.concatenate([p.acc_m_s2 for p in parts]) if parts else np.zeros((0, 3))
             gyr = np.concatenate([p.gyr_rad_s for p in parts]) if parts else np.zeros((0, 3))
-            np.savez_compressed(self.path, t_ns=t, acc_m_s2=acc, gyr_rad_s=gyr, gap_before=gap,
-                                rate_hz=np.float64(self.rate_hz), version=np.int64(1))
+            with self.part_path.open("wb") as f:  # a file object: savez would append .npz to a name
+                np.savez_compressed(f, t_ns=t, acc_m_s2=acc, gyr_rad_s=gyr, gap_before=gap,
+                                    rate_hz=np.float64(self.rate_hz), version=np.int64(1))
 
 
 async def record(source: ImuSource, path: str | Path, duration_s: float | None = None,
-                 max_samples: int | None = None) -> int:
+                 max_samples: int | None = None, on_start: Callable[[], None] | None = None) -> int:
     """Record ``source`` to ``path`` until it ends, ``duration_s`` of sensor time passed,
-    or ``max_samples`` were written. Returns the number of samples written."""
+    or ``max_samples`` were written. Returns the number of samples written; with none,
+    ``path`` is not written (see :class:`RecordingWriter`). ``on_start`` is called once the
+    source is open and the file started (the CLI installs its Ctrl-C handler there)."""
     async with source:
         with RecordingWriter(path, source.rate_hz) as w:
+            if on_start is not None:
+                on_start()
             t_start: int | None = None
             async for b in source.batches():
                 t_start = b.t0_ns if t_start is None else t_start

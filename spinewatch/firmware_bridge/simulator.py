@@ -1152,6 +1152,7 @@ class SimulatedPatient:
         self.speed = speed
         self.start_utc_ns = _today_0800_utc_ns() if start_utc_ns is None else int(start_utc_ns)
         self._open = False
+        self._stopping = False
         self.buzzes: list[tuple[str, int, int]] = []  # (pattern, intensity_pct, duration_ms) of each buzz
 
     @property
@@ -1165,6 +1166,7 @@ class SimulatedPatient:
 
     async def __aenter__(self) -> Self:
         self._open = True
+        self._stopping = False
         return self
 
     async def __aexit__(
@@ -1174,6 +1176,11 @@ class SimulatedPatient:
         tb: TracebackType | None,
     ) -> None:
         self._open = False
+
+    def stop(self) -> None:
+        """Make :meth:`batches` end before its next batch (Ctrl-C in the demo), like a sensor
+        switched off: what was yielded stays yielded."""
+        self._stopping = True
 
     async def buzz(self, pattern: str, intensity_pct: int, duration_ms: int) -> bool:
         """A simulated haptic write: recorded in ``buzzes``, nothing physical happens.
@@ -1210,7 +1217,7 @@ class SimulatedPatient:
                         await asyncio.sleep(delay)
                 elif emitted % _YIELD_EVERY_BATCHES == 0:
                     await asyncio.sleep(0)
-                if not self._open:
+                if not self._open or self._stopping:
                     return
                 yield ImuBatch(i0 * self.dt_ns, self.dt_ns, gyr, c.acc_m_s2[a : a + bs])
                 emitted += 1

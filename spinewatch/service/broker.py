@@ -241,6 +241,17 @@ class EmbeddedBroker:
             self._kind = None
             self._port = None
 
+    def kill_now(self) -> None:
+        """Blocking, for an immediate exit (a second Ctrl-C): SIGKILL mosquitto, reap it and
+        remove its folder, without the orderly :meth:`aclose`. amqtt dies with the process."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
     # -- mosquitto ------------------------------------------------------------------------
 
     async def _start_mosquitto(self, executable: str) -> None:
@@ -258,6 +269,9 @@ class EmbeddedBroker:
                     # file is opened here, so it stays writable after mosquitto drops root privileges.
                     # A plain Popen (it returns once the child is started), not an asyncio subprocess:
                     # _stop_process must also stop it synchronously, as in the except clause below.
+                    # Its own session: a Ctrl-C in the terminal (SIGINT to the foreground process
+                    # group) reaches the demo, which stops its clients first and the broker last,
+                    # instead of the broker dying under them.
                     proc = subprocess.Popen(  # noqa: ASYNC220
                         [executable, "-c", str(conf_path)],
                         stdin=subprocess.DEVNULL,
@@ -265,6 +279,7 @@ class EmbeddedBroker:
                         stderr=log_file,
                         cwd=workdir,
                         preexec_fn=_die_with_parent,
+                        start_new_session=True,
                     )
                 self._proc = proc
                 try:

@@ -104,16 +104,34 @@ class _Console:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from spinewatch.service.config import Config  # noqa: PLC0415
-    from spinewatch.service.pipeline import run_demo  # noqa: PLC0415
+    from spinewatch.service.pipeline import DemoInterrupted, DemoResult, DemoStop, run_demo  # noqa: PLC0415
 
     cfg = Config.load(path=args.config)
     console = _Console(args.duration, live=args.speed is not None and args.speed <= 60)
-    result = asyncio.run(
-        run_demo(
+    stop = DemoStop()
+
+    def on_signal() -> None:
+        if stop.requested:  # the second Ctrl-C: now, with no broker or temporary folder left behind
+            stop.abort()
+            print("\nspinewatch: interrupted twice: quit at once (no report)", file=sys.stderr, flush=True)
+            os._exit(130)
+        console.end_line()
+        stop.request()  # the first: end the stream, then shut down in order
+
+    async def demo() -> DemoResult:
+        loop = asyncio.get_running_loop()
+        for sig in (_signal.SIGINT, _signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        return await run_demo(
             cfg, args.duration, args.speed, Path(args.out), seed=args.seed,
-            on_status=console.status, on_event=console.event, on_stage=console.stage,
+            on_status=console.status, on_event=console.event, on_stage=console.stage, stop=stop,
         )
-    )
+
+    try:
+        result = asyncio.run(demo())
+    except DemoInterrupted as exc:
+        print(f"spinewatch: {exc}", file=sys.stderr)
+        return 130
     s = result.summary
     print(f"\nsimulated {_fmt_hms(args.duration)} ({result.samples:,} samples) in "
           f"{result.wall_s:.1f} s: {result.samples_per_s:,.0f} samples/s")
@@ -271,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
             "therapist report (PNG) and a CSV of slouch episodes. With no SPINEWATCH_MQTT_URL a "
             "private broker is started (mosquitto if installed, else the in-process amqtt); with "
             "no SPINEWATCH_INFLUX_URL points go to SQLite in --out. Exit status 1 when any message the "
-            "broker acknowledged never reached the store (the count and the minutes of posture are printed)."
+            "broker acknowledged never reached the store (the count and the minutes of posture are printed). "
+            "Ctrl-C stops it in order (stream, publisher, ingest, store, broker last; no report; exit status "
+            "130); a second Ctrl-C quits at once."
         ),
         epilog="example: spinewatch demo --duration 8h --speed max --out out/",
     )

@@ -152,6 +152,16 @@ async def _run(args: argparse.Namespace) -> int:
     from spinewatch.service.config import Config
     from spinewatch.service.outbox import open_outbox
 
+    first_t_ns = 0  # a BLE stream's first sample is sensor time 0 (firmware_bridge.timing)
+    if args.replay:  # the file first: a usage error, whatever the configuration
+        from spinewatch.firmware_bridge.replay import read_recording
+
+        try:
+            rec = read_recording(args.replay)
+        except ValueError as exc:
+            raise ConfigError("--replay", args.replay, f"a .csv/.npz recording (docs/recordings.md); {exc}") from None
+        first_t_ns = int(rec.t_ns[0])
+        del rec
     cfg = Config.load(path=args.config)
     if not cfg.mqtt.url:
         raise ConfigError("SPINEWATCH_MQTT_URL", "", "the broker to publish to, e.g. mqtt://127.0.0.1:1883")
@@ -162,16 +172,6 @@ async def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError("--patient/--device-id", f"{args.patient}/{device_id}", str(exc)) from None
     source = _make_source(args, cfg.ble)
-    first_t_ns = 0  # a BLE stream's first sample is sensor time 0 (firmware_bridge.timing)
-    if args.replay:
-        from spinewatch.firmware_bridge.replay import read_recording
-
-        try:
-            rec = read_recording(args.replay)
-        except (OSError, ValueError) as exc:
-            raise ConfigError("--replay", args.replay, f"a readable recording ({exc})") from None
-        first_t_ns = int(rec.t_ns[0]) if len(rec) else 0
-        del rec
     outbox = open_outbox(cfg.bridge, args.patient, device_id)  # refuses a second bridge of this device
     try:
         return await _run_with_outbox(args, cfg, source, outbox, device_id, first_t_ns)
@@ -242,15 +242,25 @@ async def _record(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if path.suffix not in (".csv", ".npz"):
         raise ConfigError("FILE", args.file, "a path ending in .csv or .npz")
+    if not path.parent.is_dir():
+        raise ConfigError("FILE", args.file, f"a path in an existing folder ({path.parent} is not one)")
     source = _make_source(args)
     t0 = time.monotonic()
 
-    async def go() -> int:
-        _stop_on_signals(source)
-        return await record(source, path, duration_s=args.duration)
+    def started() -> None:
+        _stop_on_signals(source)  # from now on Ctrl-C ends the recording and keeps it
+        print(f"recording {args.address or 'the first ' + args.profile + ' sensor'} to {path} "
+              f"({f'for {args.duration:g} s or ' if args.duration else ''}until Ctrl-C)",
+              file=sys.stderr, flush=True)
 
-    n = await go()
+    n = await record(source, path, duration_s=args.duration, on_start=started)
     status = source.status() if hasattr(source, "status") else {}
+    if not n:
+        # RecordingWriter wrote nothing under FILE: an empty file would look like a recording
+        print(f"spinewatch: no sample was recorded in {time.monotonic() - t0:.0f} s (no sensor connected: is it "
+              f"on, in range and not connected elsewhere? `spinewatch bridge scan` lists sensors); {path} was not "
+              "written", file=sys.stderr)
+        return 1
     print(f"recorded {n:,} samples to {path} in {time.monotonic() - t0:.0f} s; "
           f"lost {status.get('samples_lost', 0)}, dropped {status.get('samples_dropped', {})}", file=sys.stderr)
     return 0
@@ -310,7 +320,9 @@ def add_bridge_commands(subparsers: Any) -> None:
     c = sub.add_parser(
         "record", help="record a sensor's body-frame samples to CSV or .npz",
         description="Record decoded, remapped and timed samples (what the filter sees) to FILE; "
-                    "columns and units are documented in spinewatch.firmware_bridge.replay. "
+                    "columns and units: docs/recordings.md. Samples go to FILE.part, renamed to FILE "
+                    "when the recording ends (--duration or Ctrl-C keeps what was recorded); with no "
+                    "sample (no sensor connected) nothing is written and the exit status is 1. "
                     "Replay with 'spinewatch bridge run --replay FILE'.",
         epilog="example: spinewatch bridge record session.npz --device AA:BB:CC:DD:EE:FF --duration 10m",
     )

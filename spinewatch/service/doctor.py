@@ -18,6 +18,15 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Final, Literal
 
+from spinewatch.firmware_bridge.bluez import (
+    BLUEZ_SERVICE,
+    DEFAULT_SYSTEM_BUS,
+    FIX_DENIED,
+    FIX_NO_ADAPTER,
+    FIX_NO_BLUEZ,
+    FIX_NO_SYSTEM_BUS,
+    FIX_POWERED_OFF,
+)
 from spinewatch.service.config import InfluxConfig, MqttConfig, redact_url
 from spinewatch.service.neterrors import network_reason
 
@@ -28,8 +37,6 @@ DEFAULT_TIMEOUT_S: Final = 3.0
 # `spinewatch influx init` creates these (spinewatch/service/schema.py).
 INFLUX_RETENTION_POLICIES: Final = ("raw", "trend")
 INFLUX_CONTINUOUS_QUERIES: Final = ("posture_1m", "slouch_copy")
-BLUEZ_SERVICE: Final = "org.bluez"
-DEFAULT_SYSTEM_BUS: Final = "unix:path=/var/run/dbus/system_bus_socket"
 
 # loopback and LAN checks must not go through an HTTP proxy from the environment
 _HTTP: Final = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -353,8 +360,7 @@ async def _bluez(bus_address: str, timeout_s: float) -> list[Check]:
             bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
     except (OSError, TimeoutError, AuthError, InvalidAddressError) as exc:
         return [Check("bluetooth", "FAIL", bus_address, f"D-Bus system bus not reachable: {_reason(exc)}",
-                      "BlueZ is reached over D-Bus: apt install dbus bluez && systemctl start dbus bluetooth "
-                      "(in a container: mount the host's /run/dbus)")]
+                      FIX_NO_SYSTEM_BUS)]
     try:
         async with asyncio.timeout(timeout_s):
             reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
@@ -362,7 +368,7 @@ async def _bluez(bus_address: str, timeout_s: float) -> list[Check]:
                                            signature="s", body=[BLUEZ_SERVICE]))
             if not (reply.body and reply.body[0]):
                 return [Check("bluetooth", "FAIL", bus_address, "BlueZ (org.bluez) is not running on the system bus",
-                              "apt install bluez && systemctl start bluetooth")]
+                              FIX_NO_BLUEZ)]
             reply = await bus.call(Message(destination=BLUEZ_SERVICE, path="/", member="GetManagedObjects",
                                            interface="org.freedesktop.DBus.ObjectManager"))
     except TimeoutError:
@@ -372,7 +378,7 @@ async def _bluez(bus_address: str, timeout_s: float) -> list[Check]:
         bus.disconnect()
     if reply.message_type != MessageType.METHOD_RETURN:
         return [Check("bluetooth", "FAIL", bus_address, f"BlueZ refused GetManagedObjects: {reply.error_name}",
-                      "allow this user to talk to org.bluez (add it to the 'bluetooth' group)")]
+                      FIX_DENIED)]
     adapters = []
     for path, ifaces in sorted(reply.body[0].items()):
         a = ifaces.get("org.bluez.Adapter1")
@@ -382,11 +388,11 @@ async def _bluez(bus_address: str, timeout_s: float) -> list[Check]:
             adapters.append((path.rsplit("/", 1)[-1], address, powered))
     if not adapters:
         return [Check("bluetooth", "FAIL", bus_address, "BlueZ runs but there is no Bluetooth adapter",
-                      "plug in a Bluetooth 4.0+ (LE) adapter; check `rfkill list` and `bluetoothctl list`")]
+                      FIX_NO_ADAPTER)]
     names = ", ".join(f"{n} ({a}) {'powered' if p else 'off'}" for n, a, p in adapters)
     if not any(p for _, _, p in adapters):
         return [Check("bluetooth", "FAIL", bus_address, f"no adapter is powered: {names}",
-                      "bluetoothctl power on (and rfkill unblock bluetooth)")]
+                      FIX_POWERED_OFF)]
     return [Check("bluetooth", "OK", bus_address, f"BlueZ answers; adapter {names}")]
 
 

@@ -532,12 +532,16 @@ class IngestWorker:
         deadline = time.monotonic() + timeout_s
         with self.stats.lock:
             while self.stats.written_messages + sum(self.stats.rejected.values()) < messages:
-                now = time.monotonic()
-                left = deadline - now
-                if left <= 0:
-                    return False
-                if (quiet_s is not None and self.stats.acked >= self.stats.received
-                        and now - self._last_arrival_s >= quiet_s):
+                left = deadline - time.monotonic()
+                if left <= 0 or (quiet_s is not None and self._quiet_locked(quiet_s)):
                     return False
                 self.stats.lock.wait(left if quiet_s is None else min(left, 0.1))
         return True
+
+    def is_quiet(self, quiet_s: float) -> bool:
+        """Everything received is acknowledged and nothing arrived for ``quiet_s`` seconds."""
+        with self.stats.lock:
+            return self._quiet_locked(quiet_s)
+
+    def _quiet_locked(self, quiet_s: float) -> bool:
+        return self.stats.acked >= self.stats.received and time.monotonic() - self._last_arrival_s >= quiet_s

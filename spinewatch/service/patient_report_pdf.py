@@ -21,7 +21,12 @@ COLOR_MILD = "#EAB839"
 COLOR_SEVERE = "#d9534f"
 COLOR_LINE = "#1f4e79"
 BAND_GREY = "#bbbbbb"
-PAGES = 3
+PAGES = 3  # the fixed pages; a range of more than RTM_ROWS_SUMMARY periods adds RTM pages
+RTM_ROWS_SUMMARY = 6  # RTM periods that fit on the summary page (the first six: 180 days)
+RTM_ROWS_PER_PAGE = 24  # RTM periods on each added page (two years of 30-day periods)
+RTM_COLUMNS = ["from", "to", "days", "w/ data", "2-15 d", "16+ d"]
+DATE_LABEL_IN = 0.75  # room a "07 Feb" tick label needs at 10 pt, inches
+MONTH_LABEL_IN = 0.95  # room a "Feb 2026" tick label needs, inches
 
 
 def png_paths(out: Path, pages: int = PAGES) -> list[Path]:
@@ -30,16 +35,40 @@ def png_paths(out: Path, pages: int = PAGES) -> list[Path]:
     return [stem.parent / f"{stem.name}-{k}.png" for k in range(1, pages + 1)]
 
 
+def rtm_rows(r: PatientReport) -> list[list[str]]:
+    """Every RTM period of the report as a table row (columns :data:`RTM_COLUMNS`)."""
+    return [[f"{p.start:%Y-%m-%d}", f"{p.end:%Y-%m-%d}", f"{p.days}", f"{p.days_with_data}",
+             "met" if p.meets_2_to_15_days else ("16+" if p.meets_16_plus_days else "not met"),
+             "met" if p.meets_16_plus_days else "not met"]
+            for p in r.rtm]
+
+
+def rtm_page_rows(r: PatientReport) -> list[list[list[str]]]:
+    """The rows of each added RTM page: none when every period fits on the summary page,
+    else every period (the summary page's too, so one page lists the whole range), in chunks
+    of :data:`RTM_ROWS_PER_PAGE`."""
+    rows = rtm_rows(r)
+    if len(rows) <= RTM_ROWS_SUMMARY:
+        return []
+    return [rows[i:i + RTM_ROWS_PER_PAGE] for i in range(0, len(rows), RTM_ROWS_PER_PAGE)]
+
+
+def page_count(r: PatientReport) -> int:
+    """Pages of the report: the three fixed ones plus the added RTM pages."""
+    return PAGES + len(rtm_page_rows(r))
+
+
 def _fmt(x: float, nd: int = 1, unit: str = "") -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:,.{nd}f}{unit}"
 
 
 def _header(fig: Any, r: PatientReport, title: str, page: int) -> None:
+    pages = page_count(r)
     fig.text(0.04, 0.965, f"SpineWatch posture report - patient {r.patient}", fontsize=15, weight="bold", va="top")
     fig.text(0.04, 0.925, f"{r.first:%d %b %Y} to {r.last:%d %b %Y} "
              f"({len(r.dates)} day{'s' if len(r.dates) != 1 else ''}; days and hours in "
              f"{r.tz}, from {r.tz_source})    {title}", fontsize=10, va="top")
-    fig.text(0.04, 0.015, f"Page {page} of {PAGES}. Angles: trunk flexion relative to the calibrated neutral posture "
+    fig.text(0.04, 0.015, f"Page {page} of {pages}. Angles: trunk flexion relative to the calibrated neutral posture "
              f"(forward +), degrees. Data: {r.source}. Definitions: docs/reports.md.",
              fontsize=7, color="gray")
 
@@ -47,11 +76,20 @@ def _header(fig: Any, r: PatientReport, title: str, page: int) -> None:
 def _date_axis(ax: Any, dates: list[dt.date]) -> None:
     import matplotlib.dates as mdates
 
-    # one tick per day, or every k-th day on long ranges (an auto locator puts hourly ticks,
-    # all labelled with the same date, on a report of a day or two)
-    loc = mdates.DayLocator(interval=max(1, -(-len(dates) // 12)))
-    ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+    # as many labels as the axes' width holds: one tick per day, or every k-th day (an auto
+    # locator puts hourly ticks, all labelled with the same date, on a report of a day or two);
+    # months on ranges of more than three months (day labels every few weeks collide)
+    fig = ax.get_figure()
+    width_in = ax.get_position().width * fig.get_figwidth()
+    if len(dates) <= 92:
+        fit = max(2, int(width_in / DATE_LABEL_IN))
+        ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, -(-len(dates) // fit))))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+    else:
+        fit = max(2, int(width_in / MONTH_LABEL_IN))
+        months = (dates[-1].year - dates[0].year) * 12 + dates[-1].month - dates[0].month + 1
+        ax.xaxis.set_major_locator(mdates.MonthLocator(interval=max(1, -(-months // fit))))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
     # datetimes, not dates: date - timedelta(days=0.6) drops the fraction and a one-day
     # report would get identical limits
     first, last = (dt.datetime.combine(d, dt.time()) for d in (dates[0], dates[-1]))
@@ -69,6 +107,9 @@ def _table(ax: Any, rows: list[list[str]], col_labels: list[str], title: str, wi
                  colWidths=widths)
     t.auto_set_font_size(False)
     t.set_fontsize(font)
+    # each column as wide as its longest text (header included), so that no cell is clipped
+    # or overflows; the widths given are the minimum
+    t.auto_set_column_width(list(range(len(col_labels))))
     t.scale(1, 1.3)
     for (row, _), cell in t.get_celld().items():
         cell.set_linewidth(0.3)
@@ -110,12 +151,16 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
     elif len(settings) > 8:
         ax_s.text(0, 0.0, f"{len(settings) - 8} earlier changes not shown (see --format json).", fontsize=8)
     gs2 = gs[1, :].subgridspec(1, 2, width_ratios=[1.3, 2.0], wspace=0.15)
-    rtm = [[f"{p.start:%Y-%m-%d}", f"{p.end:%Y-%m-%d}", f"{p.days}", f"{p.days_with_data}",
-            "met" if p.meets_2_to_15_days else ("16+" if p.meets_16_plus_days else "not met"),
-            "met" if p.meets_16_plus_days else "not met"]
-           for p in r.rtm]
-    _table(fig.add_subplot(gs2[0]), rtm[:6], ["from", "to", "days", "w/ data", "2-15 d", "16+ d"],
-           "RTM 30-day periods (days with data)", [0.22, 0.22, 0.1, 0.16, 0.15, 0.15], font=8)
+    rtm = rtm_rows(r)
+    ax_rtm = fig.add_subplot(gs2[0])
+    title = "RTM 30-day periods (days with data)"
+    if len(rtm) > RTM_ROWS_SUMMARY:  # never silently: say what is not here, and where it is
+        with_data = sum(1 for p in r.rtm[RTM_ROWS_SUMMARY:] if p.days_with_data)
+        extra = len(rtm_page_rows(r))
+        title = (f"RTM 30-day periods 1-{RTM_ROWS_SUMMARY} of {len(rtm)} (days with data)\n"
+                 f"Periods {RTM_ROWS_SUMMARY + 1}-{len(rtm)} ({with_data} with data) are on "
+                 f"page{'s' if extra > 1 else ''} {_page_list(PAGES + 1, PAGES + extra)}, with all {len(rtm)}")
+    _table(ax_rtm, rtm[:RTM_ROWS_SUMMARY], RTM_COLUMNS, title, _RTM_WIDTHS, font=8)
     ax = fig.add_subplot(gs2[1])
     wear = np.array([d.wear_time_min for d in r.days])
     colors = [COLOR_NEUTRAL if d.has_data else "#999999" for d in r.days]
@@ -129,6 +174,25 @@ def _page_summary(fig: Any, r: PatientReport) -> None:
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, axis="y")
     _date_axis(ax, r.dates)
+
+
+_RTM_WIDTHS = [0.22, 0.22, 0.1, 0.16, 0.15, 0.15]
+
+
+def _page_list(first: int, last: int) -> str:
+    return f"{first}" if first == last else f"{first}-{last}"
+
+
+def _rtm_page(chunk: list[list[str]], start: int, total: int) -> Callable[[Any, PatientReport, int], None]:
+    """A page listing RTM periods ``start + 1`` .. ``start + len(chunk)`` of ``total``."""
+
+    def draw(fig: Any, r: PatientReport, page: int) -> None:
+        _header(fig, r, "RTM 30-day periods", page)
+        ax = fig.add_axes((0.06, 0.08, 0.6, 0.78))
+        _table(ax, chunk, RTM_COLUMNS, f"RTM 30-day periods {start + 1}-{start + len(chunk)} of {total} "
+               f"(days with data; a period is 30 local days from --from)", _RTM_WIDTHS, font=9)
+
+    return draw
 
 
 def _band(ax: Any, r: PatientReport, centre: float, sdc: float, unit: str) -> None:
@@ -186,7 +250,7 @@ def _page_zones_trend(fig: Any, r: PatientReport) -> None:
 
 def _page_hours(fig: Any, r: PatientReport) -> None:
     _header(fig, r, "Slouch timeline by hour of day", 3)
-    gs = fig.add_gridspec(1, 2, width_ratios=[2.0, 1.0], wspace=0.25, top=0.87, bottom=0.09, left=0.08, right=0.96)
+    gs = fig.add_gridspec(1, 2, width_ratios=[2.0, 1.0], wspace=0.25, top=0.87, bottom=0.09, left=0.095, right=0.96)
     ax = fig.add_subplot(gs[0])
     import matplotlib as mpl
 
@@ -196,7 +260,8 @@ def _page_hours(fig: Any, r: PatientReport) -> None:
     im = ax.imshow(m, aspect="auto", cmap=cmap, interpolation="nearest",
                    extent=(0, 24, len(r.dates) - 0.5, -0.5), vmin=0, vmax=max(1, int(m.max())))
     step = max(1, len(r.dates) // 20)
-    ax.set_yticks(range(0, len(r.dates), step), [f"{d:%a %d %b}" for d in r.dates[::step]], fontsize=7)
+    fmt = "%a %d %b" if r.dates[0].year == r.dates[-1].year else "%d %b %Y"  # no ambiguous dates, same width
+    ax.set_yticks(range(0, len(r.dates), step), [d.strftime(fmt) for d in r.dates[::step]], fontsize=7)
     ax.set_xticks(range(0, 25, 2))
     ax.set_xlabel(f"hour of day ({r.tz})")
     ax.set_ylabel("local date")
@@ -215,6 +280,41 @@ def _page_hours(fig: Any, r: PatientReport) -> None:
     ax2.grid(alpha=0.3, axis="x")
 
 
+def _page_drawers(r: PatientReport) -> list[Callable[[Any, PatientReport, int], None]]:
+    """``draw(fig, report, page_number)`` for every page, in order."""
+    fixed: list[Callable[[Any, PatientReport, int], None]] = [
+        lambda fig, r, _page: _page_summary(fig, r), lambda fig, r, _page: _page_zones_trend(fig, r),
+        lambda fig, r, _page: _page_hours(fig, r)]
+    total = len(r.rtm)
+    return fixed + [_rtm_page(chunk, i * RTM_ROWS_PER_PAGE, total) for i, chunk in enumerate(rtm_page_rows(r))]
+
+
+def page_texts(r: PatientReport) -> list[list[str]]:
+    """Every text drawn on each page (titles, labels, then table cells row by row), as written
+    to the PDF: what a reader can check without a PDF parser (tests)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.text import Text
+
+    out = []
+    for k, draw in enumerate(_page_drawers(r)):
+        fig = plt.figure(figsize=PAGE_SIZE_IN, dpi=PNG_DPI)
+        try:
+            draw(fig, r, k + 1)
+            fig.canvas.draw()
+            texts = [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+            for ax in fig.axes:  # table cells, row by row
+                for tbl in ax.tables:
+                    cells = tbl.get_celld()
+                    texts += [cells[rc].get_text().get_text() for rc in sorted(cells)]
+            out.append(texts)
+        finally:
+            plt.close(fig)
+    return out
+
+
 def write_pdf(r: PatientReport, out: Path, progress: Callable[[str, int, int], None] | None = None) -> list[Path]:
     """Write ``out`` (PDF) and its pages as PNGs next to it; return every path written.
 
@@ -227,21 +327,22 @@ def write_pdf(r: PatientReport, out: Path, progress: Callable[[str, int, int], N
     import matplotlib.pyplot as plt
     from matplotlib.backends.backend_pdf import PdfPages
 
-    pngs = png_paths(out)
+    pages = page_count(r)
+    pngs = png_paths(out, pages)
     tmp = [p.with_name(f".{p.name}.tmp") for p in [out, *pngs]]
     try:
         with PdfPages(tmp[0], metadata={"Title": f"SpineWatch posture report {r.patient} {r.first} {r.last}",
                                         "Creator": "SpineWatch"}) as pdf:
-            for k, draw in enumerate((_page_summary, _page_zones_trend, _page_hours)):
+            for k, draw in enumerate(_page_drawers(r)):
                 fig = plt.figure(figsize=PAGE_SIZE_IN, dpi=PNG_DPI)
                 try:
-                    draw(fig, r)
+                    draw(fig, r, k + 1)
                     pdf.savefig(fig)
                     fig.savefig(tmp[k + 1], format="png")
                 finally:
                     plt.close(fig)
                 if progress:
-                    progress("drawing pages", k + 1, PAGES)
+                    progress("drawing pages", k + 1, pages)
         for t, final in zip(tmp, [out, *pngs], strict=True):
             os.replace(t, final)
     finally:

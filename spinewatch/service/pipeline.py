@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spinewatch.errors import SpineWatchError
 from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
 from spinewatch.model import NS_PER_S, HapticAlert, SlouchEvent
 from spinewatch.service.bridge import LiveStatus, run_bridge
@@ -38,6 +39,80 @@ DRAIN_TIMEOUT_S = 300.0
 # a message still missing after this long without any arrival is not coming: the broker dropped it.
 DRAIN_QUIET_S = 5.0
 DEMO_AUTHOR = "demo"  # audit author of the demo patient's settings
+# After a stop request (Ctrl-C) the broker and the ingest get this long, s, for what is in
+# flight; then the demo shuts down in order whatever is left (a loopback broker acknowledges
+# and SQLite writes a few seconds of stream in well under a second).
+STOP_DRAIN_TIMEOUT_S = 5.0
+_WAIT_SLICE_S = 0.25  # a blocking wait runs in slices of this, s, so a stop request is seen
+
+
+class DemoStop:
+    """Ctrl-C for :func:`run_demo`, from a signal handler on the demo's event loop.
+
+    :meth:`request` (the first Ctrl-C) ends the simulated stream; the demo then waits at most
+    :data:`STOP_DRAIN_TIMEOUT_S` for what is in flight and shuts down in order (publisher,
+    outbox, ingest, store, broker last) and raises :class:`DemoInterrupted`. :meth:`abort`
+    (the second Ctrl-C, before the caller exits the process at once) kills the private
+    broker and removes its folder, so nothing outlives the demo.
+    """
+
+    def __init__(self) -> None:
+        self.requested_at: float | None = None  # time.monotonic() of the request
+        self._source: SimulatedPatient | None = None
+        self._broker: EmbeddedBroker | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_at is not None
+
+    def request(self) -> None:
+        if self.requested_at is None:
+            self.requested_at = time.monotonic()
+        if self._source is not None:
+            self._source.stop()
+
+    def abort(self) -> None:
+        if self._broker is not None:
+            self._broker.kill_now()
+
+    def _attach(self, source: SimulatedPatient) -> None:
+        self._source = source
+        if self.requested:
+            source.stop()
+
+
+class DemoInterrupted(SpineWatchError):
+    """The demo was stopped (Ctrl-C) before the simulated time ran out; it shut down in order
+    and wrote no report.
+
+    Attributes:
+        samples: samples streamed before the stop.
+        published: messages published.
+        written: messages the ingest wrote to the store (device status included).
+    """
+
+    def __init__(self, samples: int, simulated_s: float, published: int, written: int, store: str) -> None:
+        self.samples, self.published, self.written = samples, published, written
+        super().__init__(f"demo stopped after {simulated_s:.0f} s simulated ({samples:,} samples, "
+                         f"{published:,} messages published); {written:,} messages stored in {store}; "
+                         "no report written")
+
+
+async def _wait_bounded(fn: Callable[[float], bool], timeout_s: float, stop: DemoStop | None) -> bool:
+    """``fn(timeout_s)`` (a blocking wait) in a worker thread, in short slices, so that a stop
+    request shortens it to :data:`STOP_DRAIN_TIMEOUT_S` after the request and no thread is
+    left waiting when the demo exits."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        end = deadline
+        if stop is not None and stop.requested_at is not None:
+            end = min(end, stop.requested_at + STOP_DRAIN_TIMEOUT_S)
+        left = end - time.monotonic()
+        if left <= 0:
+            return False
+        if await loop.run_in_executor(None, fn, min(left, _WAIT_SLICE_S)):
+            return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +198,7 @@ async def run_demo(
     patient_config: PatientConfig | None = None,
     on_stage: Callable[[str], None] | None = None,
     embedded_broker: BrokerPreference = "auto",
+    stop: DemoStop | None = None,
 ) -> DemoResult:
     """Run the simulated patient through bridge, MQTT, ingest and storage; write the report.
 
@@ -138,6 +214,10 @@ async def run_demo(
             :func:`demo_patient_config`. Published once on the config topic at the start of
             the day (stored in ``patient_config``) and applied by the bridge, which buzzes the
             simulated sensor (nothing physical) and publishes each alert's outcome.
+        stop: Ctrl-C handling (see :class:`DemoStop`); None = none.
+
+    Raises:
+        DemoInterrupted: ``stop`` was requested; everything was shut down in order.
     """
     stage = on_stage or (lambda s: None)
     # one mkdir before anything else runs on the loop (this is the demo's main coroutine)
@@ -154,7 +234,10 @@ async def run_demo(
             protocol: Protocol = await loop.run_in_executor(None, resolve_protocol, mqtt_cfg)
             broker_desc = mqtt_cfg.address
         else:
-            broker = await stack.enter_async_context(EmbeddedBroker(embedded_broker))
+            broker = EmbeddedBroker(embedded_broker)
+            if stop is not None:
+                stop._broker = broker
+            await stack.enter_async_context(broker)  # stopped last: its clients go first
             mqtt_cfg = dataclasses.replace(cfg.mqtt, url=broker.url)
             protocol = "5" if broker.mqtt5 else "3.1.1"
             broker_desc = f"embedded {broker.kind} at {broker.url}"
@@ -172,7 +255,7 @@ async def run_demo(
         ingest = IngestWorker(mqtt_cfg, ingest_cfg, store, protocol)
         ingest.start()
         stack.callback(ingest.stop)
-        if not await loop.run_in_executor(None, ingest.subscribed.wait, 30.0):
+        if not await _wait_bounded(ingest.subscribed.wait, 30.0, stop) and not (stop and stop.requested):
             _LOGGER.warning("ingest not subscribed yet after 30 s; messages wait in the broker")
         # The device's one outbox (bridge.outbox_dir, or the --out folder when unset), locked like
         # a bridge's; a demo starts afresh, where a real bridge keeps its backlog.
@@ -187,6 +270,8 @@ async def run_demo(
             script, rate_hz=DEMO_RATE_HZ, seed=seed,
             batch_samples=10 if speed is not None else 1000, speed=speed,
         )
+        if stop is not None:
+            stop._attach(source)
         pcfg = patient_config or demo_patient_config(cfg, source.start_utc_ns)
         # the demo's stand-in for the therapist's `config set` (not retained: nothing is left on a
         # shared broker), through the same outbox, ahead of the stream
@@ -202,15 +287,27 @@ async def run_demo(
             source, tracker, publisher, source.start_utc_ns, on_status=on_status, on_event=on_event,
             patient_config=pcfg, on_alert=on_alert,
         )
-        stage("waiting for the broker and the ingest worker to finish")
+        stopped = stop is not None and stop.requested
+        stage(f"stopping: up to {STOP_DRAIN_TIMEOUT_S:g} s for the broker and the ingest worker (Ctrl-C again to "
+              "quit at once)" if stopped else "waiting for the broker and the ingest worker to finish")
         sent = totals.posture_messages + totals.events + totals.alerts + configs_sent
-        if not await loop.run_in_executor(None, publisher.wait_all_acked, DRAIN_TIMEOUT_S):
+        if not await _wait_bounded(publisher.wait_all_acked, DRAIN_TIMEOUT_S, stop) and not stopped:
             _LOGGER.warning("broker did not acknowledge %d messages in time", publisher.unacked)
-        if not await loop.run_in_executor(None, ingest.wait_written, sent, DRAIN_TIMEOUT_S, DRAIN_QUIET_S):
-            _LOGGER.warning("ingest wrote fewer messages than published: %s", ingest.stats.snapshot())
+        # written, or quiet: all received is acknowledged and nothing came for DRAIN_QUIET_S (what is
+        # missing then is not coming: a broker that dropped it), checked in slices so Ctrl-C is heard
+        def written_or_quiet(t: float) -> bool:
+            return ingest.wait_written(sent, t, DRAIN_QUIET_S) or ingest.is_quiet(DRAIN_QUIET_S)
+
+        await _wait_bounded(written_or_quiet, DRAIN_TIMEOUT_S, stop)
+        if stop is not None and stop.requested:  # also a Ctrl-C while waiting: no report of a cut day
+            stage("stopping: publisher, ingest worker, store, then the broker")
+            raise DemoInterrupted(totals.samples, totals.samples / DEMO_RATE_HZ, sent,
+                                  ingest.stats.written_messages, store.address)
         with ingest.stats.lock:
             missing = max(0, sent - ingest.stats.written_messages)
             broker_dropped = ingest.stats.broker_dropped
+        if missing:
+            _LOGGER.warning("ingest wrote fewer messages than published: %s", ingest.stats.snapshot())
         wall = time.perf_counter() - t_start
         stage("writing the report")
         start_ns = source.start_utc_ns
