@@ -4,7 +4,8 @@ The real command as a subprocess, replaying recordings of a simulated sensor wit
 gyroscope bias: a first run sits still (the filter learns the bias at rest) and is killed
 with SIGKILL once the bias was kept; the restarted bridge replays a walk at another sample
 rate, where the vertical component of the bias cannot be learnt, and must resume the kept
-bias before its first sample. A state kept by another version is refused with a log line.
+bias before its first sample. A replay of the recording the state was learnt from, and a
+state kept by another version, are not resumed (a log line says why).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def test_a_bridge_killed_and_restarted_resumes_the_learnt_bias(mosquitto, tmp_pa
         assert bridge.proc is not None and bridge.proc.poll() is None, "the bridge must still run"
         bridge.proc.send_signal(signal.SIGKILL)
         bridge.proc.wait(10)
-        assert "kept in" not in bridge.stderr()  # no clean stop: the periodic save is what survives
+        assert "for the next start" not in bridge.stderr()  # no clean stop: the periodic save is what survives
         # 2. restarted on a walk (another recording, another rate, same device)
         log = bridge.run(walk)
     finally:
@@ -138,7 +139,13 @@ def test_a_bridge_killed_and_restarted_resumes_the_learnt_bias(mosquitto, tmp_pa
     assert "resumed" not in log
     assert abs(logged_bias(log, "for the next start")[2]) < 0.5
 
-    # 3. a state kept by a version with another layout is refused with one line, not resumed
+    # 3. the same walk replayed again restarts from its beginning: it computes what its first
+    # run did (the same points, the same events), not with the bias learnt from it
+    log = bridge.run(walk)
+    assert "resumed" not in log
+    assert "it was learnt from this recording, whose replay restarts from its beginning" in log, log
+
+    # 4. a state kept by a version with another layout is refused with one line, not resumed
     k = bridge.kept()
     assert k is not None
     db = sqlite3.connect(bridge.outbox)

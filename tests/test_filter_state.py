@@ -138,14 +138,15 @@ def test_the_kept_state_is_resumed_by_the_next_bridge_of_the_same_sensor(bridge_
     ("older version", logging.WARNING, f"state has 70 numbers, this one has {STATE_LEN}"),
     ("other format", logging.WARNING, "record format 2"),
     ("garbage", logging.WARNING, "unreadable"),
+    ("same recording replayed", logging.INFO, "learnt from this recording, whose replay restarts"),
     ("not finite", logging.WARNING, "finite"),
 ])
 def test_a_kept_state_that_cannot_be_this_sensors_is_not_used(bridge_cfg, caplog, case, level, reason):
     clock = Clock()
     box = open_outbox(bridge_cfg, "p-k", "d-k")
     try:
-        FilterStateKeeper(box, lambda: "AA:BB", clock).save(learnt_filter())
-        sensor = "AA:BB"
+        FilterStateKeeper(box, lambda: "AA:BB", clock, stream="replay:ab12").save(learnt_filter())
+        sensor, stream = "AA:BB", "replay:cd34"
         kept = json.loads(box.get_kept(KEY) or b"")
         if case == "other sensor":
             sensor = "CC:DD"
@@ -159,12 +160,14 @@ def test_a_kept_state_that_cannot_be_this_sensors_is_not_used(bridge_cfg, caplog
             box.set_kept(KEY, json.dumps({**kept, "format": 2}).encode())
         elif case == "garbage":
             box.set_kept(KEY, b"\x00not json")
+        elif case == "same recording replayed":
+            stream = "replay:ab12"
         elif case == "not finite":
             box.set_kept(KEY, json.dumps({**kept, "state": [math.nan] * STATE_LEN}).encode())
         f = OrientationFilter(50.0)
         before = f.state
         with caplog.at_level(logging.INFO, logger="spinewatch.service.filter_state"):
-            assert not FilterStateKeeper(box, lambda: sensor, clock).restore(f)
+            assert not FilterStateKeeper(box, lambda: sensor, clock, stream=stream).restore(f)
     finally:
         box.close()
     np.testing.assert_array_equal(f.state, before)  # starts from zero, as without a kept state
@@ -175,9 +178,9 @@ def test_a_kept_state_that_cannot_be_this_sensors_is_not_used(bridge_cfg, caplog
 def test_a_saved_state_round_trips_exactly():
     f = learnt_filter()
     f.update(np.full((10, 3), 0.01), np.tile([0.3, 0.1, 9.8], (10, 1)))
-    s = SavedState.decode(SavedState(REPLAY_SENSOR, 50.0, T0_NS, f.state.tolist()).encode())
+    s = SavedState.decode(SavedState(REPLAY_SENSOR, "replay:ab12", 50.0, T0_NS, f.state.tolist()).encode())
     np.testing.assert_array_equal(s.state, f.state)
-    assert (s.sensor, s.rate_hz, s.saved_utc_ns) == (REPLAY_SENSOR, 50.0, T0_NS)
+    assert (s.sensor, s.stream, s.rate_hz, s.saved_utc_ns) == (REPLAY_SENSOR, "replay:ab12", 50.0, T0_NS)
 
 
 # ---------------------------------------------------------------------------------------

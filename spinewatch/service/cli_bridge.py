@@ -116,6 +116,15 @@ async def _scan(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- run
 
 
+def recording_digest(path: str) -> str:
+    """What makes two replays "the same recording": the first 32 hex digits of the file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:32]
+
+
 def clock_anchor_ns(outbox: Any, replay: str | None, first_t_ns: int, now_ns: int) -> int:
     """UTC ns that sensor time 0 maps to (``start_utc_ns`` of :func:`run_bridge`).
 
@@ -130,11 +139,7 @@ def clock_anchor_ns(outbox: Any, replay: str | None, first_t_ns: int, now_ns: in
 
     key = ""
     if replay:
-        digest = hashlib.sha256()
-        with open(replay, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        key = "replay_anchor:" + digest.hexdigest()[:32]
+        key = "replay_anchor:" + recording_digest(replay)
         kept = outbox.get_meta(key)
         if kept is not None:
             return int(kept)
@@ -210,7 +215,8 @@ async def _run_with_outbox(args: argparse.Namespace, cfg: Any, source: Any, outb
     start_utc_ns = clock_anchor_ns(outbox, args.replay, first_t_ns, time.time_ns())
     # the filter's learnt bias, kept in the outbox file for the next start of this sensor
     keeper = FilterStateKeeper(outbox, lambda: REPLAY_SENSOR if args.replay else
-                               (getattr(source, "address", None) or args.address or args.profile))
+                               (getattr(source, "address", None) or args.address or args.profile),
+                               stream="replay:" + recording_digest(args.replay) if args.replay else "")
     with Publisher(cfg.mqtt, args.patient, device_id, protocol, outbox) as pub:
         async with ConfigSubscriber(cfg.mqtt, args.patient, device_id, protocol) as sub:
             _stop_on_signals(source)

@@ -15,7 +15,10 @@ A saved state is ignored, with a log line, when it cannot be this sensor's: kept
 version whose state has another layout (another :data:`STATE_LEN`), saved for another
 sensor (a BLE address other than the one connected), older than :data:`MAX_AGE_S`, saved
 "in the future" (the clock went back), or unreadable. The filter then starts from zero, as
-it always did.
+it always did. A replay of the recording the state was learnt from does not resume it
+either: a restarted replay re-sends the recording from its start under the same timestamps
+(``bridge run --replay``), so it must compute what its first run computed (the same
+points, the same slouch events), not use a bias learnt from the recording's later samples.
 """
 
 from __future__ import annotations
@@ -56,19 +59,21 @@ class SavedState:
 
     Attributes:
         sensor: the sensor it was learnt from (BLE address, or :data:`REPLAY_SENSOR`).
+        stream: the replayed recording it was learnt from (``"replay:<digest>"``), "" live.
         rate_hz: sample rate the filter ran at, Hz (the state itself does not depend on it).
         saved_utc_ns: wall-clock time of the save, UTC ns.
         state: the :attr:`OrientationFilter.state` vector.
     """
 
     sensor: str
+    stream: str
     rate_hz: float
     saved_utc_ns: int
     state: list[float]
 
     def encode(self) -> bytes:
         return json.dumps({"format": FORMAT, "state_len": len(self.state), "sensor": self.sensor,
-                           "rate_hz": self.rate_hz, "saved_utc_ns": self.saved_utc_ns,
+                           "stream": self.stream, "rate_hz": self.rate_hz, "saved_utc_ns": self.saved_utc_ns,
                            "state": self.state}).encode()
 
     @classmethod
@@ -86,7 +91,8 @@ class SavedState:
             n = len(state) if isinstance(state, list) else d.get("state_len")
             raise ValueError(f"kept by a version whose filter state has {n} numbers, this one has {STATE_LEN}")
         try:
-            return cls(str(d["sensor"]), float(d["rate_hz"]), int(d["saved_utc_ns"]), [float(x) for x in state])
+            return cls(str(d["sensor"]), str(d["stream"]), float(d["rate_hz"]), int(d["saved_utc_ns"]),
+                       [float(x) for x in state])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"incomplete record ({exc!r})") from None
 
@@ -98,14 +104,16 @@ class FilterStateKeeper:
         outbox: the device's outbox (held by this bridge).
         sensor: the sensor now streaming (called at :meth:`restore` and :meth:`save`, when the
             source is connected, so a BLE source can give the address it found).
+        stream: the recording replayed (``"replay:<digest>"``), "" for a live sensor.
         now_ns: wall clock, UTC ns.
         max_age_s: a state older than this is not resumed, s.
     """
 
     def __init__(self, outbox: Outbox, sensor: Callable[[], str], now_ns: Callable[[], int] = time.time_ns,
-                 max_age_s: float = MAX_AGE_S) -> None:
+                 max_age_s: float = MAX_AGE_S, *, stream: str = "") -> None:
         self.outbox = outbox
         self.sensor = sensor
+        self.stream = stream
         self.now_ns = now_ns
         self.max_age_s = float(max_age_s)
         self.restored: SavedState | None = None  # what the last restore() resumed from
@@ -132,6 +140,11 @@ class FilterStateKeeper:
             _LOGGER.warning("ignoring the orientation filter state kept in %s: it was learnt from sensor %s, "
                             "this is %s; the gyroscope bias is learnt afresh", where, saved.sensor, sensor)
             return False
+        if self.stream and saved.stream == self.stream:
+            _LOGGER.info("not resuming the orientation filter state kept in %s: it was learnt from this "
+                         "recording, whose replay restarts from its beginning and computes what its first "
+                         "run did", where)
+            return False
         age_s = (self.now_ns() - saved.saved_utc_ns) / NS_PER_S
         if age_s < 0:
             _LOGGER.warning("ignoring the orientation filter state kept in %s: saved %.0f s in the future (the "
@@ -156,7 +169,7 @@ class FilterStateKeeper:
     def save(self, filt: OrientationFilter, final: bool = False) -> None:
         """Keep ``filt``'s state (a failed write is logged; the stream goes on); the ``final``
         save (the bridge stops) is logged at INFO with the bias kept."""
-        saved = SavedState(self.sensor(), filt.rate_hz, self.now_ns(), filt.state.tolist())
+        saved = SavedState(self.sensor(), self.stream, filt.rate_hz, self.now_ns(), filt.state.tolist())
         try:
             self.outbox.set_kept(KEY, saved.encode())
         except (sqlite3.Error, OSError) as exc:
