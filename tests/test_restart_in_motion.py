@@ -1,5 +1,6 @@
 """A reset of the orientation filter in motion (a gap in the data, a reconnect, a bridge
-restart) must not produce a slouch episode out of the filter's start-up transient.
+restart) must not produce a slouch episode, nor a false lying/upright label, out of the
+filter's start-up transient.
 
 The orientation filter realigns from the first accelerometer sample after a reset; while the
 patient walks, that sample carries the walking acceleration (several degrees of apparent
@@ -7,7 +8,8 @@ tilt). The filter's start-up average removes it within about a second
 (docs/orientation.md, "Start-up"), and PostureTracker takes no slouch decision during that
 average. Checked on the simulator (walking with the trunk bent between the slouch
 detector's release and start levels, where one transient sample above the threshold would
-open an episode that the hysteresis then keeps) and on BROAD's recorded motion.
+open an episode that the hysteresis then keeps) and on BROAD's recorded motion. The activity
+is unknown (0) during the same start-up: checked walking bent either side of the lying limit.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from spinewatch.model import ImuBatch, SlouchEvent
 from spinewatch.service.bridge import run_bridge
 from spinewatch.service.config import Config
 from spinewatch.service.publisher import Publisher
-from spinewatch.signal import PostureParams, PostureTracker
+from spinewatch.signal import Activity, PostureParams, PostureTracker
 from spinewatch.signal.angles import neutral_alignment, trunk_angles_deg, up_in_sensor
 
 BROAD_DIR = Path(__file__).parents[1] / ".." / "shared" / "data" / "broad"
@@ -161,3 +163,43 @@ def test_the_bridge_publishes_no_slouch_after_gaps_while_walking_bent(mosquitto,
         totals = asyncio.run(run_bridge(source, tracker, pub, start_utc_ns))
     assert totals.samples > 0.9 * 200.0 * 50.0 - 12 * 2.0 * 50.0
     assert pub.events == []
+
+
+# ---------------------------------------------------------------------------------------
+# the activity classifier: lying and upright are told by the inclination
+
+
+@needs_jit
+@pytest.mark.parametrize("rate_hz", [25.0, 50.0, 100.0])
+@pytest.mark.parametrize(("flexion_deg", "settled"), [(58.0, 3), (62.0, 1)])
+def test_a_reset_while_walking_reports_no_false_lying_or_upright(rate_hz, flexion_deg, settled):
+    # Walking bent 2 deg either side of the lying limit (60 deg from vertical, +-1.5 deg of
+    # gait sway), so the truth is one label throughout and a start-up transient of a few
+    # degrees flips it. During each start-up the activity is unknown (0), as the slouch
+    # detector gets no decision; outside them it is the true label only.
+    script = PostureScript((
+        Segment("calibrate", 0.0, 12.0),
+        Segment("walk", 12.0, 120.0, flexion_deg=flexion_deg, ramp_s=2.0),
+    ))
+    rec = simulate(script, rate_hz=rate_hz, seed=2, errors=ImuErrors(gyr_bias_dps=BIAS_DPS))
+    tracker = PostureTracker(rate_hz, SLOUCH)
+    resets = [int(round(t * rate_hz)) for t in np.arange(30.0, 110.0, 7.3)]  # 11 resets
+    edges = sorted({0, len(rec.t_s), *resets, *range(0, len(rec.t_s), int(rate_hz))})  # 1-s chunks
+    acts = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        if a in resets:
+            tracker.reset_motion()
+        acts.append(tracker.update(rec.gyr_rad_s[a:b], rec.acc_m_s2[a:b]).activity)
+    act = np.concatenate(acts)
+    start_up = round(tracker.orientation.params.tau_acc_s * rate_hz)
+    in_start_up = np.zeros(len(act), bool)
+    for r in [0, *resets]:
+        in_start_up[r : r + start_up] = True
+    assert np.all(act[in_start_up] == Activity.UNKNOWN)
+    walking = np.arange(len(act)) >= int(16.0 * rate_hz)  # after the ramp and the first steps
+    false = (Activity.LYING,) if settled == Activity.UPRIGHT_MOVING else (Activity.UPRIGHT_STILL,
+                                                                          Activity.UPRIGHT_MOVING)
+    assert not np.any(np.isin(act[walking], false)), np.flatnonzero(np.isin(act[walking], false))
+    labels = act[walking & ~in_start_up]
+    assert np.all(labels == settled), np.bincount(labels, minlength=4)
+    # before: 21-117 false labels in the start-ups (lying while walking at 58 deg, upright at 62)

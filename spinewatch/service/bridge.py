@@ -14,7 +14,10 @@ Optionally (keyword arguments of :func:`run_bridge`) the loop also
   write has succeeded (a failed buzz is counted, not reported); alerts still open when the
   stream ends are published as not corrected;
 - publishes the source's device status (connected, RSSI, battery, loss counters) to
-  the retained ``status`` topic every ``status_interval_s``.
+  the retained ``status`` topic every ``status_interval_s``;
+- keeps the orientation filter's state (the learnt gyroscope bias) for the next start
+  (:class:`~spinewatch.service.filter_state.FilterStateKeeper`): resumed before the first
+  sample, saved every ``status_interval_s`` and when the stream ends.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import math
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, Self
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +54,9 @@ from spinewatch.service.patient_config import (
 )
 from spinewatch.service.publisher import Publisher
 from spinewatch.signal import Activity, PostureTracker, TrackerOutput
+
+if TYPE_CHECKING:
+    from spinewatch.service.filter_state import FilterStateKeeper
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -279,6 +285,7 @@ async def run_bridge(
     on_haptic: Callable[[HapticEvent], None] | None = None,
     on_alert: Callable[[HapticAlert], None] | None = None,
     status_interval_s: float | None = None,
+    state_keeper: FilterStateKeeper | None = None,
 ) -> BridgeTotals:
     """Stream ``source`` through ``tracker`` and publish until the source ends.
 
@@ -299,6 +306,10 @@ async def run_bridge(
         status_interval_s: publish the device status this often, and once more at the end:
             ``source.status()`` if the source has one, and the publisher's outbox counters
             (``outbox_dropped``, ``outbox_queued``, see :meth:`Publisher.publish_status`).
+        state_keeper: resumes ``tracker``'s orientation filter from the state it kept (before
+            the first sample, once the source is connected) and keeps it every
+            ``status_interval_s`` and at the end (only once a sample was processed, so a
+            bridge that never got data leaves the kept state as it was).
 
     Returns:
         Totals of what was processed and published.
@@ -448,19 +459,37 @@ async def run_bridge(
             await asyncio.sleep(status_interval_s)  # sync-ok: the status period
             publisher.publish_status(online=True, **status_fn(), **remount_status())
 
+    streaming: list[bool] = []  # set once the first batch is about to be processed
+
+    def first_batch() -> None:
+        streaming.append(True)
+        if state_keeper is not None:
+            state_keeper.restore(tracker.orientation)
+
+    async def keep_state() -> None:
+        assert state_keeper is not None and status_interval_s
+        while True:
+            await asyncio.sleep(status_interval_s)  # sync-ok: the save period
+            if streaming:
+                state_keeper.save(tracker.orientation)
+
     helpers = []
+    if state_keeper is not None and status_interval_s:
+        helpers.append(asyncio.create_task(keep_state(), name="bridge.keep_state"))
     if config_updates is not None:
         helpers.append(asyncio.create_task(follow_config(), name="bridge.config"))
     if status_fn is not None and status_interval_s:
         helpers.append(asyncio.create_task(report_status(), name="bridge.status"))
     try:
         await _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe_buzz,
-                      publish_interval_s)
+                      publish_interval_s, first_batch)
     finally:
         for task in helpers:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if state_keeper is not None and streaming:
+            state_keeper.save(tracker.orientation, final=True)
         if background:
             await asyncio.gather(*background, return_exceptions=True)
     for ep in tracker.flush():
@@ -477,7 +506,8 @@ async def run_bridge(
     return totals
 
 
-async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe_buzz, publish_interval_s):
+async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe_buzz, publish_interval_s,
+                  first_batch):
     """The source loop of :func:`run_bridge` (split out so the config and status tasks wrap it)."""
     first = True
     per_msg = 0
@@ -485,6 +515,7 @@ async def _stream(source, tracker, totals, pend, publish, hand_over, emit, maybe
         async for b in source.batches():
             if first:
                 first = False
+                first_batch()
                 pend.first_t0 = b.t0_ns
                 per_msg = max(1, round(publish_interval_s * NS_PER_S / b.dt_ns))
             if pend.n and (b.gap_before or b.dt_ns != pend.dt_ns):

@@ -116,6 +116,15 @@ async def _scan(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- run
 
 
+def recording_digest(path: str) -> str:
+    """What makes two replays "the same recording": the first 32 hex digits of the file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:32]
+
+
 def clock_anchor_ns(outbox: Any, replay: str | None, first_t_ns: int, now_ns: int) -> int:
     """UTC ns that sensor time 0 maps to (``start_utc_ns`` of :func:`run_bridge`).
 
@@ -130,11 +139,7 @@ def clock_anchor_ns(outbox: Any, replay: str | None, first_t_ns: int, now_ns: in
 
     key = ""
     if replay:
-        digest = hashlib.sha256()
-        with open(replay, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        key = "replay_anchor:" + digest.hexdigest()[:32]
+        key = "replay_anchor:" + recording_digest(replay)
         kept = outbox.get_meta(key)
         if kept is not None:
             return int(kept)
@@ -183,6 +188,7 @@ async def _run_with_outbox(args: argparse.Namespace, cfg: Any, source: Any, outb
                            first_t_ns: int) -> int:
     from spinewatch.service.bridge import ConfigSubscriber, run_bridge
     from spinewatch.service.bridge_memory import prepare_bridge_process
+    from spinewatch.service.filter_state import REPLAY_SENSOR, FilterStateKeeper
     from spinewatch.service.mqtt import resolve_protocol
     from spinewatch.service.publisher import Publisher
     from spinewatch.signal import PostureParams, PostureTracker
@@ -207,13 +213,17 @@ async def _run_with_outbox(args: argparse.Namespace, cfg: Any, source: Any, outb
         print(f"haptic: {ev.pattern}", file=sys.stderr)
 
     start_utc_ns = clock_anchor_ns(outbox, args.replay, first_t_ns, time.time_ns())
+    # the filter's learnt bias, kept in the outbox file for the next start of this sensor
+    keeper = FilterStateKeeper(outbox, lambda: REPLAY_SENSOR if args.replay else
+                               (getattr(source, "address", None) or args.address or args.profile),
+                               stream="replay:" + recording_digest(args.replay) if args.replay else "")
     with Publisher(cfg.mqtt, args.patient, device_id, protocol, outbox) as pub:
         async with ConfigSubscriber(cfg.mqtt, args.patient, device_id, protocol) as sub:
             _stop_on_signals(source)
             totals = await run_bridge(source, tracker, pub, start_utc_ns, publish_interval_s=args.publish_interval,
                                       on_event=on_event, config_updates=sub, on_haptic=on_haptic,
                                       status_interval_s=(cfg.ble.status_interval_s if args.status_interval is None
-                                                         else args.status_interval))
+                                                         else args.status_interval), state_keeper=keeper)
         # a short grace for the acknowledgements in flight (none while the broker is away);
         # whatever is left stays in the outbox for the next start
         if pub.connected:
@@ -302,7 +312,9 @@ def add_bridge_commands(subparsers: Any) -> None:
                     "outbox_dropped) until the broker acknowledged it, across broker outages, restarts "
                     "and kill -9; a stop (Ctrl-C, SIGTERM) keeps the unacknowledged ones for the next "
                     "start. One bridge per device: a second one for the same patient and device id is "
-                    "refused. A restarted bridge never stamps new samples before the last ones it sent.",
+                    "refused. A restarted bridge never stamps new samples before the last ones it sent, and "
+                    "resumes the orientation filter's learnt gyroscope bias of the same sensor (kept in "
+                    "the outbox file every status interval and at a stop; docs/orientation.md).",
         epilog="example: SPINEWATCH_MQTT_URL=mqtt://127.0.0.1:1883 spinewatch bridge run "
                "--device SpineWatch-3F2A --profile spinewatch --patient p-0042",
     )

@@ -13,6 +13,9 @@ The file also owns the posture message counter of the wire format (docs/wire-for
 to each posture message as it enters the outbox (1, 2, 3, ... in the same transaction, so
 it continues across restarts; only messages dropped when full leave a gap).
 
+It is also where a device's bridge keeps what it learnt across restarts (:meth:`Outbox.set_kept`):
+the orientation filter's state (:mod:`spinewatch.service.filter_state`).
+
 One owner decides where the outbox of a (patient, device) lives and opens it:
 :func:`open_outbox`. It takes an exclusive OS lock (``fcntl.flock`` on ``<file>.lock``),
 so a second process for the same (patient, device) is refused (:class:`OutboxBusy`)
@@ -94,6 +97,7 @@ class Outbox:
                 qos INTEGER NOT NULL, retain INTEGER NOT NULL, droppable INTEGER NOT NULL);
             CREATE INDEX IF NOT EXISTS outbox_droppable ON outbox (droppable, id);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS kept (key TEXT PRIMARY KEY, value BLOB NOT NULL);
             """
         )
         self._db.execute("BEGIN IMMEDIATE")
@@ -122,6 +126,18 @@ class Outbox:
         """Keep an integer in the file (e.g. a replay's clock anchor)."""
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, int(value)))
+
+    def get_kept(self, key: str) -> bytes | None:
+        """Bytes another part of the bridge keeps in the file under ``key`` (None if never set),
+        e.g. the orientation filter's state (:mod:`spinewatch.service.filter_state`)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM kept WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_kept(self, key: str, value: bytes) -> None:
+        """Keep bytes in the file under ``key`` (replacing what was there), committed at once."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO kept VALUES (?, ?)", (key, value))
 
     def append(self, topic: str, payload: Payload, qos: int = 1, retain: bool = False,
                droppable: bool = True) -> int:

@@ -827,6 +827,41 @@ class OrientationFilter:
         """
         _reset_motion_state(self._state)
 
+    def resume(self, state: npt.ArrayLike, elapsed_s: float = 0.0) -> None:
+        """Continue from a saved :attr:`state` after ``elapsed_s`` seconds without data, in an
+        orientation that may have changed meanwhile (a restarted bridge).
+
+        What outlives the pause is kept: the gyroscope bias estimate (clipped to this filter's
+        ``bias_clip_dps``) and its uncertainty, grown as the filter's own process noise grows
+        it over ``elapsed_s`` (the variance by (0.1 deg/s)^2 per ``bias_forgetting_time_s``,
+        never beyond ``bias_sigma_init_dps``). Everything tied to the motion restarts as after
+        :meth:`reset_motion`: the inclination re-aligns from the next accelerometer samples
+        with the start-up average, so the saved orientation does not matter (heading is
+        arbitrary anyway).
+
+        Args:
+            state: a vector saved from :attr:`state` (of any rate and parameters).
+            elapsed_s: seconds since it was saved, >= 0.
+
+        Raises:
+            ValueError: if the state is not a finite vector of :data:`STATE_LEN` or elapsed_s < 0.
+        """
+        v = _check_state(state)
+        elapsed = float(elapsed_s)
+        if not (math.isfinite(elapsed) and elapsed >= 0.0):
+            raise ValueError(f"elapsed_s must be a finite number >= 0, got {elapsed_s!r}")
+        c = self._coeffs
+        v[_S_BIAS : _S_BIAS + 3] = np.clip(v[_S_BIAS : _S_BIAS + 3], -c[_C_BIAS_CLIP], c[_C_BIAS_CLIP])
+        p0 = c[_C_BIAS_P0]
+        # the process noise per bias update, per second of data
+        grow = c[_C_BIAS_V] / (c[_C_BIAS_EVERY] * c[_C_TS]) * elapsed
+        for k in (0, 4, 8):
+            if v[_S_P + k] < p0:
+                v[_S_P + k] = min(p0, v[_S_P + k] + grow)
+        v[_S_BIAS_COUNT] = 0.0  # counted at the saved rate
+        _reset_motion_state(v)
+        self._state = v
+
     def update(self, gyr_rad_s: npt.ArrayLike, acc_m_s2: npt.ArrayLike) -> Float2D:
         """Filter a chunk of samples that follows the previous one without a gap.
 

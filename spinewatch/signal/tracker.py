@@ -91,7 +91,9 @@ class PostureTracker:
     of the estimated up direction (the patient sits upright and still); after that it is
     fixed, and angles are relative to it. Slouches are not detected during calibration or
     while lying. A stored calibration (:meth:`set_neutral`) replaces the auto-capture, also
-    in the middle of a stream.
+    in the middle of a stream. During the orientation filter's start-up (after a cold start
+    or :meth:`reset_motion`, ``tau_acc_s``) the activity is :attr:`Activity.UNKNOWN` and the
+    slouch detector takes no decision.
 
     Args:
         rate_hz: sample rate, Hz.
@@ -163,7 +165,8 @@ class PostureTracker:
         """Call after a gap in the data: the orientation filter restarts its motion state.
 
         For the filter's start-up average that follows (``tau_acc_s``, 3 s by default) the
-        slouch detector takes no decision (an episode open before the gap continues).
+        slouch detector takes no decision (an episode open before the gap continues) and the
+        activity is :attr:`Activity.UNKNOWN` (lying and upright are told by the inclination).
         """
         reset = getattr(self.orientation, "reset_motion", None)
         if reset is not None:
@@ -226,6 +229,10 @@ class PostureTracker:
         window and whose first ``start_up`` samples in the orientation filter's start-up."""
         # inclination of the trunk from vertical: angle of up_body from body z
         incl = np.degrees(np.arccos(np.clip(np.cos(np.radians(flex)) * np.cos(np.radians(lat)), -1, 1)))
+        # in the orientation filter's start-up the inclination is still converging: the
+        # classifier gets no inclination there and says UNKNOWN (its motion energy still
+        # follows the accelerometer), as the slouch detector gets NaN below
+        incl[:start_up] = np.nan
         act = self.activity.update(acc, incl)
         angle = flex.copy()
         # A finite "far below" value ends any episode (NaN would mean "no data" and keep it).

@@ -30,6 +30,8 @@ ACTIVITY_MAPPINGS = [{"type": "value", "options": {
     "1": {"text": "lying", "color": "blue", "index": 0},
     "2": {"text": "upright still", "color": "green", "index": 1},
     "3": {"text": "walking / moving", "color": "purple", "index": 2},
+    # the orientation filter's start-up after a (re)start: lying/upright not yet known (docs/signal.md)
+    "0": {"text": "unknown", "color": "#8e8e8e", "index": 3},
 }}]
 STATE_MAPPINGS = [{"type": "value", "options": {
     "0": {"text": "neutral", "color": COLOR_NEUTRAL, "index": 0},
