@@ -126,7 +126,7 @@ def stored(mosquitto, influxdb1, tmp_path_factory):
         span = (day_start_ns(0), day_start_ns(DAYS))
         for rate in RATES_HZ:
             wait_until(lambda rate=rate: influx.minutes_trend(patient(rate), *span).samples.sum()
-                       == round(WEAR_MIN * 60 * rate), 60, f"every sample of {patient(rate)} in trend")
+                       == round(WEAR_MIN * 60 * rate), 180, f"every sample of {patient(rate)} in trend")
     finally:
         for proc, _ in workers:
             proc.terminate()
