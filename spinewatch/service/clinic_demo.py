@@ -21,7 +21,8 @@ patient wears the sensor about 8 h; the posture within it is :meth:`PostureScrip
 length. Everything else is real: every sample goes through the Numba filter and slouch detector,
 the haptic trigger, the publisher with its disk outbox, the broker, the ingest worker and the
 store; patients stream concurrently (one asyncio task each) through one broker and one ingest
-worker, their days one after the other, as fast as the machine allows (``--speed max``).
+worker, their days one after the other, as fast as the machine allows (``--speed max``); each
+patient's bridge runs in a worker process (one per core), the ingest worker in the demo's process.
 
 The run ends with what a therapist opens: each patient's PDF report (``spinewatch report``'s
 code path, in the patient's time zone) and its figures as JSON, the dashboards rendered to PNG
@@ -33,12 +34,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
 import math
+import multiprocessing
 import os
 import time
 import zoneinfo
@@ -240,7 +243,6 @@ class PatientRun:
     alerts: int = 0
     configs: int = 0
     remount_flagged: list[dt.date] = field(default_factory=list)
-    done_samples: int = 0  # progress of the running session
 
     @property
     def sent(self) -> int:
@@ -273,8 +275,38 @@ def scale_note(patients: int, days: int, wear_s: float, rate_hz: float) -> str:
             "ingest and store, as fast as the machine allows")
 
 
+_SHARED: Any = None  # in a worker process: the progress counters (samples, slouches) of every patient
+
+
+def _init_worker(shared: Any) -> None:
+    global _SHARED  # noqa: PLW0603 - one per worker process, set once at its start
+    _SHARED = shared
+
+
+def _patient_process(run: PatientRun, slot: int, cfg: Config, mqtt_cfg: Any, protocol: Any, out_dir: Path,
+                     wear_s: float, speed: float | None) -> PatientRun:
+    """One patient's days in a worker process (its own bridge and publisher, the shared broker)."""
+    from spinewatch.service.pipeline import DEMO_RATE_HZ, warm_up_kernels  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    warm_up_kernels(DEMO_RATE_HZ)
+
+    def progress(samples: int) -> None:
+        if _SHARED is not None:
+            _SHARED[2 * slot] = samples
+            _SHARED[2 * slot + 1] = run.events
+
+    async def main() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            await _run_patient(run, cfg, mqtt_cfg, protocol, out_dir, wear_s, speed, stack, progress)
+
+    asyncio.run(main())
+    return run
+
+
 async def _run_patient(run: PatientRun, cfg: Config, mqtt_cfg: Any, protocol: Any, out_dir: Path,
-                       wear_s: float, speed: float | None, stack: contextlib.AsyncExitStack) -> None:
+                       wear_s: float, speed: float | None, stack: contextlib.AsyncExitStack,
+                       on_samples: Callable[[int], None]) -> None:
     from spinewatch.service.bridge import run_bridge  # noqa: PLC0415
     from spinewatch.service.outbox import open_outbox  # noqa: PLC0415
     from spinewatch.service.patient_config import encode_patient_config  # noqa: PLC0415
@@ -313,12 +345,12 @@ async def _run_patient(run: PatientRun, cfg: Config, mqtt_cfg: Any, protocol: An
         tracker = PostureTracker(DEMO_RATE_HZ, PostureParams(pcfg.threshold_deg, pcfg.hysteresis_deg,
                                                              pcfg.min_duration_s, p.calibration_s))
 
-        def progress(st: Any) -> None:
-            run.done_samples = st.samples
+        def progress(st: Any, done: int = run.samples) -> None:
+            on_samples(done + st.samples)
 
         totals = await run_bridge(source, tracker, publisher, source.start_utc_ns, patient_config=pcfg,
                                   on_status=progress)
-        run.done_samples = 0
+        on_samples(run.samples)
         run.samples += totals.samples
         run.posture_messages += totals.posture_messages
         run.events += totals.events
@@ -442,20 +474,27 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
             _LOGGER.warning("ingest not subscribed yet after 30 s; messages wait in the broker")
         stage(scale_note(patients, days, wear_s, DEMO_RATE_HZ))
         t_stream = time.perf_counter()
-        tasks = [asyncio.create_task(_run_patient(r, cfg, mqtt_cfg, protocol, out_dir, wear_s, speed, stack),
-                                     name=f"clinic.{r.sim.patient}") for r in runs]
-        all_done = asyncio.gather(*tasks)
+        # the patients' bridges in worker processes (one per core: the filter, simulator and publisher
+        # are CPU-bound Python/Numba holding the GIL); this process keeps the ingest worker
+        ctx = multiprocessing.get_context("spawn")  # never fork a process running threads
+        shared = ctx.Array("q", 2 * len(runs), lock=False)
+        workers = max(1, min(len(runs), os.cpu_count() or 1))
+        pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,)))
+        futures = [asyncio.wrap_future(pool.submit(_patient_process, r, k, cfg, mqtt_cfg, protocol, out_dir,
+                                                   wear_s, speed)) for k, r in enumerate(runs)]
+        all_done = asyncio.gather(*futures)
         while not all_done.done():
             await asyncio.wait([all_done], timeout=0.25)
             if on_progress is not None:
-                done = sum(r.samples + r.done_samples for r in runs)
+                done = sum(shared[2 * k] for k in range(len(runs)))
                 frac = done / total if total else 1.0
                 wall = time.perf_counter() - t_stream
                 eta = wall * (1 - frac) / frac if frac > 0.005 else float("nan")
-                day = min(days, 1 + int(frac * days))
-                on_progress(frac, eta, f"day {day}/{days}, {patients} patients, {done / max(wall, 1e-9) / 1e3:,.0f} "
-                                       f"k samples/s, {sum(r.events for r in runs)} slouches")
-        await all_done
+                finished = sum(f.done() for f in futures)
+                on_progress(frac, eta, f"{finished}/{patients} patients done, {done / max(wall, 1e-9) / 1e3:,.0f} "
+                                       f"k samples/s, {sum(shared[2 * k + 1] for k in range(len(runs)))} slouches")
+        runs = list(await all_done)
         stage("waiting for the broker and the ingest worker to finish")
         from spinewatch.service.pipeline import DRAIN_TIMEOUT_S  # noqa: PLC0415
 
