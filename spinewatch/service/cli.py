@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--duration", type=parse_duration_s, default=None,
                    metavar="D", help="simulated time: 8h, 90m, 1h30m, 45s (default 8h); with --patients/--days: "
-                                     "the wear of each simulated day (default 1h)")
+                                     "the wear of each simulated day (default 30m)")
     d.add_argument("--speed", type=parse_speed, default=None, metavar="S",
                    help="1 = real time with a live view, N = N times faster, max = as fast as possible "
                         "with a progress bar (default max)")

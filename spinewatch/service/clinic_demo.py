@@ -16,7 +16,7 @@ and course over the days:
 More than five patients repeat the courses with other seeds.
 
 Scale, said plainly (also in the output and README): each simulated day is one session of
-``wear_s`` (default 1 h) of 100 Hz samples starting at the patient's usual hour, where a real
+``wear_s`` (default 30 min) of 100 Hz samples starting at the patient's usual hour, where a real
 patient wears the sensor about 8 h; the posture within it is :meth:`PostureScript.day` of that
 length. Everything else is real: every sample goes through the Numba filter and slouch detector,
 the haptic trigger, the publisher with its disk outbox, the broker, the ingest worker and the
@@ -64,7 +64,7 @@ from spinewatch.service.config import Config
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_WEAR_S: Final = 3600.0  # wear of each simulated day (a real day is about 8 h)
+DEFAULT_WEAR_S: Final = 1800.0  # wear of each simulated day (a real day is about 8 h): a month of 5 in minutes
 MAX_PATIENTS: Final = 50
 MAX_DAYS: Final = 366
 REMOUNT_TILT_DEG: Final = 35.0  # pitch of the sensor stuck back on (the detector reports >= 30)
@@ -267,10 +267,14 @@ class ClinicResult:
         return sum(r.samples for r in self.runs)
 
 
+def _wear_text(wear_s: float) -> str:
+    return f"{wear_s / 60:g} min" if wear_s < 3600 else f"{wear_s / 3600:g} h"
+
+
 def scale_note(patients: int, days: int, wear_s: float, rate_hz: float) -> str:
     """What is simulated at which scale, in one sentence (printed and in README)."""
     return (f"simulated: {patients} patient{'s' if patients > 1 else ''} x {days} day{'s' if days > 1 else ''}, "
-            f"each worn day one session of {wear_s / 3600:g} h at {rate_hz:g} Hz (a real patient wears the sensor "
+            f"each worn day one session of {_wear_text(wear_s)} at {rate_hz:g} Hz (a real patient wears the sensor "
             "about 8 h a day), every sample through the real filter, haptics, publisher + disk outbox, broker, "
             "ingest and store, as fast as the machine allows")
 
@@ -392,9 +396,10 @@ def _render_artefacts(store: Any, cfg: Config, runs: list[PatientRun], out_dir: 
     out: dict[str, list[Path]] = {}
     for run in runs:
         sim = run.sim
-        stage(f"report of {sim.patient} ({sim.tz}): {first} to {last}")
+        p_first, p_last = run.plans[0].date, run.plans[-1].date  # the patient's own local days
+        stage(f"report of {sim.patient} ({sim.tz}): {p_first} to {p_last}")
         try:
-            report = build(store, sim.patient, first, last, min_wear_min=cfg.report.min_wear_min,
+            report = build(store, sim.patient, p_first, p_last, min_wear_min=cfg.report.min_wear_min,
                            default_threshold_deg=cfg.posture.threshold_deg, default_severe_deg=SEVERE_DEG)
         except ReportError as exc:
             _LOGGER.warning("%s: no report: %s", sim.patient, exc)
@@ -538,7 +543,7 @@ def add_clinic_options(d: argparse.ArgumentParser) -> None:
                    help="simulated patients, each with their own mounting, time zone, habits and course "
                         f"(default 1; at most {MAX_PATIENTS}); see docs/developer-guide.md")
     d.add_argument("--days", type=_count("--days", MAX_DAYS), default=1, metavar="D",
-                   help="simulated days ending today, one session of --duration (default 1h with --patients/--days) "
+                   help="simulated days ending today, one session of --duration (default 30m with --patients/--days) "
                         "each worn day (default 1); with N or D > 1 the demo ends with each patient's PDF report")
 
 
