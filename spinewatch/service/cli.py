@@ -221,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
             "private broker is started (mosquitto if installed, else the in-process amqtt); with "
             "no SPINEWATCH_INFLUX_URL points go to SQLite in --out."
         ),
-        epilog="example: spinewatch demo --duration 8h --speed max --out out/",
+        epilog="examples:\n  spinewatch demo --duration 8h --speed max --out out/\n"
+               "  spinewatch demo --duration 10m --speed 1          # the patient's live view, in real time\n"
+               "  spinewatch demo --patients 5 --days 30 --out out/  # a month of a caseload: reports, dashboards",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("--duration", type=parse_duration_s, default=None,
                    metavar="D", help="simulated time: 8h, 90m, 1h30m, 45s (default 8h); with --patients/--days: "

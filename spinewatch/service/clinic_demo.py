@@ -541,7 +541,7 @@ def add_clinic_options(d: argparse.ArgumentParser) -> None:
     """``--patients`` and ``--days`` of ``spinewatch demo``."""
     d.add_argument("--patients", type=_count("--patients", MAX_PATIENTS), default=1, metavar="N",
                    help="simulated patients, each with their own mounting, time zone, habits and course "
-                        f"(default 1; at most {MAX_PATIENTS}); see docs/developer-guide.md")
+                        f"(default 1; at most {MAX_PATIENTS}); README, 'A month of a clinic's caseload'")
     d.add_argument("--days", type=_count("--days", MAX_DAYS), default=1, metavar="D",
                    help="simulated days ending today, one session of --duration (default 30m with --patients/--days) "
                         "each worn day (default 1); with N or D > 1 the demo ends with each patient's PDF report")
