@@ -91,3 +91,14 @@ def test_the_live_neutral_share_is_the_summarys(tmp_path):
     live = seen[-1].time_neutral_pct
     assert math.isfinite(live) and 0.0 < result.summary.time_neutral_pct < 100.0
     assert live == pytest.approx(result.summary.time_neutral_pct, abs=0.01)
+
+
+@pytest.mark.parametrize("width", [40, 79, 119])
+def test_the_progress_line_keeps_the_share_and_the_eta_at_any_width(width):
+    from spinewatch.service.live_view import progress_line
+
+    fields = [Field(("3/5 patients done", ""), 2), Field(("109 k samples/s", ""), 3), Field(("214 slouches", ""), 4)]
+    line = progress_line(0.4237, width, fields, eta_s=125.0)
+    assert len(line) <= width and "42.4 %" in line and "ETA 2:05" in line
+    if width >= 79:
+        assert line.startswith("[") and "3/5 patients done" in line
