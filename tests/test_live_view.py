@@ -12,7 +12,7 @@ import pytest
 from spinewatch.model import Activity, HapticAlert
 from spinewatch.service.bridge import HapticEvent, LiveStatus
 from spinewatch.service.config import Config
-from spinewatch.service.live_view import DemoConsole, Field, LiveState, fit_fields, live_line
+from spinewatch.service.live_view import SLOUCH_STYLE, DemoConsole, Field, LiveState, fit_fields, live_line
 from spinewatch.service.pipeline import run_demo
 
 T0_NS = 1_796_371_200 * 10**9  # 2026-12-04 08:00 UTC
@@ -29,7 +29,8 @@ def _status(slouching: bool, t_s: float = 3723.0, **kw: object) -> LiveStatus:
 
 def _draws(text: str) -> list[str]:
     """Every line and every in-place redraw of a terminal stream, without the clear-to-end codes."""
-    return [part.replace("\x1b[K", "") for line in text.split("\n") for part in line.split("\r") if part]
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
+    return [part for line in plain.split("\n") for part in line.split("\r") if part]
 
 
 class _Tty(io.StringIO):
@@ -38,7 +39,8 @@ class _Tty(io.StringIO):
 
 
 @pytest.mark.parametrize("width", [80, 120])
-def test_the_live_view_fits_the_terminal_and_keeps_the_patients_fields(width):
+def test_the_live_view_fits_the_terminal_and_keeps_the_patients_fields(width, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
     buf = _Tty()
     console = DemoConsole(8 * 3600.0, live=True, stream=buf, width=width)
     console.status(_status(False, t_s=3600.0))
@@ -48,6 +50,7 @@ def test_the_live_view_fits_the_terminal_and_keeps_the_patients_fields(width):
     console.status(_status(True, t_s=3745.0))  # a redraw after the alert line
     console.alert(HapticAlert("p", "d", T0_NS + 3_700 * 10**9, 34.6, True, 23.0))
     console.status(_status(False, t_s=3760.0, slouch_count=8))
+    assert SLOUCH_STYLE + "SLOUCHING" in buf.getvalue()  # a terminal shows the slouch state in colour
     draws = _draws(buf.getvalue())
     assert draws and max(len(d) for d in draws) <= width - 1, [d for d in draws if len(d) >= width]
     slouching = [d for d in draws if "SLOUCHING" in d]

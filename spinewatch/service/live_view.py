@@ -10,14 +10,17 @@ fits (:func:`fit_fields`). The live view shows what a patient needs, most import
 3. the time of day, the activity and the lateral bend.
 
 Haptic alerts, the outcome of each alert and each finished slouch are printed as lines of their
-own above the status line, as they happen. On a terminal the status line is redrawn in place;
-elsewhere (a log, a pipe) it is printed every few seconds.
+own above the status line, as they happen. On a terminal the status line is redrawn in place
+(the slouch state in white on red, unless ``NO_COLOR`` is set); elsewhere (a log, a pipe) it is
+printed every few seconds.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import re
 import shutil
 import sys
 import time
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 SEP = "  "  # between two fields
 REDRAW_TTY_S = 0.2  # a terminal redraws the status line at most this often
 REDRAW_LOG_S = 5.0  # a log gets a status line this often
+SLOUCH_STYLE = "\x1b[1;97;41m"  # bold white on red (not on a log, nor with NO_COLOR set)
 
 
 def fmt_hms(seconds: float) -> str:
@@ -221,7 +225,10 @@ class DemoConsole:
         self._last = now
         w = self._width()
         if self.live:
-            self._draw(live_line(st, self.state, w))
+            line = live_line(st, self.state, w)
+            if self.tty and not os.environ.get("NO_COLOR"):  # the slouch state in white on red
+                line = re.sub(r"SLOUCH(ING)?", lambda m: f"{SLOUCH_STYLE}{m.group(0)}\x1b[0m", line, count=1)
+            self._draw(line)
             return
         frac = min(1.0, st.elapsed_s / self.duration_s) if self.duration_s > 0 else 1.0
         wall = now - self._t0
