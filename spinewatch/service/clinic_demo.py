@@ -471,6 +471,9 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
         store = await loop.run_in_executor(None, make_store, cfg, local)
         stack.callback(store.close)
         stage(f"store: {store.address}")
+        schema = None
+        if cfg.influx.kind == "v1":
+            schema = await loop.run_in_executor(None, _influx_schema, store, cfg, stage)
         ingest = IngestWorker(mqtt_cfg, dataclasses.replace(cfg.ingest, worker_id=f"demo-ingest-{os.getpid()}"),
                               store, protocol)
         ingest.start()
@@ -507,8 +510,8 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
         if not await loop.run_in_executor(None, ingest.wait_written, sent, DRAIN_TIMEOUT_S):
             _LOGGER.warning("ingest wrote fewer messages than published: %s", ingest.stats.snapshot())
         stream_s = time.perf_counter() - t_stream
-        if cfg.influx.kind == "v1":
-            await loop.run_in_executor(None, _backfill_trend, store, cfg, stage)
+        if schema is not None:
+            await loop.run_in_executor(None, _backfill_trend, store, schema, stage)
         artefacts = await loop.run_in_executor(None, _render_artefacts, store, cfg, runs, out_dir, first, last, stage)
         return ClinicResult(
             runs=runs, wall_s=time.perf_counter() - t_start, stream_s=stream_s, broker=broker_desc,
@@ -518,21 +521,32 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
         )
 
 
-def _backfill_trend(store: Any, cfg: Config, stage: Callable[[str], None]) -> None:
-    """On InfluxDB 1.x: the retention policies and continuous queries of ``spinewatch influx init``,
-    then their backfill, so the trend dashboards and reports see the simulated weeks (continuous
-    queries only downsample the last minutes as they pass; the demo's days are in the past)."""
+def _influx_schema(store: Any, cfg: Config, stage: Callable[[str], None]) -> Any:
+    """On InfluxDB 1.x, before any point: the retention policies and continuous queries of
+    ``spinewatch influx init`` (points written before them would sit in ``autogen``, which the
+    dashboards do not read), raw points kept 90 days; a database that has them already (``influx
+    init`` ran) is left as it is. Returns the schema, for :func:`_backfill_trend`."""
     from spinewatch.service.schema import Influx1Schema  # noqa: PLC0415
     from spinewatch.service.storage import StoreRejected  # noqa: PLC0415
 
-    stage("downsampling the simulated weeks into the trend retention policy (influx init --backfill)")
-    schema = Influx1Schema(cfg.influx.db, "INF")
-    for q in schema.statements(store.retention_policies()):
+    schema = Influx1Schema(cfg.influx.db, "90d")
+    existing = store.retention_policies()
+    if "raw" in existing and "trend" in existing:
+        return schema
+    stage("InfluxDB layout of `spinewatch influx init` (retention policies, continuous queries)")
+    for q in schema.statements(existing):
         try:
             store.execute(q)
         except StoreRejected as exc:
             if not (q.startswith("DROP CONTINUOUS QUERY") and "not found" in str(exc)):
                 raise
+    return schema
+
+
+def _backfill_trend(store: Any, schema: Any, stage: Callable[[str], None]) -> None:
+    """Downsample the simulated weeks into the trend retention policy (``influx init --backfill``):
+    continuous queries only handle the minutes just past, the demo's days are in the past."""
+    stage("downsampling the simulated weeks into the trend retention policy (influx init --backfill)")
     for q in schema.backfill_statements():
         store.execute(q)
 
