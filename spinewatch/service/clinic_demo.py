@@ -279,7 +279,11 @@ def scale_note(patients: int, days: int, wear_s: float, rate_hz: float) -> str:
             "ingest and store, as fast as the machine allows")
 
 
-_SHARED: Any = None  # in a worker process: the progress counters (samples, slouches) of every patient
+# The patients' bridges pause while the ingest worker is this many samples behind them (20,000 one-second
+# posture messages): the broker's queue for the ingest (broker.MAX_QUEUED_MESSAGES, 100,000 messages) must
+# never overflow, or the broker would drop messages it has acknowledged (a slow InfluxDB, a loaded machine).
+BACKLOG_SAMPLES: Final = 2_000_000
+_SHARED: Any = None  # in a worker process: 2 counters per patient (samples, slouches), then samples written
 
 
 def _init_worker(shared: Any) -> None:
@@ -296,9 +300,13 @@ def _patient_process(run: PatientRun, slot: int, cfg: Config, mqtt_cfg: Any, pro
     warm_up_kernels(DEMO_RATE_HZ)
 
     def progress(samples: int) -> None:
-        if _SHARED is not None:
-            _SHARED[2 * slot] = samples
-            _SHARED[2 * slot + 1] = run.events
+        if _SHARED is None:
+            return
+        _SHARED[2 * slot] = samples
+        _SHARED[2 * slot + 1] = run.events
+        # back-pressure: blocks this patient's bridge (its publisher has threads of its own)
+        while sum(_SHARED[0:-1:2]) - _SHARED[-1] > BACKLOG_SAMPLES:
+            time.sleep(0.05)  # sync-ok: waiting for the ingest worker in another process
 
     async def main() -> None:
         async with contextlib.AsyncExitStack() as stack:
@@ -485,7 +493,7 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
         # the patients' bridges in worker processes (one per core: the filter, simulator and publisher
         # are CPU-bound Python/Numba holding the GIL); this process keeps the ingest worker
         ctx = multiprocessing.get_context("spawn")  # never fork a process running threads
-        shared = ctx.Array("q", 2 * len(runs), lock=False)
+        shared = ctx.Array("q", 2 * len(runs) + 1, lock=False)
         workers = max(1, min(len(runs), os.cpu_count() or 1))
         pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_init_worker, initargs=(shared,)))
@@ -493,7 +501,8 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
                                                    wear_s, speed)) for k, r in enumerate(runs)]
         all_done = asyncio.gather(*futures)
         while not all_done.done():
-            await asyncio.wait([all_done], timeout=0.25)
+            await asyncio.wait([all_done], timeout=0.1)
+            shared[-1] = ingest.stats.written_points  # the patients' bridges wait when it lags (BACKLOG_SAMPLES)
             if on_progress is not None:
                 done = sum(shared[2 * k] for k in range(len(runs)))
                 frac = done / total if total else 1.0
@@ -511,7 +520,7 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
             _LOGGER.warning("ingest wrote fewer messages than published: %s", ingest.stats.snapshot())
         stream_s = time.perf_counter() - t_stream
         if schema is not None:
-            await loop.run_in_executor(None, _backfill_trend, store, schema, stage)
+            await loop.run_in_executor(None, _backfill_trend, store, schema, runs, wear_s, stage)
         artefacts = await loop.run_in_executor(None, _render_artefacts, store, cfg, runs, out_dir, first, last, stage)
         return ClinicResult(
             runs=runs, wall_s=time.perf_counter() - t_start, stream_s=stream_s, broker=broker_desc,
@@ -543,12 +552,36 @@ def _influx_schema(store: Any, cfg: Config, stage: Callable[[str], None]) -> Any
     return schema
 
 
-def _backfill_trend(store: Any, schema: Any, stage: Callable[[str], None]) -> None:
-    """Downsample the simulated weeks into the trend retention policy (``influx init --backfill``):
-    continuous queries only handle the minutes just past, the demo's days are in the past."""
-    stage("downsampling the simulated weeks into the trend retention policy (influx init --backfill)")
-    for q in schema.backfill_statements():
-        store.execute(q)
+BACKFILL_WINDOW_S: Final = 2 * 86_400  # one downsampling query per 2 days: each well inside the HTTP timeout
+
+
+def _backfill_trend(store: Any, schema: Any, runs: list[PatientRun], wear_s: float,
+                    stage: Callable[[str], None]) -> None:
+    """Downsample the simulated weeks into the trend retention policy, as ``influx init --backfill``
+    does (continuous queries only handle the minutes just past; the demo's days are in the past),
+    over the demo's time range in windows of :data:`BACKFILL_WINDOW_S` (one query over a month of
+    100 Hz points outlasts the HTTP timeout). Every demo point carries ``wear_s``: the exact
+    statements only; the settings are written to their policy by the ingest worker itself."""
+    from spinewatch.service.schema import (  # noqa: PLC0415
+        POSTURE_1M_SELECT,
+        POSTURE_1M_STILL_SELECT,
+        SLOUCH_COPY_SELECT,
+    )
+
+    starts = [p.start_utc_ns for r in runs for p in r.plans if p.worn]
+    if not starts:
+        return
+    step = BACKFILL_WINDOW_S * NS_PER_S
+    lo = min(starts) // step * step
+    hi = max(starts) + int(wear_s * NS_PER_S) + NS_PER_S
+    windows = range(lo, hi, step)
+    for k, t in enumerate(windows):
+        stage(f"downsampling into the trend retention policy (influx init --backfill): {k + 1}/{len(windows)}")
+        where = f"time >= {t} AND time < {t + step} "
+        for q in (POSTURE_1M_SELECT.format(db=schema.db, where="WHERE " + where),
+                  POSTURE_1M_STILL_SELECT.format(db=schema.db, where="AND " + where),
+                  SLOUCH_COPY_SELECT.format(db=schema.db, where="WHERE " + where)):
+            store.execute(q)
 
 
 def add_clinic_options(d: argparse.ArgumentParser) -> None:
