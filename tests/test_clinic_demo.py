@@ -42,9 +42,12 @@ def test_every_patients_worn_days_reach_the_store(clinic):
     store = SqliteStore(out / "spinewatch.sqlite")
     try:
         for sim in (improver, dropout, remount):
+            dates = [dt.date.fromisoformat(day["date"]) for day in _days(out, sim.patient)]
             today = dt.datetime.now(zoneinfo.ZoneInfo(sim.tz)).date()
-            for d in range(4):
-                date = today - dt.timedelta(days=3 - d)
+            # the last day is today, or yesterday while today's session would still be running
+            assert len(dates) == 4 and dates[-1] in (today, today - dt.timedelta(days=1))
+            assert dates == [dates[0] + dt.timedelta(days=d) for d in range(4)]
+            for d, date in enumerate(dates):
                 start = dt.datetime.combine(date, dt.time(), zoneinfo.ZoneInfo(sim.tz))
                 lo = int(start.timestamp()) * 10**9
                 minutes = store.minutes(sim.patient, lo, lo + 86_400 * 10**9)

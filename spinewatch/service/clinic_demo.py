@@ -161,7 +161,8 @@ def remount_day(days: int) -> int:
 
 
 def plan_days(p: SimPatient, days: int, last_date: dt.date, wear_s: float) -> list[DayPlan]:
-    """Every day of ``p``'s course, ending on ``last_date`` (their local date)."""
+    """Every day of ``p``'s course, ending on ``last_date`` (their local date; the demo takes
+    yesterday when today's session would not be over yet: no data from the future)."""
     tz = zoneinfo.ZoneInfo(p.tz)
     rng = np.random.default_rng([p.seed, 0x636C])
     plans = []
@@ -395,6 +396,39 @@ def _grafana_commands(first: dt.date, last: dt.date, patients: int, days: int, w
     ]
 
 
+# Dashboards drawn over the whole range; the others (live, day: 100 Hz detail) over the patient's last session.
+RANGE_DASHBOARDS: Final = ("clinic-overview.json", "patient-trends.json", "rtm-compliance.json")
+
+
+def _render_dashboards(store: Any, runs: list[PatientRun], out_dir: Path, first: dt.date,
+                       stage: Callable[[str], None]) -> list[Path]:
+    """Each dashboard to PNG from Grafana's own queries (:mod:`spinewatch.service.dashboard_render`):
+    the clinic overview once, the trend and compliance pages of each patient over the whole range
+    (up to now, as Grafana opens them), the live and day pages over their last session."""
+    from spinewatch.service.dashboard_render import render_dashboard  # noqa: PLC0415
+    from spinewatch.service.dashboards import DASHBOARDS  # noqa: PLC0415
+
+    folder = out_dir / "dashboards"
+    start_ns = int(dt.datetime.combine(first - dt.timedelta(days=1), dt.time(), dt.UTC).timestamp()) * NS_PER_S
+    end_ns = time.time_ns()
+    stage("dashboard: clinic overview (PNG, the same queries as Grafana)")
+    paths = [render_dashboard(DASHBOARDS["clinic-overview.json"](), store, start_ns, end_ns,
+                              {"patient": ".*", "device": ".*"}, folder / "clinic-overview.png")]
+    for run in runs:
+        stage(f"dashboards of {run.sim.patient} (PNG, the same queries as Grafana)")
+        worn = [p for p in run.plans if p.worn]
+        last_start = worn[-1].start_utc_ns if worn else start_ns
+        day = (last_start - 10 * 60 * NS_PER_S, last_start + 24 * 3600 * NS_PER_S)
+        for name, build in DASHBOARDS.items():
+            if name == "clinic-overview.json":
+                continue
+            lo, hi = (start_ns, end_ns) if name in RANGE_DASHBOARDS else (day[0], min(day[1], end_ns))
+            values = {"patient": run.sim.patient, "device": ".*"}
+            paths.append(render_dashboard(build(), store, lo, hi, values,
+                                          folder / run.sim.patient / name.replace(".json", ".png")))
+    return paths
+
+
 def _render_artefacts(store: Any, cfg: Config, runs: list[PatientRun], out_dir: Path, first: dt.date,
                       last: dt.date, stage: Callable[[str], None]) -> dict[str, list[Path]]:
     from spinewatch.service.dashboards._common import SEVERE_DEG  # noqa: PLC0415
@@ -418,15 +452,7 @@ def _render_artefacts(store: Any, cfg: Config, runs: list[PatientRun], out_dir: 
         figures.write_text(json.dumps(to_json(report), indent=2) + "\n")
         out[sim.patient] = [*write_pdf(report, folder / f"{sim.patient}.pdf"), figures]
     if cfg.influx.kind == "v1":
-        from spinewatch.service.dashboard_render import render_all  # noqa: PLC0415
-
-        tz = zoneinfo.ZoneInfo("UTC")
-        start_ns = int(dt.datetime.combine(first - dt.timedelta(days=1), dt.time(), tz).timestamp()) * NS_PER_S
-        end_ns = int(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz).timestamp()) * NS_PER_S
-        for run in runs:
-            stage(f"dashboards of {run.sim.patient} (PNG, the same queries as Grafana)")
-            paths = render_all(store, out_dir / "dashboards" / run.sim.patient, start_ns, end_ns, run.sim.patient)
-            out.setdefault("dashboards", []).extend(paths)
+        out["dashboards"] = _render_dashboards(store, runs, out_dir, first, stage)
     return out
 
 
@@ -454,9 +480,13 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
     warm_up_kernels(DEMO_RATE_HZ)
     last_utc = dt.datetime.now(dt.UTC).date()
     runs = []
+    now_ns = time.time_ns()
     for sim in roster(patients):
         local_today = dt.datetime.now(zoneinfo.ZoneInfo(sim.tz)).date()
-        runs.append(PatientRun(sim, plan_days(sim, days, local_today, wear_s)))
+        plans = plan_days(sim, days, local_today, wear_s)
+        if plans[-1].start_utc_ns + int(wear_s * NS_PER_S) > now_ns:  # today's session is not over yet
+            plans = plan_days(sim, days, local_today - dt.timedelta(days=1), wear_s)
+        runs.append(PatientRun(sim, plans))
     first = min(r.plans[0].date for r in runs)
     last = max(max(r.plans[-1].date for r in runs), last_utc)
     total = sum(p.worn for r in runs for p in r.plans) * int(wear_s * DEMO_RATE_HZ)

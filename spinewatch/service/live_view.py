@@ -69,7 +69,8 @@ def fit_fields(fields: Sequence[Field], width: int, sep: str = SEP) -> str:
     """The fields joined by ``sep``, shortened by priority until the line is <= ``width``.
 
     The least important field that can still be shortened is shortened one step at a time
-    (dropped once empty); if even the shortest variants do not fit, the line is cut at ``width``.
+    (dropped once empty); then, most important first, fields get back the longer variants that
+    still fit. If even the shortest variants do not fit, the line is cut at ``width``.
     """
     level = [0] * len(fields)
 
@@ -86,6 +87,13 @@ def fit_fields(fields: Sequence[Field], width: int, sep: str = SEP) -> str:
         else:
             return text[: max(0, width)]
         text = line()
+    for i in reversed(order):  # give back, most important first, what still fits
+        while level[i] > 0:
+            level[i] -= 1
+            if len(longer := line()) > width:
+                level[i] += 1
+                break
+            text = longer
     return text
 
 
