@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import io
 import math
 import re
@@ -42,7 +43,7 @@ class _Tty(io.StringIO):
 def test_the_live_view_fits_the_terminal_and_keeps_the_patients_fields(width, monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
     buf = _Tty()
-    console = DemoConsole(8 * 3600.0, live=True, stream=buf, width=width)
+    console = DemoConsole(8 * 3600.0, live=True, stream=buf, width=width, state=LiveState(tz=dt.UTC))
     console.status(_status(False, t_s=3600.0))
     console._last = 0.0
     console.status(_status(True, t_s=3700.0))
@@ -59,13 +60,23 @@ def test_the_live_view_fits_the_terminal_and_keeps_the_patients_fields(width, mo
     assert "SLOUCHING 0:45" in slouching[-1] and "34.6 deg" in slouching[-1]
     assert "76 % neutral" in slouching[-1] and "7 slouches" in slouching[-1]
     assert any("BUZZ: haptic alert #1" in d for d in draws)
-    assert any("alert answered: upright after 23 s" in d for d in draws)
+    assert any("alert of 09:01:40 answered: upright after 23 s" in d for d in draws)
     last = draws[-1]
     assert "upright" in last and "8 slouches" in last and "1 alerts" in last
     if width >= 120:  # room for more: the time of day, the activity, wear time
         assert "09:02:40" in last and "upright  still" in last and "worn 1:02:40" in last
     else:
         assert "worn" not in last and "still" not in last
+
+
+def test_a_lean_past_the_threshold_shows_before_the_slouch_is_confirmed():
+    state = LiveState()
+    assert "upright" in live_line(_status(False, t_s=100.0), state, 119)
+    assert "leaning 0:00" in live_line(_status(False, t_s=200.0, flexion_deg=31.0), state, 119)
+    assert "leaning 0:20" in live_line(_status(False, t_s=220.0, flexion_deg=31.0), state, 119)
+    # confirmed after its minimum duration: the slouch counts from the start of the lean
+    assert "SLOUCHING 0:35" in live_line(_status(True, t_s=235.0), state, 119)
+    assert "lying" in live_line(_status(False, t_s=300.0, flexion_deg=-88.0, activity=Activity.LYING), state, 119)
 
 
 @pytest.mark.parametrize("width", [20, 40, 60, 80, 100, 160])

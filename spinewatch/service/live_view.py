@@ -4,7 +4,8 @@ Every line fits the terminal's width, whatever it is: a line is built from field
 order, and when it is too wide the least important field is shortened, then dropped, until it
 fits (:func:`fit_fields`). The live view shows what a patient needs, most important first:
 
-1. the clear slouch state (``SLOUCHING 0:45`` / ``upright`` / ``lying``), and the angle;
+1. the clear slouch state (``SLOUCHING 0:45`` / ``leaning 0:12`` before a slouch is confirmed /
+   ``upright`` / ``lying``), and the angle;
 2. today's figures: time neutral (the summary's definition: :mod:`spinewatch.signal.neutral`),
    slouches, haptic alerts;
 3. the time of day, the activity and the lateral bend.
@@ -97,11 +98,18 @@ def fit_fields(fields: Sequence[Field], width: int, sep: str = SEP) -> str:
     return text
 
 
+def _leaning(st: LiveStatus) -> bool:
+    """Forward past the threshold, not lying (a slouch once it has lasted long enough)."""
+    return st.activity != Activity.LYING and math.isfinite(st.threshold_deg) and st.flexion_deg >= st.threshold_deg
+
+
 def _state_texts(st: LiveStatus, slouch_s: float) -> tuple[str, ...]:
     if st.slouching:
         return (f"SLOUCHING {fmt_ms(slouch_s)} - sit up", f"SLOUCHING {fmt_ms(slouch_s)}", "SLOUCHING", "SLOUCH")
     if st.activity == Activity.LYING:
         return ("lying", "lying")
+    if _leaning(st):
+        return (f"leaning {fmt_ms(slouch_s)}", "leaning", "lean")
     return ("upright", "ok")
 
 
@@ -124,9 +132,10 @@ class LiveState:
     tz: dt.tzinfo | None = None  # the clock's time zone; None: the machine's
 
     def update(self, st: LiveStatus) -> float:
-        """Remember ``st``; the current slouch's duration so far, s (0 when not slouching)."""
+        """Remember ``st``; how long the current lean or slouch has lasted, s (from the first status
+        past the threshold: a slouch is confirmed only after its minimum duration; 0 when upright)."""
         self.last = st
-        if not st.slouching:
+        if not (st.slouching or _leaning(st)):
             self.slouch_start_ns = None
             return 0.0
         if self.slouch_start_ns is None:
@@ -269,7 +278,9 @@ class DemoConsole:
         if self.live:
             outcome = (f"answered: upright after {a.response_s:.0f} s" if a.corrected and a.response_s is not None
                        else "not answered within the response window")
-            self._say(f"{self._clock(a.t_ns)}  alert {outcome}")
+            st = self.state.last
+            now = self._clock(st.t_ns) if st is not None else self._clock(a.t_ns)
+            self._say(f"{now}  alert of {self._clock(a.t_ns)} {outcome}")
 
     def _clock(self, t_ns: int) -> str:
         t = dt.datetime.fromtimestamp(t_ns / 1e9, tz=self.state.tz or dt.UTC)
