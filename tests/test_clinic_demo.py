@@ -92,3 +92,28 @@ def test_the_therapists_artefacts_tell_each_patients_course(clinic):
     assert t0 == 1
     # where to see it in Grafana
     assert "docker compose up" in proc.stdout and "/d/spinewatch-clinic?from=" in proc.stdout
+
+
+@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed (Debian package 'mosquitto')")
+def test_on_influxdb_the_dashboards_are_drawn_from_the_simulated_days(influxdb1, tmp_path):
+    """With InfluxDB 1.x (what Grafana reads) the demo lays out the database as `influx init` does,
+    downsamples the simulated days into trend, and draws every dashboard from Grafana's own queries."""
+    from spinewatch.service.storage import Influx1Store
+
+    db = "clinic_cli_test"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPINEWATCH_")}
+    env.update(SPINEWATCH_INFLUX_URL=influxdb1.url, SPINEWATCH_INFLUX_DB=db)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spinewatch", "demo", "--patients", "2", "--days", "2", "--duration", "5m",
+         "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {"clinic-overview.png"} | {f"{p}/{d}.png" for p in ("p-clinic-01", "p-clinic-02")
+                                        for d in ("patient-live", "patient-day", "patient-trends", "rtm-compliance")}
+    for name in names:
+        assert (tmp_path / "dashboards" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    store = Influx1Store(influxdb1.url, db)
+    rows = store.query('SELECT sum("wear_s") FROM "trend"."posture_1m" GROUP BY "patient"')
+    wear = {s["tags"]["patient"]: s["values"][0][1] for s in rows}
+    # 2 days x 5 min for the improver, 1 worn day of 2 for the dropout (its day off is the second)
+    assert wear == {"p-clinic-01": pytest.approx(600.0, abs=1.0), "p-clinic-02": pytest.approx(300.0, abs=1.0)}
+    assert "dashboards (PNG, the same queries as Grafana): 9 files" in proc.stdout
