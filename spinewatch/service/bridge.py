@@ -54,6 +54,7 @@ from spinewatch.service.patient_config import (
 )
 from spinewatch.service.publisher import Publisher
 from spinewatch.signal import Activity, PostureTracker, TrackerOutput
+from spinewatch.signal.neutral import NeutralMinutes
 
 if TYPE_CHECKING:
     from spinewatch.service.filter_state import FilterStateKeeper
@@ -169,6 +170,10 @@ class LiveStatus:
         upright_neutral_pct: share of the samples published so far that were upright and not
             slouching, %.
         samples: samples processed so far.
+        time_neutral_pct: time neutral of the samples published so far, % (NaN before any),
+            the summary's and reports' definition (:mod:`spinewatch.signal.neutral`) at the
+            current threshold.
+        threshold_deg: the slouch threshold in force, degrees.
     """
 
     t_ns: int
@@ -180,6 +185,8 @@ class LiveStatus:
     slouch_count: int
     upright_neutral_pct: float
     samples: int
+    time_neutral_pct: float = float("nan")
+    threshold_deg: float = float("nan")
 
 
 @dataclass
@@ -400,6 +407,7 @@ async def run_bridge(
             on_haptic(ev)
     pend = _Pending()
     published = [0]  # samples in posture messages so far
+    neutral_minutes = NeutralMinutes()  # the live view's time neutral (only with on_status)
 
     def publish(k: int) -> None:
         t0, (flex, lat, state, act) = pend.take(k)
@@ -410,6 +418,8 @@ async def run_bridge(
         pend.outgoing.append(batch)
         totals.posture_messages += 1
         if on_status is not None:
+            neutral_minutes.add(start_utc_ns + t0, pend.dt_ns, flex)
+            thr = tracker.params.threshold_deg
             end_ns = t0 + k * pend.dt_ns
             on_status(LiveStatus(
                 t_ns=start_utc_ns + end_ns - pend.dt_ns,
@@ -418,7 +428,8 @@ async def run_bridge(
                 slouching=bool(state[-1]), activity=Activity(int(act[-1])),
                 slouch_count=totals.events,
                 upright_neutral_pct=100.0 * totals.neutral_samples / max(1, published[0]),
-                samples=totals.samples,
+                samples=totals.samples, time_neutral_pct=neutral_minutes.time_neutral_pct(thr),
+                threshold_deg=thr,
             ))
 
     def hand_over() -> None:

@@ -47,67 +47,24 @@ def parse_speed(text: str) -> float | None:
 
 
 def _fmt_hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+    from spinewatch.service.live_view import fmt_hms  # noqa: PLC0415
 
-
-class _Console:
-    """Live terminal view (real-time speeds) or progress bar (``max``), on stderr."""
-
-    def __init__(self, duration_s: float, live: bool) -> None:
-        self.duration_s = duration_s
-        self.live = live
-        self.tty = sys.stderr.isatty()
-        self._last = 0.0
-        self._t0 = time.perf_counter()
-
-    def status(self, st: object) -> None:
-        now = time.perf_counter()
-        if now - self._last < (0.2 if self.tty else 5.0):
-            return
-        self._last = now
-        frac = min(1.0, st.elapsed_s / self.duration_s)  # type: ignore[attr-defined]
-        if self.live:
-            line = (
-                f"{_fmt_hms(st.elapsed_s)}  flexion {st.flexion_deg:6.1f} deg  "  # type: ignore[attr-defined]
-                f"lateral {st.lateral_deg:6.1f} deg  "  # type: ignore[attr-defined]
-                f"{'SLOUCHING' if st.slouching else 'ok       '}  "  # type: ignore[attr-defined]
-                f"{st.activity.name.lower():<14}  today: {st.slouch_count} slouches, "  # type: ignore[attr-defined]
-                f"{st.upright_neutral_pct:5.1f} % upright-neutral"  # type: ignore[attr-defined]
-            )
-        else:
-            rate = st.samples / max(1e-9, now - self._t0)  # type: ignore[attr-defined]
-            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
-            line = (
-                f"[{bar}] {100 * frac:5.1f} %  {_fmt_hms(st.elapsed_s)} simulated  "  # type: ignore[attr-defined]
-                f"{rate / 1e3:7.0f} k samples/s  {st.slouch_count} slouches"  # type: ignore[attr-defined]
-            )
-        if self.tty:
-            print("\r" + line[:160], end="", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def event(self, ev: object) -> None:
-        if self.live:
-            self.end_line()
-            print(f"slouch: {ev.duration_s:.0f} s, peak {ev.peak_deg:.1f} deg", file=sys.stderr)  # type: ignore[attr-defined]
-
-    def end_line(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
-
-    def stage(self, text: str) -> None:
-        self.end_line() if self.tty and self._last else None
-        self._last = 0.0
-        print(f"- {text}", file=sys.stderr, flush=True)
+    return fmt_hms(seconds)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from spinewatch.service.config import Config  # noqa: PLC0415
+    from spinewatch.service.live_view import DemoConsole  # noqa: PLC0415
     from spinewatch.service.pipeline import DemoInterrupted, DemoResult, DemoStop, run_demo  # noqa: PLC0415
 
     cfg = Config.load(path=args.config)
-    console = _Console(args.duration, live=args.speed is not None and args.speed <= 60)
+    if args.patients > 1 or args.days > 1:
+        from spinewatch.service.clinic_demo import cmd_clinic_demo  # noqa: PLC0415
+
+        return cmd_clinic_demo(args, cfg)
+    if args.duration is None:
+        args.duration = parse_duration_s("8h")
+    console = DemoConsole(args.duration, live=args.speed is not None and args.speed <= 60)
     stop = DemoStop()
 
     def on_signal() -> None:
@@ -125,6 +82,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return await run_demo(
             cfg, args.duration, args.speed, Path(args.out), seed=args.seed,
             on_status=console.status, on_event=console.event, on_stage=console.stage, stop=stop,
+            on_haptic=console.haptic, on_alert=console.alert,
         )
 
     try:
@@ -293,15 +251,22 @@ def build_parser() -> argparse.ArgumentParser:
             "Ctrl-C stops it in order (stream, publisher, ingest, store, broker last; no report; exit status "
             "130); a second Ctrl-C quits at once."
         ),
-        epilog="example: spinewatch demo --duration 8h --speed max --out out/",
+        epilog="examples:\n  spinewatch demo --duration 8h --speed max --out out/\n"
+               "  spinewatch demo --duration 10m --speed 1          # the patient's live view, in real time\n"
+               "  spinewatch demo --patients 5 --days 30 --out out/  # a month of a caseload: reports, dashboards",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d.add_argument("--duration", type=parse_duration_s, default=parse_duration_s("8h"),
-                   metavar="D", help="simulated time: 8h, 90m, 1h30m, 45s (default 8h)")
+    d.add_argument("--duration", type=parse_duration_s, default=None,
+                   metavar="D", help="simulated time: 8h, 90m, 1h30m, 45s (default 8h); with --patients/--days: "
+                                     "the wear of each simulated day (default 30m)")
     d.add_argument("--speed", type=parse_speed, default=None, metavar="S",
                    help="1 = real time with a live view, N = N times faster, max = as fast as possible "
                         "with a progress bar (default max)")
     d.add_argument("--out", default="out", metavar="DIR", help="report, events CSV and local store (default out)")
     d.add_argument("--seed", type=int, default=0, help="seed of the simulated day (default 0)")
+    from spinewatch.service.clinic_demo import add_clinic_options  # noqa: PLC0415
+
+    add_clinic_options(d)
     d.set_defaults(func=_cmd_demo)
 
     i = sub.add_parser(

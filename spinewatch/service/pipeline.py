@@ -16,7 +16,7 @@ from pathlib import Path
 from spinewatch.errors import SpineWatchError
 from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
 from spinewatch.model import NS_PER_S, HapticAlert, SlouchEvent
-from spinewatch.service.bridge import LiveStatus, run_bridge
+from spinewatch.service.bridge import HapticEvent, LiveStatus, run_bridge
 from spinewatch.service.broker import BrokerPreference, EmbeddedBroker
 from spinewatch.service.config import Config
 from spinewatch.service.ingest import IngestWorker
@@ -195,6 +195,7 @@ async def run_demo(
     on_status: Callable[[LiveStatus], None] | None = None,
     on_event: Callable[[SlouchEvent], None] | None = None,
     on_alert: Callable[[HapticAlert], None] | None = None,
+    on_haptic: Callable[[HapticEvent], None] | None = None,
     patient_config: PatientConfig | None = None,
     on_stage: Callable[[str], None] | None = None,
     embedded_broker: BrokerPreference = "auto",
@@ -285,7 +286,7 @@ async def run_demo(
         stage("streaming the simulated patient")
         totals = await run_bridge(
             source, tracker, publisher, source.start_utc_ns, on_status=on_status, on_event=on_event,
-            patient_config=pcfg, on_alert=on_alert,
+            patient_config=pcfg, on_alert=on_alert, on_haptic=on_haptic,
         )
         stopped = stop is not None and stop.requested
         stage(f"stopping: up to {STOP_DRAIN_TIMEOUT_S:g} s for the broker and the ingest worker (Ctrl-C again to "

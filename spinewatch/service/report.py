@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from spinewatch.service.storage import MinuteSeries, Record, SlouchRow, Store
+from spinewatch.signal.neutral import time_neutral_pct
 
 NS_PER_S = 10**9
 
@@ -57,8 +58,7 @@ def summarize(
     wear_s = float(minutes.wear_s.sum())
     wear_min = wear_s / 60.0
     if wear_s > 0:
-        neutral = float(minutes.wear_s[minutes.flexion_mean_deg < threshold_deg].sum())
-        neutral_frac = neutral / wear_s
+        neutral_frac = time_neutral_pct(minutes.flexion_mean_deg, minutes.wear_s, threshold_deg) / 100.0
         mean_flex = float(np.nansum(minutes.flexion_mean_deg * minutes.wear_s) / wear_s)
     else:
         neutral_frac, mean_flex = 1.0, float("nan")
