@@ -94,7 +94,7 @@ def test_ctrl_c_stops_the_demo_in_order_with_nothing_left_behind(tmp_path):
     tmpdir.mkdir()
     demo = _Demo(tmp_path / "out", tmpdir)
     try:
-        demo.wait_for("flexion", STREAMING_DEADLINE_S)  # the live view: streaming through the broker
+        demo.wait_for("today:", STREAMING_DEADLINE_S)  # the live view: streaming through the broker
         [broker_pid] = demo.children()
         assert list(tmpdir.iterdir())  # mosquitto's private folder exists while it runs
         t0 = time.monotonic()
@@ -124,9 +124,9 @@ def test_second_ctrl_c_quits_at_once_while_the_first_waits(fresh_mosquitto, tmp_
     broker_pid = fresh_mosquitto.pid
     assert broker_pid is not None
     try:
-        demo.wait_for("flexion", STREAMING_DEADLINE_S)
+        demo.wait_for("today:", STREAMING_DEADLINE_S)
         os.kill(broker_pid, signal.SIGSTOP)
-        demo.wait_for("flexion", 10)  # a message published after the broker froze is unacknowledged
+        demo.wait_for("today:", 10)  # a message published after the broker froze is unacknowledged
         demo.interrupt()
         demo.wait_for("stopping:", STOP_BOUND_S)
         t0 = time.monotonic()

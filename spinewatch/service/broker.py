@@ -384,9 +384,8 @@ class EmbeddedBroker:
 def _die_with_parent() -> None:
     """In the forked child: ask Linux to SIGTERM mosquitto if the demo dies without cleaning up.
 
-    Best effort (Linux prctl PR_SET_PDEATHSIG). It does not help when the demo runs as root:
-    mosquitto then drops to the 'mosquitto' user, and changing credentials clears the setting.
-    Elsewhere a hard-killed demo (SIGKILL) can leave mosquitto on its loopback port until stopped.
+    Best effort (Linux prctl PR_SET_PDEATHSIG). A change of credentials clears the setting, so
+    the private config tells a mosquitto started as root to stay root (:func:`_mosquitto_conf`).
     """
     try:
         import ctypes
@@ -418,4 +417,7 @@ def _mosquitto_conf(port: int) -> str:
         "log_dest stderr\n"
         "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
         "connection_messages true\n"
+        # Run as root, mosquitto drops to the 'mosquitto' user, and Linux then clears the parent-death
+        # signal (_die_with_parent): a hard-killed demo would leave it running. Keep the demo's user.
+        + ("user root\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else "")
     )
