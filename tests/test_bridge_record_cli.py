@@ -43,7 +43,9 @@ def bluezoo():
 async def _start_record(bus: str, out: Path, device: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "spinewatch", "bridge", "record", str(out), "--device", device,
+        # the central's adapter: with two, BlueZ's "default" one is whichever bleak meets first, and
+        # the peripheral's own adapter never sees its own advertisement
+        sys.executable, "-m", "spinewatch", "bridge", "record", str(out), "--device", device, "--adapter", "hci0",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=out.parent)
 
 
@@ -57,6 +59,11 @@ async def _wait_line(proc: asyncio.subprocess.Process, text: str, timeout_s: flo
             seen.append(line)
             if text in line:
                 return seen
+
+
+async def _read_all(stream: asyncio.StreamReader, into: list[str]) -> None:
+    while line := (await stream.readline()).decode():
+        into.append(line)
 
 
 async def _interrupt(proc: asyncio.subprocess.Process) -> tuple[int, str]:
@@ -95,12 +102,21 @@ def test_record_then_ctrl_c_keeps_the_samples_as_a_valid_recording(bluezoo, tmp_
             pytest.skip(f"BlueZoo could not host the sensor: {exc}")
         try:
             proc = await _start_record(bluezoo.address, out, PERIPHERAL)
-            await _wait_line(proc, "until Ctrl-C")
-            async with asyncio.timeout(60):  # samples on disk (the CSV streams through a buffer)
-                while not (part.exists() and part.stat().st_size > HEADER_BYTES):  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)  # sync-ok: polling a file with a deadline
+            seen = await _wait_line(proc, "until Ctrl-C")
+            # keep reading its stderr meanwhile: a full pipe would block the recorder's writes
+            drain = asyncio.create_task(_read_all(proc.stderr, seen))
+            try:
+                async with asyncio.timeout(60):  # samples on disk (the CSV streams through a buffer)
+                    while not (part.exists() and part.stat().st_size > HEADER_BYTES):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)  # sync-ok: polling a file with a deadline
+            except TimeoutError:
+                raise AssertionError(f"no sample on disk within 60 s; recorder said: {''.join(seen)}") from None
             assert not out.exists()  # not under its name while recording
-            return await _interrupt(proc)
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+            async with asyncio.timeout(EXIT_BOUND_S):
+                await proc.wait()
+                await drain
+            return proc.returncode, "".join(seen)
         finally:
             await sensor.stop()
 

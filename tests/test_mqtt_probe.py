@@ -35,6 +35,8 @@ OPENSSL = shutil.which("openssl") or "openssl"
 USER, PASSWORD = "alice", "s3cret"
 PATIENT, DEVICE = "p-probe", "d-probe"
 CLI_TIMEOUT_S = 60.0
+# a valid recording (it ships with the repository), so that bridge run gets as far as the broker URL
+SHIPPED_RECORDING = Path(__file__).resolve().parents[1] / "data" / "recordings" / "broad-06-fast-rotation-75s.npz"
 
 
 # --------------------------------------------------------------------------- brokers
@@ -257,7 +259,7 @@ BAD_PORT_URL = f"mqtt://{USER}:{PASSWORD}@127.0.0.1:99999"
 @pytest.mark.parametrize("command", [
     ["doctor", "--skip", "bluetooth", "--skip", "grafana"],
     ["ingest", "--sqlite", "x.sqlite"],
-    ["bridge", "run", "--replay", "x.csv", "--patient", "p1"],
+    ["bridge", "run", "--replay", str(SHIPPED_RECORDING), "--patient", "p1"],
     ["demo", "--duration", "1m"],
     ["config", "get", "--patient", "p1", "--device", "d1"],
     ["calibrate", "--patient", "p1", "--device", "d1"],

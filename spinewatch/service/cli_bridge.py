@@ -36,6 +36,9 @@ def _source_args(p: argparse.ArgumentParser, *, replay: bool, address_flag: str 
     p.add_argument("--rate-hz", type=float, default=None, metavar="HZ",
                    help="sample rate the filter runs at (default: the profile's, 100); a SpineWatch "
                         "sensor whose config says otherwise is reported at connect")
+    p.add_argument("--adapter", default=None, metavar="HCI",
+                   help="Bluetooth adapter to use, e.g. hci1, on a machine with several "
+                        "(default: BlueZ's default adapter)")
     p.add_argument("--silence-timeout", type=float, default=None, metavar="S",
                    help="recycle the link after S seconds without notifications (default: config "
                         "ble.silence_timeout_s, 3; 0 = never)")
@@ -73,7 +76,7 @@ def _make_source(args: argparse.Namespace, ble: Any = None) -> Any:
     if args.silence_timeout is not None:
         ble = dataclasses.replace(ble, silence_timeout_s=args.silence_timeout)  # validates
     return BleSource(profile, args.address, mount=mount, rate_hz=args.rate_hz or profile.default_rate_hz,
-                     config=ble)
+                     config=ble, adapter=getattr(args, "adapter", None))
 
 
 def _stop_on_signals(source: Any) -> None:
