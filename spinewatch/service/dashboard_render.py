@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -269,8 +270,8 @@ def _draw_table(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]], now
             cells = []
             for c in order:
                 v = r.get("last_seen" if c == "Time 5" else c)
-                if v is None:
-                    cells.append("")
+                if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                    cells.append("")  # no value (e.g. a sensor that reports no battery): empty, as Grafana shows it
                 elif c == "patient":
                     cells.append(str(v))
                 elif c == "Time 5":
