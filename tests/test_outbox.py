@@ -99,7 +99,8 @@ def test_one_process_per_outbox_and_the_lock_goes_with_the_process(tmp_path):
     first.close()
     open_outbox(bridge, "p1", "d1").close()  # released on close
     holder = subprocess.Popen([sys.executable, "-c", script + "; print('held', flush=True); "
-                               "import time; time.sleep(60)", "p1", "d1"], stdout=subprocess.PIPE, text=True)
+                               "import time; time.sleep(60)", "p1", "d1"],  # sync-ok: the holder waits to be killed
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(OutboxBusy, match="in use by another process"):

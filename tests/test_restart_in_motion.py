@@ -30,12 +30,12 @@ from spinewatch.firmware_bridge.simulator import (
     SimulatedPatient,
     simulate,
 )
-from spinewatch.model import ImuBatch, SlouchEvent
+from spinewatch.model import ImuBatch
 from spinewatch.service.bridge import run_bridge
 from spinewatch.service.config import Config
-from spinewatch.service.publisher import Publisher
 from spinewatch.signal import Activity, PostureParams, PostureTracker
 from spinewatch.signal.angles import neutral_alignment, trunk_angles_deg, up_in_sensor
+from tests.test_bridge_gaps import RecordingPublisher
 
 BROAD_DIR = Path(__file__).parents[1] / ".." / "shared" / "data" / "broad"
 needs_jit = pytest.mark.skipif(
@@ -140,14 +140,6 @@ class DroppingSource(SimulatedPatient):
             lost = False
 
 
-class RecordingPublisher(Publisher):
-    def __init__(self, *a, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.events: list[SlouchEvent] = []
-
-    def publish_event(self, e: SlouchEvent) -> None:
-        super().publish_event(e)
-        self.events.append(e)
 
 
 @needs_jit
