@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -96,6 +97,57 @@ def test_late_posture_and_slouches_reach_trend_without_a_backfill(influxdb1):
                                np.round(flex, 2).reshape(2, 6000).mean(axis=1), atol=1e-9)
     slouch = influxdb1.points('SELECT * FROM "trend"."slouch" WHERE "patient" = \'p2\'', db)
     assert [(s["time"], s["duration_s"]) for s in slouch] == [(t_late + 5 * 10**9, 60.0)]
+
+
+def test_late_batches_sharing_a_minute_are_downsampled_one_at_a_time(influxdb1):
+    """The ingest's two writer threads may each hold half of one late minute. A SELECT INTO
+    that read before the other half was written must not land after the complete one (seen
+    in CI: a patient's trend short of samples for good), so the late downsampling of one
+    store runs one statement group at a time, whatever the threads do."""
+    db = "schema_late_race"
+    store = Influx1Store(influxdb1.url, db)
+    store.ensure_database()
+    for q in Influx1Schema(db).statements():
+        if not q.startswith("DROP"):
+            store.execute(q)
+    t_late = (time.time_ns() // (60 * 10**9) - 120) * 60 * 10**9
+    halves = [[wire.decode_posture("p3", "d1", wire.encode_posture(
+        PostureBatch("p3", "d1", t_late + k * 10**9, 10**7, np.full(100, 10.0), np.zeros(100),
+                     np.zeros(100, np.int8), np.full(100, 2, np.int8)))) for k in ks]
+        for ks in (range(0, 30), range(30, 60))]
+    inside = 0
+    overlapped = threading.Event()
+    second_in = threading.Event()
+    lock = threading.Lock()
+    execute = store.execute
+
+    def watched_execute(q: str) -> None:
+        nonlocal inside
+        with lock:
+            inside += 1
+            if inside > 1:
+                overlapped.set()
+                second_in.set()
+        try:
+            # the first statement holds on until another thread is inside too, or 0.5 s passed
+            # (it never comes when the store serialises them)
+            if "INTO" in q:
+                second_in.wait(0.5)
+            execute(q)
+        finally:
+            with lock:
+                inside -= 1
+
+    store.execute = watched_execute  # type: ignore[method-assign]
+    threads = [threading.Thread(target=store.write, args=(h,)) for h in halves]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not overlapped.is_set(), "two late downsampling statements ran at once"
+    rows = influxdb1.points('SELECT * FROM "trend"."posture_1m" WHERE "patient" = \'p3\'', db)
+    assert [(r["time"], r["samples"]) for r in rows] == [(t_late, 6000)]
+    assert rows[0]["wear_s"] == pytest.approx(60.0)
 
 
 def test_posture_queries_look_back_two_minutes_for_stragglers(influxdb1, monkeypatch):

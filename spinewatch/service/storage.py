@@ -579,6 +579,13 @@ class Influx1Store(_InfluxHttp):
     def __init__(self, url: str, db: str, username: str = "", password: str = "") -> None:
         params = {"u": username, "p": password} if username else {}
         super().__init__(url, db, {}, params)
+        # The ingest's writer threads write batches at once; two batches may hold samples of the
+        # same minute. Each downsamples its minutes after its own raw write, and InfluxDB runs
+        # queries concurrently: an earlier SELECT INTO that read before the other batch's raw
+        # write could land its (partial) minute after the later, complete one. One at a time,
+        # the last to run reads every raw write that asked for it (seen in CI: trend short of
+        # a 50 Hz patient's samples for good).
+        self._downsample_lock = threading.Lock()
 
     def ensure_database(self) -> None:
         """Create the database and its retention policy ``settings`` (forever) if missing."""
@@ -646,8 +653,9 @@ class Influx1Store(_InfluxHttp):
                       POSTURE_1M_STILL_SELECT.format(db=self.db, where="AND " + where)] if kind == "posture"
                      else [SLOUCH_COPY_SELECT.format(db=self.db, where="WHERE " + where)])
             try:
-                for q in stmts:
-                    self.execute(q)
+                with self._downsample_lock:
+                    for q in stmts:
+                        self.execute(q)
             except (StoreRejected, ConnectionFailed) as exc:
                 _LOGGER.warning("late %s of %s not downsampled into trend (run `spinewatch influx init "
                                 "--backfill`): %s", kind, patient, exc)
