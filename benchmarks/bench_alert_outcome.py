@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from spinewatch.firmware_bridge.alert_outcome import AlertOutcomes
-from spinewatch.firmware_bridge.simulator import PostureScript, simulate
+from spinewatch.firmware_bridge.sim import PostureScript, simulate
 from spinewatch.signal import PostureTracker
 
 RATE_HZ = 100.0

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spinewatch.firmware_bridge.alert_outcome import AlertOutcome, AlertOutcomes
-from spinewatch.firmware_bridge.simulator import (
+from spinewatch.firmware_bridge.sim import (
     PostureScript,
     Segment,
     SimulatedPatient,

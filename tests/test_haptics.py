@@ -18,7 +18,7 @@ from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.haptics import HapticSettings, HapticTrigger
 from spinewatch.firmware_bridge.profiles import get_profile
 from spinewatch.firmware_bridge.profiles.spinewatch import decode_haptic
-from spinewatch.firmware_bridge.simulator import PostureScript, Segment
+from spinewatch.firmware_bridge.sim import PostureScript, Segment
 from spinewatch.service import wire
 from spinewatch.service.bridge import ConfigSubscriber, HapticEvent, run_bridge
 from spinewatch.service.config import Config

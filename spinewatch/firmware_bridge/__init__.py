@@ -11,5 +11,5 @@
 | ``ble_config`` | ``BleConfig``, the BLE bridge's typed settings |
 | ``haptics`` | ``HapticTrigger``: when to buzz (pure, rate-limited) |
 | ``replay`` | recordings (CSV / .npz), ``record()``, ``ReplaySource`` |
-| ``simulator`` | the scripted simulated patient |
+| ``sim/`` | the simulated patient: scripted posture day, IMU synthesis, ``SimulatedPatient``, calibration patient |
 """

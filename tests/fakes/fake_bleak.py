@@ -8,7 +8,7 @@ backend base classes (``BaseBleakClient``, ``BaseBleakScanner``) and pass them w
 A FakeSensor behaves like firmware: it samples continuously from power-on (its device
 clock runs whether or not anyone is connected), and while a central is subscribed it
 sends a notification every ``samples_per_packet`` samples, built with the profile's
-packet builder from a simulated patient (``spinewatch.firmware_bridge.simulator``).
+packet builder from a simulated patient (``spinewatch.firmware_bridge.sim``).
 Time runs ``speed`` times faster than the event loop's clock. Fault injection:
 
 - ``drop_link()``: link loss (the central's disconnected callback fires);
@@ -44,7 +44,7 @@ from spinewatch.firmware_bridge.profiles import (
     SensorProfile,
 )
 from spinewatch.firmware_bridge.profiles import spinewatch as sw
-from spinewatch.firmware_bridge.simulator import ImuSynthesizer, PostureScript
+from spinewatch.firmware_bridge.sim import ImuSynthesizer, PostureScript
 
 _CYCLE_S = 120.0  # simulated samples are generated once for this long, then repeated
 _SW_HEADER = struct.Struct("<HIBB")
