@@ -23,7 +23,7 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=8.0, help="simulated hours (default 8)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the scripted day (default 0)")
     args = ap.parse_args()
-    from spinewatch.firmware_bridge.simulator import (
+    from spinewatch.firmware_bridge.sim import (
         SEGMENT_KINDS,
         PostureScript,
         simulate,

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from spinewatch.firmware_bridge.alert_outcome import AlertOutcomes
-from spinewatch.firmware_bridge.simulator import PostureScript, simulate
+from spinewatch.firmware_bridge.sim import PostureScript, simulate
 from spinewatch.signal import PostureTracker
+from spinewatch.signal.alert_outcome import AlertOutcomes
 
 RATE_HZ = 100.0
 DT_NS = 10_000_000

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from spinewatch.firmware_bridge.calibration_sim import calibration_script
-from spinewatch.firmware_bridge.simulator import Mounting, SimulatedPatient
+from spinewatch.firmware_bridge.sim import Mounting, SimulatedPatient
+from spinewatch.firmware_bridge.sim.calibration import calibration_script
 from spinewatch.service.calibrate import (
     CalibrationPlan,
     CalibrationRejected,

@@ -12,7 +12,7 @@ at the native 285.7 Hz and averaged down by 6 (gyroscope and accelerometer means
 samples, truth at the last of them: 47.6 Hz). Convergence: per window, the time after the
 start at which the inclination error falls below 2 deg for good (12 s if it does not);
 median over the windows and the share of windows below 2 deg for good within 3 s. The same
-for simulated walking (spinewatch.firmware_bridge.simulator, gyroscope bias 0.2-0.8 deg/s
+for simulated walking (spinewatch.firmware_bridge.sim, gyroscope bias 0.2-0.8 deg/s
 and noise) at 25, 50 and 100 Hz.
 
 Trial groups (from the file names): "undisturbed rotation" = 01-08 (``undisturbed_*_rotation``),
@@ -297,7 +297,7 @@ def run_vqf_arrays(gyr_rad_s: np.ndarray, acc_m_s2: np.ndarray, rate_hz: float) 
 
 def simulated_walking_windows(rate_hz: float) -> list[Window]:
     """Fresh starts every 12.3 s into 3 simulated walks (seeds 1-3) with gyroscope bias."""
-    from spinewatch.firmware_bridge.simulator import ImuErrors, PostureScript, Segment, simulate
+    from spinewatch.firmware_bridge.sim import ImuErrors, PostureScript, Segment, simulate
 
     script = PostureScript((
         Segment("stand", 0.0, 2.0, flexion_deg=10.0),

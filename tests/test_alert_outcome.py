@@ -9,8 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from spinewatch.firmware_bridge.alert_outcome import AlertOutcome, AlertOutcomes
-from spinewatch.firmware_bridge.simulator import (
+from spinewatch.firmware_bridge.sim import (
     PostureScript,
     Segment,
     SimulatedPatient,
@@ -22,6 +21,7 @@ from spinewatch.service.patient_config import HapticConfig, PatientConfig
 from spinewatch.service.publisher import Publisher
 from spinewatch.service.storage import Influx1Store
 from spinewatch.signal import PostureParams, PostureTracker
+from spinewatch.signal.alert_outcome import AlertOutcome, AlertOutcomes
 
 DT_NS = 10_000_000  # 100 Hz
 

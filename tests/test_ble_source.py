@@ -8,6 +8,7 @@ reconstruction, gap accounting and the body-frame remap at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from spinewatch.firmware_bridge.ble import (
 )
 from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import get_profile
+from spinewatch.firmware_bridge.profiles import spinewatch as sw
 from spinewatch.firmware_bridge.source import ImuSource
 from spinewatch.model import ImuBatch
 
@@ -358,3 +360,45 @@ def test_a_full_queue_drops_and_counts_packets_and_samples():
     assert_samples_are_the_sensors(out, sensor)
     st = src.status()
     assert st["packets_lost"] == 0 and st["samples_lost"] == 0, "queue drops are not radio losses"
+
+
+# ------------------------------------------------------------------ per-sensor hooks
+
+
+def _acme(**hooks):
+    """A new sensor speaking SpineWatch's GATT protocol under its own name, with only the hooks given."""
+    fields = {"rate_from_config": None, "build_haptic": None, "samples_claimed": None, **hooks}
+    return dataclasses.replace(SW, name="acme", name_prefixes=("Acme",), **fields)
+
+
+def _run_hooks(profile):
+    """Connect to a 50 Hz sensor (the profile's default says 100 Hz), buzz it, overflow the queue."""
+    radio, sensor = make(profile, rate_hz=50.0)
+
+    async def main():
+        async with source(radio, profile, queue_packets=4) as src:
+            assert await src.wait_connected(DEADLINE_S)
+            rate_hz = src.rate_hz
+            buzzed = await src.buzz("long", 90, 400)
+            await sensor.wait_delivered(20)  # nobody consumes: the queue overflows
+            return src, rate_hz, buzzed
+
+    return sensor, *asyncio.run(main())
+
+
+def test_a_new_profile_gets_connect_haptic_and_loss_behaviour_from_its_own_hooks():
+    sensor, src, rate_hz, buzzed = _run_hooks(_acme(rate_from_config=sw.rate_from_config,
+                                                    build_haptic=sw.build_haptic,
+                                                    samples_claimed=sw.count_samples))
+    assert rate_hz == 50.0, "the rate read at connect through rate_from_config"
+    assert buzzed and [sw.decode_haptic(p) for _, p in sensor.haptic_writes] == [("long", 90, 400)]
+    full = src.counters.dropped_packets["queue_full"]
+    assert full >= 10 and src.counters.dropped_samples["queue_full"] == 5 * full
+
+
+def test_a_new_profile_without_hooks_reads_no_rate_buzzes_nothing_and_counts_no_dropped_samples():
+    sensor, src, rate_hz, buzzed = _run_hooks(_acme())
+    assert rate_hz == 100.0, "no rate_from_config: the profile's default rate"
+    assert not buzzed and sensor.haptic_writes == []
+    assert src.counters.dropped_packets["queue_full"] >= 10
+    assert src.counters.dropped_samples.get("queue_full", 0) == 0

@@ -26,7 +26,7 @@ import pytest
 from _waiting import wait_until
 
 from spinewatch.firmware_bridge.replay import write_recording
-from spinewatch.firmware_bridge.simulator import ImuErrors, PostureScript, Segment, SimulatedPatient
+from spinewatch.firmware_bridge.sim import ImuErrors, PostureScript, Segment, SimulatedPatient
 from spinewatch.service.filter_state import KEY
 
 pytestmark = pytest.mark.network

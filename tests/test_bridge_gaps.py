@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from spinewatch.firmware_bridge.simulator import (
+from spinewatch.firmware_bridge.sim import (
     PostureScript,
     Segment,
     SimulatedPatient,

@@ -25,7 +25,7 @@ from _mqtt_helpers import TestClient
 from _waiting import wait_until
 
 from spinewatch.firmware_bridge.replay import read_recording, write_recording
-from spinewatch.firmware_bridge.simulator import PostureScript, Segment, SimulatedPatient
+from spinewatch.firmware_bridge.sim import PostureScript, Segment, SimulatedPatient
 from spinewatch.service.config import Config
 from spinewatch.service.ingest import IngestWorker
 from spinewatch.service.storage import Influx1Store

@@ -1,6 +1,6 @@
 """`spinewatch calibrate`: guided neutral capture, quality check, forward-bend yaw, stored and applied.
 
-The simulated patient (spinewatch.firmware_bridge.calibration_sim) follows the command's
+The simulated patient (spinewatch.firmware_bridge.sim.calibration) follows the command's
 sample-paced timeline with a known sensor mounting, so the truth is known. Network tests
 use real Mosquitto, the real ingest worker and real InfluxDB; the running bridge reads a
 fake BLE sensor (tests/fakes/fake_bleak.py), the only fake.
@@ -20,13 +20,13 @@ from _waiting import wait_until
 from fakes.fake_bleak import FakeRadio, FakeSensor
 
 from spinewatch.errors import ConfigError
-from spinewatch.firmware_bridge.calibration_sim import calibration_script
-from spinewatch.firmware_bridge.simulator import (
+from spinewatch.firmware_bridge.sim import (
     Mounting,
     PostureScript,
     Segment,
     SimulatedPatient,
 )
+from spinewatch.firmware_bridge.sim.calibration import calibration_script
 from spinewatch.service.calibrate import (
     CalibrationPlan,
     CalibrationRejected,

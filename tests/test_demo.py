@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from spinewatch.firmware_bridge.simulator import PostureScript
+from spinewatch.firmware_bridge.sim import PostureScript
 from spinewatch.service.broker import find_mosquitto
 from spinewatch.service.cli import main, parse_duration_s, parse_speed
 from spinewatch.service.config import Config

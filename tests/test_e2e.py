@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
+from spinewatch.firmware_bridge.sim import PostureScript, SimulatedPatient
 from spinewatch.service.config import Config
 from spinewatch.service.patient_config import HapticConfig, PatientConfig
 from spinewatch.service.pipeline import run_demo

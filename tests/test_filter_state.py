@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import pytest
 
-from spinewatch.firmware_bridge.simulator import ImuErrors, PostureScript, Segment, SimulatedPatient, simulate
+from spinewatch.firmware_bridge.sim import ImuErrors, PostureScript, Segment, SimulatedPatient, simulate
 from spinewatch.service.bridge import run_bridge
 from spinewatch.service.config import Config
 from spinewatch.service.filter_state import KEY, REPLAY_SENSOR, FilterStateKeeper, SavedState

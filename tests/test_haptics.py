@@ -15,10 +15,9 @@ from fakes.fake_bleak import FakeRadio, FakeSensor
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.ble import BleSource
 from spinewatch.firmware_bridge.ble_config import BleConfig
-from spinewatch.firmware_bridge.haptics import HapticSettings, HapticTrigger
 from spinewatch.firmware_bridge.profiles import get_profile
 from spinewatch.firmware_bridge.profiles.spinewatch import decode_haptic
-from spinewatch.firmware_bridge.simulator import PostureScript, Segment
+from spinewatch.firmware_bridge.sim import PostureScript, Segment
 from spinewatch.service import wire
 from spinewatch.service.bridge import ConfigSubscriber, HapticEvent, run_bridge
 from spinewatch.service.config import Config
@@ -32,6 +31,7 @@ from spinewatch.service.patient_config import (
 )
 from spinewatch.service.publisher import Publisher
 from spinewatch.signal import PostureParams, PostureTracker
+from spinewatch.signal.haptic_trigger import HapticSettings, HapticTrigger
 
 DT_NS = 10_000_000
 

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from spinewatch.firmware_bridge.simulator import ImuErrors, PostureScript, Segment, simulate
+from spinewatch.firmware_bridge.sim import ImuErrors, PostureScript, Segment, simulate
 from spinewatch.signal import (
     OrientationFilter,
     OrientationFilterBank,

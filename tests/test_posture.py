@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spinewatch.firmware_bridge.simulator import (
+from spinewatch.firmware_bridge.sim import (
     Mounting,
     PostureScript,
     Segment,
@@ -177,7 +177,7 @@ def test_detector_state_round_trips():
 
 def test_activity_matches_the_scripted_day():
     """Lying / upright still / upright moving against the simulator's labels (2 h day)."""
-    from spinewatch.firmware_bridge.simulator import SEGMENT_KINDS
+    from spinewatch.firmware_bridge.sim import SEGMENT_KINDS
 
     script = PostureScript.day(2 * 3600, seed=3)
     rec = simulate(script, RATE_HZ, seed=3)

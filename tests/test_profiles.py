@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from spinewatch.errors import DecodeError
 from spinewatch.firmware_bridge.profiles import (
     DECODE_REASONS,
+    SensorProfile,
     get_profile,
     profile_names,
     thingy52,
@@ -146,6 +148,51 @@ def test_haptic_and_config_codecs():
     with pytest.raises(DecodeError) as ei:
         sw.decode_config(bytes([100, 0, 9, 0, 5, 0]))
     assert ei.value.reason == "bad_range"
+
+
+# ------------------------------------------------------------------ per-sensor hooks
+
+
+def test_the_spinewatch_profile_hooks_are_its_codecs():
+    p = get_profile("spinewatch")
+    assert p.rate_from_config is not None and p.build_haptic is not None
+    assert p.rate_from_config(sw.encode_config(sw.SensorConfig(rate_hz=50))) == 50.0
+    assert p.build_haptic("long", 90, 400) == sw.build_haptic("long", 90, 400)
+    pkt = sw.build_packet(np.zeros((7, 3)), np.zeros((7, 3)), seq=3)
+    assert p.samples_in(pkt) == 7
+    assert p.samples_in(pkt[:6]) == 0, "a notification too short for the count claims none"
+    with pytest.raises(DecodeError):
+        p.rate_from_config(b"\x00")
+
+
+@pytest.mark.parametrize("name", ["witmotion", "thingy52"])
+def test_sensors_without_motor_or_readable_rate_have_no_hooks(name):
+    p = get_profile(name)
+    assert p.rate_from_config is None and p.build_haptic is None
+    assert p.samples_in(b"\x00" * 3) == 1, "one sample per packet, whatever the bytes"
+
+
+def _new_profile(**hooks) -> SensorProfile:
+    """A sensor the bridge has never heard of: SpineWatch's wire layout under another name."""
+    fields = {"rate_from_config": None, "build_haptic": None, "samples_claimed": None, **hooks}
+    return dataclasses.replace(get_profile("spinewatch"), name="acme", name_prefixes=("Acme",), **fields)
+
+
+def test_a_new_profile_gets_the_behaviour_of_its_own_hooks_only():
+    bare = _new_profile()
+    assert bare.samples_in(bytes([0, 0, 0, 0, 0, 0, 5, 0])) == 0, "no count hook: samples unknown"
+    hooked = _new_profile(samples_claimed=lambda data: 42, build_haptic=lambda p, i, d: b"zz",
+                          rate_from_config=lambda data: 12.5)
+    assert hooked.samples_in(b"") == 42
+    assert hooked.build_haptic is not None and hooked.build_haptic("short", 1, 2) == b"zz"
+    assert hooked.rate_from_config is not None and hooked.rate_from_config(b"") == 12.5
+
+
+def test_a_hook_needs_its_characteristic():
+    with pytest.raises(ValueError, match="build_haptic needs a haptic_char_uuid"):
+        _new_profile(haptic_char_uuid=None, build_haptic=sw.build_haptic)
+    with pytest.raises(ValueError, match="rate_from_config needs a config_char_uuid"):
+        _new_profile(config_char_uuid=None, rate_from_config=sw.rate_from_config)
 
 
 # ------------------------------------------------------------------ WitMotion

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinewatch.firmware_bridge.simulator import ImuSynthesizer, Mounting, PostureScript
+from spinewatch.firmware_bridge.sim import ImuSynthesizer, Mounting, PostureScript
 from spinewatch.signal import estimate_orientation, up_in_sensor
 from spinewatch.signal.remount import RemountDetector, RemountParams
 

@@ -17,7 +17,7 @@ from spinewatch.firmware_bridge.replay import (
     record,
     write_recording,
 )
-from spinewatch.firmware_bridge.simulator import (
+from spinewatch.firmware_bridge.sim import (
     PostureScript,
     Segment,
     SimulatedPatient,

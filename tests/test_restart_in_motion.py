@@ -23,7 +23,7 @@ import numba
 import numpy as np
 import pytest
 
-from spinewatch.firmware_bridge.simulator import (
+from spinewatch.firmware_bridge.sim import (
     ImuErrors,
     PostureScript,
     Segment,

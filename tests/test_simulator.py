@@ -15,10 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from spinewatch.firmware_bridge.simulator import (
-    GRAVITY_M_S2,
+from spinewatch.firmware_bridge.sim import (
     SEGMENT_KINDS,
-    STEP_HZ,
     ImuErrors,
     ImuSynthesizer,
     Mounting,
@@ -29,8 +27,9 @@ from spinewatch.firmware_bridge.simulator import (
     q_from_angles,
     simulate,
 )
+from spinewatch.firmware_bridge.sim.script import STEP_HZ
 from spinewatch.firmware_bridge.source import ImuSource
-from spinewatch.model import ImuBatch
+from spinewatch.model import GRAVITY_M_S2, ImuBatch
 
 DAY_S = 8 * 3600.0
 THRESHOLD_DEG = 20.0

@@ -9,7 +9,6 @@
 | ``ble`` | ``BleSource``: scan, connect (bleak-retry-connector), reconnect with ``backoff_s``, status |
 | ``bluez`` | why this machine cannot do BLE and the fix (the hints ``doctor`` and the bridge print) |
 | ``ble_config`` | ``BleConfig``, the BLE bridge's typed settings |
-| ``haptics`` | ``HapticTrigger``: when to buzz (pure, rate-limited) |
 | ``replay`` | recordings (CSV / .npz), ``record()``, ``ReplaySource`` |
-| ``simulator`` | the scripted simulated patient |
+| ``sim/`` | the simulated patient: scripted posture day, IMU synthesis, ``SimulatedPatient``, calibration patient |
 """

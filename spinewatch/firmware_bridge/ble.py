@@ -443,12 +443,16 @@ class BleSource:
         return True
 
     async def buzz(self, pattern: str, intensity_pct: int, duration_ms: int) -> bool:
-        """Play a haptic pattern (SpineWatch profile); False if the sensor has no motor."""
-        if self.profile.name != "spinewatch":
-            return False
-        from spinewatch.firmware_bridge.profiles.spinewatch import build_haptic
+        """Play a haptic pattern with the profile's ``build_haptic``; False if the profile has
+        none (no motor) or the write failed.
 
-        return await self.write_haptic(build_haptic(pattern, intensity_pct, duration_ms))
+        Raises:
+            ValueError: the profile's ``build_haptic`` refused the arguments.
+        """
+        build = self.profile.build_haptic
+        if build is None:
+            return False
+        return await self.write_haptic(build(pattern, intensity_pct, duration_ms))
 
     # ------------------------------------------------------------------ internals
 
@@ -484,13 +488,7 @@ class BleSource:
         except asyncio.QueueFull:
             self.counters.packets_received += 1
             self.counters.drop_packet("queue_full")
-            self.counters.drop_samples("queue_full", self._samples_in(data))
-
-    def _samples_in(self, data: bytearray) -> int:
-        """Samples a notification claims to carry, without decoding it (for drop counts)."""
-        if self.profile.max_samples_per_packet == 1:
-            return 1
-        return data[6] if self.profile.name == "spinewatch" and len(data) > 6 else 0
+            self.counters.drop_samples("queue_full", self.profile.samples_in(data))
 
     def _on_disconnect(self, _client: object) -> None:
         self._disconnected.set()
@@ -550,23 +548,19 @@ class BleSource:
     async def _read_sensor_info(self, client: BleakClient) -> None:
         if self.profile.has_battery_service:
             await self._read_battery(client)
-        if self.profile.name == "spinewatch" and self.connects == 0:
-            from spinewatch.firmware_bridge.profiles.spinewatch import (
-                CONFIG_CHAR_UUID,
-                decode_config,
-            )
-
+        rate_from_config = self.profile.rate_from_config
+        if rate_from_config is not None and self.profile.config_char_uuid is not None and self.connects == 0:
             try:
-                cfg = decode_config(await client.read_gatt_char(CONFIG_CHAR_UUID))
+                rate_hz = rate_from_config(await client.read_gatt_char(self.profile.config_char_uuid))
             except (BleakError, DecodeError) as exc:
                 _LOGGER.warning("cannot read sensor config (%s); assuming %g Hz", exc, self._rate_hz)
             else:
                 if not self._rate_fixed:
-                    self._rate_hz = float(cfg.rate_hz)
-                elif cfg.rate_hz != self._rate_hz:
+                    self._rate_hz = float(rate_hz)
+                elif rate_hz != self._rate_hz:
                     _LOGGER.error("sensor %s samples at %d Hz but the bridge was told %g Hz; sample times "
                                   "and the filter will be wrong: pass --rate-hz %d", client.address,
-                                  cfg.rate_hz, self._rate_hz, cfg.rate_hz)
+                                  rate_hz, self._rate_hz, rate_hz)
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None

@@ -39,8 +39,6 @@ import numpy.typing as npt
 import paho.mqtt.client as paho
 
 from spinewatch.errors import ConfigError
-from spinewatch.firmware_bridge.alert_outcome import AlertOutcome, AlertOutcomes
-from spinewatch.firmware_bridge.haptics import HapticSettings, HapticTrigger
 from spinewatch.firmware_bridge.source import ImuSource
 from spinewatch.model import NS_PER_S, HapticAlert, PostureBatch, SlouchEvent
 from spinewatch.service import wire
@@ -54,6 +52,8 @@ from spinewatch.service.patient_config import (
 )
 from spinewatch.service.publisher import Publisher
 from spinewatch.signal import Activity, PostureTracker, TrackerOutput
+from spinewatch.signal.alert_outcome import AlertOutcome, AlertOutcomes
+from spinewatch.signal.haptic_trigger import HapticSettings, HapticTrigger
 from spinewatch.signal.neutral import NeutralMinutes
 
 if TYPE_CHECKING:

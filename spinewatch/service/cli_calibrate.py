@@ -149,8 +149,8 @@ class _Screen:
 
 def _make_calibration_source(args: argparse.Namespace, plan: Any) -> Any:
     if args.simulate:
-        from spinewatch.firmware_bridge.calibration_sim import calibration_script
-        from spinewatch.firmware_bridge.simulator import Mounting, SimulatedPatient
+        from spinewatch.firmware_bridge.sim import Mounting, SimulatedPatient
+        from spinewatch.firmware_bridge.sim.calibration import calibration_script
 
         script = calibration_script(args.simulate, plan.countdown_s, plan.capture_s, plan.bend_s, plan.attempts)
         mount = Mounting(pitch_deg=args.sim_pitch_deg, roll_deg=args.sim_roll_deg, yaw_deg=args.sim_yaw_deg)
@@ -210,7 +210,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def add_calibrate_command(subparsers: Any) -> None:
     """Add ``calibrate`` to the ``spinewatch`` command line."""
-    from spinewatch.firmware_bridge.calibration_sim import BEHAVIOURS
+    from spinewatch.firmware_bridge.sim.calibration import BEHAVIOURS
     from spinewatch.service.cli import parse_speed
     from spinewatch.service.cli_bridge import _source_args
 

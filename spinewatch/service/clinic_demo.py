@@ -53,7 +53,7 @@ from typing import Any, Final
 import numpy as np
 
 from spinewatch.errors import ConfigError
-from spinewatch.firmware_bridge.simulator import (
+from spinewatch.firmware_bridge.sim import (
     ImuSynthesizer,
     Mounting,
     PostureScript,

@@ -46,8 +46,8 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from spinewatch.errors import ConfigError
-from spinewatch.firmware_bridge.haptics import HapticSettings
 from spinewatch.model import Activity
+from spinewatch.signal.haptic_trigger import HapticSettings
 
 __all__ = ["HapticConfig", "PatientConfig", "SettingsConflict", "decode_patient_config", "encode_patient_config",
            "in_quiet_hours"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spinewatch.errors import SpineWatchError
-from spinewatch.firmware_bridge.simulator import PostureScript, SimulatedPatient
+from spinewatch.firmware_bridge.sim import PostureScript, SimulatedPatient
 from spinewatch.model import NS_PER_S, HapticAlert, SlouchEvent
 from spinewatch.service.bridge import HapticEvent, LiveStatus, run_bridge
 from spinewatch.service.broker import BrokerPreference, EmbeddedBroker

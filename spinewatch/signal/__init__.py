@@ -1,4 +1,5 @@
-"""Pure numeric posture code: orientation, angles, activity, slouch detection. No I/O.
+"""Pure numeric posture code: orientation, angles, activity, slouch detection, haptic and
+alert-outcome decisions (``haptic_trigger``, ``alert_outcome``). No I/O.
 
 The names below load their module on first use (PEP 562), so code that needs only the
 pure-NumPy parts (daily figures, RTM periods) does not pay for importing Numba.

@@ -8,7 +8,7 @@ backend base classes (``BaseBleakClient``, ``BaseBleakScanner``) and pass them w
 A FakeSensor behaves like firmware: it samples continuously from power-on (its device
 clock runs whether or not anyone is connected), and while a central is subscribed it
 sends a notification every ``samples_per_packet`` samples, built with the profile's
-packet builder from a simulated patient (``spinewatch.firmware_bridge.simulator``).
+packet builder from a simulated patient (``spinewatch.firmware_bridge.sim``).
 Time runs ``speed`` times faster than the event loop's clock. Fault injection:
 
 - ``drop_link()``: link loss (the central's disconnected callback fires);
@@ -44,7 +44,7 @@ from spinewatch.firmware_bridge.profiles import (
     SensorProfile,
 )
 from spinewatch.firmware_bridge.profiles import spinewatch as sw
-from spinewatch.firmware_bridge.simulator import ImuSynthesizer, PostureScript
+from spinewatch.firmware_bridge.sim import ImuSynthesizer, PostureScript
 
 _CYCLE_S = 120.0  # simulated samples are generated once for this long, then repeated
 _SW_HEADER = struct.Struct("<HIBB")
@@ -77,7 +77,7 @@ class SensorGatt:
     def read(self, uuid: str) -> bytes:
         if uuid == BATTERY_LEVEL_CHAR_UUID:
             return bytes([self.battery_pct])
-        if uuid == self.profile.config_char_uuid and self.profile.name == "spinewatch":
+        if uuid == self.profile.config_char_uuid and self.profile.service_uuid == sw.SERVICE_UUID:
             return sw.encode_config(sw.SensorConfig(int(self.rate_hz), samples_per_packet=self.spp))
         raise BleakError(f"characteristic {uuid} is not readable")
 
@@ -203,7 +203,7 @@ class FakeSensor(SensorGatt):
         """Pre-encode every simulated sample once with the profile's builder (cheap packets later)."""
         m = self.profile.default_mount
         n = len(self._acc)
-        if self.profile.name == "spinewatch":
+        if self.profile.service_uuid == sw.SERVICE_UUID:  # SpineWatch firmware, whatever the profile's name
             k = sw.MAX_SAMPLES_PER_PACKET
             body = b"".join(
                 self.profile.build(self._acc[i:i + k], self._gyr[i:i + k], mount=m)[sw.HEADER_BYTES:]
@@ -215,7 +215,7 @@ class FakeSensor(SensorGatt):
 
     def _packet(self, i0: int, n: int) -> bytes:
         cyc = len(self._sample_bytes)
-        if self.profile.name != "spinewatch":
+        if self.profile.service_uuid != sw.SERVICE_UUID:
             return self._sample_bytes[i0 % cyc]
         t0_us = self.clock_start_us + round(i0 * 1e6 / self.rate_hz)
         head = _SW_HEADER.pack(self.seq % 65536, t0_us % (1 << 32), n, 0x32)  # 8 g, 1000 deg/s

@@ -262,7 +262,7 @@ class RemoteRadio(FakeRadio):
 def desk_script(seed: int) -> Any:
     """4 s upright calibration, then 30 deg slouches of 6 s between upright sitting of 5 s
     (the first sitting lasts 3-7 s by ``seed``, so a fleet's slouches are spread out)."""
-    from spinewatch.firmware_bridge.simulator import PostureScript, Segment
+    from spinewatch.firmware_bridge.sim import PostureScript, Segment
 
     segs = [Segment("calibrate", 0.0, 4.0)]
     t, sit_s = 4.0, 3.0 + seed % 5

@@ -8,11 +8,17 @@ never raises anything else (fuzzed in ``tests/test_profiles_fuzz.py`` and
 ``benchmarks/fuzz_profiles.py``). ``build`` is the inverse, used by tests, the fake
 sensors and the simulator.
 
-| profile | module | sequence | device clock | haptic |
-|---|---|---|---|---|
-| ``spinewatch`` | :mod:`.spinewatch` (docs/gatt-profile.md) | u16 | u32 us | yes |
-| ``witmotion`` | :mod:`.witmotion` (WT901BLE) | no | no | no |
-| ``thingy52`` | :mod:`.thingy52` (Nordic Thingy:52 raw motion) | no | no | no |
+What a sensor needs beyond decoding is a hook on its profile, never a test of its name in
+:class:`~spinewatch.firmware_bridge.ble.BleSource`: ``rate_from_config`` (read the sample
+rate at the first connection), ``build_haptic`` (the command that makes it vibrate) and
+``samples_claimed`` (how many samples a notification carries, read from its header, for the
+loss accounting of packets dropped unread). A profile without them gets none of that.
+
+| profile | module | sequence | device clock | haptic | rate read at connect |
+|---|---|---|---|---|---|
+| ``spinewatch`` | :mod:`.spinewatch` (docs/gatt-profile.md) | u16 | u32 us | yes | yes |
+| ``witmotion`` | :mod:`.witmotion` (WT901BLE) | no | no | no | no |
+| ``thingy52`` | :mod:`.thingy52` (Nordic Thingy:52 raw motion) | no | no | no | no |
 """
 
 from __future__ import annotations
@@ -99,6 +105,20 @@ class SensorProfile:
             (body-frame input; the inverse of ``decode`` up to quantisation).
         name_prefixes: advertised local names that identify the sensor when scanning.
         decode_many: optional vectorised ``decode`` of many packets (same results).
+        rate_from_config: ``rate_from_config(value) -> Hz``, the sample rate in the value of
+            ``config_char_uuid`` (raises DecodeError). When set, the BLE source reads that
+            characteristic at its first connection and samples at the sensor's rate (or
+            logs an error if it was told another one); None = the rate is not readable.
+        build_haptic: ``build_haptic(pattern, intensity_pct, duration_ms) -> bytes``, the
+            command written to ``haptic_char_uuid`` to vibrate (raises ValueError on bad
+            arguments); None = the bridge cannot buzz this sensor.
+        samples_claimed: ``samples_claimed(data) -> int``, how many samples a notification
+            says it carries, read from its header without decoding (the loss accounting of
+            packets dropped unread on a full queue); None = :meth:`samples_in`'s default.
+
+    Raises:
+        ValueError: a hook without the characteristic it needs (``rate_from_config``
+            without ``config_char_uuid``, ``build_haptic`` without ``haptic_char_uuid``).
     """
 
     name: str
@@ -116,6 +136,24 @@ class SensorProfile:
     build: Callable[..., bytes]
     name_prefixes: tuple[str, ...] = ()
     decode_many: Callable[[list[bytes], MountAlignment], list[DecodedPacket | DecodeError]] | None = None
+    rate_from_config: Callable[[bytes | bytearray], float] | None = None
+    build_haptic: Callable[[str, int, int], bytes] | None = None
+    samples_claimed: Callable[[bytes | bytearray], int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate_from_config is not None and self.config_char_uuid is None:
+            raise ValueError(f"profile {self.name!r}: rate_from_config needs a config_char_uuid to read")
+        if self.build_haptic is not None and self.haptic_char_uuid is None:
+            raise ValueError(f"profile {self.name!r}: build_haptic needs a haptic_char_uuid to write")
+
+    def samples_in(self, data: bytes | bytearray) -> int:
+        """Samples the notification ``data`` carries, without decoding it: ``samples_claimed``'s
+        count, else 1 for a profile of one sample per packet, else 0 (unknown)."""
+        if self.max_samples_per_packet == 1:
+            return 1
+        if self.samples_claimed is not None:
+            return self.samples_claimed(data)
+        return 0
 
     def decode_batch(self, packets: list[bytes], mount: MountAlignment) -> list[DecodedPacket | DecodeError]:
         """Decode many notifications; each result is a packet or the DecodeError it raised."""

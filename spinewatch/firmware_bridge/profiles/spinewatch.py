@@ -54,11 +54,13 @@ __all__ = [
     "SensorConfig",
     "build_haptic",
     "build_packet",
+    "count_samples",
     "decode_config",
     "decode_haptic",
     "decode_many",
     "decode_packet",
     "encode_config",
+    "rate_from_config",
 ]
 
 # 128-bit base 5e1f0000-8b3c-4d2a-9f6e-535741544348 (the last 6 bytes spell "SWATCH").
@@ -77,6 +79,7 @@ GYR_RANGES_DPS: Final = (125.0, 250.0, 500.0, 1000.0, 2000.0)
 HAPTIC_PATTERNS: Final = ("off", "short", "double", "long", "ramp")
 
 _HEADER = struct.Struct("<HIBB")
+_COUNT_OFFSET: Final = 6  # the header's u8 count
 _HAPTIC = struct.Struct("<BBH")
 _CONFIG = struct.Struct("<HBBBB")
 _I16_MAX: Final = 32767
@@ -122,6 +125,12 @@ def decode_packet(data: bytes | bytearray, mount: MountAlignment = MountAlignmen
     raw = np.frombuffer(data, dtype="<i2", count=6 * count, offset=HEADER_BYTES).reshape(count, 6)
     out = raw[:, cols] * mult
     return DecodedPacket(seq, t0_us, out[:, :3], out[:, 3:])
+
+
+def count_samples(data: bytes | bytearray) -> int:
+    """The sample count an IMU notification's header claims (0 if it is too short to hold one),
+    unchecked: for counting the samples of a packet dropped without decoding."""
+    return data[_COUNT_OFFSET] if len(data) > _COUNT_OFFSET else 0
 
 
 _HEADER_DTYPE: Final = np.dtype([("seq", "<u2"), ("t0_us", "<u4"), ("count", "u1"), ("ranges", "u1")])
@@ -312,6 +321,15 @@ def decode_config(data: bytes | bytearray) -> SensorConfig:
     return SensorConfig(rate, ACC_RANGES_G[ac], GYR_RANGES_DPS[gc], spp)
 
 
+def rate_from_config(data: bytes | bytearray) -> float:
+    """The sample rate, Hz, of a config characteristic value (the profile's connect hook).
+
+    Raises:
+        DecodeError: as :func:`decode_config`.
+    """
+    return float(decode_config(data).rate_hz)
+
+
 PROFILE: Final = SensorProfile(
     name="spinewatch",
     service_uuid=SERVICE_UUID,
@@ -328,4 +346,7 @@ PROFILE: Final = SensorProfile(
     build=build_packet,
     name_prefixes=("SpineWatch",),
     decode_many=decode_many,
+    rate_from_config=rate_from_config,
+    build_haptic=build_haptic,
+    samples_claimed=count_samples,
 )

@@ -4,15 +4,15 @@ The calibrate command paces its steps by samples received, so its timeline is kn
 advance: attempt k's countdown and neutral capture occupy script time
 ``[k * (countdown_s + capture_s), (k + 1) * (countdown_s + capture_s))``, and after the
 accepted attempt come bend captures of ``bend_s`` each. :func:`calibration_script` writes a
-:class:`~spinewatch.firmware_bridge.simulator.PostureScript` on that timeline, so tests and
-demos know the truth (the simulator's :class:`~spinewatch.firmware_bridge.simulator.Mounting`).
+:class:`~spinewatch.firmware_bridge.sim.script.PostureScript` on that timeline, so tests and
+demos know the truth (the simulator's :class:`~spinewatch.firmware_bridge.sim.imu.Mounting`).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from spinewatch.firmware_bridge.simulator import PostureScript, Segment
+from spinewatch.firmware_bridge.sim.script import PostureScript, Segment
 
 __all__ = ["BEHAVIOURS", "BEND_DEG", "calibration_script"]
 
