@@ -79,9 +79,13 @@ class ActivityClassifier(StateVector):
         if not rate_hz > 0 or not window_s > 0:
             raise ValueError(f"rate_hz and window_s must be > 0, got {rate_hz}, {window_s}")
         self.alpha = 1.0 - math.exp(-1.0 / (window_s * rate_hz))
-        self.lying_rad = math.radians(lying_deg)
+        self.set_lying_deg(lying_deg)
         self.moving_var = moving_std_m_s2**2
         self._state = np.zeros(_STATE_LEN)
+
+    def set_lying_deg(self, lying_deg: float) -> None:
+        """Use a new lying threshold (degrees from vertical) from the next sample on."""
+        self.lying_rad = math.radians(lying_deg)
 
     def update(
         self, acc_m_s2: npt.ArrayLike, trunk_tilt_deg: npt.ArrayLike
