@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from spinewatch.signal.activity import Activity, ActivityClassifier
+from spinewatch.signal.activity import LYING_DEG, Activity, ActivityClassifier
 from spinewatch.signal.angles import (
     neutral_alignment,
     trunk_angles_deg,
@@ -46,7 +46,7 @@ class PostureParams:
     hysteresis_deg: float = 5.0
     min_duration_s: float = 30.0
     calibration_s: float = 10.0
-    lying_deg: float = 60.0
+    lying_deg: float = LYING_DEG
     mount_yaw_deg: float = 0.0
 
     def __post_init__(self) -> None:
