@@ -290,7 +290,7 @@ def _reset_motion_state(state: Float1D) -> None:
 # the unrolled kernel's. With FASTMATH_FLAGS, LLVM's choice of which products to fuse and
 # how to reassociate sums follows the shape of the IR (the order of its phi nodes), so they
 # differ in the last bits (at most 2.5e-13 on BROAD and the simulator; benchmarks/README.md).
-# Plain (not inlined) njit steps cost about 22 % of the speed; inlined about 2-4 %.
+# Plain (not inlined) njit steps cost about 22 % of the speed; inlined about 2-5 %.
 
 _STEP = nb.njit(cache=True, fastmath=FASTMATH_FLAGS, inline="always")
 
