@@ -23,14 +23,21 @@ filter, but those trials contain fast motion).
 Data: "BROAD - A Benchmark for Robust Inertial Orientation Estimation", D. Laidig, M. Caruso,
 A. Cereatti, T. Seel, Data 6(7):72, 2021, CC BY 4.0.
 
+With ``--baseline-kernel FILE`` (an orientation.py of another revision, e.g. from
+``git show main:spinewatch/signal/orientation.py > /tmp/orientation_main.py``), that kernel is
+timed in turns with ours and VQF as one more filter, its bank too, and the largest difference
+between its outputs and ours on the 20 trials is printed: a kernel change measured against
+its predecessor in the same run.
+
 Usage (from the repository root):
     PYTHONPATH=. NUMBA_NUM_THREADS=1 python benchmarks/bench_orientation.py [--quick] [--data DIR]
-        [--cold-start-only]
+        [--cold-start-only] [--baseline-kernel FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -200,7 +207,19 @@ FILTERS: list[tuple[str, Callable[[Trial], np.ndarray], bool]] = [
 FAST_REPEATS = 5
 
 
-def bench_bank(trial: Trial, n_streams: int, chunk: int, n_chunks: int) -> float:
+def load_baseline_kernel(path: Path):  # noqa: ANN201 - a module
+    """Import an orientation.py of another revision as module ``orientation_baseline``."""
+    spec = importlib.util.spec_from_file_location("orientation_baseline", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_bank(
+    trial: Trial, n_streams: int, chunk: int, n_chunks: int, bank_class: type = OrientationFilterBank
+) -> float:
     """Samples/s of OrientationFilterBank.update with (n_streams, chunk, 3) inputs."""
     n = chunk * n_chunks
     offsets = np.linspace(0, len(trial.gyr_rad_s) - n - 1, n_streams).astype(int)
@@ -209,10 +228,10 @@ def bench_bank(trial: Trial, n_streams: int, chunk: int, n_chunks: int) -> float
     cuts = [slice(k * chunk, (k + 1) * chunk) for k in range(n_chunks)]
     gyr_chunks = [np.ascontiguousarray(gyr[:, cut]) for cut in cuts]
     acc_chunks = [np.ascontiguousarray(acc[:, cut]) for cut in cuts]
-    OrientationFilterBank(2, trial.rate_hz).update(gyr[:2, :chunk], acc[:2, :chunk])  # compile
+    bank_class(2, trial.rate_hz).update(gyr[:2, :chunk], acc[:2, :chunk])  # compile
     best_s = float("inf")
     for _ in range(3):  # best of 3 (shared machine)
-        bank = OrientationFilterBank(n_streams, trial.rate_hz)
+        bank = bank_class(n_streams, trial.rate_hz)
         start = time.perf_counter()
         for g, a in zip(gyr_chunks, acc_chunks, strict=True):
             bank.update(g, a)
@@ -361,6 +380,11 @@ def main() -> int:
     parser.add_argument(
         "--cold-start-only", action="store_true", help="only the cold starts in motion (issue 17)"
     )
+    parser.add_argument(
+        "--baseline-kernel",
+        type=Path,
+        help="orientation.py of another revision, timed side by side with this one",
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"BROAD data not found at {args.data}", file=sys.stderr)
@@ -381,6 +405,29 @@ def main() -> int:
 
     slow = ("Madgwick", "Mahony")
     filters = [f for f in FILTERS if not (args.quick and f[0].startswith(slow))]
+    baseline = None
+    if args.baseline_kernel is not None:
+        baseline = load_baseline_kernel(args.baseline_kernel)
+        base_estimate = baseline.estimate_orientation
+        filters.insert(
+            1,
+            (
+                f"spinewatch baseline ({args.baseline_kernel.name}, default)",
+                lambda t: base_estimate(t.gyr_rad_s, t.acc_m_s2, t.rate_hz),
+                True,
+            ),
+        )
+        diffs = [
+            float(np.max(np.abs(run_spinewatch(t) - base_estimate(t.gyr_rad_s, t.acc_m_s2, t.rate_hz))))
+            for t in trials
+        ]
+        identical = all(
+            np.array_equal(run_spinewatch(t), base_estimate(t.gyr_rad_s, t.acc_m_s2, t.rate_hz)) for t in trials
+        )
+        print(
+            f"baseline kernel {args.baseline_kernel}: outputs on the 20 trials "
+            f"{'bit-identical' if identical else 'differ'}, max |difference| {max(diffs):.3g}"
+        )
     rows = []
     for label, run, _ in filters:
         rmse: dict[str, list[float]] = {g: [] for g in GROUPS}
@@ -427,6 +474,14 @@ def main() -> int:
         f"({n_chunks} calls): {rate / 1e6:.2f} M samples/s on one core; "
         f"state {STATE_LEN * 8} bytes per stream"
     )
+    if baseline is not None:
+        for k in range(2):  # in turns: baseline, this one
+            base_rate = bench_bank(trials[3], n_streams, chunk, n_chunks, baseline.OrientationFilterBank)
+            rate = bench_bank(trials[3], n_streams, chunk, n_chunks)
+            print(
+                f"  in turns ({k + 1}/2): baseline {base_rate / 1e6:.2f} M samples/s, "
+                f"this one {rate / 1e6:.2f} M samples/s"
+            )
     cold_start_table(trials)
     print()
     print("Reproduce: PYTHONPATH=. NUMBA_NUM_THREADS=1 python benchmarks/bench_orientation.py")

@@ -192,6 +192,85 @@ def test_activity_matches_the_scripted_day():
         assert np.mean(act[truth == a] == a) > 0.95
 
 
+def _run_in_chunks(tracker, gyr, acc, chunk, switch_at=None, new_params=None):
+    """Feed 1-chunk steps; apply new_params before the chunk starting at sample switch_at."""
+    outs = []
+    for i in range(0, len(gyr), chunk):
+        if i == switch_at:
+            tracker.set_params(new_params)
+        outs.append(tracker.update(gyr[i : i + chunk], acc[i : i + chunk]))
+    outs.append(tracker.flush())
+    return outs
+
+
+@pytest.mark.parametrize(
+    ("switch_s", "before", "after"),
+    [
+        # after the calibration, sitting upright (no episode open in either tracker): the
+        # slouch thresholds, the minimum duration, the lying threshold and the mount's yaw
+        (20.0, PostureParams(), PostureParams(threshold_deg=15.0, hysteresis_deg=3.0, min_duration_s=10.0,
+                                              lying_deg=50.0, mount_yaw_deg=25.0)),
+        # during the auto-capture of neutral: its new length counts from the stream's start
+        (4.0, PostureParams(calibration_s=10.0), PostureParams(calibration_s=6.0, threshold_deg=18.0)),
+    ],
+)
+def test_set_params_mid_stream_behaves_as_a_tracker_built_with_them(switch_s, before, after):
+    rate_hz = 50.0
+    script = PostureScript.day(900.0, seed=4)
+    rec = simulate(script, rate_hz, seed=4)
+    chunk = 25
+    switch_at = int(switch_s * rate_hz)
+    changed = _run_in_chunks(PostureTracker(rate_hz, before), rec.gyr_rad_s, rec.acc_m_s2, chunk,
+                             switch_at, after)
+    built = _run_in_chunks(PostureTracker(rate_hz, after), rec.gyr_rad_s, rec.acc_m_s2, chunk)
+    k = switch_at // chunk
+    same_from = 0 if switch_s < before.calibration_s else k  # a running capture: from the start
+    for a, b in zip(changed[same_from:-1], built[same_from:-1], strict=True):
+        for name in ("flexion_deg", "lateral_deg", "state", "activity", "episodes"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_array_equal(changed[-1], built[-1])
+    episodes = np.concatenate([o.episodes for o in built[:-1]] + [built[-1]])
+    assert len(episodes) >= 1  # the day slouches, so the thresholds were exercised
+
+
+def test_set_params_with_a_shorter_capture_already_full_ends_it_at_the_next_sample():
+    gyr, acc, _ = record(("sit", 20, 0.0))
+    tr = PostureTracker(RATE_HZ, PostureParams(calibration_s=10.0))
+    tr.update(gyr[:800], acc[:800])
+    neutral = tr.neutral_up_sensor
+    tr.set_params(PostureParams(calibration_s=6.0))
+    assert tr.calibrated
+    tr.update(gyr[800:], acc[800:])
+    np.testing.assert_array_equal(tr.neutral_up_sensor, neutral)  # the 8 s captured so far
+
+
+def test_set_params_keeps_an_open_slouch_and_judges_it_by_the_new_minimum_duration():
+    gyr, acc, _ = record(("sit", 15, 0.0), ("slouch", 25, 35.0), ("sit", 20, 0.0))
+    tr = PostureTracker(RATE_HZ, PostureParams(min_duration_s=60.0))
+    first = tr.update(gyr[:3000], acc[:3000])  # 10 s into the slouch
+    assert not first.state.any() and len(first.episodes) == 0
+    tr.set_params(PostureParams(min_duration_s=5.0))
+    rest = tr.update(gyr[3000:], acc[3000:])
+    assert rest.state[0] == 1  # the episode started before the change, now long enough
+    assert len(rest.episodes) == 1 and rest.episodes[0, 0] < 3000
+
+
+def test_the_bridge_applies_a_patients_settings_through_set_params(monkeypatch):
+    from spinewatch.service.bridge import apply_posture_config
+    from spinewatch.service.patient_config import PatientConfig
+
+    calls = []
+    monkeypatch.setattr(PostureTracker, "set_params", lambda self, p: calls.append(p))
+    tr = PostureTracker(RATE_HZ, PostureParams(lying_deg=55.0))
+    apply_posture_config(tr, PatientConfig(threshold_deg=17.0, hysteresis_deg=4.0, min_duration_s=12.0))
+    assert calls == [PostureParams(threshold_deg=17.0, hysteresis_deg=4.0, min_duration_s=12.0, lying_deg=55.0)]
+    monkeypatch.undo()
+    apply_posture_config(tr, PatientConfig(threshold_deg=17.0, hysteresis_deg=4.0, min_duration_s=12.0))
+    built = PostureTracker(RATE_HZ, calls[0]).slouch
+    assert (tr.slouch.on_deg, tr.slouch.off_deg, tr.slouch.min_samples) == (
+        built.on_deg, built.off_deg, built.min_samples)
+
+
 @pytest.mark.parametrize("yaw", [-35.0, 12.0, 90.0])
 def test_a_sensor_turned_about_the_spine_is_corrected_by_a_guided_forward_bend(yaw):
     from spinewatch.signal.angles import mount_yaw_deg, up_in_sensor

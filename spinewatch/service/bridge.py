@@ -147,13 +147,9 @@ def apply_posture_config(tracker: PostureTracker, cfg: PatientConfig) -> None:
     sample on; a config without one leaves the tracker's neutral as it is)."""
     if cfg.neutral_up_sensor is not None:
         tracker.set_neutral(cfg.neutral_up_sensor, cfg.mount_yaw_deg)
-    tracker.params = dataclasses.replace(
+    tracker.set_params(dataclasses.replace(
         tracker.params, threshold_deg=cfg.threshold_deg, hysteresis_deg=cfg.hysteresis_deg,
-        min_duration_s=cfg.min_duration_s)
-    det = tracker.slouch
-    det.on_deg = float(cfg.threshold_deg)
-    det.off_deg = float(cfg.threshold_deg - cfg.hysteresis_deg)
-    det.min_samples = math.ceil(cfg.min_duration_s * det.rate_hz - 1e-9)
+        min_duration_s=cfg.min_duration_s))
 
 
 @dataclass(frozen=True, slots=True)

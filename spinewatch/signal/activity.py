@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Final
 
 import numba as nb
 import numpy as np
@@ -14,10 +15,14 @@ from spinewatch.model import (
 from spinewatch.signal._jit import FASTMATH_FLAGS
 from spinewatch.signal._state import StateVector
 
-__all__ = ["Activity", "ActivityClassifier"]
+__all__ = ["LYING_DEG", "Activity", "ActivityClassifier"]
 
 # State: [0] EMA of |acc| (m/s^2)  [1] EMA of (|acc| - mean)^2 ((m/s^2)^2)  [2] initialised
 _STATE_LEN = 3
+
+# Trunk inclination from vertical above which the patient counts as lying, degrees: the
+# default of ActivityClassifier and of PostureParams.lying_deg (one value for both).
+LYING_DEG: Final = 60.0
 
 
 @nb.njit(cache=True, fastmath=FASTMATH_FLAGS)
@@ -73,15 +78,19 @@ class ActivityClassifier(StateVector):
         self,
         rate_hz: float,
         window_s: float = 1.0,
-        lying_deg: float = 60.0,
+        lying_deg: float = LYING_DEG,
         moving_std_m_s2: float = 0.6,
     ) -> None:
         if not rate_hz > 0 or not window_s > 0:
             raise ValueError(f"rate_hz and window_s must be > 0, got {rate_hz}, {window_s}")
         self.alpha = 1.0 - math.exp(-1.0 / (window_s * rate_hz))
-        self.lying_rad = math.radians(lying_deg)
+        self.set_lying_deg(lying_deg)
         self.moving_var = moving_std_m_s2**2
         self._state = np.zeros(_STATE_LEN)
+
+    def set_lying_deg(self, lying_deg: float) -> None:
+        """Use a new lying threshold (degrees from vertical) from the next sample on."""
+        self.lying_rad = math.radians(lying_deg)
 
     def update(
         self, acc_m_s2: npt.ArrayLike, trunk_tilt_deg: npt.ArrayLike

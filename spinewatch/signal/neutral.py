@@ -11,12 +11,10 @@ live "% neutral" reads what the summary of the same samples will say. Pure: no I
 
 from __future__ import annotations
 
-from typing import Final
-
 import numpy as np
 import numpy.typing as npt
 
-NS_PER_MIN: Final = 60 * 10**9
+from spinewatch.signal.minute_summary import NS_PER_MIN
 
 
 def time_neutral_pct(flexion_mean_deg: npt.ArrayLike, wear_s: npt.ArrayLike, threshold_deg: float) -> float:

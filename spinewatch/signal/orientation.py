@@ -20,6 +20,7 @@ arbitrary heading.
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,9 +29,6 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.signal._jit import FASTMATH_FLAGS
-
-# Numba accepts a set (not a frozenset) of flags; derived from the one shared constant.
-_FASTMATH = set(FASTMATH_FLAGS)
 
 Float1D = npt.NDArray[np.float64]
 Float2D = npt.NDArray[np.float64]
@@ -281,9 +279,39 @@ def _reset_motion_state(state: Float1D) -> None:
 
 # ---------------------------------------------------------------------------------------
 # Kernels
+#
+# _filter_stream is a short loop over samples that calls the steps below, as VQF's
+# updateGyr / updateAcc call small helpers. Every step is inlined into the loop at Numba IR
+# level (inline="always"), so the filter state stays in registers as tuples: a quaternion
+# is a 4-tuple [w, x, y, z], a vector a 3-tuple, a 3x3 matrix a tuple of its 3 rows, a
+# low-pass state the pair (outputs, increments) of 3-tuples (see _svf). The steps keep the
+# arithmetic of the former unrolled kernel (main before 2026-12-08) operation for operation:
+# compiled without fastmath, and run with NUMBA_DISABLE_JIT=1, the outputs are bit for bit
+# the unrolled kernel's. With FASTMATH_FLAGS, LLVM's choice of which products to fuse and
+# how to reassociate sums follows the shape of the IR (the order of its phi nodes), so they
+# differ in the last bits (at most 2.5e-13 on BROAD and the simulator; benchmarks/README.md).
+# Plain (not inlined) njit steps cost about 22 % of the speed; inlined about 2-5 %.
+
+_STEP = nb.njit(cache=True, fastmath=FASTMATH_FLAGS, inline="always")
+
+# The coefficients the loop reads, unpacked once per call from the vector c (see _C_*).
+_Coeffs = namedtuple(
+    "_Coeffs",
+    (
+        "ts inv_ts horizon_s acc_g acc_d blp_g blp_d rest_g rest_d th_gyr2 th_acc2 rest_min_s"
+        " p0 pv w_motion w_vert w_rest clip motion_bias rest_bias bias_every acc_avg_n bias_avg_n"
+    ),
+)
+
+# The rest detector's state: low-pass states of gyroscope and accelerometer with their
+# "started" flags, the time since the last movement (s), the rest flag, and the last
+# low-passed gyroscope (rad/s), which is the bias measurement at rest.
+_Rest = namedtuple("_Rest", "gyr_lp gyr_init acc_lp acc_init t_s at_rest gyr_mean")
+
+_ZERO3 = (0.0, 0.0, 0.0)
 
 
-@nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
+@_STEP
 def _svf(x, g, d, y, u):  # pragma: no cover - jitted
     """One step of the second-order low-pass in state-variable form; returns (y, u).
 
@@ -296,7 +324,17 @@ def _svf(x, g, d, y, u):  # pragma: no cover - jitted
     return y + u, u
 
 
-@nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
+@_STEP
+def _svf3(x, g, d, lp):  # pragma: no cover - jitted
+    """_svf on the three channels of x with state lp = (y, u); returns (y, (y, u))."""
+    (y0, y1, y2), (u0, u1, u2) = lp
+    y0, u0 = _svf(x[0], g, d, y0, u0)
+    y1, u1 = _svf(x[1], g, d, y1, u1)
+    y2, u2 = _svf(x[2], g, d, y2, u2)
+    return (y0, y1, y2), ((y0, y1, y2), (u0, u1, u2))
+
+
+@_STEP
 def _svf_at(x, g, d, st, k, n):  # pragma: no cover - jitted
     """_svf on the channel whose (y, u) live in st[k], st[k + 1], after a start-up average.
 
@@ -314,17 +352,100 @@ def _svf_at(x, g, d, st, k, n):  # pragma: no cover - jitted
     return y
 
 
-@nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _quat_matrix(w, x, y, z):  # pragma: no cover - jitted
-    """Rotation matrix of the unit quaternion [w, x, y, z], row by row (r00, r01, ..., r22)."""
-    return (1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y),
-            2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x),
-            2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y))
+@_STEP
+def _svf_at3(x, g, d, st, k, n):  # pragma: no cover - jitted
+    """_svf_at on the three channels of x, stored from st[k] on."""
+    return (_svf_at(x[0], g, d, st, k, n), _svf_at(x[1], g, d, st, k + 2, n), _svf_at(x[2], g, d, st, k + 4, n))
 
 
-@nb.njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _rotvec_quat(ux, uy, uz):  # pragma: no cover - jitted
+@_STEP
+def _sub3(a, b):  # pragma: no cover - jitted
+    return (a[0] - b[0], a[1] - b[1], a[2] - b[2])
+
+
+@_STEP
+def _scale3(a, s):  # pragma: no cover - jitted
+    return (a[0] * s, a[1] * s, a[2] * s)
+
+
+@_STEP
+def _dot3(a, b):  # pragma: no cover - jitted
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+@_STEP
+def _mat_vec(m, v):  # pragma: no cover - jitted
+    """m v for the 3x3 matrix m (rows)."""
+    return (_dot3(m[0], v), _dot3(m[1], v), _dot3(m[2], v))
+
+
+@_STEP
+def _mat_mul_t(a, b):  # pragma: no cover - jitted
+    """a b^T for 3x3 matrices (rows): entry (i, j) is row i of a dot row j of b."""
+    return (
+        (_dot3(a[0], b[0]), _dot3(a[0], b[1]), _dot3(a[0], b[2])),
+        (_dot3(a[1], b[0]), _dot3(a[1], b[1]), _dot3(a[1], b[2])),
+        (_dot3(a[2], b[0]), _dot3(a[2], b[1]), _dot3(a[2], b[2])),
+    )
+
+
+@_STEP
+def _transpose(a):  # pragma: no cover - jitted
+    return ((a[0][0], a[1][0], a[2][0]), (a[0][1], a[1][1], a[2][1]), (a[0][2], a[1][2], a[2][2]))
+
+
+@_STEP
+def _sym3_inv(s00, s01, s02, s11, s12, s22):  # pragma: no cover - jitted
+    """Inverse of the symmetric 3x3 matrix given by its upper triangle, by cofactors (rows)."""
+    c00 = s11 * s22 - s12 * s12
+    c01 = s02 * s12 - s01 * s22
+    c02 = s01 * s12 - s02 * s11
+    c11 = s00 * s22 - s02 * s02
+    c12 = s01 * s02 - s00 * s12
+    c22 = s00 * s11 - s01 * s01
+    det = s00 * c00 + s01 * c01 + s02 * c02
+    idet = 1.0 / det
+    i00, i01, i02 = c00 * idet, c01 * idet, c02 * idet
+    i11, i12, i22 = c11 * idet, c12 * idet, c22 * idet
+    return ((i00, i01, i02), (i01, i11, i12), (i02, i12, i22))
+
+
+@_STEP
+def _dot4(a, b):  # pragma: no cover - jitted
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2] + a[3] * b[3]
+
+
+@_STEP
+def _scale4(q, s):  # pragma: no cover - jitted
+    return (q[0] * s, q[1] * s, q[2] * s, q[3] * s)
+
+
+@_STEP
+def _quat_mul(a, b):  # pragma: no cover - jitted
+    """Hamilton product a * b of quaternions [w, x, y, z]."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    return (
+        aw * bw - ax * bx - ay * by - az * bz,
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+    )
+
+
+@_STEP
+def _quat_matrix(q):  # pragma: no cover - jitted
+    """Rotation matrix (rows) of the unit quaternion q = [w, x, y, z]: R v = q * v * q^-1."""
+    w, x, y, z = q
+    return ((1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y)),
+            (2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x)),
+            (2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)))
+
+
+@_STEP
+def _rotvec_quat(u):  # pragma: no cover - jitted
     """Unit quaternion [w, x, y, z] of the rotation vector u (angle |u| rad about u)."""
+    ux, uy, uz = u
     h2 = 0.25 * (ux * ux + uy * uy + uz * uz)  # (half angle)^2
     if h2 < _SERIES_MAX_HALF_ANGLE_RAD * _SERIES_MAX_HALF_ANGLE_RAD:
         co = 1.0 - h2 * (0.5 - h2 * (1.0 / 24.0))
@@ -336,390 +457,371 @@ def _rotvec_quat(ux, uy, uz):  # pragma: no cover - jitted
     return co, si * ux, si * uy, si * uz
 
 
-@nb.njit(cache=True, fastmath=_FASTMATH)
+@_STEP
+def _unpack_coeffs(c):  # pragma: no cover - jitted
+    return _Coeffs(
+        c[_C_TS], 1.0 / c[_C_TS], c[_C_HORIZON_S], c[_C_ACC_G], c[_C_ACC_D], c[_C_BIAS_LP_G],
+        c[_C_BIAS_LP_D], c[_C_REST_G], c[_C_REST_D], c[_C_REST_TH_GYR2], c[_C_REST_TH_ACC2],
+        c[_C_REST_MIN_S], c[_C_BIAS_P0], c[_C_BIAS_V], c[_C_BIAS_MOTION_W],
+        c[_C_BIAS_VERTICAL_W], c[_C_BIAS_REST_W], c[_C_BIAS_CLIP], c[_C_MOTION_BIAS] != 0.0,
+        c[_C_REST_BIAS] != 0.0, c[_C_BIAS_EVERY], c[_C_ACC_AVG_N], c[_C_BIAS_AVG_N],
+    )  # fmt: skip
+
+
+@_STEP
+def _vec_at(st, k):  # pragma: no cover - jitted
+    return (st[k], st[k + 1], st[k + 2])
+
+
+@_STEP
+def _lp_at(st, k):  # pragma: no cover - jitted
+    """The 3-channel low-pass state (y, u) stored as pairs from st[k] on."""
+    return ((st[k], st[k + 2], st[k + 4]), (st[k + 1], st[k + 3], st[k + 5]))
+
+
+@_STEP
+def _store_lp(st, k, lp):  # pragma: no cover - jitted
+    (y0, y1, y2), (u0, u1, u2) = lp
+    st[k + 0], st[k + 1] = y0, u0
+    st[k + 2], st[k + 3] = y1, u1
+    st[k + 4], st[k + 5] = y2, u2
+
+
+@_STEP
+def _load_state(st):  # pragma: no cover - jitted
+    """The state vector's registers: (q_gyr, q_corr, bias, p, acc_lp, rest, counts)."""
+    q_gyr = (st[_S_GQ], st[_S_GQ + 1], st[_S_GQ + 2], st[_S_GQ + 3])
+    q_corr = (st[_S_AQ], st[_S_AQ + 1], st[_S_AQ + 2], st[_S_AQ + 3])
+    # the bias covariance as its upper triangle (p00, p01, p02, p11, p12, p22)
+    p = (st[_S_P + 0], st[_S_P + 1], st[_S_P + 2], st[_S_P + 4], st[_S_P + 5], st[_S_P + 8])
+    rest = _Rest(
+        _lp_at(st, _S_REST_GYR_LP), st[_S_REST_GYR_INIT] != 0.0,
+        _lp_at(st, _S_REST_ACC_LP), st[_S_REST_ACC_INIT] != 0.0,
+        st[_S_REST_T], st[_S_REST] != 0.0, _vec_at(st, _S_REST_GYR_MEAN),
+    )  # fmt: skip
+    # (gravity samples averaged, bias updates averaged, bias filter count, bad gyr, bad acc)
+    counts = (st[_S_ACC_N], st[_S_BLP_N], st[_S_BIAS_COUNT], st[_S_N_BAD_GYR], st[_S_N_BAD_ACC])
+    return q_gyr, q_corr, _vec_at(st, _S_BIAS), p, _lp_at(st, _S_ACC_LP), rest, counts
+
+
+@_STEP
+def _store_state(st, q_gyr, q_corr, bias, p, acc_lp, rest, counts):  # pragma: no cover - jitted
+    """Write back what _load_state read."""
+    st[_S_GQ], st[_S_GQ + 1], st[_S_GQ + 2], st[_S_GQ + 3] = q_gyr
+    st[_S_AQ], st[_S_AQ + 1], st[_S_AQ + 2], st[_S_AQ + 3] = q_corr
+    st[_S_BIAS], st[_S_BIAS + 1], st[_S_BIAS + 2] = bias
+    p00, p01, p02, p11, p12, p22 = p
+    st[_S_P + 0], st[_S_P + 1], st[_S_P + 2] = p00, p01, p02
+    st[_S_P + 3], st[_S_P + 4], st[_S_P + 5] = p01, p11, p12
+    st[_S_P + 6], st[_S_P + 7], st[_S_P + 8] = p02, p12, p22
+    st[_S_REST_T] = rest.t_s
+    st[_S_REST] = 1.0 if rest.at_rest else 0.0
+    st[_S_REST_GYR_MEAN], st[_S_REST_GYR_MEAN + 1], st[_S_REST_GYR_MEAN + 2] = rest.gyr_mean
+    acc_n, blp_n, bias_count, n_bad_gyr, n_bad_acc = counts
+    st[_S_N_BAD_GYR] = n_bad_gyr
+    st[_S_N_BAD_ACC] = n_bad_acc
+    st[_S_BIAS_COUNT] = bias_count
+    _store_lp(st, _S_ACC_LP, acc_lp)
+    _store_lp(st, _S_REST_GYR_LP, rest.gyr_lp)
+    _store_lp(st, _S_REST_ACC_LP, rest.acc_lp)
+    st[_S_ACC_INIT] = 1.0 if acc_n > 0.0 else 0.0
+    st[_S_BLP_INIT] = 1.0 if blp_n > 0.0 else 0.0
+    st[_S_ACC_N] = acc_n
+    st[_S_BLP_N] = blp_n
+    st[_S_REST_GYR_INIT] = 1.0 if rest.gyr_init else 0.0
+    st[_S_REST_ACC_INIT] = 1.0 if rest.acc_init else 0.0
+
+
+@_STEP
+def _gyr_valid(w):  # pragma: no cover - jitted
+    """Whether a gyroscope sample is usable: finite and within MAX_GYR_NORM_RAD_S."""
+    # component check first (false for NaN, no overflow), then the norm
+    ok = abs(w[0]) <= MAX_GYR_NORM_RAD_S and abs(w[1]) <= MAX_GYR_NORM_RAD_S and abs(w[2]) <= MAX_GYR_NORM_RAD_S
+    return ok and w[0] * w[0] + w[1] * w[1] + w[2] * w[2] <= MAX_GYR_NORM_RAD_S * MAX_GYR_NORM_RAD_S
+
+
+@_STEP
+def _acc_valid(f):  # pragma: no cover - jitted
+    """Whether an accelerometer sample is usable: finite, not zero, within MAX_ACC_NORM_M_S2."""
+    ok = abs(f[0]) <= MAX_ACC_NORM_M_S2 and abs(f[1]) <= MAX_ACC_NORM_M_S2 and abs(f[2]) <= MAX_ACC_NORM_M_S2
+    f2 = f[0] * f[0] + f[1] * f[1] + f[2] * f[2] if ok else 0.0
+    return f2 <= MAX_ACC_NORM_M_S2 * MAX_ACC_NORM_M_S2 and f2 != 0.0
+
+
+@_STEP
+def _rest_gyr_step(rest, w, co):  # pragma: no cover - jitted
+    """Rest detection, gyroscope half: movement if w deviates from its low-pass or the
+    low-pass exceeds the largest bias. Returns the new _Rest."""
+    lp = rest.gyr_lp if rest.gyr_init else (w, _ZERO3)
+    y, lp = _svf3(w, co.rest_g, co.rest_d, lp)
+    d = _sub3(w, y)
+    t_s, at_rest = rest.t_s, rest.at_rest
+    if _dot3(d, d) >= co.th_gyr2 or abs(y[0]) > co.clip or abs(y[1]) > co.clip or abs(y[2]) > co.clip:
+        t_s = 0.0
+        at_rest = False
+    return _Rest(lp, True, rest.acc_lp, rest.acc_init, t_s, at_rest, y)
+
+
+@_STEP
+def _rest_acc_step(rest, f, co):  # pragma: no cover - jitted
+    """Rest detection, accelerometer half: movement if f deviates from its low-pass, else the
+    rest timer runs and rest is detected after rest_min_s. Returns the new _Rest."""
+    lp = rest.acc_lp if rest.acc_init else (f, _ZERO3)
+    y, lp = _svf3(f, co.rest_g, co.rest_d, lp)
+    d = _sub3(f, y)
+    t_s, at_rest = rest.t_s, rest.at_rest
+    if _dot3(d, d) >= co.th_acc2:
+        t_s = 0.0
+        at_rest = False
+    else:
+        t_s += co.ts
+        if t_s >= co.rest_min_s:
+            at_rest = True
+    return _Rest(rest.gyr_lp, rest.gyr_init, lp, True, t_s, at_rest, rest.gyr_mean)
+
+
+@_STEP
+def _strapdown(q_gyr, w, bias, ts):  # pragma: no cover - jitted
+    """q_gyr <- q_gyr * exp((w - bias) ts); returns (q_gyr, q_mid).
+
+    The rate of sample k is applied over the whole period before it, so q_gyr then holds
+    the attitude half a period after the instant the rate was sampled at; the accelerometer,
+    sampled with the gyroscope, is rotated with the attitude at that instant:
+    q_mid = q_gyr(k-1) * exp(u / 2). (Off the serial chain of q_gyr.)
+    """
+    u = _scale3(_sub3(w, bias), ts)
+    d = _rotvec_quat(u)
+    q_mid = _quat_mul(q_gyr, _rotvec_quat(_scale3(u, 0.5)))
+    n = _quat_mul(q_gyr, d)
+    # both factors are unit to rounding, so one Newton step for 1/sqrt(|n|^2) about 1
+    # renormalises; |n|^2 = |q_gyr|^2 |d|^2 is known before the product is
+    inv = 1.5 - 0.5 * _dot4(q_gyr, q_gyr) * _dot4(d, d)
+    return _scale4(n, inv), q_mid
+
+
+@_STEP
+def _gravity_lowpass(i, lp, n, co):  # pragma: no cover - jitted
+    """Low-pass of the specific force i in the almost-inertial frame; returns (i_lp, lp, n).
+
+    During the start-up (after a cold start or reset_motion, n < acc_avg_n samples) the
+    output is the mean of all samples so far, then the low-pass continues from it in
+    steady state.
+    """
+    (y0, y1, y2), (u0, u1, u2) = lp
+    if n < co.acc_avg_n:
+        n += 1.0
+        k_avg = 1.0 / n
+        y0 += (i[0] - y0) * k_avg
+        y1 += (i[1] - y1) * k_avg
+        y2 += (i[2] - y2) * k_avg
+        u0 = u1 = u2 = 0.0
+    else:
+        y0, u0 = _svf(i[0], co.acc_g, co.acc_d, y0, u0)
+        y1, u1 = _svf(i[1], co.acc_g, co.acc_d, y1, u1)
+        y2, u2 = _svf(i[2], co.acc_g, co.acc_d, y2, u2)
+    return (y0, y1, y2), ((y0, y1, y2), (u0, u1, u2)), n
+
+
+@_STEP
+def _tilt_mul(k, q):  # pragma: no cover - jitted
+    """k * q for a quaternion k = [w, x, y, 0] given as (w, x, y)."""
+    kw, kx, ky = k
+    cw, cx, cy, cz = q
+    return (
+        kw * cw - kx * cx - ky * cy,
+        kw * cx + kx * cw + ky * cz,
+        kw * cy - kx * cz + ky * cw,
+        kw * cz + kx * cy - ky * cx,
+    )
+
+
+@_STEP
+def _correct_inclination(q_corr, i, e2):  # pragma: no cover - jitted
+    """Turn q_corr so that the filtered gravity i (|i|^2 = e2 > 0) points up in the earth
+    frame; returns (q_corr, e) with e the unit gravity direction before the turn.
+
+    |e| = |i|: the norm is known before the rotation by q_corr, which keeps the square
+    root and division off the serial chain q_corr -> e -> q_corr.
+    """
+    en = math.sqrt(e2)
+    inv_en = 1.0 / en
+    e = _mat_vec(_quat_matrix(q_corr), i)  # filtered gravity in the earth frame
+    ex, ey, ez = e
+    # k = shortest rotation taking e onto +z: k ~ [|e| + ez, ey, -ex, 0], whose norm is
+    # sqrt(2 |e| (|e| + ez))
+    h2 = ex * ex + ey * ey
+    if ez > 0.0 and h2 < _SMALL_CORRECTION2 * e2:
+        # usual case, a tiny correction: with eps = h2 / (4 |e|^2) = sin^2(a/2) to first
+        # order, 1 / norm = (1 + eps / 2) / (2 |e|) + O(eps^2); the Newton step below
+        # removes the rest
+        f = 0.5 * inv_en * (1.0 + 0.125 * h2 * inv_en * inv_en)
+        k = ((en + ez) * f, ey * f, -ex * f)
+    else:
+        m2 = 0.5 * en * (en + ez)
+        if m2 > 1e-12 * e2:
+            m = math.sqrt(m2)
+            hk = 0.5 / m
+            k = (m * inv_en, ey * hk, -ex * hk)
+        else:  # gravity points straight down: turn by 180 deg about x
+            k = (0.0, 1.0, 0.0)
+    n = _tilt_mul(k, q_corr)
+    # k and q_corr are unit quaternions (to O(eps^2) resp. rounding), so one Newton step
+    # for 1/sqrt(|n|^2) about 1 makes the product unit without sqrt or division;
+    # |n|^2 = |k|^2 |q_corr|^2 is known before the product is
+    inv = 1.5 - 0.5 * _dot3(k, k) * _dot4(q_corr, q_corr)
+    return _scale4(n, inv), _scale3(e, inv_en)
+
+
+@_STEP
+def _bias_measurement(bias, m, bl, e, rest, co):  # pragma: no cover - jitted
+    """The bias filter's measurement z = H b + noise as (update, H, residual y, noise W).
+
+    At rest the low-passed gyroscope measures the bias directly. In motion, the correction
+    just applied rotated by (ey, -ex) rad about earth x/y; the earth-frame rate error it
+    compensates is minus that / ts, compared with the low-passed earth-frame bias bl. A
+    residual beyond the largest bias is not explained by a bias (the start-up average
+    converging, a burst of acceleration): the update is skipped, so it cannot drag the
+    estimate.
+    """
+    if rest.at_rest and co.rest_bias:
+        h = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+        return True, h, _sub3(rest.gyr_mean, bias), (co.w_rest, co.w_rest, co.w_rest)
+    if co.motion_bias:
+        y = (
+            -e[1] * co.inv_ts + bl[0] - _dot3(m[0], bias),
+            e[0] * co.inv_ts + bl[1] - _dot3(m[1], bias),
+            -_dot3(m[2], bias),
+        )
+        update = not (abs(y[0]) > co.clip or abs(y[1]) > co.clip)
+        return update, m, y, (co.w_motion, co.w_motion, co.w_vert)
+    return False, (_ZERO3, _ZERO3, _ZERO3), _ZERO3, _ZERO3
+
+
+@_STEP
+def _bias_predict(p, co):  # pragma: no cover - jitted
+    """The bias may drift: its variances grow by pv (bounded by the initial variance)."""
+    p00, p01, p02, p11, p12, p22 = p
+    if p00 < co.p0:
+        p00 += co.pv
+    if p11 < co.p0:
+        p11 += co.pv
+    if p22 < co.p0:
+        p22 += co.pv
+    return (p00, p01, p02, p11, p12, p22)
+
+
+@_STEP
+def _kalman_update(bias, p, h, y, w, clip):  # pragma: no cover - jitted
+    """Kalman update of the bias with measurement matrix h (rows), residual y and noise
+    variances w; returns (bias clipped to +/-clip, p)."""
+    p00, p01, p02, p11, p12, p22 = p
+    a = _mat_mul_t(((p00, p01, p02), (p01, p11, p12), (p02, p12, p22)), h)  # A = P H^T
+    at = _transpose(a)
+    # S = H A + W (symmetric)
+    s00 = _dot3(h[0], at[0]) + w[0]
+    s01 = _dot3(h[0], at[1])
+    s02 = _dot3(h[0], at[2])
+    s11 = _dot3(h[1], at[1]) + w[1]
+    s12 = _dot3(h[1], at[2])
+    s22 = _dot3(h[2], at[2]) + w[2]
+    k = _mat_mul_t(a, _sym3_inv(s00, s01, s02, s11, s12, s22))  # K = A S^-1
+    bias = (bias[0] + _dot3(k[0], y), bias[1] + _dot3(k[1], y), bias[2] + _dot3(k[2], y))
+    # P <- P - K A^T (A^T = H P), kept symmetric
+    p = (
+        p00 - _dot3(k[0], a[0]), p01 - _dot3(k[0], a[1]), p02 - _dot3(k[0], a[2]),
+        p11 - _dot3(k[1], a[1]), p12 - _dot3(k[1], a[2]), p22 - _dot3(k[2], a[2]),
+    )  # fmt: skip
+    bias = (min(max(bias[0], -clip), clip), min(max(bias[1], -clip), clip), min(max(bias[2], -clip), clip))
+    return bias, p
+
+
+@_STEP
+def _update_bias(bias, p, blp_n, q, e, rest, st, co):  # pragma: no cover - jitted
+    """One step of the bias Kalman filter with the 6-axis estimate q; returns (bias, p, blp_n).
+
+    Its measurements are low-passed like gravity, so the measurement and the prediction
+    share the same delay; those low-pass states live in st (used at ~40 Hz only, they need
+    no register), with a start-up average in step with the gravity low-pass's.
+    """
+    m = _quat_matrix(q)
+    bl = (_dot3(m[0], bias), _dot3(m[1], bias))  # earth-frame horizontal bias
+    if blp_n < co.bias_avg_n:
+        blp_n += 1.0
+        avg_n = blp_n
+    else:
+        avg_n = 0.0
+    m = (
+        _svf_at3(m[0], co.blp_g, co.blp_d, st, _S_R_LP + 0, avg_n),
+        _svf_at3(m[1], co.blp_g, co.blp_d, st, _S_R_LP + 6, avg_n),
+        _svf_at3(m[2], co.blp_g, co.blp_d, st, _S_R_LP + 12, avg_n),
+    )
+    bl = (
+        _svf_at(bl[0], co.blp_g, co.blp_d, st, _S_BLP_LP, avg_n),
+        _svf_at(bl[1], co.blp_g, co.blp_d, st, _S_BLP_LP + 2, avg_n),
+    )
+    update, h, y, w = _bias_measurement(bias, m, bl, e, rest, co)
+    p = _bias_predict(p, co)
+    if update:
+        bias, p = _kalman_update(bias, p, h, y, w, co.clip)
+    return bias, p, blp_n
+
+
+@_STEP
+def _output(q_corr, q_gyr, w, bias, gyr_ok, horizon_s):  # pragma: no cover - jitted
+    """q = q_corr * q_gyr * exp((w - b) * horizon): predicted over the rest of the sensor
+    latency with the current rate (when there is one)."""
+    q = _quat_mul(q_corr, q_gyr)
+    if horizon_s != 0.0 and gyr_ok:
+        q = _quat_mul(q, _rotvec_quat(_scale3(_sub3(w, bias), horizon_s)))
+    return q
+
+
+@nb.njit(cache=True, fastmath=FASTMATH_FLAGS)
 def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     """Run the filter over one stream's chunk.
 
     gyr, acc: (N, 3) inputs; c: coefficients; st: state, updated in place; out: (N, 4).
     """
-    ts = c[_C_TS]
-    ag, ad = c[_C_ACC_G], c[_C_ACC_D]
-    bg, bd = c[_C_BIAS_LP_G], c[_C_BIAS_LP_D]
-    rg, rd = c[_C_REST_G], c[_C_REST_D]
-    th_gyr2 = c[_C_REST_TH_GYR2]
-    th_acc2 = c[_C_REST_TH_ACC2]
-    rest_min = c[_C_REST_MIN_S]
-    p0 = c[_C_BIAS_P0]
-    pv = c[_C_BIAS_V]
-    w_motion = c[_C_BIAS_MOTION_W]
-    w_vert = c[_C_BIAS_VERTICAL_W]
-    w_rest = c[_C_BIAS_REST_W]
-    clip = c[_C_BIAS_CLIP]
-    motion_bias = c[_C_MOTION_BIAS] != 0.0
-    rest_bias = c[_C_REST_BIAS] != 0.0
-    inv_ts = 1.0 / ts
-    max_acc = MAX_ACC_NORM_M_S2
-    max_gyr = MAX_GYR_NORM_RAD_S
-    max_acc2 = max_acc * max_acc
-    max_gyr2 = max_gyr * max_gyr
-    min_g2 = _MIN_GRAVITY_NORM_M_S2 * _MIN_GRAVITY_NORM_M_S2
-
-    gw, gx, gy, gz = st[_S_GQ], st[_S_GQ + 1], st[_S_GQ + 2], st[_S_GQ + 3]
-    cw, cx, cy, cz = st[_S_AQ], st[_S_AQ + 1], st[_S_AQ + 2], st[_S_AQ + 3]
-    bx, by, bz = st[_S_BIAS], st[_S_BIAS + 1], st[_S_BIAS + 2]
-    p00, p01, p02 = st[_S_P + 0], st[_S_P + 1], st[_S_P + 2]
-    p11, p12, p22 = st[_S_P + 4], st[_S_P + 5], st[_S_P + 8]
-    rest_t = st[_S_REST_T]
-    rest = st[_S_REST] != 0.0
-    mgx, mgy, mgz = st[_S_REST_GYR_MEAN], st[_S_REST_GYR_MEAN + 1], st[_S_REST_GYR_MEAN + 2]
-    n_bad_gyr = st[_S_N_BAD_GYR]
-    n_bad_acc = st[_S_N_BAD_ACC]
-    bias_count = st[_S_BIAS_COUNT]
-    horizon = c[_C_HORIZON_S]
-    bias_every = c[_C_BIAS_EVERY]
-    lax1, lax2 = st[_S_ACC_LP + 0], st[_S_ACC_LP + 1]
-    lay1, lay2 = st[_S_ACC_LP + 2], st[_S_ACC_LP + 3]
-    laz1, laz2 = st[_S_ACC_LP + 4], st[_S_ACC_LP + 5]
-    rgx1, rgx2 = st[_S_REST_GYR_LP + 0], st[_S_REST_GYR_LP + 1]
-    rgy1, rgy2 = st[_S_REST_GYR_LP + 2], st[_S_REST_GYR_LP + 3]
-    rgz1, rgz2 = st[_S_REST_GYR_LP + 4], st[_S_REST_GYR_LP + 5]
-    rax1, rax2 = st[_S_REST_ACC_LP + 0], st[_S_REST_ACC_LP + 1]
-    ray1, ray2 = st[_S_REST_ACC_LP + 2], st[_S_REST_ACC_LP + 3]
-    raz1, raz2 = st[_S_REST_ACC_LP + 4], st[_S_REST_ACC_LP + 5]
-    acc_n = st[_S_ACC_N]
-    blp_n = st[_S_BLP_N]
-    acc_avg_n = c[_C_ACC_AVG_N]
-    bias_avg_n = c[_C_BIAS_AVG_N]
-    init_rg = st[_S_REST_GYR_INIT] != 0.0
-    init_ra = st[_S_REST_ACC_INIT] != 0.0
-
+    co = _unpack_coeffs(c)
+    q_gyr, q_corr, bias, p, acc_lp, rest, counts = _load_state(st)
+    acc_n, blp_n, bias_count, n_bad_gyr, n_bad_acc = counts
     for i in range(gyr.shape[0]):
-        wx, wy, wz = gyr[i, 0], gyr[i, 1], gyr[i, 2]
-        fx, fy, fz = acc[i, 0], acc[i, 1], acc[i, 2]
-
-        # ---- gyroscope: rest detection and strapdown integration -----------------------
-        # component check first (false for NaN, no overflow), then the norm
-        gyr_ok = abs(wx) <= max_gyr and abs(wy) <= max_gyr and abs(wz) <= max_gyr
-        gyr_ok = gyr_ok and wx * wx + wy * wy + wz * wz <= max_gyr2
-        # attitude at the instant the accelerometer sample was taken (see below)
-        mw, mx, my, mz = gw, gx, gy, gz
+        w = (gyr[i, 0], gyr[i, 1], gyr[i, 2])
+        f = (acc[i, 0], acc[i, 1], acc[i, 2])
+        # ---- gyroscope: rest detection and strapdown integration
+        gyr_ok = _gyr_valid(w)
+        q_mid = q_gyr  # attitude at the instant the accelerometer sample was taken
         if not gyr_ok:
             n_bad_gyr += 1.0
         else:
-            if rest_bias:
-                if not init_rg:
-                    rgx1, rgx2 = wx, 0.0
-                    rgy1, rgy2 = wy, 0.0
-                    rgz1, rgz2 = wz, 0.0
-                    init_rg = True
-                rgx1, rgx2 = _svf(wx, rg, rd, rgx1, rgx2)
-                lx = rgx1
-                rgy1, rgy2 = _svf(wy, rg, rd, rgy1, rgy2)
-                ly = rgy1
-                rgz1, rgz2 = _svf(wz, rg, rd, rgz1, rgz2)
-                lz = rgz1
-                dx, dy, dz = wx - lx, wy - ly, wz - lz
-                if (
-                    dx * dx + dy * dy + dz * dz >= th_gyr2
-                    or abs(lx) > clip
-                    or abs(ly) > clip
-                    or abs(lz) > clip
-                ):
-                    rest_t = 0.0
-                    rest = False
-                mgx, mgy, mgz = lx, ly, lz
-
-            # q_gyr <- q_gyr * d, d = rotation by the rotation vector (w - b) ts
-            ux, uy, uz = (wx - bx) * ts, (wy - by) * ts, (wz - bz) * ts
-            dw, dx, dy, dz = _rotvec_quat(ux, uy, uz)
-            # The rate of sample k is applied over the whole period before it, so q_gyr now
-            # holds the attitude half a period after the instant the rate was sampled at; the
-            # accelerometer, sampled with the gyroscope, is rotated with the attitude at that
-            # instant: q_mid = q_gyr(k-1) * exp(u / 2). (Off the serial chain of q_gyr.)
-            hw, hx, hy, hz = _rotvec_quat(0.5 * ux, 0.5 * uy, 0.5 * uz)
-            mw = gw * hw - gx * hx - gy * hy - gz * hz
-            mx = gw * hx + gx * hw + gy * hz - gz * hy
-            my = gw * hy - gx * hz + gy * hw + gz * hx
-            mz = gw * hz + gx * hy - gy * hx + gz * hw
-            nw = gw * dw - gx * dx - gy * dy - gz * dz
-            nx = gw * dx + gx * dw + gy * dz - gz * dy
-            ny = gw * dy - gx * dz + gy * dw + gz * dx
-            nz = gw * dz + gx * dy - gy * dx + gz * dw
-            # both factors are unit to rounding, so one Newton step for 1/sqrt(|n|^2) about 1
-            # renormalises; |n|^2 = |q_gyr|^2 |d|^2 is known before the product is
-            g2 = gw * gw + gx * gx + gy * gy + gz * gz
-            inv = 1.5 - 0.5 * g2 * (dw * dw + dx * dx + dy * dy + dz * dz)
-            gw, gx, gy, gz = nw * inv, nx * inv, ny * inv, nz * inv
-
-        # ---- accelerometer: inclination correction and bias estimation -----------------
-        acc_ok = abs(fx) <= max_acc and abs(fy) <= max_acc and abs(fz) <= max_acc
-        f2 = fx * fx + fy * fy + fz * fz if acc_ok else 0.0
-        if not (f2 <= max_acc2) or f2 == 0.0:
+            if co.rest_bias:
+                rest = _rest_gyr_step(rest, w, co)
+            q_gyr, q_mid = _strapdown(q_gyr, w, bias, co.ts)
+        # ---- accelerometer: inclination correction and bias estimation
+        if not _acc_valid(f):
             n_bad_acc += 1.0
         else:
-            if rest_bias:
-                if not init_ra:
-                    rax1, rax2 = fx, 0.0
-                    ray1, ray2 = fy, 0.0
-                    raz1, raz2 = fz, 0.0
-                    init_ra = True
-                rax1, rax2 = _svf(fx, rg, rd, rax1, rax2)
-                lx = rax1
-                ray1, ray2 = _svf(fy, rg, rd, ray1, ray2)
-                ly = ray1
-                raz1, raz2 = _svf(fz, rg, rd, raz1, raz2)
-                lz = raz1
-                dx, dy, dz = fx - lx, fy - ly, fz - lz
-                if dx * dx + dy * dy + dz * dz >= th_acc2:
-                    rest_t = 0.0
-                    rest = False
-                else:
-                    rest_t += ts
-                    if rest_t >= rest_min:
-                        rest = True
-
-            # specific force in the almost-inertial frame: R(q_mid) f
-            r00, r01, r02, r10, r11, r12, r20, r21, r22 = _quat_matrix(mw, mx, my, mz)
-            ix = r00 * fx + r01 * fy + r02 * fz
-            iy = r10 * fx + r11 * fy + r12 * fz
-            iz = r20 * fx + r21 * fy + r22 * fz
-            if acc_n < acc_avg_n:
-                # start-up (after a cold start or reset_motion): the mean of all samples
-                # so far, then the low-pass continues from it in steady state
-                acc_n += 1.0
-                k_avg = 1.0 / acc_n
-                lax1 += (ix - lax1) * k_avg
-                lay1 += (iy - lay1) * k_avg
-                laz1 += (iz - laz1) * k_avg
-                lax2 = lay2 = laz2 = 0.0
-                ix, iy, iz = lax1, lay1, laz1
-            else:
-                lax1, lax2 = _svf(ix, ag, ad, lax1, lax2)
-                ix = lax1
-                lay1, lay2 = _svf(iy, ag, ad, lay1, lay2)
-                iy = lay1
-                laz1, laz2 = _svf(iz, ag, ad, laz1, laz2)
-                iz = laz1
-
-            # |e| = |i|: the norm is known before the rotation by q_corr, which keeps the
-            # square root and division off the serial chain q_corr -> e -> q_corr
-            e2 = ix * ix + iy * iy + iz * iz
-            if e2 > min_g2:
-                en = math.sqrt(e2)
-                inv_en = 1.0 / en
-                # filtered gravity in the earth frame: e = R(q_corr) i
-                ex = (1.0 - 2.0 * (cy * cy + cz * cz)) * ix + 2.0 * (cx * cy - cw * cz) * iy
-                ex += 2.0 * (cx * cz + cw * cy) * iz
-                ey = 2.0 * (cx * cy + cw * cz) * ix + (1.0 - 2.0 * (cx * cx + cz * cz)) * iy
-                ey += 2.0 * (cy * cz - cw * cx) * iz
-                ez = 2.0 * (cx * cz - cw * cy) * ix + 2.0 * (cy * cz + cw * cx) * iy
-                ez += (1.0 - 2.0 * (cx * cx + cy * cy)) * iz
-                # k = shortest rotation taking e onto +z: k ~ [|e| + ez, ey, -ex, 0], whose
-                # norm is sqrt(2 |e| (|e| + ez))
-                h2 = ex * ex + ey * ey
-                if ez > 0.0 and h2 < _SMALL_CORRECTION2 * e2:
-                    # usual case, a tiny correction: with eps = h2 / (4 |e|^2) = sin^2(a/2)
-                    # to first order, 1 / norm = (1 + eps / 2) / (2 |e|) + O(eps^2); the
-                    # Newton step below removes the rest
-                    f = 0.5 * inv_en * (1.0 + 0.125 * h2 * inv_en * inv_en)
-                    kw = (en + ez) * f
-                    kx = ey * f
-                    ky = -ex * f
-                else:
-                    m2 = 0.5 * en * (en + ez)
-                    if m2 > 1e-12 * e2:
-                        m = math.sqrt(m2)
-                        hk = 0.5 / m
-                        kw = m * inv_en
-                        kx = ey * hk
-                        ky = -ex * hk
-                    else:  # gravity points straight down: turn by 180 deg about x
-                        kw, kx, ky = 0.0, 1.0, 0.0
-                ex, ey, ez = ex * inv_en, ey * inv_en, ez * inv_en
-                nw = kw * cw - kx * cx - ky * cy
-                nx = kw * cx + kx * cw + ky * cz
-                ny = kw * cy - kx * cz + ky * cw
-                nz = kw * cz + kx * cy - ky * cx
-                # k and q_corr are unit quaternions (to O(eps^2) resp. rounding), so one
-                # Newton step for 1/sqrt(|n|^2) about 1 makes the product unit without sqrt
-                # or division; |n|^2 = |k|^2 |q_corr|^2 is known before the product is
-                c2 = cw * cw + cx * cx + cy * cy + cz * cz
-                inv = 1.5 - 0.5 * (kw * kw + kx * kx + ky * ky) * c2
-                cw, cx, cy, cz = nw * inv, nx * inv, ny * inv, nz * inv
-
-                if motion_bias or rest_bias:
+            if co.rest_bias:
+                rest = _rest_acc_step(rest, f, co)
+            grav, acc_lp, acc_n = _gravity_lowpass(_mat_vec(_quat_matrix(q_mid), f), acc_lp, acc_n, co)
+            e2 = _dot3(grav, grav)
+            if e2 > _MIN_GRAVITY_NORM_M_S2 * _MIN_GRAVITY_NORM_M_S2:
+                q_corr, e = _correct_inclination(q_corr, grav, e2)
+                if co.motion_bias or co.rest_bias:
                     # The bias filter runs on every bias_every-th accelerometer sample only:
                     # its inputs are low-passed far below that rate, so nothing is lost.
                     bias_count += 1.0
-                    if bias_count >= bias_every:
+                    if bias_count >= co.bias_every:
                         bias_count = 0.0
-                        # rotation matrix of the 6-axis estimate q = q_corr * q_gyr
-                        qw = cw * gw - cx * gx - cy * gy - cz * gz
-                        qx = cw * gx + cx * gw + cy * gz - cz * gy
-                        qy = cw * gy - cx * gz + cy * gw + cz * gx
-                        qz = cw * gz + cx * gy - cy * gx + cz * gw
-                        m00, m01, m02, m10, m11, m12, m20, m21, m22 = _quat_matrix(qw, qx, qy, qz)
-                        # earth-frame horizontal bias, low-passed with the same filter as the
-                        # gravity so the measurement and the prediction share the same delay
-                        blx = m00 * bx + m01 * by + m02 * bz
-                        bly = m10 * bx + m11 * by + m12 * bz
-                        # (these states live in st: used at ~40 Hz only, they need no register)
-                        # start-up average in step with the gravity low-pass's
-                        if blp_n < bias_avg_n:
-                            blp_n += 1.0
-                            avg_n = blp_n
-                        else:
-                            avg_n = 0.0
-                        m00 = _svf_at(m00, bg, bd, st, _S_R_LP + 0, avg_n)
-                        m01 = _svf_at(m01, bg, bd, st, _S_R_LP + 2, avg_n)
-                        m02 = _svf_at(m02, bg, bd, st, _S_R_LP + 4, avg_n)
-                        m10 = _svf_at(m10, bg, bd, st, _S_R_LP + 6, avg_n)
-                        m11 = _svf_at(m11, bg, bd, st, _S_R_LP + 8, avg_n)
-                        m12 = _svf_at(m12, bg, bd, st, _S_R_LP + 10, avg_n)
-                        m20 = _svf_at(m20, bg, bd, st, _S_R_LP + 12, avg_n)
-                        m21 = _svf_at(m21, bg, bd, st, _S_R_LP + 14, avg_n)
-                        m22 = _svf_at(m22, bg, bd, st, _S_R_LP + 16, avg_n)
-                        blx = _svf_at(blx, bg, bd, st, _S_BLP_LP, avg_n)
-                        bly = _svf_at(bly, bg, bd, st, _S_BLP_LP + 2, avg_n)
-
-                        # measurement z = H b + noise, residual y = z - H b
-                        update = True
-                        if rest and rest_bias:
-                            h00, h01, h02 = 1.0, 0.0, 0.0
-                            h10, h11, h12 = 0.0, 1.0, 0.0
-                            h20, h21, h22 = 0.0, 0.0, 1.0
-                            y0, y1, y2 = mgx - bx, mgy - by, mgz - bz
-                            w0, w1, w2_ = w_rest, w_rest, w_rest
-                        elif motion_bias:
-                            h00, h01, h02 = m00, m01, m02
-                            h10, h11, h12 = m10, m11, m12
-                            h20, h21, h22 = m20, m21, m22
-                            # the correction just applied rotated by (ey, -ex) rad about earth
-                            # x/y; the earth-frame rate error it compensates is minus that / ts
-                            y0 = -ey * inv_ts + blx - (m00 * bx + m01 * by + m02 * bz)
-                            y1 = ex * inv_ts + bly - (m10 * bx + m11 * by + m12 * bz)
-                            y2 = -(m20 * bx + m21 * by + m22 * bz)
-                            w0, w1, w2_ = w_motion, w_motion, w_vert
-                            # a residual beyond the largest bias is not explained by a bias
-                            # (the start-up average converging, a burst of acceleration):
-                            # the update is skipped, so it cannot drag the estimate
-                            if abs(y0) > clip or abs(y1) > clip:
-                                update = False
-                        else:
-                            update = False
-                            h00 = h01 = h02 = h10 = h11 = h12 = h20 = h21 = h22 = 0.0
-                            y0 = y1 = y2 = w0 = w1 = w2_ = 0.0
-
-                        # prediction: the bias may drift (bounded by the initial variance)
-                        if p00 < p0:
-                            p00 += pv
-                        if p11 < p0:
-                            p11 += pv
-                        if p22 < p0:
-                            p22 += pv
-
-                        if update:
-                            # A = P H^T (3x3), S = H A + W (symmetric)
-                            a00 = p00 * h00 + p01 * h01 + p02 * h02
-                            a01 = p00 * h10 + p01 * h11 + p02 * h12
-                            a02 = p00 * h20 + p01 * h21 + p02 * h22
-                            a10 = p01 * h00 + p11 * h01 + p12 * h02
-                            a11 = p01 * h10 + p11 * h11 + p12 * h12
-                            a12 = p01 * h20 + p11 * h21 + p12 * h22
-                            a20 = p02 * h00 + p12 * h01 + p22 * h02
-                            a21 = p02 * h10 + p12 * h11 + p22 * h12
-                            a22 = p02 * h20 + p12 * h21 + p22 * h22
-                            s00 = h00 * a00 + h01 * a10 + h02 * a20 + w0
-                            s01 = h00 * a01 + h01 * a11 + h02 * a21
-                            s02 = h00 * a02 + h01 * a12 + h02 * a22
-                            s11 = h10 * a01 + h11 * a11 + h12 * a21 + w1
-                            s12 = h10 * a02 + h11 * a12 + h12 * a22
-                            s22 = h20 * a02 + h21 * a12 + h22 * a22 + w2_
-                            # inverse of symmetric S by cofactors
-                            c00 = s11 * s22 - s12 * s12
-                            c01 = s02 * s12 - s01 * s22
-                            c02 = s01 * s12 - s02 * s11
-                            c11 = s00 * s22 - s02 * s02
-                            c12 = s01 * s02 - s00 * s12
-                            c22 = s00 * s11 - s01 * s01
-                            det = s00 * c00 + s01 * c01 + s02 * c02
-                            idet = 1.0 / det
-                            i00, i01, i02 = c00 * idet, c01 * idet, c02 * idet
-                            i11, i12, i22 = c11 * idet, c12 * idet, c22 * idet
-                            # K = A S^-1
-                            k00 = a00 * i00 + a01 * i01 + a02 * i02
-                            k01 = a00 * i01 + a01 * i11 + a02 * i12
-                            k02 = a00 * i02 + a01 * i12 + a02 * i22
-                            k10 = a10 * i00 + a11 * i01 + a12 * i02
-                            k11 = a10 * i01 + a11 * i11 + a12 * i12
-                            k12 = a10 * i02 + a11 * i12 + a12 * i22
-                            k20 = a20 * i00 + a21 * i01 + a22 * i02
-                            k21 = a20 * i01 + a21 * i11 + a22 * i12
-                            k22 = a20 * i02 + a21 * i12 + a22 * i22
-                            bx += k00 * y0 + k01 * y1 + k02 * y2
-                            by += k10 * y0 + k11 * y1 + k12 * y2
-                            bz += k20 * y0 + k21 * y1 + k22 * y2
-                            # P <- P - K A^T (A^T = H P), kept symmetric
-                            p00 -= k00 * a00 + k01 * a01 + k02 * a02
-                            p01 -= k00 * a10 + k01 * a11 + k02 * a12
-                            p02 -= k00 * a20 + k01 * a21 + k02 * a22
-                            p11 -= k10 * a10 + k11 * a11 + k12 * a12
-                            p12 -= k10 * a20 + k11 * a21 + k12 * a22
-                            p22 -= k20 * a20 + k21 * a21 + k22 * a22
-                            bx = min(max(bx, -clip), clip)
-                            by = min(max(by, -clip), clip)
-                            bz = min(max(bz, -clip), clip)
-
-        # ---- output: q = q_corr * q_gyr * exp((w - b) * horizon) ----------------------
-        ow = cw * gw - cx * gx - cy * gy - cz * gz
-        ox = cw * gx + cx * gw + cy * gz - cz * gy
-        oy = cw * gy - cx * gz + cy * gw + cz * gx
-        oz = cw * gz + cx * gy - cy * gx + cz * gw
-        if horizon != 0.0 and gyr_ok:
-            # predict over the rest of the sensor latency with the current rate
-            hx, hy, hz = (wx - bx) * horizon, (wy - by) * horizon, (wz - bz) * horizon
-            pw, px, py, pz = _rotvec_quat(hx, hy, hz)
-            ow, ox, oy, oz = (
-                ow * pw - ox * px - oy * py - oz * pz,
-                ow * px + ox * pw + oy * pz - oz * py,
-                ow * py - ox * pz + oy * pw + oz * px,
-                ow * pz + ox * py - oy * px + oz * pw,
-            )
-        out[i, 0] = ow
-        out[i, 1] = ox
-        out[i, 2] = oy
-        out[i, 3] = oz
-
-    st[_S_GQ], st[_S_GQ + 1], st[_S_GQ + 2], st[_S_GQ + 3] = gw, gx, gy, gz
-    st[_S_AQ], st[_S_AQ + 1], st[_S_AQ + 2], st[_S_AQ + 3] = cw, cx, cy, cz
-    st[_S_BIAS], st[_S_BIAS + 1], st[_S_BIAS + 2] = bx, by, bz
-    st[_S_P + 0], st[_S_P + 1], st[_S_P + 2] = p00, p01, p02
-    st[_S_P + 3], st[_S_P + 4], st[_S_P + 5] = p01, p11, p12
-    st[_S_P + 6], st[_S_P + 7], st[_S_P + 8] = p02, p12, p22
-    st[_S_REST_T] = rest_t
-    st[_S_REST] = 1.0 if rest else 0.0
-    st[_S_REST_GYR_MEAN], st[_S_REST_GYR_MEAN + 1], st[_S_REST_GYR_MEAN + 2] = mgx, mgy, mgz
-    st[_S_N_BAD_GYR] = n_bad_gyr
-    st[_S_N_BAD_ACC] = n_bad_acc
-    st[_S_BIAS_COUNT] = bias_count
-    st[_S_ACC_LP + 0], st[_S_ACC_LP + 1] = lax1, lax2
-    st[_S_ACC_LP + 2], st[_S_ACC_LP + 3] = lay1, lay2
-    st[_S_ACC_LP + 4], st[_S_ACC_LP + 5] = laz1, laz2
-    st[_S_REST_GYR_LP + 0], st[_S_REST_GYR_LP + 1] = rgx1, rgx2
-    st[_S_REST_GYR_LP + 2], st[_S_REST_GYR_LP + 3] = rgy1, rgy2
-    st[_S_REST_GYR_LP + 4], st[_S_REST_GYR_LP + 5] = rgz1, rgz2
-    st[_S_REST_ACC_LP + 0], st[_S_REST_ACC_LP + 1] = rax1, rax2
-    st[_S_REST_ACC_LP + 2], st[_S_REST_ACC_LP + 3] = ray1, ray2
-    st[_S_REST_ACC_LP + 4], st[_S_REST_ACC_LP + 5] = raz1, raz2
-    st[_S_ACC_INIT] = 1.0 if acc_n > 0.0 else 0.0
-    st[_S_BLP_INIT] = 1.0 if blp_n > 0.0 else 0.0
-    st[_S_ACC_N] = acc_n
-    st[_S_BLP_N] = blp_n
-    st[_S_REST_GYR_INIT] = 1.0 if init_rg else 0.0
-    st[_S_REST_ACC_INIT] = 1.0 if init_ra else 0.0
+                        q = _quat_mul(q_corr, q_gyr)
+                        bias, p, blp_n = _update_bias(bias, p, blp_n, q, e, rest, st, co)
+        # ---- output
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _output(q_corr, q_gyr, w, bias, gyr_ok, co.horizon_s)
+    counts = (acc_n, blp_n, bias_count, n_bad_gyr, n_bad_acc)
+    _store_state(st, q_gyr, q_corr, bias, p, acc_lp, rest, counts)
 
 
-@nb.njit(cache=True, fastmath=_FASTMATH)
+@nb.njit(cache=True, fastmath=FASTMATH_FLAGS)
 def _filter_bank(gyr, acc, c, st, out):  # pragma: no cover - jitted
     """Run _filter_stream on each stream s of (S, N, 3) inputs with state st[s]."""
     for s in range(gyr.shape[0]):

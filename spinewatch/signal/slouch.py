@@ -92,17 +92,28 @@ class SlouchDetector(StateVector):
     ) -> None:
         if not rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        self.rate_hz = float(rate_hz)
+        self.set_thresholds(threshold_deg, hysteresis_deg, min_duration_s)
+        self._state = np.zeros(_STATE_LEN)
+
+    def set_thresholds(self, threshold_deg: float, hysteresis_deg: float, min_duration_s: float) -> None:
+        """Apply new thresholds from the next sample on; the detector's state is kept (an
+        open episode goes on, and is confirmed and reported by the new minimum duration).
+
+        Args: as for the constructor.
+
+        Raises:
+            ValueError: if a value is out of range (the detector is then unchanged).
+        """
         if not math.isfinite(threshold_deg):
             raise ValueError(f"threshold_deg must be finite, got {threshold_deg}")
         if not hysteresis_deg >= 0:
             raise ValueError(f"hysteresis_deg must be >= 0, got {hysteresis_deg}")
         if not min_duration_s >= 0:
             raise ValueError(f"min_duration_s must be >= 0, got {min_duration_s}")
-        self.rate_hz = float(rate_hz)
         self.on_deg = float(threshold_deg)
         self.off_deg = float(threshold_deg - hysteresis_deg)
-        self.min_samples = int(math.ceil(min_duration_s * rate_hz - 1e-9))
-        self._state = np.zeros(_STATE_LEN)
+        self.min_samples = int(math.ceil(min_duration_s * self.rate_hz - 1e-9))
 
     @property
     def samples_seen(self) -> int:

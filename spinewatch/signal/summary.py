@@ -14,10 +14,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
+from spinewatch.model import NS_PER_S
 from spinewatch.signal.activity import Activity
-
-NS_PER_S = 10**9
-NS_PER_MIN = 60 * NS_PER_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from spinewatch.signal.activity import Activity, ActivityClassifier
+from spinewatch.signal.activity import LYING_DEG, Activity, ActivityClassifier
 from spinewatch.signal.angles import (
     neutral_alignment,
     trunk_angles_deg,
@@ -46,7 +46,7 @@ class PostureParams:
     hysteresis_deg: float = 5.0
     min_duration_s: float = 30.0
     calibration_s: float = 10.0
-    lying_deg: float = 60.0
+    lying_deg: float = LYING_DEG
     mount_yaw_deg: float = 0.0
 
     def __post_init__(self) -> None:
@@ -160,6 +160,30 @@ class PostureTracker:
         self._neutral_cache = None
         self._fixed = True
         self.remount.reset()  # a new calibration answers a suspected remount
+
+    def set_params(self, params: PostureParams) -> None:
+        """Apply new posture settings to a running tracker (a patient's settings changed live).
+
+        From the next sample on the tracker behaves as one built with ``params``, keeping
+        what it has learnt and what is under way: the orientation filter, the neutral
+        posture (stored or auto-captured), the activity classifier's and the slouch
+        detector's state (an open slouch goes on and is judged by the new thresholds and
+        minimum duration). ``lying_deg`` applies to the activity from the next sample;
+        ``mount_yaw_deg`` turns the body frame at once once calibrated; ``calibration_s``
+        changes an auto-capture still running (it ends at the next sample if the new
+        window is already full) and nothing after it.
+
+        Args:
+            params: the new settings.
+        """
+        old = self.params
+        self.slouch.set_thresholds(params.threshold_deg, params.hysteresis_deg, params.min_duration_s)
+        self.activity.set_lying_deg(params.lying_deg)
+        if not self.calibrated:
+            self._cal_samples = max(1, round(params.calibration_s * self.rate_hz))
+        if params.mount_yaw_deg != old.mount_yaw_deg and self._r_sensor_to_body is not None:
+            self._r_sensor_to_body = yaw_rotation(params.mount_yaw_deg) @ neutral_alignment(self._cal_sum)
+        self.params = params
 
     def reset_motion(self) -> None:
         """Call after a gap in the data: the orientation filter restarts its motion state.
