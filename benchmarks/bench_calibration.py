@@ -22,7 +22,7 @@ import numpy as np
 
 from spinewatch.firmware_bridge.calibration_sim import calibration_script
 from spinewatch.firmware_bridge.simulator import Mounting, SimulatedPatient
-from spinewatch.service.calibrate import (
+from spinewatch.service.bridge.calibration_session import (
     CalibrationPlan,
     CalibrationRejected,
     run_calibration,

@@ -88,7 +88,7 @@ def test_cli_stops_at_start_with_one_line_naming_the_key(capsys, monkeypatch):
 def test_the_ble_section_reaches_the_bridge_source(tmp_path):
     import argparse
 
-    from spinewatch.service.cli_bridge import _make_source
+    from spinewatch.service.cli.args import make_source
 
     f = tmp_path / "c.toml"
     f.write_text("[ble]\nsilence_timeout_s = 7.5\nbattery_interval_s = 60\n")
@@ -96,6 +96,6 @@ def test_the_ble_section_reaches_the_bridge_source(tmp_path):
     assert (cfg.ble.silence_timeout_s, cfg.ble.battery_interval_s) == (7.5, 60.0)
     args = argparse.Namespace(config=str(f), replay=None, profile="spinewatch", mount=None, rate_hz=None,
                               silence_timeout=None, address="C0:FF:EE:00:00:01")
-    assert _make_source(args).config.silence_timeout_s == 7.5
+    assert make_source(args).config.silence_timeout_s == 7.5
     args.silence_timeout = 1.0  # the command-line option wins
-    assert _make_source(args).config == dataclasses.replace(cfg.ble, silence_timeout_s=1.0)
+    assert make_source(args).config == dataclasses.replace(cfg.ble, silence_timeout_s=1.0)

@@ -24,19 +24,20 @@ import pytest
 from _mqtt_helpers import TestClient
 
 from spinewatch.model import PostureBatch, SlouchEvent
-from spinewatch.service import storage, wire
+from spinewatch.service import storage
 from spinewatch.service.cli import main
-from spinewatch.service.cli_export import Progress
+from spinewatch.service.cli.export import Progress
 from spinewatch.service.config import Config
-from spinewatch.service.export import (
+from spinewatch.service.ingest.worker import IngestWorker
+from spinewatch.service.reports.export import (
     EPISODE_COLUMNS,
     POSTURE_COLUMNS,
     export,
     export_paths,
 )
-from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.patient_config import PatientConfig, encode_patient_config
 from spinewatch.service.storage import Influx1Store, SqliteStore
+from spinewatch.service.transport import wire
+from spinewatch.service.transport.patient_config import PatientConfig, encode_patient_config
 
 pytestmark = pytest.mark.network
 
@@ -367,7 +368,7 @@ class _Tty:
 
 def test_progress_appears_only_after_a_second(monkeypatch):
     clock = [100.0]  # simulated perf_counter, s
-    monkeypatch.setattr("spinewatch.service.cli_export.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("spinewatch.service.cli.export.time.perf_counter", lambda: clock[0])
     tty = _Tty()
     p = Progress("export pe-1", tty)
     clock[0] += 0.5
@@ -381,7 +382,7 @@ def test_progress_appears_only_after_a_second(monkeypatch):
 
 
 def test_activity_names_are_the_signal_packages_names():
-    from spinewatch.service.export import ACTIVITY_NAMES
+    from spinewatch.service.reports.export import ACTIVITY_NAMES
     from spinewatch.signal.activity import Activity
 
     assert ACTIVITY_NAMES == {int(a): a.name.lower() for a in Activity}
@@ -398,7 +399,7 @@ def test_a_terminated_export_leaves_no_half_file(tmp_path):
     """SIGTERM (systemd stop, kill) mid-export: the .part files are removed, as on Ctrl-C."""
     from _waiting import wait_until
 
-    from spinewatch.service.wire import PostureMsg
+    from spinewatch.service.transport.wire import PostureMsg
 
     store = SqliteStore(tmp_path / "big.sqlite")
     n = 100
@@ -428,7 +429,7 @@ def test_a_terminated_export_leaves_no_half_file(tmp_path):
 
 
 def test_one_day_is_the_same_period_in_export_and_report(source, published, tmp_path, capsys):
-    """`--from D --to D` is local day D in both commands (one rule: spinewatch/service/periods.py)."""
+    """`--from D --to D` is local day D in both commands (one rule: spinewatch/service/reports/periods.py)."""
     rc, _, err = run(capsys, "--patient", PATIENT, "--from", "2026-03-02", "--to", "2026-03-02",
                      "--out", str(tmp_path / "day"), *source)
     assert rc == 0, err

@@ -146,7 +146,7 @@ class IngestConfig:
         health_listen: ``host:port`` of the HTTP health endpoint (``/healthz``, ``/metrics``);
             empty: off.
         loss_check_s: how often the worker counts, from the database, the posture messages
-            lost in transit (gaps in ``seq``; spinewatch/service/transit.py), seconds; 0: never.
+            lost in transit (gaps in ``seq``; spinewatch/service/storage/transit.py), seconds; 0: never.
     """
 
     worker_id: str = ""
@@ -187,7 +187,7 @@ class BridgeConfig:
         outbox_dir: folder of the disk-backed outboxes (``SPINEWATCH_OUTBOX_DIR``): one SQLite
             file per (patient, device), ``<patient>+<device>.outbox.sqlite`` for its bridge and
             ``<patient>+<device>.therapist.sqlite`` for ``calibrate``/``config set``, each with
-            a ``.lock`` beside it (:func:`spinewatch.service.outbox.outbox_path`); empty:
+            a ``.lock`` beside it (:func:`spinewatch.service.bridge.outbox.outbox_path`); empty:
             ``~/.local/share/spinewatch`` (the demo: its ``--out`` folder).
         outbox_max_mb: payload megabytes the outbox keeps while the broker is unreachable;
             when full, the oldest posture messages are dropped (events are kept).

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from spinewatch.service.schema import WEAR_S_EXACT
+from spinewatch.service.storage.influx1_schema import WEAR_S_EXACT
 from spinewatch.signal import minute_summary
 from spinewatch.signal.minute_summary import BASELINE_DAYS, MIN_BASELINE_DAYS  # noqa: F401
 
