@@ -13,18 +13,17 @@ from typing import Any
 from spinewatch.errors import ConfigError
 from spinewatch.service.transport import wire
 from spinewatch.service.transport.patient_config import (
+    HAPTIC_SETTING_KEYS,
+    SETTING_KEYS,
     PatientConfig,
     SettingsConflict,
     decode_patient_config,
     encode_patient_config,
 )
 
-# key=value names accepted by `config set`, and where each goes in PatientConfig
-_TOP = ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone")
-_HAPTIC = {"delay_s": "delay_s", "pattern": "pattern", "intensity_pct": "intensity_pct",
-           "duration_ms": "duration_ms", "min_interval_s": "min_interval_s",
-           "response_window_s": "response_window_s"}
-KEYS = (*_TOP, "haptic", *_HAPTIC, "quiet_hours", "alerts_off")
+# key=value names accepted by `config set`: PatientConfig's settings (HAPTIC_SETTING_KEYS go into
+# its haptic part under the same names), plus the switches and lists spelled for the command line
+KEYS = (*SETTING_KEYS, "haptic", *HAPTIC_SETTING_KEYS, "quiet_hours", "alerts_off")
 
 
 def _mqtt(args: argparse.Namespace):
@@ -71,11 +70,11 @@ def apply_changes(cfg: PatientConfig, pairs: list[str], *, explain_conflicts: bo
                     raise ConfigError(key, value, "on or off")
                 haptic["enabled"] = value == "on"
             elif key in ("intensity_pct", "duration_ms"):
-                haptic[_HAPTIC[key]] = int(value)
+                haptic[key] = int(value)
             elif key == "pattern":
                 haptic["pattern"] = value
-            elif key in _HAPTIC:
-                haptic[_HAPTIC[key]] = float(value)
+            elif key in HAPTIC_SETTING_KEYS:
+                haptic[key] = float(value)
             elif key == "quiet_hours":
                 wins = [w.split("-") for w in value.split(",") if w]
                 if any(len(w) != 2 for w in wins):

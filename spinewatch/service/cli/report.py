@@ -52,8 +52,7 @@ def _store(cfg: Any, sqlite: str | None) -> Any:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from spinewatch.service.config import Config
-    from spinewatch.service.dashboards._common import SEVERE_DEG
+    from spinewatch.service.config import DEFAULT_SEVERE_DEG, Config
     from spinewatch.service.reports.patient_report import (
         build,
         check_range,
@@ -90,7 +89,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     try:
         report = build(
             store, args.patient, first, last, min_wear_min=min_wear,
-            default_threshold_deg=cfg.posture.threshold_deg, default_severe_deg=SEVERE_DEG,
+            default_threshold_deg=cfg.posture.threshold_deg, default_severe_deg=DEFAULT_SEVERE_DEG,
             tz=args.tz, source=args.source, progress=progress,
         )
         if args.format == "json":

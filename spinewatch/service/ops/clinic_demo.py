@@ -431,7 +431,7 @@ def _render_dashboards(store: Any, runs: list[PatientRun], out_dir: Path, first:
 
 def _render_artefacts(store: Any, cfg: Config, runs: list[PatientRun], out_dir: Path, first: dt.date,
                       last: dt.date, stage: Callable[[str], None]) -> dict[str, list[Path]]:
-    from spinewatch.service.dashboards._common import SEVERE_DEG  # noqa: PLC0415
+    from spinewatch.service.config import DEFAULT_SEVERE_DEG  # noqa: PLC0415
     from spinewatch.service.reports.patient_report import ReportError, build, to_json  # noqa: PLC0415
     from spinewatch.service.reports.patient_report_pdf import write_pdf  # noqa: PLC0415
 
@@ -442,7 +442,7 @@ def _render_artefacts(store: Any, cfg: Config, runs: list[PatientRun], out_dir: 
         stage(f"report of {sim.patient} ({sim.tz}): {p_first} to {p_last}")
         try:
             report = build(store, sim.patient, p_first, p_last, min_wear_min=cfg.report.min_wear_min,
-                           default_threshold_deg=cfg.posture.threshold_deg, default_severe_deg=SEVERE_DEG)
+                           default_threshold_deg=cfg.posture.threshold_deg, default_severe_deg=DEFAULT_SEVERE_DEG)
         except ReportError as exc:
             _LOGGER.warning("%s: no report: %s", sim.patient, exc)
             continue

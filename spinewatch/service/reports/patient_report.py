@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConfigError, SpineWatchError
+from spinewatch.model import NS_PER_S
 from spinewatch.service.reports.periods import check_days, parse_day
 from spinewatch.service.storage import (
     MinuteSeries,
@@ -39,7 +40,6 @@ from spinewatch.signal.minute_summary import (
 )
 from spinewatch.signal.rtm import RtmPeriod, rtm_periods
 
-NS_PER_S: Final = 10**9
 READ_CHUNK_DAYS: Final = 5  # days per query: 5 x 1,440 minutes stays under InfluxDB 1.x's 10,000-row default limit
 MAX_REPORT_DAYS: Final = 3660  # ten years: a typo in a year should not start a century-long read
 FAR_FUTURE_NS: Final = 2**62  # year 2116: "every settings change ever stored"

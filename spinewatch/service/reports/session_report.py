@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from spinewatch.model import NS_PER_S
+from spinewatch.service.config import DEFAULT_THRESHOLD_DEG
 from spinewatch.service.storage import MinuteSeries, Record, SlouchRow, Store
 from spinewatch.signal.neutral import time_neutral_pct
-
-NS_PER_S = 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class SessionSummary:
 
 
 def summarize(
-    minutes: MinuteSeries, slouches: list[SlouchRow], threshold_deg: float = 20.0,
+    minutes: MinuteSeries, slouches: list[SlouchRow], threshold_deg: float = DEFAULT_THRESHOLD_DEG,
     alerts: list[Record] | None = None,
 ) -> SessionSummary:
     """Summary figures from per-minute posture, the episode list and the ``alert`` points.

@@ -48,6 +48,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.haptics import HapticSettings
 from spinewatch.model import Activity
+from spinewatch.service.config import (
+    DEFAULT_HYSTERESIS_DEG,
+    DEFAULT_MIN_DURATION_S,
+    DEFAULT_SEVERE_DEG,
+    DEFAULT_THRESHOLD_DEG,
+)
 
 __all__ = ["HapticConfig", "PatientConfig", "SettingsConflict", "decode_patient_config", "encode_patient_config",
            "in_quiet_hours"]
@@ -102,10 +108,10 @@ class HapticConfig:
 class PatientConfig:
     """One patient's settings, validated (see the module table)."""
 
-    threshold_deg: float = 20.0
-    severe_deg: float = 30.0
-    hysteresis_deg: float = 5.0
-    min_duration_s: float = 30.0
+    threshold_deg: float = DEFAULT_THRESHOLD_DEG
+    severe_deg: float = DEFAULT_SEVERE_DEG
+    hysteresis_deg: float = DEFAULT_HYSTERESIS_DEG
+    min_duration_s: float = DEFAULT_MIN_DURATION_S
     haptic: HapticConfig = field(default_factory=HapticConfig)
     quiet_hours: tuple[tuple[str, str], ...] = ()
     timezone: str = "UTC"
@@ -245,11 +251,14 @@ class QuietHours:
         return self._quiet
 
 
-_TOP_KEYS: Final = {"v", "threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "haptic", "quiet_hours",
-                    "timezone", "alerts_off_activities", "author", "set_ns",
+# The settings a therapist sets by name (``spinewatch config set key=value``): the one list of
+# them, which the codec's key sets below and the command line read.
+SETTING_KEYS: Final = ("threshold_deg", "severe_deg", "hysteresis_deg", "min_duration_s", "timezone")
+HAPTIC_SETTING_KEYS: Final = ("delay_s", "pattern", "intensity_pct", "duration_ms", "min_interval_s",
+                              "response_window_s")
+_TOP_KEYS: Final = {"v", *SETTING_KEYS, "haptic", "quiet_hours", "alerts_off_activities", "author", "set_ns",
                     "neutral_up_sensor", "mount_yaw_deg", "calibrated_ns"}
-_HAPTIC_KEYS: Final = {"enabled", "delay_s", "pattern", "intensity_pct", "duration_ms", "min_interval_s",
-                        "response_window_s"}
+_HAPTIC_KEYS: Final = {"enabled", *HAPTIC_SETTING_KEYS}
 
 
 def decode_patient_config(payload: bytes | str) -> PatientConfig:
