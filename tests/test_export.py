@@ -24,7 +24,6 @@ import pytest
 from _mqtt_helpers import TestClient
 
 from spinewatch.model import PostureBatch, SlouchEvent
-from spinewatch.service import storage
 from spinewatch.service.cli import main
 from spinewatch.service.cli.export import Progress
 from spinewatch.service.config import Config
@@ -35,7 +34,7 @@ from spinewatch.service.reports.export import (
     export,
     export_paths,
 )
-from spinewatch.service.storage import Influx1Store, SqliteStore
+from spinewatch.service.storage import Influx1Store, SqliteStore, influx
 from spinewatch.service.transport import wire
 from spinewatch.service.transport.patient_config import PatientConfig, encode_patient_config
 
@@ -274,7 +273,7 @@ def test_times_with_an_offset_keep_it(source, published, tmp_path, capsys):
 def test_chunks_hold_exactly_their_window(published, store_kind, monkeypatch):
     """Ten-minute windows over messages that straddle them (d1's start on :30 s), and InfluxDB
     answers in pieces of 500 rows: every sample lands once, in its own window, in time order."""
-    monkeypatch.setattr(storage, "INFLUX_CHUNK_ROWS", 500)
+    monkeypatch.setattr(influx, "INFLUX_CHUNK_ROWS", 500)
     store = (Influx1Store(published["influx_url"], published["db"]) if store_kind == "influx"
              else SqliteStore(published["sqlite"]))
     a, b = utc_ns("2026-03-01T23:05:00"), utc_ns("2026-03-02T00:05:00")

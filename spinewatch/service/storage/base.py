@@ -100,12 +100,6 @@ RECORD_MEASUREMENTS: Final = ("alert", "calibration", "patient_config", "device"
 # Raw-series export reads one time window per query: an hour of one 100 Hz device is
 # 360,000 samples (~10 MB as arrays), small enough to hold, large enough to amortise a query.
 EXPORT_WINDOW_NS: Final = 3600 * 10**9
-# Rows per piece of InfluxDB's chunked /query response: parsed one piece at a time, so the
-# JSON of a whole window is never held at once.
-INFLUX_CHUNK_ROWS: Final = 20_000
-# How far before a window a SQLite posture row (one message) may start and still reach into
-# it: a message holds at most wire.MAX_SAMPLES samples, a day covers 60,000 samples down to 0.7 Hz.
-SQLITE_LOOKBACK_NS: Final = 86_400 * 10**9
 
 
 @dataclass(frozen=True, slots=True)

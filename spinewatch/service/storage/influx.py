@@ -16,7 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -26,7 +26,6 @@ from spinewatch.service.storage import transit
 from spinewatch.service.storage.base import (
     EXPORT_WINDOW_NS,
     HTTP_TIMEOUT_S,
-    INFLUX_CHUNK_ROWS,
     LATE_NS,
     LEGACY_SAMPLE_S,
     NS_PER_MIN,
@@ -58,6 +57,10 @@ from spinewatch.service.transport.wire import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+
+# Rows per piece of InfluxDB's chunked /query response: parsed one piece at a time, so the
+# JSON of a whole window is never held at once.
+INFLUX_CHUNK_ROWS: Final = 20_000
 
 
 # --------------------------------------------------------------------------- InfluxDB (HTTP)

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,6 @@ from spinewatch.service.storage import transit
 from spinewatch.service.storage.base import (
     EXPORT_WINDOW_NS,
     NS_PER_MIN,
-    SQLITE_LOOKBACK_NS,
     Episode,
     Message,
     MinuteSeries,
@@ -39,6 +38,10 @@ from spinewatch.service.transport.wire import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+
+# How far before a window a SQLite posture row (one message) may start and still reach into
+# it: a message holds at most wire.MAX_SAMPLES samples, a day covers 60,000 samples down to 0.7 Hz.
+SQLITE_LOOKBACK_NS: Final = 86_400 * 10**9
 
 
 # --------------------------------------------------------------------------- SQLite
