@@ -22,15 +22,16 @@ from paho.mqtt.properties import Properties
 
 from spinewatch.service.config import MqttConfig
 from spinewatch.service.transport.neterrors import network_reason
+from spinewatch.service.transport.retry import BACKOFF_CAP_S
 
 _LOGGER = logging.getLogger(__name__)
 
 Protocol = Literal["5", "3.1.1"]
 
-# paho reconnects by itself; start fast after a blip, back off to this cap when a broker
-# stays away (a patient's bridge retries forever, every 30 s at most).
+# paho reconnects by itself; start fast after a blip, back off to the retry policy's cap when
+# a broker stays away (a patient's bridge retries forever, every 30 s at most).
 RECONNECT_MIN_S: Final = 1
-RECONNECT_MAX_S: Final = 30
+RECONNECT_MAX_S: Final = int(BACKOFF_CAP_S)
 # Connection-failure warnings at most this often, so a long outage doesn't flood the log.
 WARN_INTERVAL_S: Final = 30.0
 # How long one probe CONNECT may take by default (TCP, TLS and CONNACK), seconds.
