@@ -107,9 +107,9 @@ def _quiet_hours_not_now() -> tuple[tuple[str, str], ...]:
 
 async def _fleet(n: int, seconds: float, mqtt_url: str, prepare: bool = True) -> dict[str, Any]:
     """The bridge process: ``n`` run_bridge loops fed by a RemoteRadio; measures itself.
-    Prepared like ``spinewatch bridge run`` (spinewatch.service.bridge_memory) unless
+    Prepared like ``spinewatch bridge run`` (spinewatch.service.bridge.memory) unless
     ``prepare`` is false."""
-    from spinewatch.service.bridge_memory import keep_scipy_out, prepare_bridge_process
+    from spinewatch.service.bridge.memory import keep_scipy_out, prepare_bridge_process
 
     if prepare:
         keep_scipy_out()  # as bridge run does, before anything imports Numba
@@ -119,10 +119,10 @@ async def _fleet(n: int, seconds: float, mqtt_url: str, prepare: bool = True) ->
     from spinewatch.firmware_bridge.ble_config import BleConfig
     from spinewatch.firmware_bridge.profiles import get_profile
     from spinewatch.model import PostureBatch
-    from spinewatch.service.bridge import HapticEvent, run_bridge
+    from spinewatch.service.bridge.loop import HapticEvent, run_bridge
+    from spinewatch.service.bridge.publisher import Publisher
     from spinewatch.service.config import Config
-    from spinewatch.service.patient_config import HapticConfig, PatientConfig
-    from spinewatch.service.publisher import Publisher
+    from spinewatch.service.transport.patient_config import HapticConfig, PatientConfig
     from spinewatch.signal import PostureParams, PostureTracker
 
     class TimedPublisher(Publisher):
@@ -225,7 +225,7 @@ def main() -> int:
     ap.add_argument("--skip-fleet", action="store_true")
     ap.add_argument("--skip-decode", action="store_true")
     ap.add_argument("--no-prepare", action="store_true",
-                    help="skip what bridge run does to stay small (spinewatch.service.bridge_memory): "
+                    help="skip what bridge run does to stay small (spinewatch.service.bridge.memory): "
                          "SciPy kept out, LLVM's code pages released; for before/after figures")
     ap.add_argument("--bridge-process", metavar="MQTT_URL", help=argparse.SUPPRESS)  # internal: the measured process
     args = ap.parse_args()

@@ -21,7 +21,7 @@ import uuid
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from spinewatch.service.broker import EmbeddedBroker, find_mosquitto
+from spinewatch.service.ops.embedded_broker import EmbeddedBroker, find_mosquitto
 
 TOPIC = "spinewatch/v1/bench/d1/posture"
 # Per-broker wall-clock cap so the whole run stays under ~30 s even on a slow machine.

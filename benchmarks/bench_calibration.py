@@ -22,7 +22,7 @@ import numpy as np
 
 from spinewatch.firmware_bridge.sim import Mounting, SimulatedPatient
 from spinewatch.firmware_bridge.sim.calibration import calibration_script
-from spinewatch.service.calibrate import (
+from spinewatch.service.bridge.calibration_session import (
     CalibrationPlan,
     CalibrationRejected,
     run_calibration,

@@ -46,7 +46,7 @@ def _hour_of_messages(hour: int):  # type: ignore[no-untyped-def]
     """3,600 posture messages (one hour at 100 Hz) with plausible values (a slow sway + noise)."""
     import numpy as np
 
-    from spinewatch.service.wire import PostureMsg
+    from spinewatch.service.transport.wire import PostureMsg
 
     rng = np.random.default_rng(hour)
     n = 3600 * MSG_SAMPLES

@@ -42,8 +42,8 @@ VARIANTS = {  # name: (line-protocol options, lines per request, requests in fli
 def _lines() -> list[bytes]:
     from bench_ingest import _payloads
 
-    from spinewatch.service import wire
-    from spinewatch.service.lineprotocol import posture_bytes
+    from spinewatch.service.storage.lineprotocol import posture_bytes
+    from spinewatch.service.transport import wire
 
     out: list[bytes] = []
     for topic, payload in _payloads(6000, 20):

@@ -50,7 +50,7 @@ def _payloads(messages: int, patients: int, seq_epoch: int | None = 1) -> list[t
     import numpy as np
 
     from spinewatch.model import PostureBatch
-    from spinewatch.service import wire
+    from spinewatch.service.transport import wire
 
     rng = np.random.default_rng(0)
     out = []
@@ -83,9 +83,9 @@ def ours(mqtt_url: str, influx_url: str, db: str, worker_id: str, group: str, go
     import dataclasses
 
     from spinewatch.service.config import Config
-    from spinewatch.service.ingest import IngestWorker
+    from spinewatch.service.ingest.worker import IngestWorker
     from spinewatch.service.storage import Influx1Store
-    from spinewatch.service.transit import SeqMsg
+    from spinewatch.service.storage.transit import SeqMsg
 
     class CountingStore(Influx1Store):
         def write(self, msgs):  # type: ignore[no-untyped-def]

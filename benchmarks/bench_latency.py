@@ -25,11 +25,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 # after the sys.path set-up above, so that the script runs from a checkout without installing
 from spinewatch.model import PostureBatch, SlouchEvent  # noqa: E402
+from spinewatch.service.bridge.publisher import Publisher  # noqa: E402
 from spinewatch.service.config import Config  # noqa: E402
-from spinewatch.service.ingest import IngestWorker  # noqa: E402
-from spinewatch.service.publisher import Publisher  # noqa: E402
+from spinewatch.service.ingest.worker import IngestWorker  # noqa: E402
 from spinewatch.service.storage import Influx1Store  # noqa: E402
-from spinewatch.service.wire import EventMsg, PostureMsg  # noqa: E402
+from spinewatch.service.transport.wire import EventMsg, PostureMsg  # noqa: E402
 
 
 class TimedStore(Influx1Store):

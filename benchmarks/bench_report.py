@@ -39,8 +39,8 @@ def _fill(url: str, db: str, days: int, hours: float, slouches_per_day: int) -> 
 
     import numpy as np
 
-    from spinewatch.service.schema import Influx1Schema
     from spinewatch.service.storage import Influx1Store
+    from spinewatch.service.storage.influx1_schema import Influx1Schema
 
     store = Influx1Store(url, db)
     store.ensure_database()

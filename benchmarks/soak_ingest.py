@@ -26,8 +26,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import numpy as np  # noqa: E402
 
 from spinewatch.model import PostureBatch  # noqa: E402
+from spinewatch.service.bridge.publisher import Publisher  # noqa: E402
 from spinewatch.service.config import Config  # noqa: E402
-from spinewatch.service.publisher import Publisher  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:

@@ -32,7 +32,7 @@ def main() -> int:
     from test_wear_rates import D0, DAYS, RATES_HZ, batches
 
     from spinewatch.service.storage import SqliteStore
-    from spinewatch.service.wire import PostureMsg
+    from spinewatch.service.transport.wire import PostureMsg
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "store.sqlite"

@@ -135,7 +135,7 @@ def started_ingest(mqtt_url: str, influx_url: str, db_prefix: str) -> tuple[Any,
     import dataclasses
 
     from spinewatch.service.config import Config
-    from spinewatch.service.ingest import IngestWorker
+    from spinewatch.service.ingest.worker import IngestWorker
     from spinewatch.service.storage import Influx1Store
 
     store = Influx1Store(influx_url, f"{db_prefix}_{uuid.uuid4().hex[:6]}")

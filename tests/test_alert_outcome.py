@@ -14,12 +14,12 @@ from spinewatch.firmware_bridge.sim import (
     Segment,
     SimulatedPatient,
 )
-from spinewatch.service.bridge import run_bridge
+from spinewatch.service.bridge.loop import run_bridge
+from spinewatch.service.bridge.publisher import Publisher
 from spinewatch.service.config import Config
-from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.patient_config import HapticConfig, PatientConfig
-from spinewatch.service.publisher import Publisher
+from spinewatch.service.ingest.worker import IngestWorker
 from spinewatch.service.storage import Influx1Store
+from spinewatch.service.transport.patient_config import HapticConfig, PatientConfig
 from spinewatch.signal import PostureParams, PostureTracker
 from spinewatch.signal.alert_outcome import AlertOutcome, AlertOutcomes
 

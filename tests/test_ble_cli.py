@@ -12,7 +12,7 @@ from _mqtt_helpers import TestClient
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.replay import write_recording
 from spinewatch.firmware_bridge.sim import PostureScript, SimulatedPatient
-from spinewatch.service.cli_bridge import add_bridge_commands
+from spinewatch.service.cli.bridge import add_bridge_commands
 
 
 def parser() -> argparse.ArgumentParser:

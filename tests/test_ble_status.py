@@ -13,10 +13,10 @@ from fakes.fake_bleak import FakeRadio, FakeSensor
 from spinewatch.firmware_bridge.ble import BleSource
 from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import get_profile
-from spinewatch.service import wire
-from spinewatch.service.bridge import run_bridge
+from spinewatch.service.bridge.loop import run_bridge
+from spinewatch.service.bridge.publisher import Publisher
 from spinewatch.service.config import Config
-from spinewatch.service.publisher import Publisher
+from spinewatch.service.transport import wire
 from spinewatch.signal import PostureTracker
 
 

@@ -27,7 +27,7 @@ from _waiting import wait_until
 
 from spinewatch.firmware_bridge.replay import write_recording
 from spinewatch.firmware_bridge.sim import ImuErrors, PostureScript, Segment, SimulatedPatient
-from spinewatch.service.filter_state import KEY
+from spinewatch.service.bridge.filter_state import KEY
 
 pytestmark = pytest.mark.network
 

@@ -14,9 +14,9 @@ from spinewatch.firmware_bridge.sim import (
     SimulatedPatient,
 )
 from spinewatch.model import ImuBatch, SlouchEvent
-from spinewatch.service.bridge import _SampleClock, run_bridge
+from spinewatch.service.bridge.loop import _SampleClock, run_bridge
+from spinewatch.service.bridge.publisher import Publisher
 from spinewatch.service.config import Config
-from spinewatch.service.publisher import Publisher
 from spinewatch.signal import PostureParams, PostureTracker
 
 RATE_HZ = 100.0

@@ -1,4 +1,4 @@
-"""spinewatch.service.bridge_memory: SciPy kept out, LLVM's code pages released, start-up
+"""spinewatch.service.bridge.memory: SciPy kept out, LLVM's code pages released, start-up
 objects frozen, and the bridge computes exactly the same afterwards (and can still compile
 a new kernel).
 
@@ -16,7 +16,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import re, sys
-    from spinewatch.service.bridge_memory import keep_scipy_out, prepare_bridge_process
+    from spinewatch.service.bridge.memory import keep_scipy_out, prepare_bridge_process
 
     assert keep_scipy_out()
     import numpy as np

@@ -27,7 +27,7 @@ from _waiting import wait_until
 from spinewatch.firmware_bridge.replay import read_recording, write_recording
 from spinewatch.firmware_bridge.sim import PostureScript, Segment, SimulatedPatient
 from spinewatch.service.config import Config
-from spinewatch.service.ingest import IngestWorker
+from spinewatch.service.ingest.worker import IngestWorker
 from spinewatch.service.storage import Influx1Store
 from spinewatch.signal import PostureParams, PostureTracker
 

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from spinewatch.errors import ConnectionFailed
-from spinewatch.service.broker import (
+from spinewatch.service.ops.embedded_broker import (
     BrokerStartError,
     EmbeddedBroker,
     find_mosquitto,
@@ -111,7 +111,7 @@ def test_amqtt_start_is_quiet(capfd: pytest.CaptureFixture[str], caplog: pytest.
 
 
 def test_mosquitto_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("spinewatch.service.broker.find_mosquitto", lambda: None)
+    monkeypatch.setattr("spinewatch.service.ops.embedded_broker.find_mosquitto", lambda: None)
 
     async def scenario() -> None:
         async with EmbeddedBroker("mosquitto"):
@@ -124,7 +124,8 @@ def test_mosquitto_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
 @needs_mosquitto
 def test_mosquitto_start_failure_quotes_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        "spinewatch.service.broker._mosquitto_conf", lambda port: f"listener {port} 127.0.0.1\nno_such_option 1\n"
+        "spinewatch.service.ops.embedded_broker._mosquitto_conf",
+        lambda port: f"listener {port} 127.0.0.1\nno_such_option 1\n",
     )
 
     async def scenario() -> None:

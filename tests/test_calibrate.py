@@ -27,13 +27,13 @@ from spinewatch.firmware_bridge.sim import (
     SimulatedPatient,
 )
 from spinewatch.firmware_bridge.sim.calibration import calibration_script
-from spinewatch.service.calibrate import (
+from spinewatch.service.bridge.calibration_session import (
     CalibrationPlan,
     CalibrationRejected,
     Prompt,
     run_calibration,
 )
-from spinewatch.service.patient_config import (
+from spinewatch.service.transport.patient_config import (
     PatientConfig,
     decode_patient_config,
     encode_patient_config,
@@ -365,9 +365,10 @@ def test_a_running_bridge_applies_a_new_calibration_live_and_a_restarted_one_fro
     from spinewatch.firmware_bridge import ble
     from spinewatch.firmware_bridge.ble_config import BleConfig
     from spinewatch.firmware_bridge.profiles import get_profile
-    from spinewatch.service.bridge import ConfigSubscriber, run_bridge
+    from spinewatch.service.bridge.live_config import ConfigSubscriber
+    from spinewatch.service.bridge.loop import run_bridge
+    from spinewatch.service.bridge.publisher import Publisher
     from spinewatch.service.config import Config
-    from spinewatch.service.publisher import Publisher
     from spinewatch.signal import PostureParams
 
     patient, device, addr = "p-live", "d-live", "C0:FF:EE:00:00:C1"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from spinewatch.service.broker import find_mosquitto
-from spinewatch.service.clinic_demo import dropout_days, roster, training_day
+from spinewatch.service.ops.clinic_demo import dropout_days, roster, training_day
+from spinewatch.service.ops.embedded_broker import find_mosquitto
 from spinewatch.service.storage import SqliteStore
 
 WEAR_MIN = 30

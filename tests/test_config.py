@@ -18,6 +18,27 @@ def test_example_config_lists_every_default():
     assert Config.load({}, ROOT / "config.example.toml") == Config()
 
 
+def test_the_service_defaults_are_the_filters_defaults():
+    """service/config.py owns the default posture settings on the service side; the signal
+    kernels' own parameter defaults must be the same numbers, and every service default reads them."""
+    from spinewatch.service import config
+    from spinewatch.service.dashboards import _common
+    from spinewatch.service.transport.patient_config import PatientConfig
+    from spinewatch.signal import PostureParams
+    from spinewatch.signal.summary import ZoneLimits
+
+    params, zones, patient, posture = PostureParams(), ZoneLimits(), PatientConfig(), Config().posture
+    for threshold in (params.threshold_deg, zones.threshold_deg, patient.threshold_deg, posture.threshold_deg,
+                      _common.THRESHOLD_DEG):
+        assert threshold == config.DEFAULT_THRESHOLD_DEG
+    for severe in (zones.severe_deg, patient.severe_deg, _common.SEVERE_DEG):
+        assert severe == config.DEFAULT_SEVERE_DEG
+    for hysteresis in (params.hysteresis_deg, patient.hysteresis_deg, posture.hysteresis_deg):
+        assert hysteresis == config.DEFAULT_HYSTERESIS_DEG
+    for duration in (params.min_duration_s, patient.min_duration_s, posture.min_duration_s):
+        assert duration == config.DEFAULT_MIN_DURATION_S
+
+
 def test_environment_overrides_toml(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('[mqtt]\nurl = "mqtt://a:1"\n[posture]\nthreshold_deg = 25\n')
@@ -88,7 +109,7 @@ def test_cli_stops_at_start_with_one_line_naming_the_key(capsys, monkeypatch):
 def test_the_ble_section_reaches_the_bridge_source(tmp_path):
     import argparse
 
-    from spinewatch.service.cli_bridge import _make_source
+    from spinewatch.service.cli.args import make_source
 
     f = tmp_path / "c.toml"
     f.write_text("[ble]\nsilence_timeout_s = 7.5\nbattery_interval_s = 60\n")
@@ -96,6 +117,6 @@ def test_the_ble_section_reaches_the_bridge_source(tmp_path):
     assert (cfg.ble.silence_timeout_s, cfg.ble.battery_interval_s) == (7.5, 60.0)
     args = argparse.Namespace(config=str(f), replay=None, profile="spinewatch", mount=None, rate_hz=None,
                               silence_timeout=None, address="C0:FF:EE:00:00:01")
-    assert _make_source(args).config.silence_timeout_s == 7.5
+    assert make_source(args).config.silence_timeout_s == 7.5
     args.silence_timeout = 1.0  # the command-line option wins
-    assert _make_source(args).config == dataclasses.replace(cfg.ble, silence_timeout_s=1.0)
+    assert make_source(args).config == dataclasses.replace(cfg.ble, silence_timeout_s=1.0)

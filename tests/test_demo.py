@@ -9,10 +9,11 @@ import json
 import pytest
 
 from spinewatch.firmware_bridge.sim import PostureScript
-from spinewatch.service.broker import find_mosquitto
-from spinewatch.service.cli import main, parse_duration_s, parse_speed
+from spinewatch.service.cli import main
+from spinewatch.service.cli.args import parse_duration_s, parse_speed
 from spinewatch.service.config import Config
-from spinewatch.service.pipeline import run_demo
+from spinewatch.service.ops.demo import run_demo
+from spinewatch.service.ops.embedded_broker import find_mosquitto
 from spinewatch.service.storage import SqliteStore
 
 

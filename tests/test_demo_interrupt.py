@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from spinewatch.service.broker import find_mosquitto
+from spinewatch.service.ops.embedded_broker import find_mosquitto
 
 # The orderly stop: the source ends, up to 5 s (pipeline.STOP_DRAIN_TIMEOUT_S) for what is in
 # flight (well under a second here), then publisher, ingest, store, broker; generous for a

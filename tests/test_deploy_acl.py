@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from spinewatch.service.broker import _free_loopback_port, find_mosquitto
+from spinewatch.service.ops.embedded_broker import _free_loopback_port, find_mosquitto
 from tests._mqtt_helpers import DEADLINE_S, TestClient
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"

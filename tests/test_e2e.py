@@ -12,8 +12,8 @@ import pytest
 
 from spinewatch.firmware_bridge.sim import PostureScript, SimulatedPatient
 from spinewatch.service.config import Config
-from spinewatch.service.patient_config import HapticConfig, PatientConfig
-from spinewatch.service.pipeline import run_demo
+from spinewatch.service.ops.demo import run_demo
+from spinewatch.service.transport.patient_config import HapticConfig, PatientConfig
 
 pytestmark = pytest.mark.network
 
@@ -114,8 +114,8 @@ def dash_data(demo_run):
 
     The demo writes to the default RP ("autogen": no `influx init` ran), so the backfill reads there.
     """
-    from spinewatch.service.schema import POSTURE_1M_SELECT, SLOUCH_COPY_SELECT
     from spinewatch.service.storage import Influx1Store
+    from spinewatch.service.storage.influx1_schema import POSTURE_1M_SELECT, SLOUCH_COPY_SELECT
 
     result, script, start_ns, influx = demo_run
     store = Influx1Store(influx.url, "e2e")
@@ -310,8 +310,8 @@ def test_dashboard_previews_render_from_the_same_queries(dash_data, tmp_path):
     import os
     import shutil
 
-    from spinewatch.service.dashboard_render import clinic_rows, render_all
     from spinewatch.service.dashboards import DASHBOARDS
+    from spinewatch.service.dashboards.render import clinic_rows, render_all
 
     result, _, start_ns, store = dash_data
     end_ns = start_ns + int(DURATION_S * 1e9)
@@ -432,7 +432,7 @@ def test_trend_band_is_the_smallest_detectable_change_of_the_baseline_days(influ
                         lambda q: store.query(expand(q, vals, start_ms, end_ms, "1d")))
     assert per_hour["A"][0].v.tolist() == pytest.approx([n / (100 / 60) for n in slouches])
     if os.environ.get("SPINEWATCH_PREVIEW_DIR"):  # the band as a therapist sees it, for docs/dashboards.md
-        from spinewatch.service.dashboard_render import render_dashboard
+        from spinewatch.service.dashboards.render import render_dashboard
 
         render_dashboard(dash, store, day0_ns, day0_ns + 10 * 86_400 * 10**9,
                          {**vals, "severe_deg": "30"},

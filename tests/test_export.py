@@ -24,19 +24,19 @@ import pytest
 from _mqtt_helpers import TestClient
 
 from spinewatch.model import PostureBatch, SlouchEvent
-from spinewatch.service import storage, wire
 from spinewatch.service.cli import main
-from spinewatch.service.cli_export import Progress
+from spinewatch.service.cli.export import Progress
 from spinewatch.service.config import Config
-from spinewatch.service.export import (
+from spinewatch.service.ingest.worker import IngestWorker
+from spinewatch.service.reports.export import (
     EPISODE_COLUMNS,
     POSTURE_COLUMNS,
     export,
     export_paths,
 )
-from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.patient_config import PatientConfig, encode_patient_config
-from spinewatch.service.storage import Influx1Store, SqliteStore
+from spinewatch.service.storage import Influx1Store, SqliteStore, influx
+from spinewatch.service.transport import wire
+from spinewatch.service.transport.patient_config import PatientConfig, encode_patient_config
 
 pytestmark = pytest.mark.network
 
@@ -273,7 +273,7 @@ def test_times_with_an_offset_keep_it(source, published, tmp_path, capsys):
 def test_chunks_hold_exactly_their_window(published, store_kind, monkeypatch):
     """Ten-minute windows over messages that straddle them (d1's start on :30 s), and InfluxDB
     answers in pieces of 500 rows: every sample lands once, in its own window, in time order."""
-    monkeypatch.setattr(storage, "INFLUX_CHUNK_ROWS", 500)
+    monkeypatch.setattr(influx, "INFLUX_CHUNK_ROWS", 500)
     store = (Influx1Store(published["influx_url"], published["db"]) if store_kind == "influx"
              else SqliteStore(published["sqlite"]))
     a, b = utc_ns("2026-03-01T23:05:00"), utc_ns("2026-03-02T00:05:00")
@@ -367,7 +367,7 @@ class _Tty:
 
 def test_progress_appears_only_after_a_second(monkeypatch):
     clock = [100.0]  # simulated perf_counter, s
-    monkeypatch.setattr("spinewatch.service.cli_export.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr("spinewatch.service.cli.export.time.perf_counter", lambda: clock[0])
     tty = _Tty()
     p = Progress("export pe-1", tty)
     clock[0] += 0.5
@@ -381,7 +381,7 @@ def test_progress_appears_only_after_a_second(monkeypatch):
 
 
 def test_activity_names_are_the_signal_packages_names():
-    from spinewatch.service.export import ACTIVITY_NAMES
+    from spinewatch.service.reports.export import ACTIVITY_NAMES
     from spinewatch.signal.activity import Activity
 
     assert ACTIVITY_NAMES == {int(a): a.name.lower() for a in Activity}
@@ -398,7 +398,7 @@ def test_a_terminated_export_leaves_no_half_file(tmp_path):
     """SIGTERM (systemd stop, kill) mid-export: the .part files are removed, as on Ctrl-C."""
     from _waiting import wait_until
 
-    from spinewatch.service.wire import PostureMsg
+    from spinewatch.service.transport.wire import PostureMsg
 
     store = SqliteStore(tmp_path / "big.sqlite")
     n = 100
@@ -428,7 +428,7 @@ def test_a_terminated_export_leaves_no_half_file(tmp_path):
 
 
 def test_one_day_is_the_same_period_in_export_and_report(source, published, tmp_path, capsys):
-    """`--from D --to D` is local day D in both commands (one rule: spinewatch/service/periods.py)."""
+    """`--from D --to D` is local day D in both commands (one rule: spinewatch/service/reports/periods.py)."""
     rc, _, err = run(capsys, "--patient", PATIENT, "--from", "2026-03-02", "--to", "2026-03-02",
                      "--out", str(tmp_path / "day"), *source)
     assert rc == 0, err

@@ -21,10 +21,10 @@ from _mqtt_helpers import HeldRepliesRelay, TestClient
 from _waiting import wait_until
 
 from spinewatch.model import PostureBatch
+from spinewatch.service.bridge.outbox import Outbox
+from spinewatch.service.bridge.publisher import Publisher
 from spinewatch.service.config import Config
-from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.outbox import Outbox
-from spinewatch.service.publisher import Publisher
+from spinewatch.service.ingest.worker import IngestWorker
 from spinewatch.service.storage import Influx1Store
 
 pytestmark = pytest.mark.network

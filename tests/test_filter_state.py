@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from spinewatch.firmware_bridge.sim import ImuErrors, PostureScript, Segment, SimulatedPatient, simulate
-from spinewatch.service.bridge import run_bridge
+from spinewatch.service.bridge.filter_state import KEY, REPLAY_SENSOR, FilterStateKeeper, SavedState
+from spinewatch.service.bridge.loop import run_bridge
+from spinewatch.service.bridge.outbox import open_outbox
+from spinewatch.service.bridge.publisher import Publisher
 from spinewatch.service.config import Config
-from spinewatch.service.filter_state import KEY, REPLAY_SENSOR, FilterStateKeeper, SavedState
-from spinewatch.service.outbox import open_outbox
-from spinewatch.service.publisher import Publisher
 from spinewatch.signal import PostureParams, PostureTracker
 from spinewatch.signal.angles import up_in_sensor
 from spinewatch.signal.orientation import STATE_LEN, OrientationFilter
@@ -123,7 +123,7 @@ def test_the_kept_state_is_resumed_by_the_next_bridge_of_the_same_sensor(bridge_
     clock.ns += 3600 * 10**9
     box = open_outbox(bridge_cfg, "p-k", "d-k")
     f = OrientationFilter(100.0)
-    with caplog.at_level(logging.INFO, logger="spinewatch.service.filter_state"):
+    with caplog.at_level(logging.INFO, logger="spinewatch.service.bridge.filter_state"):
         assert FilterStateKeeper(box, lambda: "AA:BB", clock).restore(f)
     box.close()
     np.testing.assert_allclose(np.degrees(f.gyr_bias_rad_s), BIAS_DPS)
@@ -166,7 +166,7 @@ def test_a_kept_state_that_cannot_be_this_sensors_is_not_used(bridge_cfg, caplog
             box.set_kept(KEY, json.dumps({**kept, "state": [math.nan] * STATE_LEN}).encode())
         f = OrientationFilter(50.0)
         before = f.state
-        with caplog.at_level(logging.INFO, logger="spinewatch.service.filter_state"):
+        with caplog.at_level(logging.INFO, logger="spinewatch.service.bridge.filter_state"):
             assert not FilterStateKeeper(box, lambda: sensor, clock, stream=stream).restore(f)
     finally:
         box.close()

@@ -13,11 +13,10 @@ from _http_fake import JsonApiFake
 
 pytest.importorskip("grafana_client")
 
+from spinewatch.service.cli.grafana import add_grafana_commands, cmd_grafana_push
 from spinewatch.service.dashboards import DASHBOARDS, DATASOURCE
-from spinewatch.service.grafana_push import (
+from spinewatch.service.dashboards.grafana_push import (
     GrafanaPushError,
-    add_grafana_commands,
-    cmd_grafana_push,
 )
 
 TOKEN = "glsa_test-token-0123456789"
@@ -85,7 +84,7 @@ def grafana():
 
 def _args(grafana, **kw) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default=None)  # the main parser's option (spinewatch/service/cli.py)
+    parser.add_argument("--config", default=None)  # the main parser's option (spinewatch/service/cli/main.py)
     add_grafana_commands(parser.add_subparsers(dest="command"))
     argv = ["grafana", "push", "--url", grafana.url, *kw.pop("argv", [])]
     return parser.parse_args(argv)
@@ -177,7 +176,7 @@ def test_without_grafana_client_the_error_says_which_extra_to_install(monkeypatc
     import sys
 
     from spinewatch.errors import SpineWatchError
-    from spinewatch.service.grafana_push import connect
+    from spinewatch.service.dashboards.grafana_push import connect
 
     monkeypatch.setitem(sys.modules, "grafana_client", None)  # import fails as if not installed
     with pytest.raises(SpineWatchError, match=r"pip install 'spinewatch\[grafana\]'"):

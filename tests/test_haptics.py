@@ -18,10 +18,12 @@ from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import get_profile
 from spinewatch.firmware_bridge.profiles.spinewatch import decode_haptic
 from spinewatch.firmware_bridge.sim import PostureScript, Segment
-from spinewatch.service import wire
-from spinewatch.service.bridge import ConfigSubscriber, HapticEvent, run_bridge
+from spinewatch.service.bridge.live_config import ConfigSubscriber
+from spinewatch.service.bridge.loop import HapticEvent, run_bridge
+from spinewatch.service.bridge.publisher import Publisher
 from spinewatch.service.config import Config
-from spinewatch.service.patient_config import (
+from spinewatch.service.transport import wire
+from spinewatch.service.transport.patient_config import (
     HapticConfig,
     PatientConfig,
     QuietHours,
@@ -29,7 +31,6 @@ from spinewatch.service.patient_config import (
     encode_patient_config,
     in_quiet_hours,
 )
-from spinewatch.service.publisher import Publisher
 from spinewatch.signal import PostureParams, PostureTracker
 from spinewatch.signal.haptic_trigger import HapticSettings, HapticTrigger
 

@@ -14,11 +14,11 @@ from _mqtt_helpers import TestClient
 from _waiting import wait_until
 
 from spinewatch.model import PostureBatch, SlouchEvent
-from spinewatch.service import wire
 from spinewatch.service.config import Config
-from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.retry import backoff_s
+from spinewatch.service.ingest.worker import IngestWorker
 from spinewatch.service.storage import Influx1Store, Influx2Store
+from spinewatch.service.transport import wire
+from spinewatch.service.transport.retry import backoff_s
 
 pytestmark = pytest.mark.network
 
@@ -219,7 +219,7 @@ def test_health_endpoint_reports_counters_and_degrades_when_the_database_is_down
     import urllib.error
     import urllib.request
 
-    from spinewatch.service.health import HealthServer
+    from spinewatch.service.ingest.health import HealthServer
 
     store = Influx1Store(fresh_influxdb1.url, "health")
     store.ensure_database()

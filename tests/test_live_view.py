@@ -11,10 +11,10 @@ import re
 import pytest
 
 from spinewatch.model import Activity, HapticAlert
-from spinewatch.service.bridge import HapticEvent, LiveStatus
+from spinewatch.service.bridge.loop import HapticEvent, LiveStatus
 from spinewatch.service.config import Config
-from spinewatch.service.live_view import SLOUCH_STYLE, DemoConsole, Field, LiveState, fit_fields, live_line
-from spinewatch.service.pipeline import run_demo
+from spinewatch.service.ops.demo import run_demo
+from spinewatch.service.ops.live_view import SLOUCH_STYLE, DemoConsole, Field, LiveState, fit_fields, live_line
 
 T0_NS = 1_796_371_200 * 10**9  # 2026-12-04 08:00 UTC
 
@@ -109,7 +109,7 @@ def test_the_live_neutral_share_is_the_summarys(tmp_path):
 
 @pytest.mark.parametrize("width", [40, 79, 119])
 def test_the_progress_line_keeps_the_share_and_the_eta_at_any_width(width):
-    from spinewatch.service.live_view import progress_line
+    from spinewatch.service.ops.live_view import progress_line
 
     fields = [Field(("3/5 patients done", ""), 2), Field(("109 k samples/s", ""), 3), Field(("214 slouches", ""), 4)]
     line = progress_line(0.4237, width, fields, eta_s=125.0)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from servers import MosquittoServer, free_port, http_request, start_or_skip, tcp_connectable
 
-from spinewatch.service.broker import _amqtt_bound_port
+from spinewatch.service.ops.embedded_broker import _amqtt_bound_port
 from tests._waiting import wait_until
 
 pytestmark = pytest.mark.network

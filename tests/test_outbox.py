@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from spinewatch.service.bridge.outbox import Outbox, OutboxBusy, open_outbox, outbox_path
 from spinewatch.service.config import BridgeConfig, Config
-from spinewatch.service.outbox import Outbox, OutboxBusy, open_outbox, outbox_path
 
 
 def test_messages_come_back_in_order_and_survive_reopening(tmp_path):
@@ -87,7 +87,7 @@ def test_one_process_per_outbox_and_the_lock_goes_with_the_process(tmp_path):
     assert first.path == str(outbox_path(bridge, "p1", "d1"))
     assert first.max_bytes == 1024 * 1024, "bridge.outbox_max_mb is honoured"
     script = ("import sys; from spinewatch.service.config import BridgeConfig; "
-              "from spinewatch.service.outbox import open_outbox; "
+              "from spinewatch.service.bridge.outbox import open_outbox; "
               f"open_outbox(BridgeConfig(outbox_dir={str(tmp_path)!r}), sys.argv[1], sys.argv[2])")
     busy = subprocess.run([sys.executable, "-c", script, "p1", "d1"], capture_output=True, text=True)
     assert busy.returncode != 0 and "OutboxBusy" in busy.stderr and f"pid {os.getpid()}" in busy.stderr
@@ -114,8 +114,8 @@ def test_one_process_per_outbox_and_the_lock_goes_with_the_process(tmp_path):
 
 def test_a_restarted_bridge_never_stamps_before_what_it_sent_and_a_replay_keeps_its_anchor(tmp_path):
     from spinewatch.model import PostureBatch
-    from spinewatch.service.cli_bridge import clock_anchor_ns
-    from spinewatch.service.publisher import Publisher
+    from spinewatch.service.bridge.publisher import Publisher
+    from spinewatch.service.cli.bridge import clock_anchor_ns
 
     box = open_outbox(BridgeConfig(outbox_dir=str(tmp_path)), "p1", "d1")
     now = 1_800_000_000 * 10**9

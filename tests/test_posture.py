@@ -256,8 +256,8 @@ def test_set_params_keeps_an_open_slouch_and_judges_it_by_the_new_minimum_durati
 
 
 def test_the_bridge_applies_a_patients_settings_through_set_params(monkeypatch):
-    from spinewatch.service.bridge import apply_posture_config
-    from spinewatch.service.patient_config import PatientConfig
+    from spinewatch.service.bridge.live_config import apply_posture_config
+    from spinewatch.service.transport.patient_config import PatientConfig
 
     calls = []
     monkeypatch.setattr(PostureTracker, "set_params", lambda self, p: calls.append(p))

@@ -25,14 +25,14 @@ import pytest
 from _mqtt_helpers import TestClient
 
 from spinewatch.model import PostureBatch, SlouchEvent
-from spinewatch.service import wire
 from spinewatch.service.cli import main
-from spinewatch.service.cli_report import _ProgressBar
+from spinewatch.service.cli.report import _ProgressBar
 from spinewatch.service.config import Config
-from spinewatch.service.ingest import IngestWorker
-from spinewatch.service.patient_config import PatientConfig, encode_patient_config
-from spinewatch.service.schema import Influx1Schema
+from spinewatch.service.ingest.worker import IngestWorker
 from spinewatch.service.storage import Influx1Store, SqliteStore
+from spinewatch.service.storage.influx1_schema import Influx1Schema
+from spinewatch.service.transport import wire
+from spinewatch.service.transport.patient_config import PatientConfig, encode_patient_config
 
 pytestmark = pytest.mark.network
 
@@ -311,7 +311,7 @@ def test_a_missing_sqlite_store_is_one_line_and_is_not_created(monkeypatch, caps
 
 def test_progress_bar_appears_only_after_a_second(monkeypatch, capsys):
     clock = [100.0]
-    monkeypatch.setattr("spinewatch.service.cli_report.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("spinewatch.service.cli.report.time.monotonic", lambda: clock[0])
     bar = _ProgressBar()
     bar("reading minutes", 1, 4)
     assert not bar.shown and capsys.readouterr().err == ""
@@ -335,7 +335,7 @@ def _periods(first: dt.date, last: dt.date) -> list[tuple[dt.date, dt.date]]:
 def test_a_400_day_pdf_lists_every_rtm_period_and_says_where(stored, monkeypatch, capsys, tmp_path):
     """The summary page has room for six periods; the others (here the two with data) are on
     an added page, and the summary page says so (it used to drop them silently)."""
-    from spinewatch.service.patient_report import build
+    from spinewatch.service.reports.patient_report import build
 
     assert (LONG_TO - LONG_FROM).days + 1 == 400
     monkeypatch.setenv("SPINEWATCH_INFLUX_URL", stored.influx_url)
@@ -361,7 +361,7 @@ def test_a_400_day_pdf_lists_every_rtm_period_and_says_where(stored, monkeypatch
                        default_severe_deg=30.0)
     finally:
         store.close()
-    from spinewatch.service.patient_report_pdf import page_texts
+    from spinewatch.service.reports.patient_report_pdf import page_texts
 
     pages = page_texts(report)
     assert len(pages) == 4

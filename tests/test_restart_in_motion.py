@@ -31,7 +31,7 @@ from spinewatch.firmware_bridge.sim import (
     simulate,
 )
 from spinewatch.model import ImuBatch
-from spinewatch.service.bridge import run_bridge
+from spinewatch.service.bridge.loop import run_bridge
 from spinewatch.service.config import Config
 from spinewatch.signal import Activity, PostureParams, PostureTracker
 from spinewatch.signal.angles import neutral_alignment, trunk_angles_deg, up_in_sensor

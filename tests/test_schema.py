@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from spinewatch.model import PostureBatch, SlouchEvent
-from spinewatch.service import wire
 from spinewatch.service.cli import main
-from spinewatch.service.schema import Influx1Schema
 from spinewatch.service.storage import Influx1Store
+from spinewatch.service.storage.influx1_schema import Influx1Schema
+from spinewatch.service.transport import wire
 
 pytestmark = pytest.mark.network
 T0 = (time.time_ns() // (60 * 10**9) - 10) * 60 * 10**9  # a whole minute, within retention

@@ -12,7 +12,7 @@ import pytest
 from _http_fake import JsonApiFake
 
 from spinewatch.service.cli import main
-from spinewatch.service.schema_v2 import POSTURE_TASK, SLOUCH_TASK, Influx2Schema
+from spinewatch.service.storage.influx2_schema import POSTURE_TASK, SLOUCH_TASK, Influx2Schema
 
 TOKEN = "operator-token-0123"
 ORG_ID = "0a1b2c3d4e5f6a7b"

@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from spinewatch.service import wire
 from spinewatch.service.dashboards import (
     DASHBOARDS,
     resolve_query_variables,
     variable_defaults,
 )
-from spinewatch.service.schema import Influx1Schema
 from spinewatch.service.storage import Influx1Store
+from spinewatch.service.storage.influx1_schema import Influx1Schema
+from spinewatch.service.transport import wire
 
 pytestmark = pytest.mark.network
 NOW_NS = time.time_ns()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from spinewatch.service.storage import NS_PER_MIN, SqliteStore
-from spinewatch.service.wire import PostureMsg
+from spinewatch.service.transport.wire import PostureMsg
 
 T0 = 1_700_000_000 * 10**9 // NS_PER_MIN * NS_PER_MIN
 

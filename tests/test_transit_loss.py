@@ -26,8 +26,8 @@ from _waiting import wait_until
 from servers import MosquittoServer, free_port, start_or_skip
 
 from spinewatch.model import PostureBatch
-from spinewatch.service import wire
 from spinewatch.service.storage import Influx1Store, SqliteStore, Store
+from spinewatch.service.transport import wire
 
 pytestmark = pytest.mark.network
 

@@ -25,9 +25,9 @@ import pytest
 from _mqtt_helpers import TestClient
 from _waiting import wait_until
 
-from spinewatch.service import wire
 from spinewatch.service.storage import Influx1Store, SqliteStore
-from spinewatch.service.wire import PostureBatch
+from spinewatch.service.transport import wire
+from spinewatch.service.transport.wire import PostureBatch
 
 pytestmark = pytest.mark.network
 

@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 
 from spinewatch.errors import DecodeError
 from spinewatch.model import PostureBatch, SlouchEvent
-from spinewatch.service import wire
-from spinewatch.service.lineprotocol import (
+from spinewatch.service.storage.lineprotocol import (
     posture_bytes,
     posture_lines,
     slouch_line,
     to_bytes,
 )
+from spinewatch.service.transport import wire
 
 T0 = 1_764_057_600 * 10**9  # 2025-11-25 08:00 UTC
 
@@ -195,7 +195,7 @@ def test_calibration_event_round_trips_and_needs_a_unit_up_vector():
 
 
 def test_record_lines_keep_one_type_per_field():
-    from spinewatch.service.lineprotocol import record_line
+    from spinewatch.service.storage.lineprotocol import record_line
 
     m = wire.RecordMsg("alert", "p", "d", 5, {"corrected": 1, "flexion_deg": 20.0, "who": 'a"b'})
     assert record_line(m) == 'alert,device=d,patient=p corrected=1i,flexion_deg=20.0,who="a\\"b" 5'

@@ -17,6 +17,14 @@ from typing import Any, Final, Literal, get_args, get_type_hints
 from spinewatch.errors import ConfigError
 from spinewatch.firmware_bridge.ble_config import BleConfig
 
+# The default posture settings: the one place in service/ that writes them. PostureConfig,
+# PatientConfig, the dashboards' zone variables and the reports read these; signal's
+# PostureParams and ZoneLimits carry the same numbers (tests/test_config.py checks they agree).
+DEFAULT_THRESHOLD_DEG: Final = 20.0  # flexion above neutral that starts a slouch, degrees
+DEFAULT_SEVERE_DEG: Final = 30.0  # flexion above neutral from which a slouch is severe, degrees
+DEFAULT_HYSTERESIS_DEG: Final = 5.0  # a slouch ends below threshold - hysteresis, degrees
+DEFAULT_MIN_DURATION_S: Final = 30.0  # shortest slouch reported, seconds
+
 # What stands for a password in every URL SpineWatch prints.
 REDACTED: Final = "***"
 
@@ -146,7 +154,7 @@ class IngestConfig:
         health_listen: ``host:port`` of the HTTP health endpoint (``/healthz``, ``/metrics``);
             empty: off.
         loss_check_s: how often the worker counts, from the database, the posture messages
-            lost in transit (gaps in ``seq``; spinewatch/service/transit.py), seconds; 0: never.
+            lost in transit (gaps in ``seq``; spinewatch/service/storage/transit.py), seconds; 0: never.
     """
 
     worker_id: str = ""
@@ -173,9 +181,9 @@ class PostureConfig:
         calibration_s: neutral-posture capture at stream start, seconds.
     """
 
-    threshold_deg: float = 20.0
-    hysteresis_deg: float = 5.0
-    min_duration_s: float = 30.0
+    threshold_deg: float = DEFAULT_THRESHOLD_DEG
+    hysteresis_deg: float = DEFAULT_HYSTERESIS_DEG
+    min_duration_s: float = DEFAULT_MIN_DURATION_S
     calibration_s: float = 10.0
 
 
@@ -187,7 +195,7 @@ class BridgeConfig:
         outbox_dir: folder of the disk-backed outboxes (``SPINEWATCH_OUTBOX_DIR``): one SQLite
             file per (patient, device), ``<patient>+<device>.outbox.sqlite`` for its bridge and
             ``<patient>+<device>.therapist.sqlite`` for ``calibrate``/``config set``, each with
-            a ``.lock`` beside it (:func:`spinewatch.service.outbox.outbox_path`); empty:
+            a ``.lock`` beside it (:func:`spinewatch.service.bridge.outbox.outbox_path`); empty:
             ``~/.local/share/spinewatch`` (the demo: its ``--out`` folder).
         outbox_max_mb: payload megabytes the outbox keeps while the broker is unreachable;
             when full, the oldest posture messages are dropped (events are kept).

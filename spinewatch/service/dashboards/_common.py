@@ -6,16 +6,17 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from spinewatch.service.schema import WEAR_S_EXACT
+from spinewatch.service.config import DEFAULT_SEVERE_DEG, DEFAULT_THRESHOLD_DEG
+from spinewatch.service.storage.influx1_schema import WEAR_S_EXACT
 from spinewatch.signal import minute_summary
 from spinewatch.signal.minute_summary import BASELINE_DAYS, MIN_BASELINE_DAYS  # noqa: F401
 
 DATASOURCE: Final = {"type": "influxdb", "uid": "spinewatch-influxdb"}
 
-# Zone defaults for a patient without stored settings (PatientConfig's defaults; threshold_deg also
-# matches PostureConfig.threshold_deg), and on the multi-patient dashboards.
-THRESHOLD_DEG: Final = 20.0  # neutral below, mild from here
-SEVERE_DEG: Final = 30.0  # severe from here
+# Zone defaults for a patient without stored settings, and on the multi-patient dashboards: the
+# service's default posture settings (spinewatch.service.config).
+THRESHOLD_DEG: Final = DEFAULT_THRESHOLD_DEG  # neutral below, mild from here
+SEVERE_DEG: Final = DEFAULT_SEVERE_DEG  # severe from here
 # Seconds of wear of the raw posture points of a group: each point's own sample period (field wear_s,
 # docs/storage.md "Wear time"), whatever the sensor's rate; points stored before the field existed count
 # 0.01 s each. Null when no point of the group has wear_s: queries add fill(0), which zeroes each

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from spinewatch.service import transit
 from spinewatch.service.dashboards._common import (
     COLOR_MILD,
     COLOR_NEUTRAL,
@@ -22,6 +21,7 @@ from spinewatch.service.dashboards._common import (
     variables,
     zone_minutes,
 )
+from spinewatch.service.storage import transit
 
 F = SERIES_FILTER
 BY = ' GROUP BY "patient"'
@@ -41,7 +41,7 @@ COLUMNS: dict[str, str] = {
     "H": f'SELECT last("threshold_deg") AS "threshold_deg" FROM {SETTINGS_FROM} WHERE {PATIENT_DEVICE} '
          f"AND time <= ${{__to}}ms{BY}",
     # posture lost between bridge and database: per counter, the seqs between the first and the last
-    # stored that never were, times the counter's mean message duration (spinewatch/service/transit.py)
+    # stored that never were, times the counter's mean message duration (spinewatch/service/storage/transit.py)
     "I": f'SELECT sum("lost_min") AS "transit_lost_min" FROM (SELECT (max("seq") - min("seq") + 1 - count("seq")) '
          f'* mean("duration_ns") / {60 * 10**9} AS "lost_min" FROM "{transit.MEASUREMENT}" WHERE {F} '
          f'GROUP BY "patient", "device", "seq_epoch"){BY}',

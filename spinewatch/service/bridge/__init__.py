@@ -1,0 +1,1 @@
+"""The bridge process: sensor source -> posture tracker -> publisher with its disk outbox."""

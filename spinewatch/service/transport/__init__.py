@@ -1,0 +1,1 @@
+"""Wire format and MQTT plumbing shared by the bridge, the ingest worker and the CLI."""
