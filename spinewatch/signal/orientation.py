@@ -8,7 +8,9 @@ instant, half a strapdown step back; VQF uses the attitude after the step) and l
 filtered there, and the inclination of the almost-inertial frame is corrected from the
 filtered gravity direction. After a cold start or a reset, gravity is first the plain mean
 of the rotated samples for ``tau_acc_s`` (a start in motion converges within about a
-second), and a motion bias update whose residual exceeds the largest bias is rejected. A rest detector
+second), and a motion bias update whose residual exceeds the largest bias is rejected; during
+the average, motion updates use its own measurement model (half the rate error, noise from the
+accelerometer's spread). A rest detector
 and a Kalman-like estimator track the gyroscope bias at rest and in motion.
 See ``docs/orientation.md`` for the algorithm in prose and the parameter table.
 
@@ -110,7 +112,8 @@ _S_BLP_INIT = 70
 _S_BIAS_COUNT = 71  # accelerometer samples since the last bias filter update
 _S_ACC_N = 72  # accelerometer samples averaged since the (re)start, capped at _C_ACC_AVG_N
 _S_BLP_N = 73  # bias filter updates averaged since the (re)start, capped at _C_BIAS_AVG_N
-STATE_LEN: Final = 74  # 592 bytes per stream
+_S_ACC_M2 = 74  # start-up average: sum of squared deviations across the mean (Welford), (m/s^2)^2
+STATE_LEN: Final = 75  # 600 bytes per stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +280,7 @@ def _reset_motion_state(state: Float1D) -> None:
     state[_S_REST] = 0.0
     state[_S_ACC_N] = 0.0
     state[_S_BLP_N] = 0.0
+    state[_S_ACC_M2] = 0.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -392,6 +396,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     bias_avg_n = c[_C_BIAS_AVG_N]
     init_rg = st[_S_REST_GYR_INIT] != 0.0
     init_ra = st[_S_REST_ACC_INIT] != 0.0
+    acc_m2 = st[_S_ACC_M2]
 
     for i in range(gyr.shape[0]):
         wx, wy, wz = gyr[i, 0], gyr[i, 1], gyr[i, 2]
@@ -488,10 +493,19 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                 # so far, then the low-pass continues from it in steady state
                 acc_n += 1.0
                 k_avg = 1.0 / acc_n
-                lax1 += (ix - lax1) * k_avg
-                lay1 += (iy - lay1) * k_avg
-                laz1 += (iz - laz1) * k_avg
+                dx, dy, dz = ix - lax1, iy - lay1, iz - laz1
+                lax1 += dx * k_avg
+                lay1 += dy * k_avg
+                laz1 += dz * k_avg
                 lax2 = lay2 = laz2 = 0.0
+                # spread of the samples across the mean's direction (Welford's sum; the
+                # part along it does not turn the mean): the noise of the correction rate
+                # as a bias measurement during the average (bias filter below)
+                m2 = lax1 * lax1 + lay1 * lay1 + laz1 * laz1
+                if m2 > min_g2:
+                    dm = (dx * lax1 + dy * lay1 + dz * laz1) / m2
+                    acc_m2 += (1.0 - k_avg) * ((dx - dm * lax1) ** 2 + (dy - dm * lay1) ** 2
+                                               + (dz - dm * laz1) ** 2)
                 ix, iy, iz = lax1, lay1, laz1
             else:
                 lax1, lax2 = _svf(ix, ag, ad, lax1, lax2)
@@ -596,14 +610,33 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                             h20, h21, h22 = m20, m21, m22
                             # the correction just applied rotated by (ey, -ex) rad about earth
                             # x/y; the earth-frame rate error it compensates is minus that / ts
-                            y0 = -ey * inv_ts + blx - (m00 * bx + m01 * by + m02 * bz)
-                            y1 = ex * inv_ts + bly - (m10 * bx + m11 * by + m12 * bz)
+                            rx, ry = -ey * inv_ts, ex * inv_ts
+                            w0 = w_motion
+                            gate = clip
+                            if avg_n > 0.0 and acc_n >= 2.0 and acc_n * ts >= rest_min:
+                                # During the start-up average gravity is a mean, whose direction
+                                # turns at half the rate error (its lag is half its length): the
+                                # measurement is 2 x the correction rate, with twice its noise. A
+                                # new sample's deviation d across the mean turns it by d / (n g):
+                                # per horizontal axis a rate noise of variance
+                                # spread^2 / (n g ts)^2, spread^2 = acc_m2 / (2 (n - 1)). The
+                                # spread is trusted once it spans rest_min_duration_s, the time
+                                # the rest detector needs to judge the same signal's spread.
+                                rx, ry = 2.0 * rx, 2.0 * ry
+                                s2 = acc_m2 / (2.0 * (acc_n - 1.0)) / (acc_n * acc_n * e2 * ts * ts)
+                                w0 = 4.0 * (w_motion + s2)
+                                gate = clip + 6.0 * math.sqrt(s2)  # + 3 sigma of 2 x the rate
+                            elif avg_n > 0.0:
+                                update = False
+                            y0 = rx + blx - (m00 * bx + m01 * by + m02 * bz)
+                            y1 = ry + bly - (m10 * bx + m11 * by + m12 * bz)
                             y2 = -(m20 * bx + m21 * by + m22 * bz)
-                            w0, w1, w2_ = w_motion, w_motion, w_vert
-                            # a residual beyond the largest bias is not explained by a bias
-                            # (the start-up average converging, a burst of acceleration):
-                            # the update is skipped, so it cannot drag the estimate
-                            if abs(y0) > clip or abs(y1) > clip:
+                            w1, w2_ = w0, w_vert
+                            # a residual beyond the largest bias (and the noise of the
+                            # start-up average) is not explained by a bias (the average
+                            # converging, a burst of acceleration): the update is skipped,
+                            # so it cannot drag the estimate
+                            if abs(y0) > gate or abs(y1) > gate:
                                 update = False
                         else:
                             update = False
@@ -715,6 +748,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     st[_S_BLP_INIT] = 1.0 if blp_n > 0.0 else 0.0
     st[_S_ACC_N] = acc_n
     st[_S_BLP_N] = blp_n
+    st[_S_ACC_M2] = acc_m2
     st[_S_REST_GYR_INIT] = 1.0 if init_rg else 0.0
     st[_S_REST_ACC_INIT] = 1.0 if init_ra else 0.0
 
