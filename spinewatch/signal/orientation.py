@@ -130,7 +130,8 @@ class OrientationParams:
             strapdown output: a sensor property, set it from the sensor profile or datasheet
             (BROAD's myon aktos-t measures 1.0, see docs/orientation.md).
         motion_bias_est: estimate the gyroscope bias while moving (updates whose residual
-            exceeds ``bias_clip_dps`` are rejected).
+            exceeds ``bias_clip_dps`` are rejected; during the start-up average with its own
+            measurement model, see docs/orientation.md).
         rest_bias_est: detect rest and estimate the gyroscope bias from it.
         bias_sigma_init_dps: initial standard deviation of the bias estimate, deg/s.
         bias_forgetting_time_s: time in which the bias uncertainty grows by 0.1 deg/s, s.
@@ -140,7 +141,8 @@ class OrientationParams:
         bias_vertical_forgetting_factor: how much weaker the (unobservable) earth-vertical
             bias component is pulled towards zero than the horizontal ones are corrected.
         bias_sigma_rest_dps: steady-state bias uncertainty from rest updates, deg/s.
-        rest_min_duration_s: how long the thresholds must hold before rest is detected, s.
+        rest_min_duration_s: how long the thresholds must hold before rest is detected, s;
+            also how far into the start-up average motion bias learning begins.
         rest_filter_tau_s: time constant of the rest detector's low-pass filters, s.
         rest_th_gyr_dps: rest threshold on the gyroscope deviation from its low-pass, deg/s.
         rest_th_acc_m_s2: rest threshold on the accelerometer deviation, m/s^2.
