@@ -8,7 +8,9 @@ instant, half a strapdown step back; VQF uses the attitude after the step) and l
 filtered there, and the inclination of the almost-inertial frame is corrected from the
 filtered gravity direction. After a cold start or a reset, gravity is first the plain mean
 of the rotated samples for ``tau_acc_s`` (a start in motion converges within about a
-second), and a motion bias update whose residual exceeds the largest bias is rejected. A rest detector
+second), and a motion bias update whose residual exceeds the largest bias is rejected; during
+the average, motion updates use its own measurement model (half the rate error, noise from the
+accelerometer's spread). A rest detector
 and a Kalman-like estimator track the gyroscope bias at rest and in motion.
 See ``docs/orientation.md`` for the algorithm in prose and the parameter table.
 
@@ -108,7 +110,8 @@ _S_BLP_INIT = 70
 _S_BIAS_COUNT = 71  # accelerometer samples since the last bias filter update
 _S_ACC_N = 72  # accelerometer samples averaged since the (re)start, capped at _C_ACC_AVG_N
 _S_BLP_N = 73  # bias filter updates averaged since the (re)start, capped at _C_BIAS_AVG_N
-STATE_LEN: Final = 74  # 592 bytes per stream
+_S_ACC_M2 = 74  # start-up average: sum of squared deviations across the mean (Welford), (m/s^2)^2
+STATE_LEN: Final = 75  # 600 bytes per stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +128,8 @@ class OrientationParams:
             strapdown output: a sensor property, set it from the sensor profile or datasheet
             (BROAD's myon aktos-t measures 1.0, see docs/orientation.md).
         motion_bias_est: estimate the gyroscope bias while moving (updates whose residual
-            exceeds ``bias_clip_dps`` are rejected).
+            exceeds ``bias_clip_dps`` are rejected; during the start-up average with its own
+            measurement model, see docs/orientation.md).
         rest_bias_est: detect rest and estimate the gyroscope bias from it.
         bias_sigma_init_dps: initial standard deviation of the bias estimate, deg/s.
         bias_forgetting_time_s: time in which the bias uncertainty grows by 0.1 deg/s, s.
@@ -135,7 +139,8 @@ class OrientationParams:
         bias_vertical_forgetting_factor: how much weaker the (unobservable) earth-vertical
             bias component is pulled towards zero than the horizontal ones are corrected.
         bias_sigma_rest_dps: steady-state bias uncertainty from rest updates, deg/s.
-        rest_min_duration_s: how long the thresholds must hold before rest is detected, s.
+        rest_min_duration_s: how long the thresholds must hold before rest is detected, s;
+            also how far into the start-up average motion bias learning begins.
         rest_filter_tau_s: time constant of the rest detector's low-pass filters, s.
         rest_th_gyr_dps: rest threshold on the gyroscope deviation from its low-pass, deg/s.
         rest_th_acc_m_s2: rest threshold on the accelerometer deviation, m/s^2.
@@ -275,6 +280,7 @@ def _reset_motion_state(state: Float1D) -> None:
     state[_S_REST] = 0.0
     state[_S_ACC_N] = 0.0
     state[_S_BLP_N] = 0.0
+    state[_S_ACC_M2] = 0.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,6 +296,8 @@ def _reset_motion_state(state: Float1D) -> None:
 # the unrolled kernel's. With FASTMATH_FLAGS, LLVM's choice of which products to fuse and
 # how to reassociate sums follows the shape of the IR (the order of its phi nodes), so they
 # differ in the last bits (at most 2.5e-13 on BROAD and the simulator; benchmarks/README.md).
+# The bias learning during the start-up average (_gravity_lowpass's spread, _start_up_rate)
+# was written for the unrolled kernel (branch orient-startbias) and ported the same way.
 # Plain (not inlined) njit steps cost about 22 % of the speed; inlined about 2-5 %.
 
 _STEP = nb.njit(cache=True, fastmath=FASTMATH_FLAGS, inline="always")
@@ -499,8 +507,9 @@ def _load_state(st):  # pragma: no cover - jitted
         _lp_at(st, _S_REST_ACC_LP), st[_S_REST_ACC_INIT] != 0.0,
         st[_S_REST_T], st[_S_REST] != 0.0, _vec_at(st, _S_REST_GYR_MEAN),
     )  # fmt: skip
-    # (gravity samples averaged, bias updates averaged, bias filter count, bad gyr, bad acc)
-    counts = (st[_S_ACC_N], st[_S_BLP_N], st[_S_BIAS_COUNT], st[_S_N_BAD_GYR], st[_S_N_BAD_ACC])
+    # (gravity samples averaged, their spread sum (see _gravity_lowpass), bias updates
+    # averaged, bias filter count, bad gyr, bad acc)
+    counts = (st[_S_ACC_N], st[_S_ACC_M2], st[_S_BLP_N], st[_S_BIAS_COUNT], st[_S_N_BAD_GYR], st[_S_N_BAD_ACC])
     return q_gyr, q_corr, _vec_at(st, _S_BIAS), p, _lp_at(st, _S_ACC_LP), rest, counts
 
 
@@ -517,7 +526,7 @@ def _store_state(st, q_gyr, q_corr, bias, p, acc_lp, rest, counts):  # pragma: n
     st[_S_REST_T] = rest.t_s
     st[_S_REST] = 1.0 if rest.at_rest else 0.0
     st[_S_REST_GYR_MEAN], st[_S_REST_GYR_MEAN + 1], st[_S_REST_GYR_MEAN + 2] = rest.gyr_mean
-    acc_n, blp_n, bias_count, n_bad_gyr, n_bad_acc = counts
+    acc_n, acc_m2, blp_n, bias_count, n_bad_gyr, n_bad_acc = counts
     st[_S_N_BAD_GYR] = n_bad_gyr
     st[_S_N_BAD_ACC] = n_bad_acc
     st[_S_BIAS_COUNT] = bias_count
@@ -528,6 +537,7 @@ def _store_state(st, q_gyr, q_corr, bias, p, acc_lp, rest, counts):  # pragma: n
     st[_S_BLP_INIT] = 1.0 if blp_n > 0.0 else 0.0
     st[_S_ACC_N] = acc_n
     st[_S_BLP_N] = blp_n
+    st[_S_ACC_M2] = acc_m2
     st[_S_REST_GYR_INIT] = 1.0 if rest.gyr_init else 0.0
     st[_S_REST_ACC_INIT] = 1.0 if rest.acc_init else 0.0
 
@@ -600,26 +610,34 @@ def _strapdown(q_gyr, w, bias, ts):  # pragma: no cover - jitted
 
 
 @_STEP
-def _gravity_lowpass(i, lp, n, co):  # pragma: no cover - jitted
-    """Low-pass of the specific force i in the almost-inertial frame; returns (i_lp, lp, n).
+def _gravity_lowpass(i, lp, n, m2, co):  # pragma: no cover - jitted
+    """Low-pass of the specific force i in the almost-inertial frame; returns (i_lp, lp, n, m2).
 
     During the start-up (after a cold start or reset_motion, n < acc_avg_n samples) the
     output is the mean of all samples so far, then the low-pass continues from it in
-    steady state.
+    steady state. Meanwhile m2 sums the squared deviations of the samples across the
+    mean's direction (Welford's sum; the part along it does not turn the mean): the noise
+    of the correction rate as a bias measurement during the average (_start_up_rate).
     """
     (y0, y1, y2), (u0, u1, u2) = lp
     if n < co.acc_avg_n:
         n += 1.0
         k_avg = 1.0 / n
-        y0 += (i[0] - y0) * k_avg
-        y1 += (i[1] - y1) * k_avg
-        y2 += (i[2] - y2) * k_avg
+        d = _sub3(i, (y0, y1, y2))
+        y0 += d[0] * k_avg
+        y1 += d[1] * k_avg
+        y2 += d[2] * k_avg
         u0 = u1 = u2 = 0.0
+        y = (y0, y1, y2)
+        g2 = _dot3(y, y)
+        if g2 > _MIN_GRAVITY_NORM_M_S2 * _MIN_GRAVITY_NORM_M_S2:
+            across = _sub3(d, _scale3(y, _dot3(d, y) / g2))
+            m2 += (1.0 - k_avg) * _dot3(across, across)
     else:
         y0, u0 = _svf(i[0], co.acc_g, co.acc_d, y0, u0)
         y1, u1 = _svf(i[1], co.acc_g, co.acc_d, y1, u1)
         y2, u2 = _svf(i[2], co.acc_g, co.acc_d, y2, u2)
-    return (y0, y1, y2), ((y0, y1, y2), (u0, u1, u2)), n
+    return (y0, y1, y2), ((y0, y1, y2), (u0, u1, u2)), n, m2
 
 
 @_STEP
@@ -673,27 +691,53 @@ def _correct_inclination(q_corr, i, e2):  # pragma: no cover - jitted
 
 
 @_STEP
-def _bias_measurement(bias, m, bl, e, rest, co):  # pragma: no cover - jitted
+def _start_up_rate(rate, avg, co):  # pragma: no cover - jitted
+    """The correction rate as a bias measurement during the start-up average; returns
+    (update, rate, noise variance per horizontal axis, gate).
+
+    Gravity is then a mean, whose direction turns at half the rate error (its lag is half
+    its length): the measurement is 2 x the correction rate, with twice its noise. A new
+    sample's deviation d across the mean turns it by d / (n g): per horizontal axis a rate
+    noise of variance s2 = spread^2 / (n g ts)^2, spread^2 = m2 / (2 (n - 1)), with
+    avg = (n, m2, g^2) from _gravity_lowpass. The spread is trusted once it spans
+    rest_min_duration_s, the time the rest detector needs to judge the same signal's
+    spread; before, there is no update.
+    """
+    n, m2, g2 = avg
+    if n >= 2.0 and n * co.ts >= co.rest_min_s:
+        s2 = m2 / (2.0 * (n - 1.0)) / (n * n * g2 * co.ts * co.ts)
+        gate = co.clip + 6.0 * math.sqrt(s2)  # + 3 sigma of 2 x the rate
+        return True, (2.0 * rate[0], 2.0 * rate[1]), 4.0 * (co.w_motion + s2), gate
+    return False, rate, co.w_motion, co.clip
+
+
+@_STEP
+def _bias_measurement(bias, m, bl, e, rest, in_average, avg, co):  # pragma: no cover - jitted
     """The bias filter's measurement z = H b + noise as (update, H, residual y, noise W).
 
     At rest the low-passed gyroscope measures the bias directly. In motion, the correction
     just applied rotated by (ey, -ex) rad about earth x/y; the earth-frame rate error it
-    compensates is minus that / ts, compared with the low-passed earth-frame bias bl. A
-    residual beyond the largest bias is not explained by a bias (the start-up average
-    converging, a burst of acceleration): the update is skipped, so it cannot drag the
-    estimate.
+    compensates is minus that / ts, compared with the low-passed earth-frame bias bl;
+    while the bias filter's low-passes are in their start-up average (in_average), with
+    the average's own model (_start_up_rate, avg = (n, m2, g^2) of the gravity average).
+    A residual beyond the largest bias (and the noise of the start-up average) is not
+    explained by a bias (the average converging, a burst of acceleration): the update is
+    skipped, so it cannot drag the estimate.
     """
     if rest.at_rest and co.rest_bias:
         h = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
         return True, h, _sub3(rest.gyr_mean, bias), (co.w_rest, co.w_rest, co.w_rest)
     if co.motion_bias:
+        update, rate, w_h, gate = True, (-e[1] * co.inv_ts, e[0] * co.inv_ts), co.w_motion, co.clip
+        if in_average:
+            update, rate, w_h, gate = _start_up_rate(rate, avg, co)
         y = (
-            -e[1] * co.inv_ts + bl[0] - _dot3(m[0], bias),
-            e[0] * co.inv_ts + bl[1] - _dot3(m[1], bias),
+            rate[0] + bl[0] - _dot3(m[0], bias),
+            rate[1] + bl[1] - _dot3(m[1], bias),
             -_dot3(m[2], bias),
         )
-        update = not (abs(y[0]) > co.clip or abs(y[1]) > co.clip)
-        return update, m, y, (co.w_motion, co.w_motion, co.w_vert)
+        update = update and not (abs(y[0]) > gate or abs(y[1]) > gate)
+        return update, m, y, (w_h, w_h, co.w_vert)
     return False, (_ZERO3, _ZERO3, _ZERO3), _ZERO3, _ZERO3
 
 
@@ -736,12 +780,13 @@ def _kalman_update(bias, p, h, y, w, clip):  # pragma: no cover - jitted
 
 
 @_STEP
-def _update_bias(bias, p, blp_n, q, e, rest, st, co):  # pragma: no cover - jitted
+def _update_bias(bias, p, blp_n, q, e, rest, avg, st, co):  # pragma: no cover - jitted
     """One step of the bias Kalman filter with the 6-axis estimate q; returns (bias, p, blp_n).
 
     Its measurements are low-passed like gravity, so the measurement and the prediction
     share the same delay; those low-pass states live in st (used at ~40 Hz only, they need
-    no register), with a start-up average in step with the gravity low-pass's.
+    no register), with a start-up average in step with the gravity low-pass's (whose
+    (n, m2, g^2) is avg, see _bias_measurement).
     """
     m = _quat_matrix(q)
     bl = (_dot3(m[0], bias), _dot3(m[1], bias))  # earth-frame horizontal bias
@@ -759,7 +804,7 @@ def _update_bias(bias, p, blp_n, q, e, rest, st, co):  # pragma: no cover - jitt
         _svf_at(bl[0], co.blp_g, co.blp_d, st, _S_BLP_LP, avg_n),
         _svf_at(bl[1], co.blp_g, co.blp_d, st, _S_BLP_LP + 2, avg_n),
     )
-    update, h, y, w = _bias_measurement(bias, m, bl, e, rest, co)
+    update, h, y, w = _bias_measurement(bias, m, bl, e, rest, avg_n > 0.0, avg, co)
     p = _bias_predict(p, co)
     if update:
         bias, p = _kalman_update(bias, p, h, y, w, co.clip)
@@ -784,7 +829,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
     """
     co = _unpack_coeffs(c)
     q_gyr, q_corr, bias, p, acc_lp, rest, counts = _load_state(st)
-    acc_n, blp_n, bias_count, n_bad_gyr, n_bad_acc = counts
+    acc_n, acc_m2, blp_n, bias_count, n_bad_gyr, n_bad_acc = counts
     for i in range(gyr.shape[0]):
         w = (gyr[i, 0], gyr[i, 1], gyr[i, 2])
         f = (acc[i, 0], acc[i, 1], acc[i, 2])
@@ -803,7 +848,7 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
         else:
             if co.rest_bias:
                 rest = _rest_acc_step(rest, f, co)
-            grav, acc_lp, acc_n = _gravity_lowpass(_mat_vec(_quat_matrix(q_mid), f), acc_lp, acc_n, co)
+            grav, acc_lp, acc_n, acc_m2 = _gravity_lowpass(_mat_vec(_quat_matrix(q_mid), f), acc_lp, acc_n, acc_m2, co)
             e2 = _dot3(grav, grav)
             if e2 > _MIN_GRAVITY_NORM_M_S2 * _MIN_GRAVITY_NORM_M_S2:
                 q_corr, e = _correct_inclination(q_corr, grav, e2)
@@ -814,10 +859,10 @@ def _filter_stream(gyr, acc, c, st, out):  # pragma: no cover - jitted
                     if bias_count >= co.bias_every:
                         bias_count = 0.0
                         q = _quat_mul(q_corr, q_gyr)
-                        bias, p, blp_n = _update_bias(bias, p, blp_n, q, e, rest, st, co)
+                        bias, p, blp_n = _update_bias(bias, p, blp_n, q, e, rest, (acc_n, acc_m2, e2), st, co)
         # ---- output
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _output(q_corr, q_gyr, w, bias, gyr_ok, co.horizon_s)
-    counts = (acc_n, blp_n, bias_count, n_bad_gyr, n_bad_acc)
+    counts = (acc_n, acc_m2, blp_n, bias_count, n_bad_gyr, n_bad_acc)
     _store_state(st, q_gyr, q_corr, bias, p, acc_lp, rest, counts)
 
 

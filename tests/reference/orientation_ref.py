@@ -95,6 +95,7 @@ class ReferenceOrientationFilter:
         self.mat_lp = LowPass(p.tau_acc_s, rate_hz / self.every, average_start=True)
         self.bias_lp = LowPass(p.tau_acc_s, rate_hz / self.every, average_start=True)
         self.count = 0
+        self.acc_m2 = 0.0  # start-up average: Welford sum of squared deviations across the mean
         v = (0.1 * DEG) ** 2 * self.every * self.ts / p.bias_forgetting_time_s
         self.v = v
         pm = (p.bias_sigma_motion_dps * DEG) ** 2
@@ -140,7 +141,14 @@ class ReferenceOrientationFilter:
                     self.rest_t += self.ts
                     if self.rest_t >= p.rest_min_duration_s:
                         self.rest = True
-            acc_inertial = self.acc_lp(quat_to_matrix(mid_q) @ acc)
+            x = quat_to_matrix(mid_q) @ acc
+            in_average = self.acc_lp.n < self.acc_lp.avg_n
+            d = x - (self.acc_lp.y if self.acc_lp.y is not None else 0.0)
+            acc_inertial = self.acc_lp(x)
+            if in_average and acc_inertial @ acc_inertial > 1e-6:
+                mean_dir = acc_inertial / np.linalg.norm(acc_inertial)
+                across = d - (d @ mean_dir) * mean_dir
+                self.acc_m2 += (1.0 - 1.0 / self.acc_lp.n) * (across @ across)
             e = quat_to_matrix(self.corr_q) @ acc_inertial
             if e @ e > 1e-6:
                 e = e / np.linalg.norm(e)
@@ -161,6 +169,7 @@ class ReferenceOrientationFilter:
                         self.count = 0
                         m = quat_to_matrix(quat_mul(self.corr_q, self.gyr_q))
                         bias_earth_xy = (m @ self.bias)[:2]
+                        bias_average = self.mat_lp.n < self.mat_lp.avg_n
                         m_lp = self.mat_lp(m)
                         b_lp = self.bias_lp(bias_earth_xy)
                         if self.rest and p.rest_bias_est:
@@ -169,11 +178,22 @@ class ReferenceOrientationFilter:
                             h = m_lp
                             # earth-frame rate the correction compensated, plus the
                             # (identically delayed) bias already removed
-                            z = np.array([-e[1] / self.ts + b_lp[0], e[0] / self.ts + b_lp[1], 0.0])
+                            rate = np.array([-e[1] / self.ts, e[0] / self.ts])
+                            w_h, gate = self.w_motion, clip
+                            n = self.acc_lp.n
+                            if bias_average and n >= 2 and n * self.ts >= p.rest_min_duration_s:
+                                # the mean turns at half the rate error; noise from the spread
+                                s2 = self.acc_m2 / (2.0 * (n - 1)) / (n * self.ts) ** 2
+                                s2 /= acc_inertial @ acc_inertial
+                                rate, w_h = 2.0 * rate, 4.0 * (self.w_motion + s2)
+                                gate = clip + 6.0 * math.sqrt(s2)
+                            elif bias_average:
+                                gate = -1.0  # no motion update early in the average
+                            z = np.array([rate[0] + b_lp[0], rate[1] + b_lp[1], 0.0])
                             # a horizontal residual beyond the largest bias: no update
-                            if np.any(np.abs((z - h @ self.bias)[:2]) > clip):
+                            if np.any(np.abs((z - h @ self.bias)[:2]) > gate):
                                 h = None
-                            w = np.diag([self.w_motion, self.w_motion, self.w_vertical])
+                            w = np.diag([w_h, w_h, self.w_vertical])
                         p0 = (p.bias_sigma_init_dps * DEG) ** 2
                         for j in range(3):
                             if self.P[j, j] < p0:
