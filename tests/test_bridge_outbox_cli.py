@@ -180,7 +180,7 @@ def clinic_overview_value(store: Influx1Store, patient: str, field: str) -> list
     from spinewatch.service.dashboards import DASHBOARDS, evaluate, expand, resolve_query_variables, variable_defaults
 
     dash = DASHBOARDS["clinic-overview.json"]()
-    panel = next(p for p in dash["panels"] if p["title"] == "Patients today")
+    panel = next(p for p in dash["panels"] if p["title"] == "Patients in the time range")
     t1 = time.time_ns() // 10**6 + 60_000
     t0 = t1 - 3_600_000
     vals = resolve_query_variables(dash, {**variable_defaults(dash), "patient": patient}, store.query, t0, t1)

@@ -213,7 +213,7 @@ def test_dashboards_show_the_same_wear_and_days_at_every_rate(stored, rate):
                                    store.query, start_ms, end_ms)
     rows = {s["tags"]["patient"]: s["values"][0][1]
             for s in store.query(expand(COLUMNS["A"], vals, start_ms, end_ms, "1m"))}
-    assert rows[pat] == pytest.approx(WEAR_MIN, abs=0.01)  # "Wear today (min)" of the clinic table
+    assert rows[pat] == pytest.approx(WEAR_MIN, abs=0.01)  # "Wear (min)" of the clinic table
 
 
 @pytest.mark.parametrize("kind", ["influx", "sqlite"])

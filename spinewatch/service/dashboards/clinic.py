@@ -47,7 +47,7 @@ COLUMNS: dict[str, str] = {
          f'GROUP BY "patient", "device", "seq_epoch"){BY}',
 }
 HEADERS = {
-    "patient": "Patient", "wear_min": "Wear today (min)", "neutral_pct": "Neutral (%)",
+    "patient": "Patient", "wear_min": "Wear (min)", "neutral_pct": "Neutral (%)",
     "slouches": "Slouches", "alerts": "Alerts sent", "last_seen": "Last seen",
     "battery_pct": "Battery (%)", "rssi_dbm": "Signal (dBm)", "packets_lost_pct": "Packets lost (%)",
     "outbox_dropped": "Outbox dropped (msgs)", "threshold_deg": "Own threshold (deg)",
@@ -69,7 +69,7 @@ def build() -> dict[str, Any]:
     lay = Layout()
     link = "/d/{uid}?var-patient=${{__data.fields.patient}}&${{__url_time_range}}"
     lay.add(panel(
-        "table", "Patients today",
+        "table", "Patients in the time range",
         "One row per patient over the selected range (default: today). Wear = minutes with posture data; "
         "Neutral = share of worn minutes with mean flexion below threshold_deg (as on the patient dashboards);"
         + DEFAULTS_NOTE + " Own threshold = the patient's stored threshold_deg (empty: the default applies), so "
