@@ -7,8 +7,9 @@ sits beside :mod:`spinewatch.model` and :mod:`spinewatch.errors` at the bottom o
 
 - the BLE reconnects (:func:`spinewatch.firmware_bridge.ble.reconnect_delay_s`) choose the
   base delay from what went wrong, grow by 1.5 per attempt and use equal jitter;
-- the servers (:func:`spinewatch.service.transport.retry.server_retry_delay_s`, MQTT and
-  InfluxDB) double from 1 s up to 30 s with full jitter.
+- the servers (:func:`spinewatch.service.transport.retry.server_retry_delay_s`: InfluxDB;
+  its 30 s cap is also paho's MQTT reconnect ceiling) double from 1 s up to 30 s with full
+  jitter.
 
 Jitter kinds, after the AWS Architecture Blog's "Exponential Backoff and Jitter" (aiomqtt v3
 draws ``random.uniform(0, 1.5 ** min(10, attempt))``, which is full jitter):

@@ -1,7 +1,9 @@
-"""Retry delays of the servers (MQTT broker, InfluxDB), and a helper that retries a call until it works.
+"""Retry delays of the servers, and a helper that retries a call until it works.
 
 The delays are the one retry-delay policy, :func:`spinewatch.backoff.backoff_delay_s`; this
-module holds only the servers' constants.
+module holds only the servers' constants. InfluxDB is retried with them (set-up through
+:func:`retry_until_connected`, the ingest worker's writes); paho reconnects to the MQTT broker
+by itself, under the same cap (transport/mqtt.py's ``RECONNECT_MAX_S``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ BACKOFF_MAX_EXPONENT: Final = 15  # keeps 2 ** n finite however long a loop retr
 def server_retry_delay_s(attempt: int, cap_s: float = BACKOFF_CAP_S, draw: float | None = None) -> float:
     """Seconds to wait before retrying a server, attempt ``attempt`` (1-based).
 
-    ``min(cap_s, 2 ** (attempt - 1))`` with full jitter (anywhere from 0 up to it): many
-    bridges and ingest workers that lost the same broker or database spread their retries
-    over the whole interval instead of arriving together.
+    ``min(cap_s, 2 ** (attempt - 1))`` with full jitter (anywhere from 0 up to it): ingest
+    workers that lost the same database spread their retries over the whole interval
+    instead of arriving together.
 
     Args:
         attempt: 1 for the first retry after a failure.
