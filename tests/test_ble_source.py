@@ -18,12 +18,14 @@ import pytest
 from bleak.exc import BleakDBusError, BleakError
 from fakes.fake_bleak import FakeRadio, FakeSensor
 
+from spinewatch.backoff import backoff_delay_s
 from spinewatch.firmware_bridge.ble import (
     BleSource,
     DeviceNotFound,
     SilentLink,
     _LinkLost,
-    backoff_s,
+    reconnect_base_s,
+    reconnect_delay_s,
 )
 from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import get_profile
@@ -312,7 +314,26 @@ def test_device_not_found_keeps_retrying_without_crashing():
 
 
 @pytest.mark.parametrize(
-    ("attempt", "exc", "jitter", "expected_s"),
+    ("exc", "base_s"),
+    [
+        (BleakDBusError("org.bluez.Error.Failed", ["le-connection-abort-by-local"]), 0.25),
+        (TimeoutError(), 0.25),
+        (EOFError(), 0.25),
+        (BrokenPipeError(), 0.25),
+        (_LinkLost("x"), 0.5),
+        (SilentLink("x", 3.0), 0.5),
+        (DeviceNotFound("x", 10), 2.0),
+        (BleakError("boom"), 1.0),
+        (RuntimeError("unexpected"), 1.0),
+        (None, 1.0),
+    ],
+)
+def test_reconnect_base_by_what_failed(exc, base_s):
+    assert reconnect_base_s(exc) == base_s
+
+
+@pytest.mark.parametrize(
+    ("attempt", "exc", "draw", "expected_s"),
     [
         (1, BleakDBusError("org.bluez.Error.Failed", ["le-connection-abort-by-local"]), 1.0, 0.25),
         (1, TimeoutError(), 0.0, 0.125),
@@ -329,16 +350,26 @@ def test_device_not_found_keeps_retrying_without_crashing():
         (1, None, 0.5, 0.75),
     ],
 )
-def test_backoff_table(attempt, exc, jitter, expected_s):
-    assert backoff_s(attempt, exc, jitter) == pytest.approx(expected_s)
+def test_reconnect_delay_table(attempt, exc, draw, expected_s):
+    assert reconnect_delay_s(attempt, exc, draw) == pytest.approx(expected_s)
 
 
-def test_backoff_rejects_bad_arguments_and_jitters_by_default():
+def test_reconnect_delay_is_the_shared_policy_with_the_configured_cap():
+    """Growth 1.5 from the error's base, the cap of [ble] backoff_cap_s, equal jitter."""
+    for attempt in (1, 4, 9, 30):
+        for draw in (0.0, 0.3, 1.0):
+            exc = DeviceNotFound("x", 10)
+            assert reconnect_delay_s(attempt, exc, draw, cap_s=20.0) == backoff_delay_s(
+                attempt, base_s=2.0, growth=1.5, max_exponent=10, cap_s=20.0, jitter="equal", draw=draw)
+    assert reconnect_delay_s(30, DeviceNotFound("x", 10), 1.0) == BleConfig().backoff_cap_s == 60.0  # default: [ble]'s
+
+
+def test_reconnect_delay_rejects_bad_arguments_and_jitters_by_default():
     with pytest.raises(ValueError, match="attempt"):
-        backoff_s(0, None, 0.5)
-    with pytest.raises(ValueError, match="jitter"):
-        backoff_s(1, None, 1.5)
-    draws = {backoff_s(3, None) for _ in range(20)}
+        reconnect_delay_s(0, None, 0.5)
+    with pytest.raises(ValueError, match="draw"):
+        reconnect_delay_s(1, None, 1.5)
+    draws = {reconnect_delay_s(3, None) for _ in range(20)}
     assert len(draws) > 1 and all(1.125 <= d <= 2.25 for d in draws)
 
 

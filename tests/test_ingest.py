@@ -18,7 +18,7 @@ from spinewatch.service.config import Config
 from spinewatch.service.ingest.worker import IngestWorker
 from spinewatch.service.storage import Influx1Store, Influx2Store
 from spinewatch.service.transport import wire
-from spinewatch.service.transport.retry import backoff_s
+from spinewatch.service.transport.retry import BACKOFF_CAP_S, server_retry_delay_s
 
 pytestmark = pytest.mark.network
 
@@ -203,16 +203,52 @@ def test_influxdb2_api_path_writes_through_influxdb_client(mosquitto, victoriame
         pub.close()
 
 
+@pytest.mark.parametrize(
+    ("attempt", "draw", "expected_s"),
+    [
+        (1, 1.0, 1.0),  # 0.5 * 2 ** attempt: 1, 2, 4, 8, 16, then the 30 s cap
+        (2, 1.0, 2.0),
+        (3, 0.5, 2.0),  # full jitter: the draw scales the whole delay
+        (5, 1.0, 16.0),
+        (6, 1.0, 30.0),
+        (50, 1.0, 30.0),
+        (10**6, 0.5, 15.0),
+        (1, 0.0, 0.0),  # a single retry may come at once
+        (50, 0.0, 0.0),
+    ],
+)
+def test_server_retry_delay_table(attempt, draw, expected_s):
+    assert server_retry_delay_s(attempt, draw=draw) == pytest.approx(expected_s)
+
+
+def test_server_retry_delay_is_the_old_curve_and_paho_reconnects_under_the_same_cap():
+    """Moving the arithmetic to spinewatch/backoff.py kept the curve, uniform(0, min(cap, 0.5 * 2 ** min(a, 16))),
+    draw for draw; its cap is paho's reconnect ceiling."""
+    import random
+
+    from spinewatch.service.transport.mqtt import RECONNECT_MAX_S
+
+    for attempt in (*range(1, 20), 100):
+        for cap_s in (BACKOFF_CAP_S, 5.0, 1e9):
+            state = random.getstate()
+            old = random.uniform(0.0, min(cap_s, 0.5 * 2.0 ** min(attempt, 16)))
+            random.setstate(state)
+            assert server_retry_delay_s(attempt, cap_s) == old
+    assert RECONNECT_MAX_S == BACKOFF_CAP_S == 30.0
+
+
 @pytest.mark.parametrize("attempt", [1, 2, 5, 10, 50])
-def test_backoff_is_jittered_and_capped(attempt):
-    samples = [backoff_s(attempt) for _ in range(200)]
+def test_server_retry_delay_is_jittered_and_capped(attempt):
+    samples = [server_retry_delay_s(attempt) for _ in range(200)]
     assert all(0 <= s <= min(30.0, 0.5 * 2**attempt) for s in samples)
     assert max(samples) > 0.5 * min(30.0, 0.5 * 2**attempt)  # jitter spreads over the range
 
 
-def test_backoff_rejects_attempt_zero():
+def test_server_retry_delay_rejects_bad_arguments():
     with pytest.raises(ValueError, match="attempt"):
-        backoff_s(0)
+        server_retry_delay_s(0)
+    with pytest.raises(ValueError, match="draw"):
+        server_retry_delay_s(1, draw=2.0)
 
 
 def test_health_endpoint_reports_counters_and_degrades_when_the_database_is_down(mosquitto, fresh_influxdb1):

@@ -2,9 +2,9 @@
 
 The contracts live in pyproject.toml under ``[tool.importlinter]``: the stages of service/
 depend downwards only (cli > ops > reports | dashboards > bridge | ingest > storage >
-transport > config), signal/ and firmware_bridge/ never import service/, only the demo
-imports the embedded broker, sibling modules form no import cycle, and private modules
-(``_name``) are imported only inside their package.
+transport > config), signal/ and firmware_bridge/ never import service/, model, errors
+and backoff import no component, only the demo imports the embedded broker, sibling modules
+form no import cycle, and private modules (``_name``) are imported only inside their package.
 """
 
 from __future__ import annotations

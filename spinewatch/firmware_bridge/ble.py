@@ -5,7 +5,7 @@ connects with bleak-retry-connector's ``establish_connection`` to the ``BLEDevic
 scan returned, reads the sensor config and battery, subscribes to the IMU
 characteristic and streams. When the link drops, or stays silent for
 ``silence_timeout_s`` (then it is recycled), it reconnects forever, waiting
-:func:`backoff_s` between attempts. A machine that cannot do BLE at all (no D-Bus system bus,
+:func:`reconnect_delay_s` between attempts. A machine that cannot do BLE at all (no D-Bus system bus,
 BlueZ not running, no powered adapter: :class:`BluetoothUnavailable`, with the same fix as
 ``spinewatch doctor``) ends the source before its first link instead; after a first link it is
 retried with one log line per attempt (bluetoothd restarted, adapter re-plugged). Gaps are
@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -38,9 +37,10 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason, BleakDBusError, BleakError
 from bleak_retry_connector import establish_connection
 
+from spinewatch.backoff import backoff_delay_s
 from spinewatch.errors import DecodeError, SpineWatchError
 from spinewatch.firmware_bridge import bluez
-from spinewatch.firmware_bridge.ble_config import BleConfig
+from spinewatch.firmware_bridge.ble_config import RECONNECT_CAP_S, BleConfig
 from spinewatch.firmware_bridge.profiles import BATTERY_LEVEL_CHAR_UUID, SensorProfile
 from spinewatch.firmware_bridge.remap import MountAlignment
 from spinewatch.firmware_bridge.timing import (
@@ -51,14 +51,15 @@ from spinewatch.firmware_bridge.timing import (
 )
 from spinewatch.model import ImuBatch
 
-__all__ = ["BleSource", "BluetoothUnavailable", "DeviceNotFound", "SilentLink", "backoff_s", "bluetooth_unavailable",
-           "scan"]
+__all__ = ["BleSource", "BluetoothUnavailable", "DeviceNotFound", "SilentLink", "bluetooth_unavailable",
+           "reconnect_base_s", "reconnect_delay_s", "scan"]
 
 _LOGGER = logging.getLogger(__name__)
 
 # Base waits before a reconnect attempt, s, by what went wrong (bleak-retry-connector's
-# calculate_backoff_time has the same idea). Transient BlueZ/D-Bus errors clear quickly;
-# a sensor that is not advertising is out of range or off, so look less often.
+# calculate_backoff_time has the same idea): reconnect_base_s. Transient BlueZ/D-Bus errors
+# clear quickly; a sensor that is not advertising is out of range or off, so look less often.
+# Growth, cap and jitter are the one policy's, spinewatch/backoff.py.
 BACKOFF_TRANSIENT_S: Final = 0.25
 BACKOFF_LINK_LOST_S: Final = 0.5
 BACKOFF_NOT_FOUND_S: Final = 2.0
@@ -141,45 +142,47 @@ def bluetooth_unavailable(exc: BaseException) -> BluetoothUnavailable | None:
     return None
 
 
-def backoff_s(attempt: int, exc: BaseException | None, jitter: float | None = None,
-              cap_s: float = 60.0) -> float:
-    """Seconds to wait before reconnect ``attempt`` (1-based) after ``exc``.
+def reconnect_base_s(exc: BaseException | None) -> float:
+    """The wait before the first reconnect after ``exc``, s, before growth and jitter.
 
-    ``base(exc) * 1.5 ** min(attempt - 1, 10)``, capped at ``cap_s``, times
-    ``0.5 + 0.5 * jitter`` ("equal jitter": never less than half, so a fleet of bridges
-    restarting together spreads out without ever retrying in a tight loop).
+    A D-Bus/BlueZ error or timeout is transient (:data:`BACKOFF_TRANSIENT_S`), a lost or
+    silent link :data:`BACKOFF_LINK_LOST_S`, a device that is not advertising
+    :data:`BACKOFF_NOT_FOUND_S`, anything else (None too) :data:`BACKOFF_OTHER_S`.
+    """
+    if isinstance(exc, (BleakDBusError, TimeoutError, EOFError, BrokenPipeError)):
+        return BACKOFF_TRANSIENT_S
+    if isinstance(exc, (SilentLink, _LinkLost)):
+        return BACKOFF_LINK_LOST_S
+    if isinstance(exc, DeviceNotFound):
+        return BACKOFF_NOT_FOUND_S
+    return BACKOFF_OTHER_S
+
+
+def reconnect_delay_s(attempt: int, exc: BaseException | None, draw: float | None = None,
+                      cap_s: float = RECONNECT_CAP_S) -> float:
+    """Seconds to wait before BLE reconnect ``attempt`` (1-based) after ``exc``.
+
+    The one retry-delay policy (:func:`spinewatch.backoff.backoff_delay_s`) with
+    ``reconnect_base_s(exc) * 1.5 ** min(attempt - 1, 10)``, capped at ``cap_s``, and equal
+    jitter, ``0.5 + 0.5 * draw``: never less than half, so bridges restarting together
+    spread out without ever retrying in a tight loop.
 
     Args:
         attempt: 1 for the first retry after a failure.
-        exc: what failed: a D-Bus/BlueZ error or timeout is transient (0.25 s base), a
-            lost or silent link 0.5 s, a device that is not advertising 2 s, else 1 s.
-        jitter: in [0, 1]; None draws ``random.random()``. Pass it to make the function
-            pure (tests).
-        cap_s: upper bound before jitter, s.
+        exc: what failed (:func:`reconnect_base_s`).
+        draw: the jitter's random number in [0, 1]; None draws one. Pass it to make the
+            function pure (tests).
+        cap_s: upper bound before jitter, s (``BleConfig.backoff_cap_s``).
 
     Raises:
-        ValueError: attempt < 1 or jitter outside [0, 1].
+        ValueError: attempt < 1 or draw outside [0, 1].
     """
-    if attempt < 1:
-        raise ValueError(f"attempt must be >= 1, got {attempt}")
-    if jitter is None:
-        jitter = random.random()
-    if not 0.0 <= jitter <= 1.0:
-        raise ValueError(f"jitter must be in [0, 1], got {jitter}")
-    if isinstance(exc, (BleakDBusError, TimeoutError, EOFError, BrokenPipeError)):
-        base = BACKOFF_TRANSIENT_S
-    elif isinstance(exc, (SilentLink, _LinkLost)):
-        base = BACKOFF_LINK_LOST_S
-    elif isinstance(exc, DeviceNotFound):
-        base = BACKOFF_NOT_FOUND_S
-    else:
-        base = BACKOFF_OTHER_S
-    delay = min(cap_s, base * BACKOFF_GROWTH ** min(attempt - 1, BACKOFF_MAX_EXPONENT))
-    return delay * (0.5 + 0.5 * jitter)
+    return backoff_delay_s(attempt, base_s=reconnect_base_s(exc), growth=BACKOFF_GROWTH,
+                           max_exponent=BACKOFF_MAX_EXPONENT, cap_s=cap_s, jitter="equal", draw=draw)
 
 
 class _LinkLost(SpineWatchError):
-    """The peripheral disconnected (internal: feeds backoff_s)."""
+    """The peripheral disconnected (internal: feeds reconnect_base_s)."""
 
 
 def _matcher(device: str, profile: SensorProfile | None) -> Callable[[BLEDevice, AdvertisementData], bool]:
@@ -282,7 +285,7 @@ class BleSource:
         self._rate_fixed = rate_hz is not None
         self._client_backend = client_backend
         self._scanner_backend = scanner_backend
-        self._backoff = backoff or (lambda a, e: backoff_s(a, e, cap_s=self.config.backoff_cap_s))
+        self._backoff = backoff or (lambda a, e: reconnect_delay_s(a, e, cap_s=self.config.backoff_cap_s))
         self._clock_ns = clock_ns
         self.counters = LossCounters()
         self.connects = 0

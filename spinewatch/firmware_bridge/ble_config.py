@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Final
 
 from spinewatch.errors import ConfigError
+
+# Longest wait between BLE reconnect attempts by default, s: a sensor that comes back in
+# range is looked for again within a minute.
+RECONNECT_CAP_S: Final = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,7 @@ class BleConfig:
     gap_tolerance_ms: float = 100.0
     poll_interval_s: float = 0.02
     status_interval_s: float = 10.0
-    backoff_cap_s: float = 60.0
+    backoff_cap_s: float = RECONNECT_CAP_S
     decode_log_interval_s: float = 30.0
     battery_interval_s: float = 300.0
 

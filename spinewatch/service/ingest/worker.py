@@ -21,7 +21,7 @@ from spinewatch.service.storage.lineprotocol import warm_up
 from spinewatch.service.transport import wire
 from spinewatch.service.transport.mqtt import Protocol, connect, make_client
 from spinewatch.service.transport.patient_config import decode_patient_config
-from spinewatch.service.transport.retry import backoff_s
+from spinewatch.service.transport.retry import server_retry_delay_s
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -344,7 +344,7 @@ class IngestWorker:
                 attempt += 1
                 with self.stats.lock:
                     self.stats.write_retries += 1
-                delay = backoff_s(attempt)
+                delay = server_retry_delay_s(attempt)
                 _LOGGER.warning(
                     "ingest: cannot write to %s (%s); retry %d in %.1f s",
                     self.store.address, exc.detail, attempt, delay,
