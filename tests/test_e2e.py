@@ -323,7 +323,8 @@ def test_dashboard_previews_render_from_the_same_queries(dash_data, tmp_path):
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 15_000, p
     d = _dash("clinic-overview")
-    rows = clinic_rows(d["panels"][0], _eval(store, d, "Patients in the time range", start_ns, patient=".*", device=".*"))
+    rows = clinic_rows(d["panels"][0],
+                       _eval(store, d, "Patients in the time range", start_ns, patient=".*", device=".*"))
     assert [r["patient"] for r in rows] == ["p-e2e"] and rows[0]["slouches"] == result.events
 
 
