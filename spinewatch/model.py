@@ -14,6 +14,7 @@ Float2D = npt.NDArray[np.float64]
 Int8_1D = npt.NDArray[np.int8]
 
 NS_PER_S: Final = 1_000_000_000
+NS_PER_MIN: Final = 60 * NS_PER_S
 GRAVITY_M_S2: Final = 9.80665  # standard gravity (the "g" of accelerometer full scales), m/s^2
 
 

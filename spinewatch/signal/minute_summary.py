@@ -30,9 +30,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from spinewatch.model import NS_PER_S
+from spinewatch.model import NS_PER_MIN, NS_PER_S
 
-NS_PER_MIN: Final = 60 * NS_PER_S  # the one definition in spinewatch.signal
 SIT_BOUT_MIN: Final = 30  # prolonged sitting window, minutes (dashboards' sit_bout_min)
 SIT_MIN_SHARE: Final = 0.95  # share of the window upright still that makes it a sitting bout (dashboards)
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from spinewatch.model import NS_PER_MIN
 from spinewatch.service.config import InfluxConfig
 from spinewatch.service.storage.base import (
     EXPORT_WINDOW_NS,
-    NS_PER_MIN,
     RECORD_MEASUREMENTS,
     SETTINGS_MEASUREMENTS,
     SETTINGS_RP,

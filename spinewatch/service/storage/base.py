@@ -25,7 +25,6 @@ _LOGGER = logging.getLogger(__name__)
 # One HTTP request may not hang the ingest loop: InfluxDB answers a 5,000-point write in
 # milliseconds; 30 s covers a compaction stall without leaving a dead server undetected.
 HTTP_TIMEOUT_S: Final = 30.0
-NS_PER_MIN: Final = 60 * 10**9
 # Posture older than this when written missed its continuous query: downsample it on the spot.
 LATE_NS: Final = 90 * 10**9
 TREND_RECHECK_S: Final = 600.0

@@ -21,6 +21,7 @@ from typing import Any, Final
 import numpy as np
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
+from spinewatch.model import NS_PER_MIN
 from spinewatch.service.config import redact_url
 from spinewatch.service.storage import transit
 from spinewatch.service.storage.base import (
@@ -28,7 +29,6 @@ from spinewatch.service.storage.base import (
     HTTP_TIMEOUT_S,
     LATE_NS,
     LEGACY_SAMPLE_S,
-    NS_PER_MIN,
     POLICIES_RETRY_S,
     SETTINGS_MEASUREMENTS,
     SETTINGS_RP,

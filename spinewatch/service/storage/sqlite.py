@@ -14,10 +14,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from spinewatch.model import NS_PER_MIN
 from spinewatch.service.storage import transit
 from spinewatch.service.storage.base import (
     EXPORT_WINDOW_NS,
-    NS_PER_MIN,
     Episode,
     Message,
     MinuteSeries,
