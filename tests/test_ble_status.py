@@ -14,6 +14,7 @@ from spinewatch.firmware_bridge.ble import BleSource
 from spinewatch.firmware_bridge.ble_config import BleConfig
 from spinewatch.firmware_bridge.profiles import get_profile
 from spinewatch.service.bridge.loop import run_bridge
+from spinewatch.service.bridge.memory import warm_up_kernels
 from spinewatch.service.bridge.publisher import Publisher
 from spinewatch.service.config import Config
 from spinewatch.service.transport import wire
@@ -54,6 +55,10 @@ def test_status_reports_a_lost_sensor_then_its_return(fresh_mosquitto):
                 await task
             return away, back
 
+    # as `bridge run` does before it connects: a cold Numba cache (a fresh clone) compiles the
+    # tracker's kernels on the first samples, which holds the event loop, and its statuses, for
+    # longer than the watcher's deadline
+    warm_up_kernels(100.0)
     try:
         away, back = asyncio.run(main())
     except queue.Empty:
