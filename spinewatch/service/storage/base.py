@@ -11,10 +11,10 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import SpineWatchError
+from spinewatch.model import SlouchEvent
 from spinewatch.service.storage.transit import SeqMsg, TransitLoss
 from spinewatch.service.transport.wire import (
     ConfigMsg,
-    EventMsg,
     PostureMsg,
     RecordMsg,
     StatusMsg,
@@ -45,7 +45,7 @@ SETTINGS_MEASUREMENTS: Final = ("patient_config", "calibration")
 WEAR_FIELD: Final = "wear_s"
 LEGACY_SAMPLE_S: Final = 0.01
 
-Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg | SeqMsg
+Message = PostureMsg | SlouchEvent | StatusMsg | ConfigMsg | RecordMsg | SeqMsg
 
 
 class StoreRejected(SpineWatchError):

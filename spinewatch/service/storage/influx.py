@@ -21,6 +21,7 @@ from typing import Any, Final
 import numpy as np
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
+from spinewatch.model import SlouchEvent
 from spinewatch.service.config import redact_url
 from spinewatch.service.storage import transit
 from spinewatch.service.storage.base import (
@@ -51,10 +52,7 @@ from spinewatch.service.storage.base import (
     time_windows,
 )
 from spinewatch.service.storage.transit import SeqGroup, TransitLoss
-from spinewatch.service.transport.wire import (
-    EventMsg,
-    PostureMsg,
-)
+from spinewatch.service.transport.wire import PostureMsg
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -404,7 +402,7 @@ class Influx1Store(InfluxHttp):
         for m in msgs:
             if isinstance(m, PostureMsg) and len(m):
                 kind, a, b = "posture", m.t0_ns, m.t0_ns + len(m) * m.dt_ns
-            elif isinstance(m, EventMsg):
+            elif isinstance(m, SlouchEvent):
                 kind, a, b = "slouch", m.start_ns, m.start_ns + 1
             else:
                 continue
