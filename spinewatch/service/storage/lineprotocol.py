@@ -10,7 +10,7 @@ import numba as nb
 import numpy as np
 
 from spinewatch.model import SlouchEvent
-from spinewatch.service.storage.base import WEAR_FIELD, Message
+from spinewatch.service.storage.base import WEAR_FIELD, Message, stored_duration_s
 from spinewatch.service.storage.transit import SeqMsg, seq_line
 from spinewatch.service.transport.wire import (
     ConfigMsg,
@@ -191,8 +191,8 @@ def posture_lines(m: PostureMsg) -> list[str]:
 
 
 def slouch_line(e: SlouchEvent) -> str:
-    """Measurement ``slouch`` at ``start_ns``: duration_s, peak_deg, mean_deg (when given)."""
-    fields = [f"duration_s={_fmt((e.end_ns - e.start_ns) / 1e9)}", f"peak_deg={_fmt(e.peak_deg)}"]
+    """Measurement ``slouch`` at ``start_ns``: duration_s (to 0.01 s), peak_deg, mean_deg (when given), end_ns."""
+    fields = [f"duration_s={stored_duration_s(e)!r}", f"peak_deg={_fmt(e.peak_deg)}"]
     if e.mean_deg is not None:
         fields.append(f"mean_deg={_fmt(e.mean_deg)}")
     fields.append(f"end_ns={e.end_ns}i")
