@@ -29,7 +29,7 @@ from spinewatch.service.bridge.publisher import Publisher  # noqa: E402
 from spinewatch.service.config import Config  # noqa: E402
 from spinewatch.service.ingest.worker import IngestWorker  # noqa: E402
 from spinewatch.service.storage import Influx1Store  # noqa: E402
-from spinewatch.service.transport.wire import EventMsg, PostureMsg  # noqa: E402
+from spinewatch.service.transport.wire import PostureMsg  # noqa: E402
 
 
 class TimedStore(Influx1Store):
@@ -47,7 +47,7 @@ class TimedStore(Influx1Store):
             for m in msgs:  # the bridges' status messages are stored too, not timed
                 if isinstance(m, PostureMsg):
                     self.done.setdefault(("p", m.patient, m.t0_ns), now)
-                elif isinstance(m, EventMsg):
+                elif isinstance(m, SlouchEvent):
                     self.done.setdefault(("e", m.patient, m.start_ns), now)
         return n
 

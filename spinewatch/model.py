@@ -96,13 +96,19 @@ class PostureBatch:
 
 @dataclass(frozen=True, slots=True)
 class SlouchEvent:
-    """One slouch episode.
+    """One slouch episode: the one shape of an episode outside the Numba kernels (whose
+    ``(K, 4)`` arrays stay inside ``spinewatch.signal``). The bridge publishes it, the wire
+    codec decodes it, ingest stores it and the stores' ``slouches()``/``episodes()`` return it
+    to reports and export.
 
     Attributes:
+        patient: pseudonymous patient id.
+        device: pseudonymous device id.
         start_ns: UTC ns of the first sample above the threshold.
         end_ns: UTC ns of the first sample back below threshold - hysteresis.
         peak_deg: largest flexion during the episode, degrees.
-        mean_deg: mean flexion during the episode, degrees.
+        mean_deg: mean flexion during the episode, degrees; None when the sender omitted it
+            (optional on the wire, docs/wire-format.md).
     """
 
     patient: str
@@ -110,10 +116,11 @@ class SlouchEvent:
     start_ns: int
     end_ns: int
     peak_deg: float
-    mean_deg: float
+    mean_deg: float | None
 
     @property
     def duration_s(self) -> float:
+        """``(end_ns - start_ns)`` in seconds, unrounded (stores keep it to 0.01 s)."""
         return (self.end_ns - self.start_ns) / NS_PER_S
 
 

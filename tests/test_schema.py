@@ -58,6 +58,32 @@ def test_backfill_downsamples_existing_points_per_minute(influxdb1, monkeypatch)
     assert len(slouch) == 1 and slouch[0]["duration_s"] == 60.0 and slouch[0]["time"] == T0 + 5 * 10**9
 
 
+def test_episodes_read_back_from_raw_and_trend_as_one_type(influxdb1):
+    """Raw ``slouch`` gives back the events written (end_ns exact; a point without end_ns gets
+    start + duration_s); a ``trend.slouch`` copy starts at its 1-s bucket and keeps the stored
+    duration_s (its end is derived from it, not lengthened by the floor)."""
+    db = "schema_episodes"
+    store = Influx1Store(influxdb1.url, db)
+    store.ensure_database()
+    for q in Influx1Schema(db).statements():
+        if not q.startswith("DROP"):
+            store.execute(q)
+    a = SlouchEvent("p3", "d1", T0 + 7_345_600_000, T0 + 47_900_000_001, 33.0, 28.0)
+    b = SlouchEvent("p3", "d2", T0 + 7_345_600_000, T0 + 20 * 10**9, 31.0, None)
+    store.write([wire.decode_event(e.patient, e.device, wire.encode_event(e)) for e in (a, b)])
+    store._request("/write", {"db": db, "precision": "ns"},  # a point without end_ns
+                   f"slouch,device=d3,patient=p3 duration_s=12.5,peak_deg=30.0 {T0 + 90 * 10**9}".encode())
+    old = SlouchEvent("p3", "d3", T0 + 90 * 10**9, T0 + 102_500_000_000, 30.0, None)
+    assert store.episodes("p3", T0, T0 + 3600 * 10**9) == [a, b, old]
+    assert store.slouches("p3", T0, T0 + 3600 * 10**9) == [a, b, old]
+    for q in Influx1Schema(db).backfill_statements():
+        store.execute(q)
+    trend = store.slouches_trend("p3", T0, T0 + 3600 * 10**9)
+    assert [(e.device, e.start_ns, e.duration_s, e.peak_deg, e.mean_deg) for e in trend] == [
+        ("d1", T0 + 7 * 10**9, 40.55, 33.0, 28.0), ("d2", T0 + 7 * 10**9, 12.65, 31.0, None),
+        ("d3", T0 + 90 * 10**9, 12.5, 30.0, None)]
+
+
 def test_bad_retention_and_missing_database_are_one_line_errors(influxdb1, monkeypatch, capsys):
     monkeypatch.setenv("SPINEWATCH_INFLUX_URL", influxdb1.url)
     monkeypatch.setenv("SPINEWATCH_INFLUX_DB", "schema3")

@@ -68,6 +68,19 @@ def test_event_round_trip():
     )
 
 
+def test_decoded_event_is_the_bridge_event_and_mean_is_optional():
+    e = SlouchEvent("p1", "d1", T0, T0 + 45_123_456_789, 31.5, 27.25)
+    assert wire.decode_event("p1", "d1", wire.encode_event(e)) == e  # one type both ways
+    no_mean = SlouchEvent("p1", "d1", T0, T0 + 10**9, 30.0, None)
+    payload = wire.encode_event(no_mean)
+    assert "mean_deg" not in json.loads(payload)
+    m = wire.decode_event("p1", "d1", payload)
+    assert m == no_mean and m.duration_s == 1.0
+    assert slouch_line(m) == f"slouch,device=d1,patient=p1 duration_s=1.0,peak_deg=30.0,end_ns={T0 + 10**9}i {T0}"
+    # stored to 0.01 s, whatever the sample period made of the end
+    assert slouch_line(e).startswith("slouch,device=d1,patient=p1 duration_s=45.12,")
+
+
 def _posture(**over):
     obj = {"v": 1, "t0_ns": T0, "dt_ns": 10_000_000, "flexion_deg": [1.0, 2.0], "lateral_deg": [0.0, 0.0]}
     obj.update(over)

@@ -19,7 +19,7 @@ Two files per export, ``<prefix>.posture.<ext>`` (every sample) and ``<prefix>.e
 | ``device`` | device id |
 | ``start_utc``, ``end_utc`` | ISO 8601, ms, ``Z`` (Parquet: timestamp[ns, UTC]) |
 | ``start_utc_ns``, ``end_utc_ns`` | int64 ns since 1970-01-01 UTC |
-| ``duration_s`` | seconds |
+| ``duration_s`` | seconds, to 0.01 s (as stored) |
 | ``peak_deg``, ``mean_deg`` | peak and mean flexion of the episode, degrees (mean empty/null if not sent) |
 
 The store is read one time window at a time (:meth:`Store.posture_chunks`) and each window
@@ -45,7 +45,8 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import SpineWatchError
-from spinewatch.service.storage import EXPORT_WINDOW_NS, Episode, PostureChunk, Store
+from spinewatch.model import SlouchEvent
+from spinewatch.service.storage import EXPORT_WINDOW_NS, PostureChunk, Store, stored_duration_s
 
 FORMATS: Final = ("csv", "parquet")
 # spinewatch.signal.activity.Activity's names (a test checks they agree); not imported from
@@ -123,7 +124,7 @@ def _angle_text(x: npt.NDArray[np.float64]) -> list[str]:
 
 class _Writer(Protocol):
     def posture(self, chunk: PostureChunk) -> None: ...
-    def episodes(self, rows: list[Episode]) -> None: ...
+    def episodes(self, rows: list[SlouchEvent]) -> None: ...
     def close(self) -> None: ...
 
 
@@ -165,12 +166,12 @@ class CsvWriter:
         else:
             self._pw.writerows(zip(*cols, strict=True))
 
-    def episodes(self, rows: list[Episode]) -> None:
+    def episodes(self, rows: list[SlouchEvent]) -> None:
         w = csv.writer(self._ef, lineterminator="\n")
         starts = iso_utc_ms(np.array([e.start_ns for e in rows], np.int64)).tolist() if rows else []
         ends = iso_utc_ms(np.array([e.end_ns for e in rows], np.int64)).tolist() if rows else []
         for e, s, t in zip(rows, starts, ends, strict=True):
-            w.writerow((e.device, s, t, e.start_ns, e.end_ns, f"{e.duration_s:.2f}", f"{e.peak_deg:.2f}",
+            w.writerow((e.device, s, t, e.start_ns, e.end_ns, f"{stored_duration_s(e):.2f}", f"{e.peak_deg:.2f}",
                         "" if e.mean_deg is None else f"{e.mean_deg:.2f}"))
 
     def close(self) -> None:
@@ -199,7 +200,7 @@ class ParquetWriter:
         ], metadata=metadata)
         self._episodes_path = episodes_path
         self._pw = pq.ParquetWriter(posture_path, self._psch, compression="zstd")
-        self._episodes: list[Episode] | None = None
+        self._episodes: list[SlouchEvent] | None = None
 
     def posture(self, c: PostureChunk) -> None:
         if not len(c):
@@ -225,7 +226,7 @@ class ParquetWriter:
         del arrays
         pa.default_memory_pool().release_unused()  # hand freed chunk buffers back between hours
 
-    def episodes(self, rows: list[Episode]) -> None:
+    def episodes(self, rows: list[SlouchEvent]) -> None:
         self._episodes = rows
 
     def close(self) -> None:
@@ -237,7 +238,8 @@ class ParquetWriter:
         table = pa.Table.from_arrays([
             pa.array([e.device for e in rows], pa.string()), pa.array(start, pa.int64()).cast(ts),
             pa.array(end, pa.int64()).cast(ts), pa.array(start, pa.int64()), pa.array(end, pa.int64()),
-            pa.array([e.duration_s for e in rows], pa.float64()), pa.array([e.peak_deg for e in rows], pa.float64()),
+            pa.array([stored_duration_s(e) for e in rows], pa.float64()),
+            pa.array([e.peak_deg for e in rows], pa.float64()),
             pa.array([e.mean_deg for e in rows], pa.float64()),
         ], schema=self._esch)
         self._pq.write_table(table, self._episodes_path, compression="zstd")

@@ -19,14 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import ConfigError, SpineWatchError
-from spinewatch.model import NS_PER_S
+from spinewatch.model import NS_PER_S, SlouchEvent
 from spinewatch.service.reports.periods import check_days, parse_day
 from spinewatch.service.storage import (
     MinuteSeries,
     Record,
-    SlouchRow,
     Store,
     empty_minutes,
+    stored_duration_s,
 )
 from spinewatch.signal.minute_summary import (
     BASELINE_DAYS,
@@ -88,7 +88,7 @@ class PatientReport:
     dates: list[dt.date]
     day_edges_ns: npt.NDArray[np.int64]
     minutes: MinuteSeries
-    slouches: list[SlouchRow]
+    slouches: list[SlouchEvent]
     source: str
     store: str
     rate_hz: float
@@ -236,7 +236,7 @@ def build(
     start_ns = np.array([s.start_ns for s in slouches], dtype=np.int64)
     days = day_figures(
         minutes.t_ns, minutes.flexion_mean_deg, minutes.wear_s, minutes.still_s, dates, edges,
-        start_ns, np.array([s.duration_s for s in slouches]),
+        start_ns, np.array([stored_duration_s(s) for s in slouches]),
         threshold_deg=thr, severe_deg=sev, min_wear_min=min_wear_min,
     )
     nan = float("nan")

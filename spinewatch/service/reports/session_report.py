@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spinewatch.model import NS_PER_S
+from spinewatch.model import NS_PER_S, SlouchEvent
 from spinewatch.service.config import DEFAULT_THRESHOLD_DEG
-from spinewatch.service.storage import MinuteSeries, Record, SlouchRow, Store
+from spinewatch.service.storage import MinuteSeries, Record, Store, stored_duration_s
 from spinewatch.signal.neutral import time_neutral_pct
 
 
@@ -47,10 +47,12 @@ class SessionSummary:
 
 
 def summarize(
-    minutes: MinuteSeries, slouches: list[SlouchRow], threshold_deg: float = DEFAULT_THRESHOLD_DEG,
+    minutes: MinuteSeries, slouches: list[SlouchEvent], threshold_deg: float = DEFAULT_THRESHOLD_DEG,
     alerts: list[Record] | None = None,
 ) -> SessionSummary:
     """Summary figures from per-minute posture, the episode list and the ``alert`` points.
+
+    Durations here (and in the CSV and the page) are :func:`stored_duration_s`, the stored 0.01 s.
 
     Wear time is the minutes' wear seconds (each sample counts its own message's period), so a
     sensor at 10 Hz is credited the same wear as one at 100 Hz; shares are weighted by it too.
@@ -70,7 +72,7 @@ def summarize(
         time_neutral_pct=round(100.0 * neutral_frac, 2),
         slouch_count=len(slouches),
         slouches_per_hour=round(len(slouches) / (wear_min / 60.0), 2) if wear_min > 0 else 0.0,
-        longest_slouch_s=round(max((s.duration_s for s in slouches), default=0.0), 2),
+        longest_slouch_s=round(max((stored_duration_s(s) for s in slouches), default=0.0), 2),
         mean_flexion_deg=round(mean_flex, 2),
         alerts=len(alerts),
         alerts_corrected=sum(int(a.fields.get("corrected", 0)) for a in alerts),
@@ -78,12 +80,12 @@ def summarize(
     )
 
 
-def slouch_minutes_per_hour(slouches: list[SlouchRow], hours: np.ndarray) -> np.ndarray:
+def slouch_minutes_per_hour(slouches: list[SlouchEvent], hours: np.ndarray) -> np.ndarray:
     """Minutes of each UTC hour (``hours`` = ns // 3.6e12) covered by slouch episodes."""
     out = np.zeros(len(hours))
     h_ns = 3600 * NS_PER_S
     for s in slouches:
-        a, b = s.start_ns, s.start_ns + int(s.duration_s * NS_PER_S)
+        a, b = s.start_ns, s.start_ns + int(stored_duration_s(s) * NS_PER_S)
         for k, h in enumerate(hours):
             lo, hi = int(h) * h_ns, (int(h) + 1) * h_ns
             out[k] += max(0, min(b, hi) - max(a, lo)) / (60 * NS_PER_S)
@@ -94,21 +96,22 @@ def _utc(ns: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ns / NS_PER_S, tz=dt.UTC)
 
 
-def write_events_csv(slouches: list[SlouchRow], path: Path) -> None:
-    """CSV with units in the column names, one row per episode."""
+def write_events_csv(slouches: list[SlouchEvent], path: Path) -> None:
+    """CSV with units in the column names, one row per episode; ``end_utc`` is the start plus
+    ``duration_s`` (the stored 0.01 s), so the two columns agree, as they always have."""
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["start_utc", "end_utc", "duration_s", "peak_deg", "mean_deg"])
         for s in slouches:
-            end_ns = s.start_ns + int(round(s.duration_s * NS_PER_S))
+            end_ns = s.start_ns + int(round(stored_duration_s(s) * NS_PER_S))
             w.writerow([
-                _utc(s.start_ns).isoformat(), _utc(end_ns).isoformat(), f"{s.duration_s:.2f}",
+                _utc(s.start_ns).isoformat(), _utc(end_ns).isoformat(), f"{stored_duration_s(s):.2f}",
                 f"{s.peak_deg:.2f}", "" if s.mean_deg is None else f"{s.mean_deg:.2f}",
             ])
 
 
 def write_report_png(
-    patient: str, minutes: MinuteSeries, slouches: list[SlouchRow], summary: SessionSummary,
+    patient: str, minutes: MinuteSeries, slouches: list[SlouchEvent], summary: SessionSummary,
     threshold_deg: float, path: Path, alerts: list[Record] | None = None,
 ) -> None:
     """One A4-landscape page: flexion per minute with slouches shaded and haptic alerts marked,
@@ -149,7 +152,7 @@ def write_report_png(
         # matplotlib plots datetimes (its date converter); its stubs accept only numbers there
         ax.plot(t, minutes.flexion_mean_deg, lw=0.8, color="#1f4e79", label="flexion (1-min mean)")  # type: ignore[arg-type]
         for s in slouches:
-            ax.axvspan(_utc(s.start_ns), _utc(s.start_ns + int(s.duration_s * NS_PER_S)),  # type: ignore[arg-type]
+            ax.axvspan(_utc(s.start_ns), _utc(s.start_ns + int(stored_duration_s(s) * NS_PER_S)),  # type: ignore[arg-type]
                        color="#d9534f", alpha=0.25, lw=0)
         ax.axhline(threshold_deg, color="#d9534f", ls="--", lw=1, label=f"slouch threshold {threshold_deg:g} deg")
         for i, ok in enumerate((1, 0)):

@@ -20,30 +20,31 @@ from pathlib import Path
 from spinewatch.model import NS_PER_MIN
 from spinewatch.service.config import InfluxConfig
 from spinewatch.service.storage.base import (
+    DURATION_DECIMALS,
     EXPORT_WINDOW_NS,
     RECORD_MEASUREMENTS,
     SETTINGS_MEASUREMENTS,
     SETTINGS_RP,
     WEAR_FIELD,
-    Episode,
     Message,
     MinuteSeries,
     PostureChunk,
     Record,
-    SlouchRow,
     Store,
     StoreRejected,
     empty_minutes,
     legacy_wear_s,
+    stored_duration_s,
 )
 from spinewatch.service.storage.influx import Influx1Store, Influx2Store, InfluxHttp
 from spinewatch.service.storage.sqlite import SqliteStore
 from spinewatch.service.transport.retry import retry_until_connected
 
 __all__ = [
-    "EXPORT_WINDOW_NS", "NS_PER_MIN", "RECORD_MEASUREMENTS", "SETTINGS_MEASUREMENTS", "SETTINGS_RP", "WEAR_FIELD",
-    "Episode", "Influx1Store", "Influx2Store", "InfluxHttp", "Message", "MinuteSeries", "PostureChunk", "Record",
-    "SlouchRow", "SqliteStore", "Store", "StoreRejected", "empty_minutes", "legacy_wear_s", "open_influx", "open_store",
+    "DURATION_DECIMALS", "EXPORT_WINDOW_NS", "NS_PER_MIN", "RECORD_MEASUREMENTS", "SETTINGS_MEASUREMENTS",
+    "SETTINGS_RP", "WEAR_FIELD", "Influx1Store", "Influx2Store", "InfluxHttp", "Message", "MinuteSeries",
+    "PostureChunk", "Record", "SqliteStore", "Store", "StoreRejected", "empty_minutes", "legacy_wear_s",
+    "open_influx", "open_store", "stored_duration_s",
 ]
 
 

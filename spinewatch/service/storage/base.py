@@ -11,10 +11,10 @@ import numpy as np
 import numpy.typing as npt
 
 from spinewatch.errors import SpineWatchError
+from spinewatch.model import NS_PER_S, SlouchEvent
 from spinewatch.service.storage.transit import SeqMsg, TransitLoss
 from spinewatch.service.transport.wire import (
     ConfigMsg,
-    EventMsg,
     PostureMsg,
     RecordMsg,
     StatusMsg,
@@ -44,7 +44,11 @@ SETTINGS_MEASUREMENTS: Final = ("patient_config", "calibration")
 WEAR_FIELD: Final = "wear_s"
 LEGACY_SAMPLE_S: Final = 0.01
 
-Message = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg | SeqMsg
+# Episodes' ``duration_s`` is stored to 0.01 s (InfluxDB's and SQLite's ``slouch``): reports and
+# export compute and print :func:`stored_duration_s`, so their figures are those stored.
+DURATION_DECIMALS: Final = 2
+
+Message = PostureMsg | SlouchEvent | StatusMsg | ConfigMsg | RecordMsg | SeqMsg
 
 
 class StoreRejected(SpineWatchError):
@@ -75,14 +79,6 @@ class MinuteSeries:
     still_samples: npt.NDArray[np.int64]
     wear_s: npt.NDArray[np.float64]
     still_s: npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True, slots=True)
-class SlouchRow:
-    start_ns: int
-    duration_s: float
-    peak_deg: float
-    mean_deg: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,16 +128,26 @@ class PostureChunk:
         return len(self.t_ns)
 
 
-@dataclass(frozen=True, slots=True)
-class Episode:
-    """One slouch episode with its device and end (UTC ns); durations in s, angles in degrees."""
+def stored_duration_s(e: SlouchEvent) -> float:
+    """``e.duration_s`` at the resolution stores keep (:data:`DURATION_DECIMALS`): for an episode
+    read back from a store, exactly its stored ``duration_s`` (stores write this value)."""
+    return round(e.duration_s, DURATION_DECIMALS)
 
-    device: str
-    start_ns: int
-    end_ns: int
-    duration_s: float
-    peak_deg: float
-    mean_deg: float | None
+
+def stored_episode(patient: str, device: str, start_ns: int, duration_s: float, peak_deg: float,
+                   mean_deg: float | None, end_ns: int | None) -> SlouchEvent:
+    """An episode read back from a stored point (time ``start_ns``, fields ``duration_s``,
+    ``peak_deg``, ``mean_deg`` and ``end_ns``).
+
+    A point without ``end_ns`` (one not written by ingest, or a ``trend.slouch`` copy: see
+    ``InfluxHttp.slouches_trend``) gets ``end_ns = start_ns + round(duration_s * 1e9)``, so that
+    its ``duration_s`` property is its stored ``duration_s`` again (exactly: stored durations
+    are whole 0.01 s, checked below 10**6 s by tests/test_sqlite_store.py); every duration a
+    report or export prints is then the stored one.
+    """
+    end = int(end_ns) if end_ns is not None else int(start_ns) + round(float(duration_s) * NS_PER_S)
+    return SlouchEvent(patient, device, int(start_ns), end, float(peak_deg),
+                       None if mean_deg is None else float(mean_deg))
 
 
 def posture_chunk(end_ns: int, parts: list[tuple[Any, ...]]) -> PostureChunk:
@@ -205,7 +211,8 @@ class Store(Protocol):
 
     def minutes(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries: ...
 
-    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]: ...
+    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
+        """Slouch episodes starting in [start, end), by start time: what the reports read."""
 
     def count_posture(self, patient: str) -> int: ...
 
@@ -220,8 +227,8 @@ class Store(Protocol):
         """Every raw posture sample with time in [start, end), one chunk per ``window_ns`` (UTC ns),
         in time order; a window without data gives an empty chunk. Memory is bounded by one window."""
 
-    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[Episode]:
-        """Slouch episodes starting in [start, end), by start time (then device)."""
+    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
+        """Slouch episodes starting in [start, end), by start time (then device): what export reads."""
 
     def transit_loss(self, start_ns: int, end_ns: int, patient: str | None = None,
                      device: str | None = None) -> list[TransitLoss]:

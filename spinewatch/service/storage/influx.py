@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 
 from spinewatch.errors import ConnectionFailed, SpineWatchError
-from spinewatch.model import NS_PER_MIN
+from spinewatch.model import NS_PER_MIN, SlouchEvent
 from spinewatch.service.config import redact_url
 from spinewatch.service.storage import transit
 from spinewatch.service.storage.base import (
@@ -34,12 +34,10 @@ from spinewatch.service.storage.base import (
     SETTINGS_RP,
     TREND_RECHECK_S,
     WEAR_FIELD,
-    Episode,
     Message,
     MinuteSeries,
     PostureChunk,
     Record,
-    SlouchRow,
     StoreRejected,
     check_measurement,
     codes_or_missing,
@@ -48,13 +46,11 @@ from spinewatch.service.storage.base import (
     merge_minutes,
     posture_chunk,
     settings_msgs,
+    stored_episode,
     time_windows,
 )
 from spinewatch.service.storage.transit import SeqGroup, TransitLoss
-from spinewatch.service.transport.wire import (
-    EventMsg,
-    PostureMsg,
-)
+from spinewatch.service.transport.wire import PostureMsg
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -190,29 +186,29 @@ class InfluxHttp:
         a = np.array([[np.nan if x is None else x for x in row[1:]] for row in v], dtype=np.float64)
         return merge_minutes(np.array([row[0] for row in v], dtype=np.int64), a)
 
-    def slouches_trend(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
-        """Like :meth:`slouches`, from the copies in ``trend.slouch`` (kept after raw expires)."""
+    def slouches_trend(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
+        """Like :meth:`slouches`, from the copies in ``trend.slouch`` (kept after raw expires).
+
+        A copy's time is its 1-s bucket (``GROUP BY time(1s)`` of ``SLOUCH_COPY_SELECT``), its
+        episode's start floored to the second: that is ``start_ns`` here, as ever, and ``end_ns``
+        is ``start_ns + duration_s`` (:func:`stored_episode`; the copied ``end_ns`` field is not
+        read), so that the duration is the stored one, not lengthened by the floor.
+        """
         series = self.query(
             'SELECT "duration_s", "peak_deg", "mean_deg" FROM "trend"."slouch" '
-            f'WHERE "patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns}'
+            f'WHERE "patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns} GROUP BY "device"'
         )
-        if not series:
-            return []
-        return [SlouchRow(int(t), float(d), float(p), m) for t, d, p, m in series[0]["values"]]
+        out = [stored_episode(patient, str((s.get("tags") or {}).get("device", "")), t, d, p, m, None)
+               for s in series for t, d, p, m in s["values"]]
+        return sorted(out, key=lambda x: (x.start_ns, x.device))
 
     def has_patient(self, patient: str) -> bool:
         """Whether any point of ``patient`` is stored (in any measurement)."""
         series = self.query(f'SHOW TAG VALUES WITH KEY = "patient" WHERE "patient" = {_q(patient)}')
         return any(s.get("values") for s in series)
 
-    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
-        series = self.query(
-            'SELECT "duration_s", "peak_deg", "mean_deg" FROM "slouch" '
-            f'WHERE "patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns}'
-        )
-        if not series:
-            return []
-        return [SlouchRow(int(t), float(d), float(p), m) for t, d, p, m in series[0]["values"]]
+    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
+        return self.episodes(patient, start_ns, end_ns)
 
     def count_posture(self, patient: str) -> int:
         series = self.query(
@@ -284,17 +280,15 @@ class InfluxHttp:
                 ))
             yield posture_chunk(b, parts)
 
-    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[Episode]:
+    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
+        """Episodes of ``slouch``; a point without ``end_ns`` gets one from its ``duration_s``
+        (:func:`stored_episode`)."""
         series = self.query(
             'SELECT "duration_s", "peak_deg", "mean_deg", "end_ns" FROM "slouch" '
             f'WHERE "patient" = {_q(patient)} AND time >= {start_ns} AND time < {end_ns} GROUP BY "device"'
         )
-        out = []
-        for s in series:
-            dev = str((s.get("tags") or {}).get("device", ""))
-            for t, d, p, m, e in s["values"]:
-                end = int(e) if e is not None else int(t) + round(float(d) * 1e9)
-                out.append(Episode(dev, int(t), end, float(d), float(p), m))
+        out = [stored_episode(patient, str((s.get("tags") or {}).get("device", "")), t, d, p, m, e)
+               for s in series for t, d, p, m, e in s["values"]]
         return sorted(out, key=lambda x: (x.start_ns, x.device))
 
 
@@ -404,7 +398,7 @@ class Influx1Store(InfluxHttp):
         for m in msgs:
             if isinstance(m, PostureMsg) and len(m):
                 kind, a, b = "posture", m.t0_ns, m.t0_ns + len(m) * m.dt_ns
-            elif isinstance(m, EventMsg):
+            elif isinstance(m, SlouchEvent):
                 kind, a, b = "slouch", m.start_ns, m.start_ns + 1
             else:
                 continue

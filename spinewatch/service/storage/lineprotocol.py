@@ -9,11 +9,11 @@ from typing import Final
 import numba as nb
 import numpy as np
 
-from spinewatch.service.storage.base import WEAR_FIELD
+from spinewatch.model import SlouchEvent
+from spinewatch.service.storage.base import WEAR_FIELD, Message, stored_duration_s
 from spinewatch.service.storage.transit import SeqMsg, seq_line
 from spinewatch.service.transport.wire import (
     ConfigMsg,
-    EventMsg,
     PostureMsg,
     RecordMsg,
     StatusMsg,
@@ -190,9 +190,9 @@ def posture_lines(m: PostureMsg) -> list[str]:
     return out
 
 
-def slouch_line(e: EventMsg) -> str:
-    """Measurement ``slouch`` at ``start_ns``: duration_s, peak_deg, mean_deg (when given)."""
-    fields = [f"duration_s={_fmt((e.end_ns - e.start_ns) / 1e9)}", f"peak_deg={_fmt(e.peak_deg)}"]
+def slouch_line(e: SlouchEvent) -> str:
+    """Measurement ``slouch`` at ``start_ns``: duration_s (to 0.01 s), peak_deg, mean_deg (when given), end_ns."""
+    fields = [f"duration_s={stored_duration_s(e)!r}", f"peak_deg={_fmt(e.peak_deg)}"]
     if e.mean_deg is not None:
         fields.append(f"mean_deg={_fmt(e.mean_deg)}")
     fields.append(f"end_ns={e.end_ns}i")
@@ -230,7 +230,7 @@ def record_line(m: RecordMsg) -> str:
     return f"{m.measurement},device={m.device},patient={m.patient} {','.join(fields)} {m.t_ns}"
 
 
-def to_bytes(msgs: Iterable[PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg | SeqMsg]) -> tuple[bytes, int]:
+def to_bytes(msgs: Iterable[Message]) -> tuple[bytes, int]:
     """Line protocol of ``msgs`` as one newline-terminated block, and the number of points.
 
     Posture samples come from the Numba kernel (:func:`posture_bytes`); :func:`posture_lines`

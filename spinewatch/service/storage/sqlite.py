@@ -14,19 +14,19 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from spinewatch.model import NS_PER_MIN
+from spinewatch.model import NS_PER_MIN, SlouchEvent
 from spinewatch.service.storage import transit
 from spinewatch.service.storage.base import (
     EXPORT_WINDOW_NS,
-    Episode,
     Message,
     MinuteSeries,
     PostureChunk,
     Record,
-    SlouchRow,
     check_measurement,
     empty_minutes,
     posture_chunk,
+    stored_duration_s,
+    stored_episode,
     time_windows,
 )
 from spinewatch.service.storage.transit import SeqGroup, SeqMsg, TransitLoss
@@ -130,7 +130,7 @@ class SqliteStore:
                 points += int(np.count_nonzero(~(np.isnan(m.flexion_deg) & np.isnan(m.lateral_deg))))
             else:
                 events.append((m.patient, m.device, m.start_ns, m.end_ns,
-                               round((m.end_ns - m.start_ns) / 1e9, 2), m.peak_deg, m.mean_deg))
+                               stored_duration_s(m), m.peak_deg, m.mean_deg))
         with self._lock, self._db:
             self._db.executemany("INSERT OR REPLACE INTO posture VALUES (?,?,?,?,?,?,?,?,?)", rows)
             self._db.executemany("INSERT OR REPLACE INTO slouch VALUES (?,?,?,?,?,?,?)", events)
@@ -220,14 +220,8 @@ class SqliteStore:
                 for table in ("posture", "slouch", "patient_config")
             )
 
-    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchRow]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT start_ns, duration_s, peak_deg, mean_deg FROM slouch"
-                " WHERE patient = ? AND start_ns >= ? AND start_ns < ? ORDER BY start_ns",
-                (patient, start_ns, end_ns),
-            ).fetchall()
-        return [SlouchRow(int(s), float(d), float(p), m) for s, d, p, m in rows]
+    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
+        return self.episodes(patient, start_ns, end_ns)
 
     def count_posture(self, patient: str) -> int:
         with self._lock:
@@ -305,14 +299,15 @@ class SqliteStore:
             yield dataclasses.replace(chunk, flexion_deg=np.round(chunk.flexion_deg, 2),
                                       lateral_deg=np.round(chunk.lateral_deg, 2))
 
-    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[Episode]:
+    def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
+        """Every row has its ``end_ns`` (NOT NULL), and ``duration_s`` = round((end - start) / 1e9, 2)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT device, start_ns, end_ns, duration_s, peak_deg, mean_deg FROM slouch"
+                "SELECT device, start_ns, duration_s, peak_deg, mean_deg, end_ns FROM slouch"
                 " WHERE patient = ? AND start_ns >= ? AND start_ns < ? ORDER BY start_ns, device",
                 (patient, start_ns, end_ns),
             ).fetchall()
-        return [Episode(str(d), int(s), int(e), float(du), float(p), m) for d, s, e, du, p, m in rows]
+        return [stored_episode(patient, str(d), s, du, p, m, e) for d, s, du, p, m, e in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -127,15 +127,16 @@ def encode_posture(b: PostureBatch, seq: int | None = None, seq_epoch: int | Non
 
 
 def encode_event(e: SlouchEvent) -> bytes:
-    """JSON payload of a slouch event message."""
-    msg = {
+    """JSON payload of a slouch event message (``mean_deg`` left out when None)."""
+    msg: dict[str, object] = {
         "v": WIRE_VERSION,
         "kind": "slouch",
         "start_ns": int(e.start_ns),
         "end_ns": int(e.end_ns),
         "peak_deg": round(float(e.peak_deg), ANGLE_DECIMALS),
-        "mean_deg": round(float(e.mean_deg), ANGLE_DECIMALS),
     }
+    if e.mean_deg is not None:
+        msg["mean_deg"] = round(float(e.mean_deg), ANGLE_DECIMALS)
     return orjson.dumps(msg)
 
 
@@ -194,18 +195,6 @@ class PostureMsg:
 
     def __len__(self) -> int:
         return len(self.flexion_deg)
-
-
-@dataclass(frozen=True, slots=True)
-class EventMsg:
-    """A decoded slouch event."""
-
-    patient: str
-    device: str
-    start_ns: int
-    end_ns: int
-    peak_deg: float
-    mean_deg: float | None
 
 
 def _load(payload: bytes) -> dict[str, object]:
@@ -361,8 +350,9 @@ def _decode_calibration(patient: str, device: str, obj: dict[str, object]) -> Re
     return RecordMsg("calibration", patient, device, t, fields)
 
 
-def decode_event(patient: str, device: str, payload: bytes) -> EventMsg | RecordMsg:
-    """Decode and validate an event payload: ``kind`` is ``slouch``, ``alert`` or ``calibration``.
+def decode_event(patient: str, device: str, payload: bytes) -> SlouchEvent | RecordMsg:
+    """Decode and validate an event payload: ``kind`` is ``slouch`` (a :class:`SlouchEvent`, the
+    same type the bridge sent; ``mean_deg`` None if absent), ``alert`` or ``calibration``.
 
     Raises:
         DecodeError: as :func:`decode_posture`, plus ``unknown_event``.
@@ -381,7 +371,7 @@ def decode_event(patient: str, device: str, payload: bytes) -> EventMsg | Record
         raise DecodeError("out_of_range", "end_ns before start_ns")
     peak = _number(obj, "peak_deg", 360.0)
     mean = _optional_number(obj, "mean_deg", 360.0)
-    return EventMsg(patient, device, start, end, peak, mean)
+    return SlouchEvent(patient, device, start, end, peak, mean)
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,5 +427,5 @@ class ConfigMsg:
     timezone: str = "UTC"
 
 
-Inbound = PostureMsg | EventMsg | StatusMsg | ConfigMsg | RecordMsg
+Inbound = PostureMsg | SlouchEvent | StatusMsg | ConfigMsg | RecordMsg
 """Any decoded message the ingest worker stores."""
