@@ -469,10 +469,7 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
         on_progress: called with (fraction done 0..1, ETA s or NaN, a short text) while streaming.
     """
     from spinewatch.service.ingest.worker import IngestWorker  # noqa: PLC0415
-    from spinewatch.service.ops.demo import DEMO_RATE_HZ, remove_sqlite, warm_up_kernels  # noqa: PLC0415
-    from spinewatch.service.ops.embedded_broker import EmbeddedBroker  # noqa: PLC0415
-    from spinewatch.service.storage import open_store  # noqa: PLC0415
-    from spinewatch.service.transport.mqtt import resolve_protocol  # noqa: PLC0415
+    from spinewatch.service.ops.demo import DEMO_RATE_HZ, open_demo_backend, warm_up_kernels  # noqa: PLC0415
 
     stage = on_stage or (lambda s: None)
     t_start = time.perf_counter()
@@ -493,23 +490,7 @@ async def run_clinic_demo(cfg: Config, patients: int, days: int, wear_s: float, 
     total = sum(p.worn for r in runs for p in r.plans) * int(wear_s * DEMO_RATE_HZ)
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
-        if cfg.mqtt.url:
-            mqtt_cfg = cfg.mqtt
-            protocol = await loop.run_in_executor(None, resolve_protocol, mqtt_cfg)
-            broker_desc = mqtt_cfg.address
-        else:
-            broker = await stack.enter_async_context(EmbeddedBroker(embedded_broker))
-            mqtt_cfg = dataclasses.replace(cfg.mqtt, url=broker.url)
-            protocol = "5" if broker.mqtt5 else "3.1.1"
-            broker_desc = f"embedded {broker.kind} at {broker.url}"
-        mqtt_cfg = dataclasses.replace(mqtt_cfg, share_group="")  # never steal from production workers
-        stage(f"broker: {broker_desc} (MQTT {protocol})")
-        local = out_dir / "spinewatch.sqlite"
-        if cfg.influx.kind == "none":
-            remove_sqlite(local)
-        store = await loop.run_in_executor(None, open_store, cfg.influx, local)
-        stack.callback(store.close)
-        stage(f"store: {store.address}")
+        mqtt_cfg, protocol, broker_desc, store = await open_demo_backend(stack, cfg, embedded_broker, out_dir, stage)
         schema = None
         if cfg.influx.kind == "v1":
             schema = await loop.run_in_executor(None, _influx_schema, store, cfg, stage)

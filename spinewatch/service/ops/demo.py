@@ -18,7 +18,7 @@ from spinewatch.model import NS_PER_S, HapticAlert, SlouchEvent
 from spinewatch.service.bridge.loop import HapticEvent, LiveStatus, run_bridge
 from spinewatch.service.bridge.outbox import open_outbox
 from spinewatch.service.bridge.publisher import Publisher
-from spinewatch.service.config import Config
+from spinewatch.service.config import Config, MqttConfig
 from spinewatch.service.ingest.worker import IngestWorker
 from spinewatch.service.ops.embedded_broker import BrokerPreference, EmbeddedBroker
 from spinewatch.service.reports.session_report import SessionSummary, build_report
@@ -165,6 +165,45 @@ def demo_patient_config(cfg: Config, set_ns: int) -> PatientConfig:
                          min_duration_s=p.min_duration_s, author=DEMO_AUTHOR, set_ns=set_ns)
 
 
+async def open_demo_backend(
+    stack: contextlib.AsyncExitStack, cfg: Config, embedded_broker: BrokerPreference, out_dir: Path,
+    stage: Callable[[str], None], stop: DemoStop | None = None,
+) -> tuple[MqttConfig, Protocol, str, Store]:
+    """The broker and the store of a demo (one patient or a caseload), entered on ``stack``.
+
+    The configured broker (``SPINEWATCH_MQTT_URL``), else a private embedded one, entered first
+    so that it stops last (its clients go first); the configured InfluxDB, else a fresh SQLite
+    file in ``out_dir``. The demo's own ingest reads with a plain subscription, so the returned
+    MQTT config has no shared-subscription group: it never steals messages from production
+    workers sharing one on the same broker.
+
+    Returns:
+        ``(mqtt_cfg, protocol, broker_desc, store)``.
+    """
+    loop = asyncio.get_running_loop()
+    if cfg.mqtt.url:
+        mqtt_cfg = cfg.mqtt
+        protocol: Protocol = await loop.run_in_executor(None, resolve_protocol, mqtt_cfg)
+        broker_desc = mqtt_cfg.address
+    else:
+        broker = EmbeddedBroker(embedded_broker)
+        if stop is not None:
+            stop._broker = broker
+        await stack.enter_async_context(broker)
+        mqtt_cfg = dataclasses.replace(cfg.mqtt, url=broker.url)
+        protocol = "5" if broker.mqtt5 else "3.1.1"
+        broker_desc = f"embedded {broker.kind} at {broker.url}"
+    mqtt_cfg = dataclasses.replace(mqtt_cfg, share_group="")
+    stage(f"broker: {broker_desc} (MQTT {protocol})")
+    local = out_dir / "spinewatch.sqlite"
+    if cfg.influx.kind == "none":
+        remove_sqlite(local)
+    store = await loop.run_in_executor(None, open_store, cfg.influx, local)
+    stack.callback(store.close)
+    stage(f"store: {store.address}")
+    return mqtt_cfg, protocol, broker_desc, store
+
+
 async def run_demo(
     cfg: Config,
     duration_s: float,
@@ -212,28 +251,8 @@ async def run_demo(
     t_start = time.perf_counter()
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
-        if cfg.mqtt.url:
-            mqtt_cfg = cfg.mqtt
-            protocol: Protocol = await loop.run_in_executor(None, resolve_protocol, mqtt_cfg)
-            broker_desc = mqtt_cfg.address
-        else:
-            broker = EmbeddedBroker(embedded_broker)
-            if stop is not None:
-                stop._broker = broker
-            await stack.enter_async_context(broker)  # stopped last: its clients go first
-            mqtt_cfg = dataclasses.replace(cfg.mqtt, url=broker.url)
-            protocol = "5" if broker.mqtt5 else "3.1.1"
-            broker_desc = f"embedded {broker.kind} at {broker.url}"
-        # The demo's own ingest reads with a plain subscription, so it never steals messages
-        # from production workers sharing a group on the same broker.
-        mqtt_cfg = dataclasses.replace(mqtt_cfg, share_group="")
-        stage(f"broker: {broker_desc} (MQTT {protocol})")
-        local = out_dir / "spinewatch.sqlite"
-        if cfg.influx.kind == "none":
-            remove_sqlite(local)
-        store = await loop.run_in_executor(None, open_store, cfg.influx, local)
-        stack.callback(store.close)
-        stage(f"store: {store.address}")
+        mqtt_cfg, protocol, broker_desc, store = await open_demo_backend(
+            stack, cfg, embedded_broker, out_dir, stage, stop)
         ingest_cfg = dataclasses.replace(cfg.ingest, worker_id=f"demo-ingest-{os.getpid()}")
         ingest = IngestWorker(mqtt_cfg, ingest_cfg, store, protocol)
         ingest.start()
