@@ -300,10 +300,17 @@ def _draw_table(ax: Any, panel: dict[str, Any], res: dict[str, list[Frame]], now
                             + [f.labels.get(k, "") for k in tags] + [f"{f.v[0]:.{dec}f}"])
     if not body:
         body = [["No data"] + [""] * (len(header) - 1)]
-    tab = ax.table(cellText=body[:14], colLabels=header, loc="upper center", cellLoc="center")
+    # a header with its unit on a second line ("Outbox dropped\n(msgs)"): twelve columns fit the
+    # page's width without clipping the longer names
+    labels = [h.replace(" (", "\n(", 1) for h in header]
+    tab = ax.table(cellText=body[:14], colLabels=labels, loc="upper center", cellLoc="center")
     tab.auto_set_font_size(False)
     tab.set_fontsize(8)
     tab.scale(1, 1.3)
+    if any("\n" in h for h in labels):
+        for (row, _), cell in tab.get_celld().items():
+            if row == 0:
+                cell.set_height(cell.get_height() * 2)
 
 
 def render_dashboard(dash: dict[str, Any], store: InfluxHttp, start_ns: int, end_ns: int,
