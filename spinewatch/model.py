@@ -98,7 +98,7 @@ class PostureBatch:
 class SlouchEvent:
     """One slouch episode: the one shape of an episode outside the Numba kernels (whose
     ``(K, 4)`` arrays stay inside ``spinewatch.signal``). The bridge publishes it, the wire
-    codec decodes it, ingest stores it and the stores' ``slouches()``/``episodes()`` return it
+    codec decodes it, ingest stores it and the stores' ``episodes()`` return it
     to reports and export.
 
     Attributes:

@@ -75,7 +75,6 @@ def test_episodes_read_back_from_raw_and_trend_as_one_type(influxdb1):
                    f"slouch,device=d3,patient=p3 duration_s=12.5,peak_deg=30.0 {T0 + 90 * 10**9}".encode())
     old = SlouchEvent("p3", "d3", T0 + 90 * 10**9, T0 + 102_500_000_000, 30.0, None)
     assert store.episodes("p3", T0, T0 + 3600 * 10**9) == [a, b, old]
-    assert store.slouches("p3", T0, T0 + 3600 * 10**9) == [a, b, old]
     for q in Influx1Schema(db).backfill_statements():
         store.execute(q)
     trend = store.slouches_trend("p3", T0, T0 + 3600 * 10**9)

@@ -228,7 +228,7 @@ def build(
     minutes, source_name, trend = read_minutes(store, patient, edges, source, progress)
     if len(minutes.t_ns) == 0:
         raise ReportError(f"no posture data for patient {patient!r} from {first} to {last} ({tz}) in {store.address}")
-    reader = store.slouches_trend if trend else store.slouches  # type: ignore[attr-defined]
+    reader = store.slouches_trend if trend else store.episodes  # type: ignore[attr-defined]
     slouches = sorted(reader(patient, int(edges[0]), int(edges[-1])), key=lambda s: s.start_ns)
     lost = store.transit_loss(int(edges[0]), int(edges[-1]), patient=patient)
     thr = _per_minute_setting(records, "threshold_deg", minutes.t_ns, default_threshold_deg)

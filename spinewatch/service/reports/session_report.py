@@ -196,7 +196,7 @@ def build_report(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     minutes = store.minutes(patient, start_ns, end_ns)
-    slouches = store.slouches(patient, start_ns, end_ns)
+    slouches = store.episodes(patient, start_ns, end_ns)
     alerts = store.records("alert", patient, start_ns, end_ns)
     summary = summarize(minutes, slouches, threshold_deg, alerts)
     png = out_dir / "report.png"

@@ -211,9 +211,6 @@ class Store(Protocol):
 
     def minutes(self, patient: str, start_ns: int, end_ns: int) -> MinuteSeries: ...
 
-    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
-        """Slouch episodes starting in [start, end), by start time: what the reports read."""
-
     def count_posture(self, patient: str) -> int: ...
 
     def has_patient(self, patient: str) -> bool:
@@ -228,7 +225,8 @@ class Store(Protocol):
         in time order; a window without data gives an empty chunk. Memory is bounded by one window."""
 
     def episodes(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
-        """Slouch episodes starting in [start, end), by start time (then device): what export reads."""
+        """Slouch episodes starting in [start, end), by start time (then device): what the
+        reports and export read."""
 
     def transit_loss(self, start_ns: int, end_ns: int, patient: str | None = None,
                      device: str | None = None) -> list[TransitLoss]:

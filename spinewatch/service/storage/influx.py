@@ -187,7 +187,7 @@ class InfluxHttp:
         return merge_minutes(np.array([row[0] for row in v], dtype=np.int64), a)
 
     def slouches_trend(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
-        """Like :meth:`slouches`, from the copies in ``trend.slouch`` (kept after raw expires).
+        """Like :meth:`episodes`, from the copies in ``trend.slouch`` (kept after raw expires).
 
         A copy's time is its 1-s bucket (``GROUP BY time(1s)`` of ``SLOUCH_COPY_SELECT``), its
         episode's start floored to the second: that is ``start_ns`` here, as ever, and ``end_ns``
@@ -206,9 +206,6 @@ class InfluxHttp:
         """Whether any point of ``patient`` is stored (in any measurement)."""
         series = self.query(f'SHOW TAG VALUES WITH KEY = "patient" WHERE "patient" = {_q(patient)}')
         return any(s.get("values") for s in series)
-
-    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
-        return self.episodes(patient, start_ns, end_ns)
 
     def count_posture(self, patient: str) -> int:
         series = self.query(

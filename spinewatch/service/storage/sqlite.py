@@ -220,9 +220,6 @@ class SqliteStore:
                 for table in ("posture", "slouch", "patient_config")
             )
 
-    def slouches(self, patient: str, start_ns: int, end_ns: int) -> list[SlouchEvent]:
-        return self.episodes(patient, start_ns, end_ns)
-
     def count_posture(self, patient: str) -> int:
         with self._lock:
             rows = self._db.execute(
