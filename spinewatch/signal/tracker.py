@@ -113,7 +113,7 @@ class PostureTracker:
         self.orientation = OrientationFilter(rate_hz, orientation_params)
         self.activity = ActivityClassifier(rate_hz, lying_deg=p.lying_deg)
         self.slouch = SlouchDetector(rate_hz, p.threshold_deg, p.hysteresis_deg, p.min_duration_s)
-        self._cal_samples = max(1, round(p.calibration_s * rate_hz))
+        self._cal_samples = self._calibration_samples(p)
         self._cal_sum = np.zeros(3)
         self._cal_n = 0
         self._r_sensor_to_body: Float2D | None = None
@@ -180,10 +180,10 @@ class PostureTracker:
         self.slouch.set_thresholds(params.threshold_deg, params.hysteresis_deg, params.min_duration_s)
         self.activity.set_lying_deg(params.lying_deg)
         if not self.calibrated:
-            self._cal_samples = max(1, round(params.calibration_s * self.rate_hz))
-        if params.mount_yaw_deg != old.mount_yaw_deg and self._r_sensor_to_body is not None:
-            self._r_sensor_to_body = yaw_rotation(params.mount_yaw_deg) @ neutral_alignment(self._cal_sum)
+            self._cal_samples = self._calibration_samples(params)
         self.params = params
+        if params.mount_yaw_deg != old.mount_yaw_deg and self._r_sensor_to_body is not None:
+            self._r_sensor_to_body = self._body_rotation()
 
     def reset_motion(self) -> None:
         """Call after a gap in the data: the orientation filter restarts its motion state.
@@ -232,13 +232,19 @@ class PostureTracker:
             i = m
         if i < n:
             if self._r_sensor_to_body is None:  # fixed once calibration is complete
-                self._r_sensor_to_body = yaw_rotation(self.params.mount_yaw_deg) @ neutral_alignment(
-                    self._cal_sum
-                )
+                self._r_sensor_to_body = self._body_rotation()
             f, la = trunk_angles_deg(up[i:] @ self._r_sensor_to_body.T)
             flex[i:], lat[i:] = f, la
             self.remount.update(up[i:], acc[i:], self._neutral_up())
         return self._classify(acc, flex, lat, i, start_up)
+
+    def _calibration_samples(self, params: PostureParams) -> int:
+        """Samples of the auto-captured neutral for ``params.calibration_s``."""
+        return max(1, round(params.calibration_s * self.rate_hz))
+
+    def _body_rotation(self) -> Float2D:
+        """``R_sensor_to_body`` from the captured neutral and the params' mount yaw."""
+        return yaw_rotation(self.params.mount_yaw_deg) @ neutral_alignment(self._cal_sum)
 
     def _neutral_up(self) -> Float1D:
         """:attr:`neutral_up_sensor` once calibrated, computed once (it is fixed until set_neutral)."""
